@@ -1,0 +1,42 @@
+"""Run-time settings every notebook shares: fast mode, grading mode, cache place, threads.
+
+Introduced in lesson 00. All settings come from environment variables so that the same
+notebook runs unchanged for a student, under the test-suite and under nbgrader:
+
+* ``INFERLAB_FAST=1``   - fast mode: every cell still runs, with fewer tokens and repeats.
+  The test-suite and continuous integration set it.
+* ``NBGRADER_EXECUTION`` - set by nbgrader while it validates or autogrades. Cells that only
+  make sense on a GPU or take long are skipped then, and say so. Grading implies fast mode.
+* ``INFERLAB_CACHE``    - where converted models live (default ``~/.cache/inferlab``).
+* ``INFERLAB_THREADS``  - how many CPU threads PyTorch may use (default: see ``pin_threads``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def grading() -> bool:
+    """True while nbgrader executes the notebook (validate or autograde)."""
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def fast_mode() -> bool:
+    """True when notebooks should use small workloads (tests, CI, grading)."""
+    return _flag("INFERLAB_FAST") or grading()
+
+
+def cache_dir() -> Path:
+    """Folder for converted models and other derived artefacts (never inside the repository)."""
+    env = os.environ.get("INFERLAB_CACHE")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "inferlab"
+    return base
+
+
+def pick(full, fast):
+    """Return ``fast`` in fast mode, else ``full``: ``n_tokens = pick(128, 16)``."""
+    return fast if fast_mode() else full
