@@ -1,0 +1,69 @@
+"""Helpers for the notebook tests: discovery, execution, nbgrader validation, mutation runs."""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+HIDDEN = re.compile(r"^\s*### (BEGIN|END) HIDDEN TESTS\s*$")
+
+
+def lesson_ids() -> list[str]:
+    from autograder.pipeline import assignments
+    return assignments(REPO)
+
+
+def solution_path(lesson: str) -> Path:
+    return REPO / "solutions" / lesson / f"{lesson}.ipynb"
+
+
+def release_path(lesson: str) -> Path:
+    return REPO / "course" / lesson / f"{lesson}.ipynb"
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def execute(path: Path, timeout: int = 900, extra_env: dict | None = None) -> nbformat.NotebookNode:
+    """Run every cell of a notebook (in its folder) and return it with outputs; raise on error."""
+    from nbclient import NotebookClient
+    nb = read(path)
+    env = dict(os.environ, **(extra_env or {}))
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return nb
+
+
+def cells(nb, kind: str):
+    """Answer cells (kind='solution') or graded test cells (kind='grade')."""
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get(kind)]
+
+
+def visible_part(source: str) -> str:
+    lines = source.splitlines()
+    for i, line in enumerate(lines):
+        if HIDDEN.match(line) and "BEGIN" in line:
+            return "\n".join(lines[:i])
+    return source
+
+
+def without_markers(source: str) -> str:
+    return "\n".join(l for l in source.splitlines() if not HIDDEN.match(l))
+
+
+def mutants_of(lesson: str):
+    """(MUTANTS, CONTEXT) from tests/mutants/<lesson>.py."""
+    module = importlib.import_module(f"tests.mutants.{lesson}")
+    return module.MUTANTS, getattr(module, "CONTEXT", "")

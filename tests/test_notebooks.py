@@ -1,0 +1,107 @@
+"""Every lesson notebook, checked the way a student, nbgrader and a reviewer would use it.
+
+* the source follows the authoring rules and has no outputs (nor has its release);
+* the solution runs top to bottom in fast mode with the embedded model;
+* ``nbgrader validate`` passes on the solution;
+* ``nbgrader validate --invert`` on the released stubs: every graded test fails;
+* for every exercise, wrong answers that pass the visible tests fail the hidden ones.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import traceback
+
+import pytest
+
+from autograder.authoring import problems
+from autograder.pipeline import answer_code
+from tests import notebooks as nbt
+
+LESSONS = nbt.lesson_ids()
+
+
+def test_there_are_lessons():
+    assert "00_why_inference_is_slow" in LESSONS
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_source_follows_the_rules(lesson):
+    assert problems(nbt.read(nbt.solution_path(lesson))) == []
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_release_exists_without_outputs_or_solutions(lesson):
+    path = nbt.release_path(lesson)
+    assert path.is_file(), f"run `make release`: {path} is missing"
+    nb = nbt.read(path)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and not cell.execution_count
+        assert "### BEGIN SOLUTION" not in cell.source
+        assert "### BEGIN HIDDEN TESTS" not in cell.source
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_solution_runs_top_to_bottom(lesson):
+    nbt.execute(nbt.solution_path(lesson))
+
+
+def _validate(path, *flags):
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "validate", *flags, str(path)],
+                            cwd=path.parent, capture_output=True, text=True)
+    return result.stdout + result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_nbgrader_validate_passes_on_solution(lesson):
+    output = _validate(nbt.solution_path(lesson))
+    assert "Success! Your notebook passes all the tests." in output, output[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_graded_test_fails_on_released_stubs(lesson):
+    output = _validate(nbt.release_path(lesson), "--invert")
+    assert "NOTEBOOK PASSED ON" not in output and "Success!" in output, output[-3000:]
+
+
+def _run(source: str, namespace: dict) -> str | None:
+    """Execute ``source``; return None on success or a one-line reason on failure."""
+    try:
+        exec(compile(source, "<cell>", "exec"), namespace)
+        return None
+    except Exception as error:  # noqa: BLE001 - any failure of a test cell counts
+        return f"{error.__class__.__name__}: {error}".splitlines()[0][:200] or traceback.format_exc(limit=1)
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_hidden_tests_reject_wrong_answers(lesson):
+    nb = nbt.read(nbt.solution_path(lesson))
+    answers = {c.metadata["nbgrader"]["grade_id"]: answer_code(c.source) for c in nbt.cells(nb, "solution")}
+    tests = [c.source for c in nbt.cells(nb, "grade")]
+    mutants, context = nbt.mutants_of(lesson)
+    assert set(answers) <= set(mutants), f"answer cells without mutants: {sorted(set(answers) - set(mutants))}"
+
+    def namespace_with(replaced: str | None = None, wrong: str | None = None) -> dict:
+        namespace: dict = {}
+        exec(context, namespace)
+        for grade_id, code in answers.items():
+            exec(wrong if grade_id == replaced else code, namespace)
+        return namespace
+
+    # The reference answers pass every test, visible and hidden, in this isolated setting.
+    namespace = namespace_with()
+    for source in tests:
+        assert _run(nbt.without_markers(source), namespace) is None, source[:200]
+
+    for grade_id, wrong_answers in mutants.items():
+        assert wrong_answers, f"no mutant for {grade_id}"
+        for wrong in wrong_answers:
+            namespace = namespace_with(grade_id, wrong)
+            visible = [_run(nbt.visible_part(s), namespace) for s in tests]
+            assert visible == [None] * len(tests), f"mutant of {grade_id} must pass the visible tests: {visible}"
+            hidden = [_run(nbt.without_markers(s), namespace) for s in tests]
+            assert any(hidden), f"a wrong {grade_id} passes the hidden tests too:\n{wrong}"
