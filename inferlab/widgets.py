@@ -42,9 +42,9 @@ def cost_calculator(monthly_cost: Callable[..., float], measured_tokens_per_s: f
     price = w.FloatSlider(value=2.0, min=0.1, max=12.0, step=0.05, description="GPU $ per hour",
                           style=style, layout=layout)
     source = w.ToggleButtons(options=[measured_label, "entered"], value="entered",
-                             description="throughput", style=style)
-    entered = w.FloatLogSlider(value=1389, base=10, min=0, max=5, step=0.01, readout_format=".4s",
-                               description="entered tokens/s", style=style, layout=layout)
+                             description="throughput", style={**style, "button_width": "240px"})
+    entered = w.BoundedFloatText(value=round(50e6 / 36000, 1), min=0.01, max=1e7,
+                                 description="entered tokens/s", style=style, layout=layout)
     utilization = w.FloatSlider(value=1.0, min=0.05, max=1.0, step=0.05, description="utilisation",
                                 style=style, layout=layout)
     speedup = w.FloatSlider(value=10.0, min=1.0, max=30.0, step=0.5, description="speed-up from optimizing",

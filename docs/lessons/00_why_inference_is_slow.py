@@ -310,9 +310,9 @@ for bad in [dict(tokens_per_s=0), dict(tokens_per_s=-5), dict(utilization=0)]:
 
 # %% [markdown]
 # ### The 1M-queries-a-day scenario
-# The tutorial says optimization takes this service from **$600 to $60 per month**. Your function
+# The tutorial says optimization takes this service from **600 to 60 dollars a month**. Your function
 # reproduces that only under assumptions the tutorial does not spell out - 50 tokens per query, a
-# $2/hour GPU, 1,389 tokens/s, paying only for busy time (utilisation 100 %), then a 10x speed-up.
+# 2-dollar-an-hour GPU, 1,389 tokens/s, paying only for busy time (utilisation 100 %), then a 10x speed-up.
 # Move the controls: switch the throughput to what *this* machine measured at batch 16, lower the
 # utilisation to what a GPU reserved around the clock would see, or change the speed-up.
 

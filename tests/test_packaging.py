@@ -1,0 +1,78 @@
+"""The set-up files agree: pyproject ranges, requirements pins, environment.yml, Colab links."""
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+from packaging.requirements import Requirement
+
+from autograder.authoring import setup_cell
+from autograder.pipeline import assignments
+from inferlab.course import REPO_URL, colab_url
+from tests import notebooks as nbt
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pyproject_requirements() -> dict[str, Requirement]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    lines = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        lines += extra
+    return {Requirement(line).name.lower(): Requirement(line) for line in lines}
+
+
+def _pins(lines) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith(("#", "-")):
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", f"{line} is not pinned"
+            pins[requirement.name.lower()] = spec.version
+    return pins
+
+
+def _environment_pins() -> dict[str, str]:
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e ." in pip_section, "environment.yml must install the course package itself"
+    return _pins(pip_section)
+
+
+def test_environment_yml_equals_requirements():
+    assert _environment_pins() == _pins((REPO / "requirements.txt").read_text().splitlines())
+
+
+def test_pyproject_and_environment_name_the_same_packages_and_agree():
+    ranges, pins = _pyproject_requirements(), _environment_pins()
+    assert set(ranges) == set(pins)
+    for name, version in pins.items():
+        assert ranges[name].specifier.contains(version, prereleases=True), \
+            f"{name}=={version} (environment.yml) is outside pyproject's {ranges[name]}"
+
+
+def test_constraints_pin_what_requirements_pin():
+    constraints = _pins((REPO / "constraints.txt").read_text().splitlines())
+    for name, version in _pins((REPO / "requirements.txt").read_text().splitlines()).items():
+        assert constraints.get(name) == version, f"{name}: requirements {version}, constraints {constraints.get(name)}"
+
+
+def test_every_notebook_starts_with_the_shared_setup_cell():
+    for lesson in assignments(REPO):
+        for path in (nbt.solution_path(lesson), nbt.release_path(lesson)):
+            assert nbt.read(path).cells[0].source == setup_cell(), path
+    assert REPO_URL in setup_cell()
+
+
+def test_readme_links_every_notebook_to_colab():
+    readme = (REPO / "README.md").read_text()
+    for lesson in assignments(REPO):
+        assert colab_url(f"course/{lesson}/{lesson}.ipynb") in readme, f"README lacks the Colab link of {lesson}"
+    assert "make demo" in readme and "make test" in readme
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^\s*make test\b", ci, re.M)
