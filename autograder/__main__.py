@@ -36,6 +36,7 @@ def demo() -> int:
     pipeline.release()
     print(f"   {len(pipeline.assignments())} notebooks released in {time.perf_counter() - start:.1f} s")
     print(f"== 2/5 submission: '{DEMO_STUDENT}' submits the released notebooks, solved", flush=True)
+    pipeline.nbgrader("db", "student", "add", DEMO_STUDENT, "--first-name", "Demo", "--last-name", "Student")
     for assignment in pipeline.assignments():
         pipeline.submit(DEMO_STUDENT, assignment, pipeline.solved_release(assignment))
     print("== 3/5 autograde (nbgrader, into gradebook.db)", flush=True)
