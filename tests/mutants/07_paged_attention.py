@@ -1,0 +1,95 @@
+"""Plausible wrong answers for lesson 07; each passes the visible tests and fails the hidden ones."""
+
+CONTEXT = "import math\nfrom collections import deque\nimport torch\n"
+
+_BASE = '''
+class MyBlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.num_blocks, self.block_size = num_blocks, block_size
+        self.free_blocks = deque(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+
+    @property
+    def num_free_blocks(self):
+        return len(self.free_blocks)
+
+    @property
+    def num_used_blocks(self):
+        return self.num_blocks - len(self.free_blocks)
+
+    def can_allocate(self, seq):
+        return self.num_free_blocks >= math.ceil(len(seq) / self.block_size)
+
+    def can_append(self, seq):
+        return self.num_free_blocks >= 1
+
+    def _take(self):
+        if not self.free_blocks:
+            raise RuntimeError("out of KV-cache blocks")
+        block = self.free_blocks.popleft()
+        self.ref_counts[block] = 1
+        return block
+
+    def allocate(self, seq):
+        seq.block_table = [self._take() for _ in range(math.ceil(len(seq) / self.block_size))]
+
+    def append_slot(self, seq):
+        position = len(seq) - 1
+        if position // self.block_size >= len(seq.block_table):
+            seq.block_table.append(self._take())
+            return []
+        last = seq.block_table[-1]
+        if self.ref_counts[last] > 1:
+            new = self._take()
+            self.ref_counts[last] -= 1
+            seq.block_table[-1] = new
+            return [(last, new)]
+        return []
+
+    def free(self, seq):
+        for block in seq.block_table:
+            self.ref_counts[block] -= 1
+            if self.ref_counts[block] == 0:
+                self.free_blocks.append(block)
+        seq.block_table = []
+
+    def fork(self, parent, child):
+        for block in parent.block_table:
+            self.ref_counts[block] += 1
+        child.block_table = list(parent.block_table)
+'''
+
+_PAGED = '''
+def paged_attention(q, k_cache, v_cache, block_table, context_len):
+    block_size = k_cache.shape[1]
+    blocks = torch.as_tensor(block_table[: math.ceil(context_len / block_size)])
+    k = k_cache[blocks].flatten(0, 1)[:context_len]
+    v = v_cache[blocks].flatten(0, 1)[:context_len]
+    scores = torch.einsum("hd,nhd->hn", q, k) / math.sqrt(q.shape[-1])
+    return torch.einsum("hn,nhd->hd", scores.softmax(-1), v)
+'''
+
+MUTANTS = {
+    "block_manager": [
+        # Off by one: takes a new block when the last one has just been filled, not when it overflows.
+        _BASE.replace("if position // self.block_size >= len(seq.block_table):",
+                      "if len(seq) % self.block_size == 0:"),
+        # No copy-on-write: writes into a block other sequences still share.
+        _BASE.replace("if self.ref_counts[last] > 1:", "if False:"),
+        # Frees shared blocks as soon as one owner is done.
+        _BASE.replace("            if self.ref_counts[block] == 0:\n                self.free_blocks.append(block)",
+                      "            self.free_blocks.append(block)"),
+        # Fork copies the table but not the references.
+        _BASE.replace("            self.ref_counts[block] += 1\n", "            pass\n"),
+        # Reuses the most recently freed block first.
+        _BASE.replace("self.free_blocks.append(block)", "self.free_blocks.appendleft(block)"),
+    ],
+    "paged_attention": [
+        # Ignores the block table: reads blocks 0, 1, 2, ...
+        _PAGED.replace("blocks = torch.as_tensor(block_table[: math.ceil(context_len / block_size)])",
+                       "blocks = torch.arange(math.ceil(context_len / block_size))"),
+        # Attends over the whole last block, not only the first context_len positions.
+        _PAGED.replace("k = k_cache[blocks].flatten(0, 1)[:context_len]", "k = k_cache[blocks].flatten(0, 1)")
+              .replace("v = v_cache[blocks].flatten(0, 1)[:context_len]", "v = v_cache[blocks].flatten(0, 1)"),
+    ],
+}
