@@ -58,7 +58,7 @@ browser:
 	  else echo "chromium not found and cannot install it: the browser test will be skipped"; fi; }
 
 test: setup browser
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lab: setup
 	$(BIN)/jupyter lab course/

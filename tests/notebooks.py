@@ -29,7 +29,7 @@ def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
 
 
-def execute(path: Path, timeout: int = 900, extra_env: dict | None = None) -> nbformat.NotebookNode:
+def execute(path: Path, timeout: int = 600, extra_env: dict | None = None) -> nbformat.NotebookNode:
     """Run every cell of a notebook (in its folder) and return it with outputs; raise on error."""
     from nbclient import NotebookClient
     nb = read(path)

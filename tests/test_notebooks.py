@@ -12,11 +12,13 @@ import subprocess
 import sys
 import traceback
 
+import psutil
 import pytest
 
 from autograder.authoring import problems
 from autograder.pipeline import answer_code
 from tests import notebooks as nbt
+from tests.test_serving_servers import ListenWatcher, assert_no_descendants
 
 LESSONS = nbt.lesson_ids()
 
@@ -42,10 +44,26 @@ def test_release_exists_without_outputs_or_solutions(lesson):
         assert "### BEGIN HIDDEN TESTS" not in cell.source
 
 
+# Lessons that start servers run one at a time (one xdist group): two Ray or vLLM instances
+# started side by side compete for the same machine-wide resources.
+SERVER_LESSONS = {"10_serving_engines", "11_distributed_serving"}
+
+
+def _execution_params():
+    return [pytest.param(lesson, marks=pytest.mark.xdist_group("servers")) if lesson in SERVER_LESSONS
+            else lesson for lesson in LESSONS]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("lesson", LESSONS)
+@pytest.mark.parametrize("lesson", _execution_params())
 def test_solution_runs_top_to_bottom(lesson):
-    nbt.execute(nbt.solution_path(lesson))
+    """Runs every cell; meanwhile every listening socket must be on loopback, and afterwards no
+    process the notebook started may be left."""
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with ListenWatcher(interval=0.2) as watcher:
+        nbt.execute(nbt.solution_path(lesson))
+    assert not watcher.outside_loopback(), f"{lesson} listened outside loopback: {watcher.outside_loopback()}"
+    assert_no_descendants(before, grace=30)
 
 
 def _validate(path, *flags):
