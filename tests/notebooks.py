@@ -31,10 +31,14 @@ def read(path: Path) -> nbformat.NotebookNode:
 
 def execute(path: Path, timeout: int = 600, extra_env: dict | None = None) -> nbformat.NotebookNode:
     """Run every cell of a notebook (in its folder) and return it with outputs; raise on error."""
+    from jupyter_client import KernelManager
     from nbclient import NotebookClient
     nb = read(path)
     env = dict(os.environ, **(extra_env or {}))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    # Unix-socket (ipc) transport: TCP ports picked by concurrent kernel launches can collide,
+    # leaving a client listening to another kernel's messages - a silent hang.
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=ipc_socket_base())
+    client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     old = dict(os.environ)
     os.environ.update(env)
@@ -43,7 +47,20 @@ def execute(path: Path, timeout: int = 600, extra_env: dict | None = None) -> nb
     finally:
         os.environ.clear()
         os.environ.update(old)
+        if km.has_kernel:  # the client shuts down only kernels it started itself
+            km.shutdown_kernel(now=True)
     return nb
+
+
+def ipc_socket_base() -> str:
+    """A fresh path prefix for a kernel's unix sockets (short: socket paths are limited)."""
+    import tempfile
+    return os.path.join(tempfile.mkdtemp(prefix="ilk-"), "k")
+
+
+def nbgrader_ipc_flags() -> list[str]:
+    """Command-line flags that make nbgrader's kernels use unix sockets too."""
+    return ["--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_socket_base()}"]
 
 
 def cells(nb, kind: str):

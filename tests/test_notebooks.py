@@ -67,7 +67,7 @@ def test_solution_runs_top_to_bottom(lesson):
 
 
 def _validate(path, *flags):
-    result = subprocess.run([sys.executable, "-m", "nbgrader", "validate", *flags, str(path)],
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "validate", *flags, *nbt.nbgrader_ipc_flags(), str(path)],
                             cwd=path.parent, capture_output=True, text=True)
     return result.stdout + result.stderr
 
