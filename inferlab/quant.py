@@ -316,10 +316,33 @@ class QuantLinear(nn.Module):
             layer.bias.copy_(linear.bias.detach())
         return layer.to(linear.weight.device)
 
+    def _code_values(self) -> torch.Tensor:
+        """Float value of each code before scaling: ``q - 2**(bits-1)`` (absmax), the NF4 level
+        (nf4) or ``q`` itself (zeropoint, minmax: their offsets are applied per row later)."""
+        codes = torch.arange(256 if not self.scheme.packed else 16, dtype=torch.float32)
+        if self.scheme.method == "absmax":
+            return codes - 2 ** (self.scheme.bits - 1)
+        if self.scheme.method == "nf4":
+            return NF4_CODEBOOK
+        return codes
+
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        codes = unpack_int4(self.codes, self.codes_per_row) if self.scheme.packed else self.codes
-        offset = None if self.offset is None else self.offset.float()
-        view = dequantize_view(codes, self.scale.float(), offset, self.scheme)
+        values = self._code_values().to(self.codes.device)
+        if self.scheme.packed:
+            # One table lookup per *byte* decodes both nibbles at once: 256 rows of (low, high).
+            table = torch.stack([values.repeat(16), values.repeat_interleave(16)], dim=1)
+            view = F.embedding(self.codes.int(), table).flatten(-2)[..., :self.codes_per_row]
+        elif self.scheme.method == "nf4":
+            view = values[self.codes.long()]
+        else:  # 8-bit codes: the value is the code itself, shifted for absmax
+            view = self.codes.float() - (2 ** (self.scheme.bits - 1) if self.scheme.method == "absmax" else 0)
+        scale = self.scale.float()
+        if self.scheme.method == "zeropoint":
+            view = (view - self.offset.float()) * scale
+        elif self.scheme.method == "minmax":
+            view = view * scale + self.offset.float()
+        else:
+            view = view * scale
         w = from_groups(view, (self.out_features, self.in_features), self.scheme.granularity,
                         self.scheme.group_size)
         return w.to(dtype)
