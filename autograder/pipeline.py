@@ -84,18 +84,22 @@ def submit(student: str, assignment: str, notebook: nbformat.NotebookNode,
 def autograde(student: str, assignment: str, root: Path = REPO) -> subprocess.CompletedProcess:
     """Autograde one submission into the gradebook (errors in the student's cells are graded,
     not raised: nbgrader records the failing cells and keeps the other points)."""
-    return nbgrader("autograde", assignment, "--student", student, "--force", *_kernel_flags(),
+    return nbgrader("autograde", assignment, "--student", student, "--force", *kernel_flags(),
                     root=root, check=False)
 
 
-def _kernel_flags() -> list[str]:
+def ipc_socket_base() -> str:
+    """A fresh, short path prefix for one kernel's unix sockets (socket paths are length-limited)."""
+    import tempfile
+    return os.path.join(tempfile.mkdtemp(prefix="ilk-"), "k")
+
+
+def kernel_flags() -> list[str]:
     """On POSIX, kernels talk over unix sockets: TCP ports chosen by kernels started at the same
     time by other processes can collide and leave a grader waiting on the wrong kernel."""
     if os.name != "posix":
         return []
-    import tempfile
-    return ["--KernelManager.transport=ipc",
-            f"--KernelManager.ip={os.path.join(tempfile.mkdtemp(prefix='ilk-'), 'k')}"]
+    return ["--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_socket_base()}"]
 
 
 def feedback(student: str, assignment: str, root: Path = REPO) -> subprocess.CompletedProcess:

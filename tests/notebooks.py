@@ -33,11 +33,13 @@ def execute(path: Path, timeout: int = 600, extra_env: dict | None = None) -> nb
     """Run every cell of a notebook (in its folder) and return it with outputs; raise on error."""
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
+
+    from autograder import pipeline
     nb = read(path)
     env = dict(os.environ, **(extra_env or {}))
     # Unix-socket (ipc) transport: TCP ports picked by concurrent kernel launches can collide,
     # leaving a client listening to another kernel's messages - a silent hang.
-    km = KernelManager(kernel_name="python3", transport="ipc", ip=ipc_socket_base())
+    km = KernelManager(kernel_name="python3", transport="ipc", ip=pipeline.ipc_socket_base())
     client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     old = dict(os.environ)
@@ -50,17 +52,6 @@ def execute(path: Path, timeout: int = 600, extra_env: dict | None = None) -> nb
         if km.has_kernel:  # the client shuts down only kernels it started itself
             km.shutdown_kernel(now=True)
     return nb
-
-
-def ipc_socket_base() -> str:
-    """A fresh path prefix for a kernel's unix sockets (short: socket paths are limited)."""
-    import tempfile
-    return os.path.join(tempfile.mkdtemp(prefix="ilk-"), "k")
-
-
-def nbgrader_ipc_flags() -> list[str]:
-    """Command-line flags that make nbgrader's kernels use unix sockets too."""
-    return ["--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_socket_base()}"]
 
 
 def cells(nb, kind: str):

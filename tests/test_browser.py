@@ -12,7 +12,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from inferlab.serving.process import free_port
 from tests import notebooks as nbt
 
 LESSON = "00_why_inference_is_slow"
@@ -30,12 +30,6 @@ SCREENSHOT = nbt.REPO / "docs" / "jupyterlab-notebook-00.png"
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture()
 def jupyterlab(tmp_path):
     if CHROMIUM is None:
@@ -43,7 +37,7 @@ def jupyterlab(tmp_path):
             pytest.fail("Chromium is missing in CI: `make browser` should have installed it")
         pytest.skip("Chromium is not installed (make browser)")
     shutil.copy(nbt.solution_path(LESSON), tmp_path / f"{LESSON}.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = dict(os.environ, INFERLAB_FAST="1", JUPYTER_CONFIG_DIR=str(tmp_path / ".jupyter"),
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     server = subprocess.Popen(

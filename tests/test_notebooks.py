@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from autograder.authoring import problems
-from autograder.pipeline import answer_code
+from autograder.pipeline import answer_code, kernel_flags
 from tests import notebooks as nbt
 from tests.test_serving_servers import ListenWatcher, assert_no_descendants
 
@@ -67,7 +67,7 @@ def test_solution_runs_top_to_bottom(lesson):
 
 
 def _validate(path, *flags):
-    result = subprocess.run([sys.executable, "-m", "nbgrader", "validate", *flags, *nbt.nbgrader_ipc_flags(), str(path)],
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "validate", *flags, *kernel_flags(), str(path)],
                             cwd=path.parent, capture_output=True, text=True)
     return result.stdout + result.stderr
 
