@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import gpu_kernels
 from .kv_cache import PagedKVCache
 from .weights import LayerWeights, LlamaWeights, ModelConfig, rms_norm, rotate_half  # noqa: F401
 
@@ -85,7 +86,8 @@ class StepInputs:
     pad_index: torch.Tensor | None  # [N] row of each new token in the padded [B*Q] layout
     mask: torch.Tensor | None    # [B, 1, Q, L] which keys each query may see (None: all)
     logits_index: torch.Tensor   # rows of the packed tokens whose logits we need
-    fused_decode: bool = False   # decode: attend straight over the blocks (paged_decode_attention)
+    decode_kernel: str | None = None  # decode: attend straight over the blocks, with "fused"
+    #                                   (paged_decode_attention) or "triton" (gpu_kernels.py)
 
 
 class ModelRunner:
@@ -103,6 +105,9 @@ class ModelRunner:
         self.split = [c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim]
         self.max_model_len = max_model_len or c.max_position
         self._rope_tables(self.max_model_len)
+        # decode attention: "triton" (gpu_kernels.py, where Triton and CUDA are), "sdpa" on the
+        # gathered K/V, or "fused" (paged_decode_attention, element-wise ops for torch.compile)
+        self.decode_attention = "triton" if gpu_kernels.available(self.device) else "sdpa"
         self.graphs: dict = {}
         self._graph_pool = None
         self._compiled = None
@@ -147,8 +152,9 @@ class ModelRunner:
             return torch.tensor(values, dtype=torch.long, device=dev)
 
         pad_index = mask = None
+        kernel = None if is_prefill or all_logits or self.decode_attention == "sdpa" else self.decode_attention
         uniform = all(q == max_query for q in q_lens) and all(c == max_len for c in ctx_lens)
-        if not (uniform and max_query == 1):
+        if kernel is None and not (uniform and max_query == 1):
             if not all(q == max_query for q in q_lens):
                 pad_index = t([b * max_query + j for b, q in enumerate(q_lens) for j in range(q)])
             # query j of sequence b sits at position ctx_b - q_b + j; padding sees key 0 only
@@ -158,18 +164,34 @@ class ModelRunner:
             keys = torch.arange(max_len)
             mask = (keys[None, None, :] <= qpos[:, :, None]).to(dev)[:, None]
         return StepInputs(t(ids), t(positions), t(slots), t(tables), t(ctx_lens), max_len,
-                          max_query, pad_index, mask, t(logits_index))
+                          max_query, pad_index, mask, t(logits_index), kernel)
 
     # -------------------------------------------------------------------------- forward
-    def attention(self, layer: int, q, k, v, inp: StepInputs) -> torch.Tensor:
-        """Store the new K/V, then attend each query over its sequence's cached keys."""
+    def rope_and_store(self, layer: int, qkv: torch.Tensor, inp: StepInputs, cos, sin) -> torch.Tensor:
+        """Rotate the new queries and keys by their positions (RoPE), store keys and values in the
+        cache; return the queries ``[tokens, heads, d]``. One Triton kernel in Triton decode steps."""
         c = self.config
-        self.cache.write(layer, inp.slot_mapping, k, v)
-        if inp.fused_decode:
-            out = paged_decode_attention(q.view(-1, c.num_heads, c.head_dim),
-                                         self.cache.blocks(self.cache.k[layer]),
-                                         self.cache.blocks(self.cache.v[layer]), inp.block_tables, inp.context_lens,
-                                         inp.max_len, self.cache.block_size, self.scale)
+        if inp.decode_kernel == "triton":
+            return gpu_kernels.rope_and_store(qkv, self.cos, self.sin, inp.positions, inp.slot_mapping,
+                                              self.cache.k[layer], self.cache.v[layer], c.num_heads,
+                                              c.num_kv_heads)
+        n = qkv.shape[0]
+        q, k, v = qkv.split(self.split, dim=-1)
+        q = q.view(n, c.num_heads, c.head_dim)
+        k = k.view(n, c.num_kv_heads, c.head_dim)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        self.cache.write(layer, inp.slot_mapping, k, v.view(n, c.num_kv_heads, c.head_dim))
+        return q
+
+    def attention(self, layer: int, q, inp: StepInputs) -> torch.Tensor:
+        """Attend each query over its sequence's cached keys (the new ones already stored)."""
+        c = self.config
+        if inp.decode_kernel is not None:
+            kernel = gpu_kernels.decode_attention if inp.decode_kernel == "triton" else paged_decode_attention
+            out = kernel(q.view(-1, c.num_heads, c.head_dim), self.cache.blocks(self.cache.k[layer]),
+                         self.cache.blocks(self.cache.v[layer]), inp.block_tables, inp.context_lens,
+                         inp.max_len, self.cache.block_size, self.scale)
             return out.reshape(-1, c.num_heads * c.head_dim)
         keys, values = self.cache.gather(layer, inp.block_tables, inp.max_len)  # [B, L, kvh, d]
         batch, width = keys.shape[0], inp.max_query
@@ -191,17 +213,14 @@ class ModelRunner:
     def forward(self, inp: StepInputs) -> torch.Tensor:
         """Logits (fp32) at ``inp.logits_index`` of the packed tokens."""
         c, w = self.config, self.weights
-        n = inp.input_ids.shape[0]
         h = F.embedding(inp.input_ids, w.embed)
-        cos, sin = self.cos[inp.positions][:, None], self.sin[inp.positions][:, None]
+        cos = sin = None
+        if inp.decode_kernel != "triton":
+            cos, sin = self.cos[inp.positions][:, None], self.sin[inp.positions][:, None]
         for i, layer in enumerate(w.layers):
             x = rms_norm(h, layer.input_norm, c.rms_norm_eps)
-            q, k, v = F.linear(x, layer.qkv, layer.qkv_bias).split(self.split, dim=-1)
-            q = q.view(n, c.num_heads, c.head_dim)
-            k = k.view(n, c.num_kv_heads, c.head_dim)
-            q = q * cos + rotate_half(q) * sin
-            k = k * cos + rotate_half(k) * sin
-            o = self.attention(i, q, k, v.view(n, c.num_kv_heads, c.head_dim), inp)
+            q = self.rope_and_store(i, F.linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
+            o = self.attention(i, q, inp)
             h = h + F.linear(o, layer.o)
             x = rms_norm(h, layer.post_norm, c.rms_norm_eps)
             gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
@@ -219,7 +238,6 @@ class ModelRunner:
 
     # ---------------------------------------------------------------------- CUDA graphs
     graphs_enabled = False
-    decode_attention = "sdpa"     # or "fused": paged_decode_attention (best under torch.compile)
     batch_buckets = (1, 2, 4, 8, 16, 32, 64, 128, 256)
     min_length_bucket = 128
 
@@ -235,17 +253,22 @@ class ModelRunner:
         """One decode step from a packed int64 buffer [ids | positions | slots | ctx | tables]."""
         ids, positions, slots, ctx = packed[:4 * batch].view(4, batch)
         tables = packed[4 * batch:].view(batch, width)
-        keys = torch.arange(length, device=packed.device)
-        mask = (keys[None, :] < ctx[:, None])[:, None, None, :]
+        kernel = None if self.decode_attention == "sdpa" else self.decode_attention
+        mask = None
+        if kernel is None:
+            keys = torch.arange(length, device=packed.device)
+            mask = (keys[None, :] < ctx[:, None])[:, None, None, :]
         inp = StepInputs(ids, positions, slots, tables, ctx, length, 1, None, mask,
-                         torch.arange(batch, device=packed.device),
-                         fused_decode=self.decode_attention == "fused")
+                         torch.arange(batch, device=packed.device), decode_kernel=kernel)
         return self.forward(inp)
 
     def _bucket(self, batch: int, length: int) -> tuple[int, int]:
         """Shape of the graph that serves this step: batch and context rounded up, so a few
-        graphs serve every step and attention reads little more than the filled cache."""
+        graphs serve every step and attention reads little more than the filled cache. The
+        Triton kernel stops at each sequence's own length by itself: one length serves all."""
         b = next((x for x in self.batch_buckets if x >= batch), batch)
+        if self.decode_attention == "triton":
+            return b, self.max_model_len
         ln = self.min_length_bucket
         while ln < length:
             ln *= 2
@@ -270,7 +293,7 @@ class ModelRunner:
             out = fn(packed, batch, width, length)
         self._graph_pool = graph.pool()
         host = torch.zeros_like(packed, device="cpu").pin_memory()
-        self.graphs[(batch, length)] = (graph, packed, host, out, width)
+        self.graphs[(batch, length)] = (graph, packed, host, host.numpy(), out, width)
         return self.graphs[(batch, length)]
 
     def pack_decode(self, seqs, batch: int, width: int) -> list[int]:
@@ -292,8 +315,8 @@ class ModelRunner:
     def _run_graph(self, seqs) -> torch.Tensor:
         batch, length = self._bucket(len(seqs), max(len(s) for s in seqs))
         entry = self.graphs.get((batch, length)) or self.capture_decode(batch, length)
-        graph, packed, host, out, width = entry
-        host.copy_(torch.tensor(self.pack_decode(seqs, batch, width), dtype=torch.long))
+        graph, packed, host, host_array, out, width = entry
+        host_array[:] = self.pack_decode(seqs, batch, width)   # into pinned memory, one async copy
         packed.copy_(host, non_blocking=True)
         graph.replay()
         return out[:len(seqs)]

@@ -1,0 +1,192 @@
+"""The engine's two hand-written GPU kernels, in Triton, for the decode step (lesson 09's GPU section).
+
+**Decode attention.** In a decode step each sequence brings one new query per head and attends
+over its whole cached context. Done with generic operations, that step either copies every key
+and value out of the paged cache first (``PagedKVCache.gather``) or runs a general attention
+kernel over a padded, masked length. With batch 1 both waste the GPU: a general kernel gives each
+of the 32 heads one thread block, so 32 of an H100's 132 multiprocessors do all the reading.
+``decode_attention`` does what vLLM's paged attention and FlashDecoding do:
+
+* **split the context**: program ``(b, h, s)`` handles sequence ``b``, query head ``h`` and the
+  ``s``-th chunk of its context, so even batch 1 launches hundreds of programs;
+* **read through the block table**: the cache slot of position ``p`` is
+  ``table[p // block_size] * block_size + p % block_size``; nothing is copied;
+* **read only the filled cache**: a program stops at the sequence's context length, however long
+  the padded length of a CUDA-graph bucket is (so one graph serves every length);
+* **online softmax** (lesson 09's exercise) inside a chunk, then a second small kernel merges the
+  chunks' partial results with the same rescaling rule.
+
+**RoPE + cache write.** Before attention, the new queries and keys are rotated by their position
+(RoPE) and the keys and values stored at their cache slots. As PyTorch operations, even fused by
+``torch.compile``, that is three kernels per layer (queries, keys + store, values + store);
+``rope_and_store`` is one. At batch 1 every kernel costs a few microseconds of launch and ramp-up
+whatever its size, and a Llama-2-7B step has 32 layers: kernel count is speed.
+
+Shapes: ``q [B, heads, d]``, a layer's cache ``[slots, kv_heads, d]`` (``PagedKVCache.k[layer]``),
+``block_tables [B, width]``, ``context_lens [B]``; query head ``h`` reads KV head
+``h // (heads // kv_heads)`` (grouped-query attention). The static cache is the special case of
+one block per sequence (``block_size = max_len``). On a CPU the kernels run in Triton's
+interpreter (``TRITON_INTERPRET=1``), which is how the tests check them against plain PyTorch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - CPU-only installs without Triton
+    triton = None
+
+
+def available(device) -> bool:
+    """True where the kernels can run: a CUDA device and Triton installed."""
+    return triton is not None and torch.device(device).type == "cuda"
+
+
+BLOCK_N = 128         # keys per tile: a chunk is one tile up to MAX_SPLITS tiles of context
+MAX_SPLITS = 64       # chunks per (sequence, head); longer contexts loop over several tiles
+
+
+def num_splits(length: int) -> tuple[int, int]:
+    """(chunks, keys per chunk) for contexts of up to ``length`` keys: one ``BLOCK_N`` tile per
+    chunk (no loop, no dependent loads), at most ``MAX_SPLITS`` chunks."""
+    splits = max(1, min(MAX_SPLITS, math.ceil(length / BLOCK_N)))
+    chunk = math.ceil(math.ceil(length / splits) / BLOCK_N) * BLOCK_N
+    return math.ceil(length / chunk), chunk
+
+
+if triton is not None:
+    @triton.jit
+    def _chunk_kernel(q_ptr, k_ptr, v_ptr, tables_ptr, ctx_ptr, acc_ptr, m_ptr, l_ptr,
+                      q_stride_b, q_stride_h, kv_stride_slot, kv_stride_head, tables_stride_b,
+                      scale, CHUNK: tl.constexpr, BLOCK_SIZE: tl.constexpr, GROUP: tl.constexpr,
+                      HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, SPLITS: tl.constexpr):
+        b = tl.program_id(0)
+        h = tl.program_id(1)
+        s = tl.program_id(2)
+        kv_head = h // GROUP
+        ctx = tl.load(ctx_ptr + b)
+        start = s * CHUNK
+        end = tl.minimum(start + CHUNK, ctx)
+        d = tl.arange(0, HEAD_DIM)
+        q = (tl.load(q_ptr + b * q_stride_b + h * q_stride_h + d).to(tl.float32) * scale).to(tl.float32)
+        m_i = tl.full([], float("-inf"), tl.float32)       # running max of the scores
+        l_i = tl.full([], 0.0, tl.float32)                  # running sum of exp(score - max)
+        acc = tl.zeros([HEAD_DIM], dtype=tl.float32)         # running sum of exp(...) * value
+        for first in range(start, end, BLOCK):
+            pos = first + tl.arange(0, BLOCK)
+            valid = pos < end
+            block = tl.load(tables_ptr + b * tables_stride_b + pos // BLOCK_SIZE, mask=valid, other=0)
+            slot = (block * BLOCK_SIZE + pos % BLOCK_SIZE).to(tl.int64)
+            offsets = slot[:, None] * kv_stride_slot + kv_head * kv_stride_head + d[None, :]
+            k = tl.load(k_ptr + offsets, mask=valid[:, None], other=0.0).to(tl.float32)
+            scores = tl.where(valid, tl.sum(k * q[None, :], axis=1), float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(scores, axis=0))
+            alpha = tl.exp(m_i - m_new)
+            p = tl.exp(scores - m_new)
+            v = tl.load(v_ptr + offsets, mask=valid[:, None], other=0.0).to(tl.float32)
+            l_i = l_i * alpha + tl.sum(p, axis=0)
+            acc = acc * alpha + tl.sum(p[:, None] * v, axis=0)
+            m_i = m_new
+        row = (b * tl.num_programs(1) + h) * SPLITS + s
+        tl.store(acc_ptr + row * HEAD_DIM + d, acc)
+        tl.store(m_ptr + row, m_i)
+        tl.store(l_ptr + row, l_i)
+
+    @triton.jit
+    def _merge_kernel(acc_ptr, m_ptr, l_ptr, out_ptr, out_stride_b, out_stride_h,
+                      HEAD_DIM: tl.constexpr, SPLITS: tl.constexpr, SPLITS_POW2: tl.constexpr):
+        b = tl.program_id(0)
+        h = tl.program_id(1)
+        row = (b * tl.num_programs(1) + h) * SPLITS
+        s = tl.arange(0, SPLITS_POW2)
+        present = s < SPLITS
+        m = tl.load(m_ptr + row + s, mask=present, other=float("-inf"))
+        l = tl.load(l_ptr + row + s, mask=present, other=0.0)
+        m_max = tl.max(m, axis=0)                 # chunk 0 is never empty: m_max is finite
+        weight = tl.where(present, tl.exp(m - m_max), 0.0)
+        d = tl.arange(0, HEAD_DIM)
+        acc = tl.load(acc_ptr + (row + s)[:, None] * HEAD_DIM + d[None, :], mask=present[:, None], other=0.0)
+        out = tl.sum(acc * weight[:, None], axis=0) / tl.sum(l * weight, axis=0)
+        tl.store(out_ptr + b * out_stride_b + h * out_stride_h + d, out.to(out_ptr.dtype.element_ty))
+
+
+    @triton.jit
+    def _rope_store_kernel(qkv_ptr, cos_ptr, sin_ptr, positions_ptr, slots_ptr, q_ptr, k_ptr, v_ptr,
+                           qkv_stride, q_stride, cache_stride_slot, HEADS: tl.constexpr,
+                           KV_HEADS: tl.constexpr, HEAD_DIM: tl.constexpr):
+        t = tl.program_id(0)                    # token
+        h = tl.program_id(1)                    # head of [q heads | k heads | v heads]
+        half = tl.arange(0, HEAD_DIM // 2)
+        src = qkv_ptr + t * qkv_stride + h * HEAD_DIM
+        first = tl.load(src + half).to(tl.float32)
+        second = tl.load(src + HEAD_DIM // 2 + half).to(tl.float32)
+        slot = tl.load(slots_ptr + t).to(tl.int64)
+        if h < HEADS + KV_HEADS:                # rotate: x * cos + rotate_half(x) * sin
+            row = tl.load(positions_ptr + t).to(tl.int64) * HEAD_DIM
+            cos1 = tl.load(cos_ptr + row + half).to(tl.float32)
+            cos2 = tl.load(cos_ptr + row + HEAD_DIM // 2 + half).to(tl.float32)
+            sin1 = tl.load(sin_ptr + row + half).to(tl.float32)
+            sin2 = tl.load(sin_ptr + row + HEAD_DIM // 2 + half).to(tl.float32)
+            first, second = first * cos1 - second * sin1, second * cos2 + first * sin2
+            if h < HEADS:
+                dst = q_ptr + t * q_stride + h * HEAD_DIM
+            else:
+                dst = k_ptr + slot * cache_stride_slot + (h - HEADS) * HEAD_DIM
+        else:
+            dst = v_ptr + slot * cache_stride_slot + (h - HEADS - KV_HEADS) * HEAD_DIM
+        tl.store(dst + half, first.to(dst.dtype.element_ty))
+        tl.store(dst + HEAD_DIM // 2 + half, second.to(dst.dtype.element_ty))
+
+
+def rope_and_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
+                   slot_mapping: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                   heads: int, kv_heads: int) -> torch.Tensor:
+    """From the fused projection ``qkv [tokens, (heads + 2 kv_heads) * d]``: rotate queries and keys
+    by ``positions`` (tables ``cos/sin [max_len, d]``), store keys and values at ``slot_mapping``
+    of the layer's cache ``[slots, kv_heads, d]``; return the rotated queries ``[tokens, heads, d]``."""
+    if triton is None:
+        raise RuntimeError("rope_and_store needs Triton (pip install triton)")
+    tokens = qkv.shape[0]
+    head_dim = k_cache.shape[-1]
+    if qkv.stride(-1) != 1 or not (cos.is_contiguous() and sin.is_contiguous() and k_cache.is_contiguous()
+                                   and v_cache.is_contiguous()):
+        raise ValueError("rope_and_store needs contiguous rows")
+    q = torch.empty(tokens, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
+    _rope_store_kernel[(tokens, heads + 2 * kv_heads)](
+        qkv, cos, sin, positions, slot_mapping, q, k_cache, v_cache, qkv.stride(0), q.stride(0),
+        k_cache.stride(0) if k_cache.dim() == 3 else kv_heads * head_dim,
+        HEADS=heads, KV_HEADS=kv_heads, HEAD_DIM=head_dim)
+    return q
+
+
+def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                     block_tables: torch.Tensor, context_lens: torch.Tensor, length: int,
+                     block_size: int, scale: float) -> torch.Tensor:
+    """``softmax(q K^T * scale) V`` for one query per sequence over its first ``context_lens[b]``
+    cached keys -> ``[B, heads, d]`` in ``q``'s dtype. ``length`` bounds every context length
+    (it fixes the launch grid, so a CUDA graph captured for a length bucket stays valid)."""
+    if triton is None:
+        raise RuntimeError("decode_attention needs Triton (pip install triton)")
+    batch, heads, head_dim = q.shape
+    kv_heads = k_cache.shape[-2]
+    if heads % kv_heads or head_dim & (head_dim - 1) or k_cache.stride(-1) != 1 or q.stride(-1) != 1:
+        raise ValueError("decode_attention needs heads divisible by kv_heads, a power-of-two head "
+                         "dim and contiguous head vectors")
+    k_cache, v_cache = k_cache.view(-1, kv_heads, head_dim), v_cache.view(-1, kv_heads, head_dim)
+    splits, chunk = num_splits(length)
+    acc = torch.empty(batch, heads, splits, head_dim, dtype=torch.float32, device=q.device)
+    m = torch.empty(batch, heads, splits, dtype=torch.float32, device=q.device)
+    lse = torch.empty_like(m)
+    _chunk_kernel[(batch, heads, splits)](
+        q, k_cache, v_cache, block_tables, context_lens, acc, m, lse,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), block_tables.stride(0),
+        scale, CHUNK=chunk, BLOCK_SIZE=block_size, GROUP=heads // kv_heads, HEAD_DIM=head_dim,
+        BLOCK=BLOCK_N, SPLITS=splits)
+    out = torch.empty(batch, heads, head_dim, dtype=q.dtype, device=q.device)
+    _merge_kernel[(batch, heads)](acc, m, lse, out, out.stride(0), out.stride(1), HEAD_DIM=head_dim,
+                                  SPLITS=splits, SPLITS_POW2=triton.next_power_of_2(splits))
+    return out
