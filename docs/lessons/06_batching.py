@@ -299,6 +299,14 @@ try:
           f"{best['tok_s']} tok/s with the engine ({best['fraction_of_roofline']:.0%} of the measured-bandwidth roofline)")
 except FileNotFoundError as missing:
     print(missing)
+try:
+    cpu = records.load("engine_cpu")
+    print(f"\nCPU, {records.label(cpu)}, {cpu['threads']} threads, {cpu['workload']}:")
+    for row in cpu["results"]:
+        if "tok_s" in row:
+            print(f"  {row['tok_s']:7.1f} tok/s  {row['system']} ({row['dtype']})")
+except FileNotFoundError as missing:
+    print(missing)
 
 # %% [markdown]
 # ## Claims vs measured
@@ -316,6 +324,11 @@ for who, claim, here in claims:
     print(f"{who:<20}| {claim}\n{'':<20}| here: {here}")
 
 # %% [markdown]
+# The recorded CPU rows put vLLM beside the engine on the same workload and thread count: the engine's
+# packed, continuously batched steps beat `transformers` and vLLM's eager mode there, while vLLM with
+# its compiled CPU graphs is faster still - the same lesson as lesson 09's GPU table: once scheduling
+# is right, what remains is kernels and launch overhead.
+#
 # Those papers measured large GPUs, long outputs and heavy load, where a static batch idles for
 # hundreds of steps; a 135M model on a CPU with short outputs has far less idle time to recover, so
 # the gains above are smaller. The direction is the same.
