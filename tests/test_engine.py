@@ -352,9 +352,42 @@ def test_self_speculation_accepts_everything(weights):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graph_decode_matches_eager():
+@pytest.mark.parametrize("kind", ["paged", "static"])
+def test_cuda_graph_decode_matches_eager(kind):
+    """Graph replay with the Triton decode kernels gives the tokens of eager PyTorch attention."""
     w = LlamaWeights.random(CONFIG, dtype=torch.float32, device="cuda", std=0.3)
     batch = prompts(3, seed=4)
-    eager = LLMEngine(w, cuda_graphs=False, max_model_len=64, num_blocks=64, block_size=4).generate(batch, GREEDY)
-    graph = LLMEngine(w, cuda_graphs=True, max_model_len=64, num_blocks=64, block_size=4).generate(batch, GREEDY)
-    assert [o.token_ids for o in eager] == [o.token_ids for o in graph]
+    kw = dict(kv_cache=kind, max_model_len=64, num_blocks=64, block_size=4)
+    eager = LLMEngine(w, cuda_graphs=False, **kw)
+    eager.runner.decode_attention = "sdpa"
+    graph = LLMEngine(w, cuda_graphs=True, **kw)
+    assert graph.runner.decode_attention == "triton"
+    assert [o.token_ids for o in eager.generate(batch, GREEDY)] == [o.token_ids for o in graph.generate(batch, GREEDY)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_triton_decode_kernels_match_pytorch_on_the_gpu():
+    from inferlab.engine import gpu_kernels
+    from inferlab.engine.model_runner import paged_decode_attention, rotate_half
+    g = torch.Generator(device="cuda").manual_seed(0)
+    heads, kv_heads, d, bs, blocks = 32, 8, 128, 16, 600
+    k, v = (torch.randn(blocks * bs, kv_heads, d, device="cuda", dtype=torch.float16, generator=g) for _ in range(2))
+    q = torch.randn(4, heads, d, device="cuda", dtype=torch.float16, generator=g)
+    context = torch.tensor([1, 200, 2049, 4000], device="cuda")
+    tables = torch.stack([torch.randperm(blocks, device="cuda", generator=g)[:256] for _ in range(4)])
+    want = paged_decode_attention(q, k.view(-1, bs, kv_heads, d), v.view(-1, bs, kv_heads, d), tables, context,
+                                  4096, bs, d ** -0.5)
+    got = gpu_kernels.decode_attention(q, k, v, tables, context, 4096, bs, d ** -0.5)
+    torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-3)
+    qkv = torch.randn(3, (heads + 2 * kv_heads) * d, device="cuda", dtype=torch.float16, generator=g)
+    angles = torch.rand(64, d // 2, device="cuda", generator=g) * 6
+    cos, sin = (torch.cat([f(angles)] * 2, -1).half() for f in (torch.cos, torch.sin))
+    pos, slots = torch.tensor([0, 9, 63], device="cuda"), torch.tensor([5, 77, 1000], device="cuda")
+    qr = gpu_kernels.rope_and_store(qkv, cos, sin, pos, slots, k, v, heads, kv_heads)
+    q_ref, k_ref, v_ref = qkv.float().split([heads * d, kv_heads * d, kv_heads * d], -1)
+    c, s = cos[pos].float()[:, None], sin[pos].float()[:, None]
+    q_ref, k_ref = q_ref.view(3, heads, d), k_ref.view(3, kv_heads, d)
+    torch.testing.assert_close(qr.float(), q_ref * c + rotate_half(q_ref) * s, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(k[slots].float(), k_ref * c + rotate_half(k_ref) * s, rtol=2e-3, atol=2e-3)
+    assert torch.equal(v[slots], qkv[:, (heads + kv_heads) * d:].view(3, kv_heads, d))

@@ -214,8 +214,12 @@ else:
 # layers is so short that the *number* of kernels shows in the time.
 
 # %%
-try:
-    eng = records.load("engine_gpu")
+for record_name in ("engine_gpu", "engine_gpu_h100"):
+    try:
+        eng = records.load(record_name)
+    except FileNotFoundError as missing:
+        print(missing)
+        continue
     res = eng["results"]
     print(f"{records.label(eng)}: {res['model']}, {res['prompt_tokens']} prompt + {res['decode_tokens']} new tokens; "
           f"roofline {res['roofline_tok_s']} tok/s (measured copy bandwidth / bytes read per token)")
@@ -224,8 +228,7 @@ try:
             print(f"  {run['tok_s']:6.1f} tok/s  {run['fraction_of_roofline']:5.1%} of roofline  {run['name']}")
     if "earlier" in res:
         print(f"earlier ({res['earlier']['date']}): {res['earlier']['best']}")
-except FileNotFoundError as missing:
-    print(missing)
+    print()
 
 # %% [markdown]
 # Read the table from the top: launching hundreds of kernels one by one from Python (eager) leaves the GPU

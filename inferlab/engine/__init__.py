@@ -10,6 +10,7 @@ module             lesson    what it teaches
 ``block_manager``  07        paged blocks, prefix sharing, copy on write
 ``weights``        05        a Llama-family model as plain tensors (fused QKV)
 ``model_runner``   05-07,09  prefill/decode over packed tokens, CUDA graphs
+``gpu_kernels``    09        Triton decode kernels: split-context paged attention, RoPE
 ``spec_decode``    08        speculative decoding (draft, verify, accept/reject)
 ``engine``         06        ``LLMEngine.generate(prompts, SamplingParams)``
 =================  ========  =====================================================

@@ -17,7 +17,10 @@ another), and the vocabulary projection runs only on the last position of each s
 On a GPU, a batch-1 decode step is ~10 small kernels per layer: launching them from Python costs
 more than running them. ``capture_decode`` records a whole step once as a **CUDA graph** (one
 launch replays every kernel) for a fixed batch size and context length bucket, optionally after
-``torch.compile`` has fused the small element-wise kernels.
+``torch.compile`` has fused the small element-wise kernels. Where Triton runs (CUDA), decode steps
+use the two kernels of ``gpu_kernels``: RoPE + cache write in one launch, and attention that reads
+the cache through the block table up to each sequence's length, so one graph per batch size
+serves every context length.
 """
 from __future__ import annotations
 
