@@ -158,7 +158,7 @@ def rope_and_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, posi
     q = torch.empty(tokens, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
     _rope_store_kernel[(tokens, heads + 2 * kv_heads)](
         qkv, cos, sin, positions, slot_mapping, q, k_cache, v_cache, qkv.stride(0), q.stride(0),
-        k_cache.stride(0) if k_cache.dim() == 3 else kv_heads * head_dim,
+        kv_heads * head_dim,                    # contiguous cache: one slot = kv_heads x d values
         HEADS=heads, KV_HEADS=kv_heads, HEAD_DIM=head_dim)
     return q
 
