@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 
-from inferlab.course import MODEL_PACKAGE, pip_requirement
+from inferlab.lab.course import MODEL_PACKAGE, pip_requirement
 
 SCHEMA_VERSION = 3
 MARKER = re.compile(r"^# %%(?:\s+(\[markdown\]|solution|tests))?(.*)$")

@@ -13,7 +13,7 @@ is meaningless), eager vs CUDA graphs vs torch.compile + CUDA graphs, beside the
 ``measured copy bandwidth / bytes read per token``, and transformers' ``generate`` on the same
 shape. Then attention timings for lesson 09 (naive vs PyTorch SDPA backends vs the course's
 Triton kernel). Results: ``DIR/engine_gpu.json`` and ``DIR/attention_gpu.json``, in the format of
-``inferlab.records``.
+``inferlab.lab.records``.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inferlab.bench import device_name, measure_bandwidth, pin_threads, synchronize  # noqa: E402
+from inferlab.lab.bench import device_name, measure_bandwidth, pin_threads, synchronize  # noqa: E402
 from inferlab.engine import LLMEngine, LlamaWeights, ModelConfig, SamplingParams  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -62,8 +62,8 @@ def hf_generate(model, tok, prompts, n_tokens):
 
 def cpu(args) -> dict:
     import transformers
-    from inferlab.data import sample_prompts
-    from inferlab.models import load_model
+    from inferlab.lab.data import sample_prompts
+    from inferlab.lab.models import load_model
 
     transformers.logging.set_verbosity_error()
     threads = pin_threads(args.threads)
@@ -182,11 +182,11 @@ def gpu(args) -> None:
     record = {**info, "source": "benchmarks/engine_bench.py gpu", "results": results}
 
     if not args.skip_attention:
-        from inferlab.attention import benchmark_attention
+        from inferlab.engine.tiled_attention import benchmark_attention
         att = benchmark_attention(args.attention_lengths, device=device, naive_limit=8192,
                                   **(dict(heads=2, head_dim=16) if args.dry_run else {}))
         save(out / "attention_gpu.json", {**info, "source": "benchmarks/engine_bench.py gpu "
-                                          "(inferlab.attention.benchmark_attention)", "results": att})
+                                          "(inferlab.engine.tiled_attention.benchmark_attention)", "results": att})
 
     if not args.dry_run:   # correctness first: graph replay must give the eager tokens (fp32, tiny)
         tiny = ModelConfig(2, 64, 4, 2, 16, 128, 97, max_position=256, eos_token_ids=(1,))
@@ -330,7 +330,7 @@ def gemv_ceiling(weights) -> float:
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         chain()
-    from inferlab.bench import time_fn
+    from inferlab.lab.bench import time_fn
     timing = time_fn(graph.replay, warmup=3, repeats=20, device="cuda")
     return 1 / timing.median
 

@@ -1,6 +1,6 @@
 """bitsandbytes int8 (LLM.int8) and NF4 (double quantization) vs fp16 on a Llama-2-7B-shaped model.
 
-Lesson 01 shows the numbers this script records (``inferlab/records/bnb_llama2_7b.json``) as
+Lesson 01 shows the numbers this script records (``inferlab/lab/records/bnb_llama2_7b.json``) as
 "recorded on <card>, <date>" when the notebook runs without a GPU.
 
 The weights are random (std 0.02): that is fine for speed and memory, meaningless for quality
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from inferlab.bench import time_fn  # noqa: E402
-from inferlab.records import save  # noqa: E402
+from inferlab.lab.bench import time_fn  # noqa: E402
+from inferlab.lab.records import save  # noqa: E402
 
 LLAMA2_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=32, vocab_size=32000,

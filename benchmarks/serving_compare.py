@@ -4,7 +4,7 @@
 
 Runs the same engines as the notebook (transformers generate, the course engine, vLLM offline and
 its server, llama.cpp in-process and its server) on the same prompts, and writes
-``inferlab/records/serving_cpu.json`` (CPU name, thread count and date included) that notebooks
+``inferlab/lab/records/serving_cpu.json`` (CPU name, thread count and date included) that notebooks
 10 and 11 show as "recorded on ...". Engines that are not installed are recorded with the reason.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def compare(n_prompts: int, max_tokens: int, concurrency: int, threads: int) -> tuple[dict, dict]:
     import torch
 
-    from inferlab.bench import pin_threads
-    from inferlab.data import sample_prompts
-    from inferlab.models import embedded_gguf, load_model
+    from inferlab.lab.bench import pin_threads
+    from inferlab.lab.data import sample_prompts
+    from inferlab.lab.models import embedded_gguf, load_model
     from inferlab.serving.clients import stream_completion
     from inferlab.serving.engines import CourseEngine, LlamaCppEngine, TransformersEngine, eos_ids
     from inferlab.serving.latency import summarize
@@ -113,8 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     results, startup = compare(args.prompts, args.tokens, args.concurrency, args.threads)
-    from inferlab import records
-    from inferlab.bench import device_name
+    from inferlab.lab import records
+    from inferlab.lab.bench import device_name
     from inferlab.serving.latency import format_table
     print(format_table(results))
     if not args.no_record:

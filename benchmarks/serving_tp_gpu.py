@@ -2,7 +2,7 @@
 
 Run on a machine with 2 GPUs (``python benchmarks/serving_tp_gpu.py OUT.json``); copy the JSON
 back and record it with ``python benchmarks/serving_tp_gpu.py --record OUT.json`` which writes
-``inferlab/records/tp_gpu.json`` (device name and date included) for notebook 11 to show.
+``inferlab/lab/records/tp_gpu.json`` (device name and date included) for notebook 11 to show.
 Random weights are fine here: only speed and the split's exactness are measured.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ TOKENS = (1, 16, 128, 1024, 4096)
 
 
 def measure() -> dict:
-    from inferlab.parallel import run_tp
+    from inferlab.serving.parallel import run_tp
     out = {}
     for dtype in ("bfloat16", "float32"):
         out[dtype] = run_tp(world_size=2, backend="nccl", tokens=TOKENS, weights="random", hidden=4096,
@@ -27,11 +27,11 @@ def measure() -> dict:
 
 
 def record(path: str) -> None:
-    from inferlab import records
+    from inferlab.lab import records
     results = json.loads(Path(path).read_text())
     device = results["bfloat16"]["device"]
     saved = records.save("tp_gpu", device=f"2x {device}", date=results.get("date") or str(datetime.date.today()),
-                         results=results, source="benchmarks/serving_tp_gpu.py: inferlab.parallel tp, "
+                         results=results, source="benchmarks/serving_tp_gpu.py: inferlab.serving.parallel tp, "
                          "NCCL, one process per GPU, Llama-2-7B MLP shape (4096 -> 11008), random weights, "
                          "median of 20 timed calls")
     print(f"wrote {saved}")

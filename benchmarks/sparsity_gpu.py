@@ -18,7 +18,7 @@ included) are recorded beside them. Outputs are checked against the dense result
     python benchmarks/sparsity_gpu.py --out /tmp/out      # on a GPU machine
     python benchmarks/sparsity_gpu.py --smoke             # CPU: checks the script's plumbing
 
-Writes ``inferlab/records/sparsity_2of4.json`` through ``inferlab.records.save`` (and a copy to
+Writes ``inferlab/lab/records/sparsity_2of4.json`` through ``inferlab.lab.records.save`` (and a copy to
 ``--out``).
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from inferlab import records  # noqa: E402
-from inferlab.prune import two_four_mask  # noqa: E402
+from inferlab.lab import records  # noqa: E402
+from inferlab.compress.prune import two_four_mask  # noqa: E402
 
 SHAPES = {  # name: (out_features, in_features) of Llama-2-7B
     "q_proj 4096x4096": (4096, 4096),

@@ -3,7 +3,7 @@
 Runs on any CUDA machine without network: a Llama-2-7B-shaped model with random fp16 weights (the
 speed of a decoder depends on its shapes, not its values). Measures the copy bandwidth, the decode
 roofline, transformers' batch-1 decode speed as a fraction of it, prefill vs decode, and throughput
-at batch 1, 4 and 16; writes ``inferlab/records/why_slow_gpu.json``.
+at batch 1, 4 and 16; writes ``inferlab/lab/records/why_slow_gpu.json``.
 
     python benchmarks/why_slow_gpu.py            # on the GPU machine, from the repository root
 """
@@ -19,10 +19,10 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from inferlab import records  # noqa: E402
-from inferlab.bench import datasheet_for, decode_roofline, measure_bandwidth  # noqa: E402
-from inferlab.generation import timed_greedy  # noqa: E402
-from inferlab.models import weight_bytes  # noqa: E402
+from inferlab.lab import records  # noqa: E402
+from inferlab.lab.bench import datasheet_for, decode_roofline, measure_bandwidth  # noqa: E402
+from inferlab.lab.generation import timed_greedy  # noqa: E402
+from inferlab.lab.models import weight_bytes  # noqa: E402
 
 LLAMA2_7B = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                  num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,

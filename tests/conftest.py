@@ -13,13 +13,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def embedded_model_dir():
     """The converted embedded model (converted once; safe across xdist workers)."""
-    from inferlab.models import prepare_default_model
+    from inferlab.lab.models import prepare_default_model
     return prepare_default_model()
 
 
 @pytest.fixture(scope="session")
 def model_and_tokenizer(embedded_model_dir):
-    from inferlab.bench import pin_threads
-    from inferlab.models import load_model
+    from inferlab.lab.bench import pin_threads
+    from inferlab.lab.models import load_model
     pin_threads()
     return load_model()

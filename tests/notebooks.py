@@ -1,9 +1,9 @@
 """Helpers for the notebook tests: discovery, execution, nbgrader validation, mutation runs."""
 from __future__ import annotations
 
-import importlib
 import os
 import re
+import runpy
 from pathlib import Path
 
 import nbformat
@@ -72,6 +72,6 @@ def without_markers(source: str) -> str:
 
 
 def mutants_of(lesson: str):
-    """(MUTANTS, CONTEXT) from tests/mutants/<lesson>.py."""
-    module = importlib.import_module(f"tests.mutants.{lesson}")
-    return module.MUTANTS, getattr(module, "CONTEXT", "")
+    """(MUTANTS, CONTEXT) from lessons/<lesson>/mutants.py, kept beside the lesson's script."""
+    namespace = runpy.run_path(str(REPO / "lessons" / lesson / "mutants.py"))
+    return namespace["MUTANTS"], namespace.get("CONTEXT", "")

@@ -1,9 +1,9 @@
-"""inferlab.awq: the activation-aware scale search, the clip search and the whole-model pass."""
+"""inferlab.compress.awq: the activation-aware scale search, the clip search and the whole-model pass."""
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from inferlab import awq
-from inferlab.quant import Scheme, fake_quantize
+from inferlab.compress import awq
+from inferlab.compress.quant import Scheme, fake_quantize
 
 SCHEME = Scheme(4, "absmax", "group", 32)
 

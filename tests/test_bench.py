@@ -1,8 +1,8 @@
-"""inferlab.bench: timing, bandwidth, roofline, peak memory, threads."""
+"""inferlab.lab.bench: timing, bandwidth, roofline, peak memory, threads."""
 import pytest
 import torch
 
-from inferlab import bench
+from inferlab.lab import bench
 
 
 def test_time_fn_warms_up_and_repeats():

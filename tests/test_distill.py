@@ -1,4 +1,4 @@
-"""inferlab.distill: students built from the teacher's layers, the loss, training, saving."""
+"""inferlab.compress.distill: students built from the teacher's layers, the loss, training, saving."""
 import math
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from inferlab import distill
+from inferlab.compress import distill
 
 
 def tiny_llama(layers: int = 4, seed: int = 0) -> LlamaForCausalLM:
@@ -107,7 +107,7 @@ def test_batches_cycle_through_every_window():
 def test_save_student_loads_back_with_load_model(tmp_path, monkeypatch, embedded_model_dir):
     from transformers import AutoTokenizer
 
-    from inferlab.models import load_model
+    from inferlab.lab.models import load_model
     monkeypatch.setenv("INFERLAB_CACHE", str(tmp_path))
     teacher = tiny_llama()
     student = distill.make_student(teacher, [0, 2])

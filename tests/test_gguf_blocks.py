@@ -1,4 +1,4 @@
-"""inferlab.gguf_blocks: Q8_0/Q4_0 bit-exact against the gguf package, and re-quantized files."""
+"""inferlab.compress.gguf_blocks: Q8_0/Q4_0 bit-exact against the gguf package, and re-quantized files."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +7,7 @@ gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as T  # noqa: E402
 from gguf.quants import dequantize, np_roundf, quantize  # noqa: E402
 
-from inferlab import gguf_blocks as gb  # noqa: E402
+from inferlab.compress import gguf_blocks as gb  # noqa: E402
 
 
 def awkward_values():

@@ -1,9 +1,9 @@
-"""inferlab.gptq: Hessian, the column loop, its blocked form, and the block-by-block pipeline."""
+"""inferlab.compress.gptq: Hessian, the column loop, its blocked form, and the block-by-block pipeline."""
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from inferlab import gptq
-from inferlab.quant import Scheme, fake_quantize
+from inferlab.compress import gptq
+from inferlab.compress.quant import Scheme, fake_quantize
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:

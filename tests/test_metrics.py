@@ -1,10 +1,10 @@
-"""inferlab.metrics: the Prometheus text format, written and read back (lesson 11)."""
+"""inferlab.serving.metrics: the Prometheus text format, written and read back (lesson 11)."""
 import math
 import threading
 
 import pytest
 
-from inferlab import metrics
+from inferlab.serving import metrics
 
 
 def make_registry():

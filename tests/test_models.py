@@ -1,4 +1,4 @@
-"""inferlab.models: the embedded model, its verified cache, and clear errors for bad names."""
+"""inferlab.lab.models: the embedded model, its verified cache, and clear errors for bad names."""
 import os
 import shutil
 import time
@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from inferlab import models
-from inferlab.models import DEFAULT_MODEL, ModelUnavailableError, cache_problem, load_model
+from inferlab.lab import models
+from inferlab.lab.models import DEFAULT_MODEL, ModelUnavailableError, cache_problem, load_model
 
 
 def test_default_model_is_smollm2(model_and_tokenizer):

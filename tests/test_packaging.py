@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 
 from autograder.authoring import setup_cell
 from autograder.pipeline import assignments
-from inferlab.course import REPO_URL, colab_url
+from inferlab.lab.course import REPO_URL, colab_url
 from tests import notebooks as nbt
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,10 +1,10 @@
-"""inferlab.parallel: tensor-parallel layers equal the unsplit model; the real 2-process runs (lesson 11)."""
+"""inferlab.serving.parallel: tensor-parallel layers equal the unsplit model; the real 2-process runs (lesson 11)."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inferlab import parallel
+from inferlab.serving import parallel
 
 
 def test_shards_are_contiguous_blocks():

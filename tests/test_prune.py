@@ -1,11 +1,11 @@
-"""inferlab.prune: masks, structured pruning that really shrinks matrices, storage and speed."""
+"""inferlab.compress.prune: masks, structured pruning that really shrinks matrices, storage and speed."""
 import copy
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from inferlab import prune
+from inferlab.compress import prune
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:

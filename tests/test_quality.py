@@ -1,10 +1,10 @@
-"""inferlab.quality, inferlab.data, inferlab.generation, inferlab.records, inferlab.widgets."""
+"""inferlab.lab.quality, inferlab.lab.data, inferlab.lab.generation, inferlab.lab.records, inferlab.lab.widgets."""
 import math
 
 import pytest
 import torch
 
-from inferlab import data, quality, records
+from inferlab.lab import data, quality, records
 
 
 def test_eval_and_calibration_text_are_disjoint():
@@ -47,7 +47,7 @@ def test_perplexity_of_the_embedded_model(model_and_tokenizer):
 
 
 def test_timed_greedy_matches_generate(model_and_tokenizer):
-    from inferlab.generation import request_latency, timed_greedy
+    from inferlab.lab.generation import request_latency, timed_greedy
     model, tokenizer = model_and_tokenizer
     ids = tokenizer("The three primary colours are", return_tensors="pt").input_ids
     steps = timed_greedy(model, ids, 6)
@@ -67,7 +67,7 @@ def test_records_load_and_label():
 
 
 def test_cost_panel_survives_a_failing_function(capsys):
-    from inferlab.widgets import cost_calculator
+    from inferlab.lab.widgets import cost_calculator
 
     calls = []
     def monthly(q, t, rate, price, util):

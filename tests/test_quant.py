@@ -1,13 +1,13 @@
-"""inferlab.quant: the quantizers, granularity views, 4-bit packing, QuantLinear, whole models."""
+"""inferlab.compress.quant: the quantizers, granularity views, 4-bit packing, QuantLinear, whole models."""
 import logging
 
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from inferlab import quant
-from inferlab.models import weight_bytes
-from inferlab.quant import QuantLinear, Scheme
+from inferlab.compress import quant
+from inferlab.lab.models import weight_bytes
+from inferlab.compress.quant import QuantLinear, Scheme
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:

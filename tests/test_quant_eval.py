@@ -1,9 +1,9 @@
-"""inferlab.quant_eval: one measurement row, QAT vs fine-tuning, the corpora."""
+"""inferlab.compress.quant_eval: one measurement row, QAT vs fine-tuning, the corpora."""
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from inferlab import quant_eval
-from inferlab.quant import QuantLinear, Scheme, fake_quantize, quantize_model
+from inferlab.compress import quant_eval
+from inferlab.compress.quant import QuantLinear, Scheme, fake_quantize, quantize_model
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:

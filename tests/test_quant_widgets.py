@@ -1,9 +1,9 @@
-"""inferlab.quant_widgets: panels survive bad combinations and keep a history."""
+"""inferlab.compress.quant_widgets: panels survive bad combinations and keep a history."""
 import plotly.io as pio
 import pytest
 
-from inferlab import quant_widgets
-from inferlab.quant import Scheme
+from inferlab.compress import quant_widgets
+from inferlab.compress.quant import Scheme
 
 
 @pytest.fixture(autouse=True)

@@ -277,7 +277,7 @@ def test_in_process_engines_stream_exactly_max_tokens(model_and_tokenizer):
 
 def test_llama_cpp_engine(model_and_tokenizer):
     pytest.importorskip("llama_cpp")
-    from inferlab.models import embedded_gguf
+    from inferlab.lab.models import embedded_gguf
     from inferlab.serving.engines import LlamaCppEngine, eos_ids
     _, tokenizer = model_and_tokenizer
     engine = LlamaCppEngine(embedded_gguf(), n_threads=1, n_ctx=256, banned=eos_ids(tokenizer))

@@ -101,7 +101,7 @@ def test_vllm_server_and_offline():
 @pytest.mark.slow
 @pytest.mark.skipif(bool(what_is_missing("ray serve")), reason=str(what_is_missing("ray serve")))
 def test_ray_serve_session(embedded_model_dir):
-    from inferlab import metrics
+    from inferlab.serving import metrics
     from inferlab.serving.clients import get_text
     from inferlab.serving.process import free_port
     from inferlab.serving.ray_app import build_app, generate_request, replica_counts, serve_session

@@ -12,6 +12,7 @@ module             lesson    what it teaches
 ``model_runner``   05-07,09  prefill/decode over packed tokens, CUDA graphs
 ``gpu_kernels``    09        Triton decode kernels: split-context paged attention, RoPE
 ``spec_decode``    08        speculative decoding (draft, verify, accept/reject)
+``tiled_attention`` 09       tiling and the online softmax (FlashAttention's idea)
 ``engine``         06        ``LLMEngine.generate(prompts, SamplingParams)``
 =================  ========  =====================================================
 """

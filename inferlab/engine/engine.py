@@ -74,7 +74,7 @@ class EngineStats:
 
 def _load(model, tokenizer, dtype, device):
     if model is None or isinstance(model, str):
-        from inferlab.models import DEFAULT_MODEL, load_model
+        from inferlab.lab.models import DEFAULT_MODEL, load_model
         model, tokenizer = load_model(model or DEFAULT_MODEL)
     if isinstance(model, LlamaWeights):
         weights = model

@@ -1,5 +1,6 @@
 """Serving a model: real servers started from a notebook, the clients that talk to them, and the
-load generator that measures them. Introduced in lesson 10, used again in lesson 11.
+load generator that measures them, and how to monitor and split a served model. Introduced in
+lesson 10, used again in lesson 11.
 
 ==============  ==============================================================================
 module          what it teaches
@@ -16,6 +17,8 @@ module          what it teaches
 ``launch``      the command lines that start vLLM's and llama.cpp's servers; what is installed
 ``vllm_offline`` vLLM's offline ``LLM.generate`` run in a child process (``python -m``)
 ``ray_app``     a Ray Serve application with autoscaling replicas and a /metrics endpoint
+``metrics``     Prometheus-format metrics: counters, gauges, histograms, a /metrics page (11)
+``parallel``    tensor-parallel linear layers, a split MLP, a toy pipeline (11)
 ==============  ==============================================================================
 
 Nothing here imports vLLM, llama.cpp or Ray at import time: each is imported where it is used,

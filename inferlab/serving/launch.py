@@ -22,7 +22,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from inferlab.settings import cache_dir
+from inferlab.lab.settings import cache_dir
 
 from .process import LOOPBACK, ServerProcess, free_port
 
@@ -58,7 +58,7 @@ def bf16_model_dir() -> Path:
         if done.is_file():
             return target
         import torch
-        from inferlab.models import load_model
+        from inferlab.lab.models import load_model
         model, tokenizer = load_model(dtype=torch.bfloat16)
         tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -100,7 +100,7 @@ def vllm_server(model_dir: Path | None = None, *, max_model_len: int = 1024, max
 def llama_cpp_server(gguf_path: Path | None = None, *, n_threads: int = 1, n_ctx: int = 2048,
                      ready_timeout: float = 120.0) -> ServerProcess:
     """llama-cpp-python's OpenAI-compatible server on the GGUF file, on 127.0.0.1."""
-    from inferlab.models import embedded_gguf
+    from inferlab.lab.models import embedded_gguf
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path or embedded_gguf()),
                "--model_alias", SERVED_NAME, "--host", LOOPBACK, "--port", str(port),

@@ -15,7 +15,7 @@ Ray Serve runs Python classes as *deployments*: each deployment has one or more 
 * **Gateway** is the single entry point and the place to *measure*: it counts requests and
   tokens, times each request into a latency histogram, and tracks how many requests are in the
   system (queued + running). ``GET /metrics`` returns them in the Prometheus text format
-  (``inferlab.metrics``).
+  (``inferlab.serving.metrics``).
 
 ``serve_session`` starts Ray (local, loopback only, no dashboard) and Serve, deploys the app and
 **always** shuts both down when the ``with`` block ends.
@@ -27,7 +27,7 @@ import json
 import os
 import time
 
-from inferlab.metrics import Registry
+from inferlab.serving.metrics import Registry
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 DEFAULT_AUTOSCALING = {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 2,
@@ -73,7 +73,7 @@ class ModelServer:
             except Exception:  # the course engine is missing or broken: fall back
                 self.engine = None
         if self.engine is None:
-            from inferlab.models import load_model
+            from inferlab.lab.models import load_model
             self.model, self.tokenizer = load_model()
 
     def generate(self, prompt: str, max_tokens: int) -> dict:

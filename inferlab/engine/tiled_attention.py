@@ -1,0 +1,128 @@
+"""Attention without the N x N matrix: tiling and the online softmax (FlashAttention's idea).
+
+Introduced in lesson 09 (Dao et al., NeurIPS 2022, "FlashAttention: Fast and Memory-Efficient
+Exact Attention with IO-Awareness"; FlashAttention-2, Dao 2023). Standard attention computes
+``softmax(Q K^T / sqrt(d)) V`` by materialising the ``N x N`` score matrix: memory grows as
+``N^2`` and, on a GPU, the matrix makes round trips through slow HBM.
+
+The *online softmax* (Milakov & Gimelshein 2018) lets us visit the keys in tiles instead. For
+each query we keep a running maximum ``m``, a running normaliser ``l = sum exp(s - m)`` and an
+unnormalised output ``acc = sum exp(s - m) v``. A new tile of scores ``s_t`` updates them::
+
+    m_new = max(m, max(s_t))
+    l     = l * exp(m - m_new) + sum(exp(s_t - m_new))
+    acc   = acc * exp(m - m_new) + exp(s_t - m_new) @ v_t
+    m     = m_new
+
+and at the end ``out = acc / l``: exactly softmax attention, with only one tile of scores alive
+at a time (memory O(N x tile) instead of O(N^2)). FlashAttention runs this inside one GPU kernel
+whose tiles stay in on-chip SRAM; ``tiled_attention`` below is the same arithmetic in PyTorch,
+to read and to test against, not to be fast.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def naive_attention(q, k, v, causal: bool = True) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` with the full ``[..., N, N]`` score matrix (fp32 softmax)."""
+    scores = (q @ k.transpose(-2, -1)).float() * (q.shape[-1] ** -0.5)
+    if causal:
+        n, m = scores.shape[-2:]
+        keep = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n)
+        scores = scores.masked_fill(~keep, float("-inf"))
+    return (scores.softmax(-1).to(v.dtype) @ v)
+
+
+def tiled_attention(q, k, v, causal: bool = True, block: int = 128) -> torch.Tensor:
+    """The same result as ``naive_attention``, visiting keys ``block`` at a time (online softmax).
+
+    ``q [..., N, d]``, ``k, v [..., M, d]``; causal alignment is bottom-right (the last query
+    sees every key), as in a KV cache.
+    """
+    if block < 1:
+        raise ValueError("block must be >= 1")
+    n, m_keys, d = q.shape[-2], k.shape[-2], q.shape[-1]
+    scale = d ** -0.5
+    shape = q.shape[:-1]
+    m = torch.full(shape, float("-inf"), device=q.device)
+    l = torch.zeros(shape, device=q.device)
+    acc = torch.zeros(*shape, v.shape[-1], device=q.device)
+    rows = torch.arange(n, device=q.device)[:, None] + (m_keys - n)     # each query's position
+    for start in range(0, m_keys, block):
+        kt, vt = k[..., start:start + block, :], v[..., start:start + block, :]
+        s = (q @ kt.transpose(-2, -1)).float() * scale
+        if causal:
+            cols = torch.arange(start, start + kt.shape[-2], device=q.device)[None, :]
+            s = s.masked_fill(cols > rows, float("-inf"))
+        m_new = torch.maximum(m, s.amax(-1))
+        safe = torch.where(m_new == float("-inf"), 0.0, m_new)          # rows with no key yet
+        p = torch.exp(s - safe[..., None])
+        correction = torch.exp(m - safe)
+        l = l * correction + p.sum(-1)
+        acc = acc * correction[..., None] + p @ vt.float()
+        m = m_new
+    return (acc / l[..., None]).to(v.dtype)
+
+
+# ------------------------------------------------------------------------ measurements
+def sdpa_backends() -> dict:
+    """PyTorch SDPA backends by name (those this PyTorch knows)."""
+    from torch.nn.attention import SDPBackend
+    names = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH",
+             "cudnn": "CUDNN_ATTENTION"}
+    return {k: getattr(SDPBackend, v) for k, v in names.items() if hasattr(SDPBackend, v)}
+
+
+def sdpa(q, k, v, backend: str | None = None, causal: bool = True) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` on ``[B, H, N, d]``, optionally forcing a backend."""
+    if backend is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    from torch.nn.attention import sdpa_kernel
+    with sdpa_kernel([sdpa_backends()[backend]]):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+def _measure(fn, device, repeats: int):
+    """(median seconds, extra peak bytes) of ``fn()``; ``None`` if it fails (OOM, no kernel)."""
+    from inferlab.lab.bench import peak_memory, time_fn
+    try:
+        _, peak = peak_memory(fn, device)
+        timing = time_fn(fn, warmup=1, repeats=repeats, device=device)
+        return timing.median, peak
+    except (RuntimeError, torch.OutOfMemoryError) as error:  # no kernel for this input, or OOM
+        if "out of memory" in str(error).lower() and torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+        return None
+
+
+def benchmark_attention(lengths, device="cuda", batch: int = 1, heads: int = 32, head_dim: int = 128,
+                        dtype=torch.float16, repeats: int = 5, naive_limit: int = 16384,
+                        tiled_limit: int = 8192) -> list[dict]:
+    """Causal attention forward: time and extra peak memory of each implementation per length."""
+    rows = []
+    for n in lengths:
+        gen = torch.Generator(device=device).manual_seed(0)
+        q, k, v = (torch.randn(batch, heads, n, head_dim, device=device, dtype=dtype, generator=gen)
+                   for _ in range(3))
+        flops = 4 * batch * heads * n * n * head_dim / 2              # causal: half the matrix
+        candidates = {"naive": lambda: naive_attention(q, k, v)} if n <= naive_limit else {}
+        if n <= tiled_limit:
+            candidates["tiled (PyTorch, online softmax)"] = lambda: tiled_attention(q, k, v, block=512)
+        for name in sdpa_backends():
+            candidates[f"sdpa {name}"] = (lambda b=name: sdpa(q, k, v, b))
+        for name, fn in candidates.items():
+            got = _measure(fn, device, repeats)
+            row = {"length": n, "impl": name, "ms": None, "peak_MB": None, "TFLOPs": None}
+            if got is not None:
+                seconds, peak = got
+                row.update(ms=round(seconds * 1e3, 3), peak_MB=round(peak / 2 ** 20, 1),
+                           TFLOPs=round(flops / seconds / 1e12, 1))
+            rows.append(row)
+            print(row, flush=True)
+        del q, k, v
+    return rows

@@ -1,0 +1,293 @@
+# %% [markdown]
+# # 09 · FlashAttention: exact attention without the N x N matrix
+#
+# Standard attention computes `softmax(Q K^T / sqrt(d)) V` by materialising the `N x N` score matrix:
+# memory grows as N², and on a GPU the matrix travels to and from slow memory (HBM) several times.
+# FlashAttention (Dao et al., NeurIPS 2022; FlashAttention-2, Dao 2023) computes the **same** result
+# tile by tile, keeping each tile in fast on-chip memory, thanks to the **online softmax**: a running
+# maximum and a running sum let the softmax be computed one block of keys at a time.
+#
+# You will implement tiled attention with the online softmax (graded), check it against standard
+# attention, measure memory against sequence length (O(N²) vs O(N)), look at PyTorch's SDPA
+# backends, and read GPU timings of a real flash kernel against the naive one - plus what the course
+# engine gets from CUDA graphs and its own decode-attention kernel on the same GPU.
+
+# %%
+import math
+import time
+
+import torch
+
+from inferlab.lab import plots, records
+from inferlab.engine.tiled_attention import naive_attention, sdpa, sdpa_backends, tiled_attention
+from inferlab.lab.bench import device_name, peak_memory, pin_threads, time_fn
+from inferlab.lab.settings import fast_mode, grading, pick
+
+threads = pin_threads()
+device = "cuda" if torch.cuda.is_available() else "cpu"
+print(f"{device_name(device)}; fast mode: {fast_mode()}; grading: {grading()}")
+
+# %% [markdown]
+# ## 1 · The online softmax
+# For one query row with scores `s_1 .. s_M`, softmax needs `max(s)` and `sum(exp(s - max))` *before*
+# any output can be normalised. The online version keeps, after each block of keys:
+#
+# * `m` - the largest score so far,
+# * `l` - the sum of `exp(s - m)` so far,
+# * `acc` - the sum of `exp(s - m) * v` so far.
+#
+# When a new block brings a larger maximum `m_new`, the old `l` and `acc` were computed against the
+# old `m`; multiplying them by `exp(m - m_new)` puts them on the new scale. At the end, `acc / l` is
+# exactly softmax attention - no approximation.
+#
+# ### Exercise 1 - tiled attention (4 points)
+# Implement `online_softmax_attention(q, k, v, block)` for `q [N, d]`, `k, v [M, d]` (one head, no
+# causal mask): visit the keys in blocks of `block` (the last one may be shorter), keep `m`, `l`,
+# `acc` per query row, and return `acc / l` (`[N, d]`). Scale scores by `1 / sqrt(d)`. Never build
+# the `N x M` matrix.
+
+# %% solution id=online_softmax_attention
+def online_softmax_attention(q, k, v, block=64):
+    ### BEGIN SOLUTION
+    n, d = q.shape
+    m = torch.full((n,), float("-inf"), dtype=q.dtype)
+    l = torch.zeros(n, dtype=q.dtype)
+    acc = torch.zeros(n, v.shape[1], dtype=q.dtype)
+    for start in range(0, k.shape[0], block):
+        s = q @ k[start:start + block].T / math.sqrt(d)          # [N, block]
+        m_new = torch.maximum(m, s.max(dim=1).values)
+        p = torch.exp(s - m_new[:, None])
+        correction = torch.exp(m - m_new)
+        l = l * correction + p.sum(dim=1)
+        acc = acc * correction[:, None] + p @ v[start:start + block]
+        m = m_new
+    return acc / l[:, None]
+    ### END SOLUTION
+
+# %% tests id=test_online_softmax_attention points=4
+import math
+import torch
+
+
+def standard(q, k, v):
+    return torch.softmax(q @ k.T / math.sqrt(q.shape[1]), dim=1) @ v
+
+
+torch.manual_seed(0)
+q, k, v = torch.randn(8, 16), torch.randn(32, 16), torch.randn(32, 16)
+torch.testing.assert_close(online_softmax_attention(q, k, v, block=32), standard(q, k, v))
+### BEGIN HIDDEN TESTS
+for block in (1, 5, 8, 31):
+    torch.testing.assert_close(online_softmax_attention(q, k, v, block=block), standard(q, k, v))
+k2, v2 = torch.randn(50, 16), torch.randn(50, 16)             # 50 keys: the last block is partial
+torch.testing.assert_close(online_softmax_attention(q, k2, v2, block=16), standard(q, k2, v2))
+# large scores: exp without the running maximum overflows
+big_q, big_k = torch.randn(4, 16) * 30, torch.randn(24, 16) * 30
+out = online_softmax_attention(big_q, big_k, v[:24], block=8)
+assert torch.isfinite(out).all(), "subtract the running maximum before exp"
+torch.testing.assert_close(out, standard(big_q, big_k, v[:24]), rtol=1e-4, atol=1e-4)
+q64, k64, v64 = (torch.randn(3, 8, dtype=torch.float64) for _ in range(3))
+assert online_softmax_attention(q64, k64, v64, 4).dtype == torch.float64
+### END HIDDEN TESTS
+
+# %% [markdown]
+# `inferlab.engine.tiled_attention.tiled_attention` is the same algorithm for batches of heads, with a causal mask.
+# Both agree with PyTorch's `scaled_dot_product_attention`:
+
+# %%
+torch.manual_seed(1)
+qh, kh, vh = (torch.randn(1, 4, 256, 64) for _ in range(3))
+ref = naive_attention(qh, kh, vh, causal=True)
+yours = torch.stack([online_softmax_attention(qh[0, h], kh[0, h], vh[0, h], 64) for h in range(4)])[None]
+print(f"yours (non-causal) vs naive non-causal: {(yours - naive_attention(qh, kh, vh, causal=False)).abs().max():.1e}")
+print(f"tiled_attention (causal) vs naive causal: {(tiled_attention(qh, kh, vh, True, 64) - ref).abs().max():.1e}")
+print(f"PyTorch SDPA (causal) vs naive causal:    {(sdpa(qh, kh, vh) - ref).abs().max():.1e}")
+
+# %% [markdown]
+# ## 2 · Memory against sequence length, measured
+# Naive attention holds a `heads x N x N` score matrix (and its softmax); the tiled version holds
+# `heads x N x block`. Extra peak memory of one causal attention call, 8 heads of 64, fp32, on this
+# machine:
+
+# %%
+lengths = pick([512, 1024, 2048, 4096], [256, 512, 1024, 2048])
+mem = {"naive": [], "tiled (block 128)": [], "PyTorch SDPA": []}
+ms = {name: [] for name in mem}
+for n in lengths:
+    qn, kn, vn = (torch.randn(1, 8, n, 64, device=device) for _ in range(3))
+    fns = {"naive": lambda: naive_attention(qn, kn, vn), "tiled (block 128)": lambda: tiled_attention(qn, kn, vn, True, 128),
+           "PyTorch SDPA": lambda: sdpa(qn, kn, vn)}
+    for name, fn in fns.items():
+        _, extra = peak_memory(fn, device)
+        mem[name].append(extra / 2**20)
+        ms[name].append(time_fn(fn, repeats=pick(3, 1), device=device).median * 1e3)
+    print(f"N = {n:>5}: " + "   ".join(f"{k} {mem[k][-1]:7.1f} MiB {ms[k][-1]:7.1f} ms" for k in mem))
+    del qn, kn, vn
+score_mib = [8 * n * n * 4 / 2**20 for n in lengths]
+plots.lines(lengths, {**mem, "one N x N fp32 score matrix (8 heads), computed": score_mib},
+            title=f"Extra peak memory of attention ({device_name(device)})", xaxis="sequence length N",
+            yaxis="MiB", log_x=True, log_y=True).show()
+
+# %% [markdown]
+# Doubling N quadruples the naive curve (the `N x N` matrix) but only doubles the tiled one. On a CPU
+# the tiled PyTorch loop is not faster - it is the same arithmetic plus Python overhead; the speed of
+# FlashAttention comes from doing this inside one GPU kernel whose tiles never leave on-chip SRAM.
+# (CPU memory is sampled every millisecond, so very short allocations can be missed; the computed
+# score-matrix line shows what must exist at once.)
+#
+# ## 3 · PyTorch's SDPA backends
+# `torch.nn.functional.scaled_dot_product_attention` picks a kernel per call: **flash**
+# (FlashAttention-2, CUDA, Ampere or newer, fp16/bf16), **efficient** (memory-efficient attention from
+# xFormers, wider GPU support), **cuDNN** (NVIDIA's fused attention, Hopper-tuned), and **math** (plain
+# PyTorch ops, anywhere). Which ones work here:
+
+# %%
+qb, kb, vb = (torch.randn(1, 8, 512, 64, device=device, dtype=torch.float16 if device == "cuda" else torch.float32)
+              for _ in range(3))
+usable = {}
+for name in sdpa_backends():
+    try:
+        sdpa(qb, kb, vb, backend=name)
+        usable[name] = "works"
+    except RuntimeError as error:
+        usable[name] = "not available: " + str(error).splitlines()[0][:90]
+    print(f"{name:<10} {usable[name]}")
+if device == "cuda":
+    major, minor = torch.cuda.get_device_capability()
+    print(f"compute capability {major}.{minor}: FlashAttention-2 needs 8.0 (Ampere) or newer")
+
+# %% [markdown]
+# **On a T4 (free Colab):** the T4 is a Turing GPU (compute capability 7.5). FlashAttention-2 - and
+# PyTorch's flash backend, which is built from it - requires Ampere (8.0) or newer, so there SDPA
+# falls back to the memory-efficient kernel: still O(N) memory and much faster than naive attention,
+# but slower than FlashAttention-2 on an A100/H100. The original FlashAttention (v1) supported Turing
+# through the separate `flash-attn` 1.x package.
+#
+# ## 4 · On a GPU: the flash kernel against the naive one (recorded)
+
+# %%
+try:
+    att = records.load("attention_gpu")
+    rows = att["results"]["rows"]
+    print(f"{records.label(att)}; {att['results']['shape']}")
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    gpu_lengths = sorted({r["length"] for r in rows})
+    table = {(r["impl"], r["length"]): r for r in rows}
+    print(f"{'impl':<34}" + "".join(f"{n:>14}" for n in gpu_lengths))
+    for impl in impls:
+        cells = [table.get((impl, n)) for n in gpu_lengths]
+        print(f"{impl:<34}" + "".join(f"{c['ms']:>8.2f} ms  " if c and c["ms"] else f"{'-':>12}  " for c in cells))
+    plots.lines(gpu_lengths, {impl: [table[(impl, n)]["ms"] if (impl, n) in table and table[(impl, n)]["ms"] else None
+                                     for n in gpu_lengths] for impl in impls},
+                title=f"Causal attention forward, {records.label(att)}", xaxis="sequence length", yaxis="ms",
+                log_x=True, log_y=True).show()
+    flash_8k, naive_8k = table.get(("sdpa flash", 8192)), table.get(("naive", 8192))
+except FileNotFoundError as missing:
+    att, flash_8k, naive_8k = None, None, None
+    print(missing)
+
+# %% [markdown]
+# Live, if this notebook runs on a CUDA GPU (skipped on a CPU and while grading):
+
+# %%
+if device == "cuda" and not grading():
+    from inferlab.engine.tiled_attention import benchmark_attention
+    live = benchmark_attention(pick([1024, 4096, 8192], [1024, 2048]), device="cuda", repeats=pick(5, 2),
+                               naive_limit=8192, tiled_limit=4096)
+else:
+    print("skipped: needs a CUDA GPU" if device != "cuda" else "skipped while grading")
+
+# %% [markdown]
+# ### The engine on the same kind of GPU
+# Attention is one part of a decode step. Lesson 05-07's engine, given a Llama-2-7B-shaped fp16 model
+# (random weights), was measured at batch 1 with CUDA graphs (a whole decode step recorded once and
+# replayed with one launch) and `torch.compile` (fusing the small element-wise kernels).
+#
+# Decoding is the opposite of the long-prompt case above: one query per head against a short cache.
+# The online softmax still matters, but for a different reason. A general attention kernel gives each
+# head one thread block, so at batch 1 a 32-head model keeps 32 of the GPU's 132 multiprocessors
+# busy. The engine's own Triton kernel (`inferlab/engine/gpu_kernels.py`, the FlashDecoding idea)
+# splits each head's context into chunks, runs your online softmax inside every chunk, and merges
+# the chunks' `(max, sum, weighted values)` with the same rescaling rule you wrote - while reading
+# keys through the block table of lesson 07 and stopping at each sequence's real length. A second
+# kernel does RoPE and the cache write in one launch instead of three: at batch 1, a step of 32
+# layers is so short that the *number* of kernels shows in the time.
+
+# %%
+for record_name in ("engine_gpu", "engine_gpu_h100"):
+    try:
+        eng = records.load(record_name)
+    except FileNotFoundError as missing:
+        print(missing)
+        continue
+    res = eng["results"]
+    print(f"{records.label(eng)}: {res['model']}, {res['prompt_tokens']} prompt + {res['decode_tokens']} new tokens; "
+          f"roofline {res['roofline_tok_s']} tok/s (measured copy bandwidth / bytes read per token)")
+    for run in res["runs"]:
+        if "tok_s" in run:
+            print(f"  {run['tok_s']:6.1f} tok/s  {run['fraction_of_roofline']:5.1%} of roofline  {run['name']}")
+    if "earlier" in res:
+        print(f"earlier ({res['earlier']['date']}): {res['earlier']['best']}")
+    print()
+
+# %% [markdown]
+# Read the table from the top: launching hundreds of kernels one by one from Python (eager) leaves the GPU
+# idle most of the time; one graph launch per step recovers most of it; `torch.compile` then fuses
+# the small element-wise kernels; the Triton decode kernels beat the same compiled step with PyTorch's
+# attention (same run, same GPU). The "weights only" row is the ceiling of the matrix multiplies
+# alone with the cuBLAS kernels used here: the remaining gap to it is the norms, attention, RoPE and
+# the engine's own Python loop between steps.
+
+# %% [markdown]
+# Try lengths and block sizes on this machine:
+
+# %%
+import ipywidgets as w
+from inferlab.lab.widgets import guarded, show
+
+n_pick = w.SelectionSlider(options=[128, 256, 512, 1024, 2048], value=512, description="N")
+block_pick = w.SelectionSlider(options=[16, 32, 64, 128, 256, 512], value=64, description="block")
+flash_out = w.Output()
+
+
+def draw_flash():
+    if block_pick.value > n_pick.value:
+        raise ValueError("the block is longer than the sequence: it would be a single tile")
+    qw, kw, vw = (torch.randn(n_pick.value, 64) for _ in range(3))
+    t_naive = time_fn(lambda: torch.softmax(qw @ kw.T / 8, 1) @ vw, repeats=3).median * 1e3
+    t_tiled = time_fn(lambda: online_softmax_attention(qw, kw, vw, block_pick.value), repeats=3).median * 1e3
+    scores_kib = n_pick.value * n_pick.value * 4 / 1024
+    tile_kib = n_pick.value * block_pick.value * 4 / 1024
+    print(f"N={n_pick.value}: naive {t_naive:.2f} ms holding {scores_kib:.0f} KiB of scores; "
+          f"your tiled version {t_tiled:.2f} ms holding {tile_kib:.0f} KiB per tile")
+    plots.bars(["naive scores", f"one tile (block {block_pick.value})"], [scores_kib, tile_kib],
+               title="Score memory alive at once", yaxis="KiB").show()
+
+
+update_flash = guarded(flash_out, draw_flash)
+for control in (n_pick, block_pick):
+    control.observe(update_flash, names="value")
+update_flash()
+show(w.VBox([n_pick, block_pick, flash_out]))
+
+# %% [markdown]
+# ## Claims vs measured
+
+# %%
+claims = [("FlashAttention (2022)", "memory linear in N; 10-20x memory saving at N = 2k-4k",
+           f"CPU here at N={lengths[-1]}: naive {mem['naive'][-1]:.0f} MiB vs tiled {mem['tiled (block 128)'][-1]:.0f} MiB extra"),
+          ("FlashAttention-2 (2023)", "~2x FlashAttention; 50-73% of A100 peak FLOP/s",
+           (f"{records.label(att)}: flash {flash_8k['ms']:.2f} ms ({flash_8k['TFLOPs']} TFLOP/s) vs naive {naive_8k['ms']:.1f} ms "
+            f"at N=8192, {naive_8k['peak_MB'] / max(flash_8k['peak_MB'], 1e-9):.0f}x less memory") if flash_8k and naive_8k else "no record"),
+          ("T4 / Turing", "FlashAttention-2 unsupported (needs Ampere+)", "SDPA uses the memory-efficient kernel there")]
+for who, claim, here in claims:
+    print(f"{who:<24}| claim: {claim:<56}| here: {here}")
+
+# %% [markdown]
+# ## Summary
+# * The online softmax rescales running sums when the maximum grows, so attention can visit keys in
+#   tiles and still be exact (your implementation matched standard attention).
+# * Memory falls from O(N²) to O(N) (measured); speed comes from keeping tiles on-chip in one GPU
+#   kernel (recorded above: the flash and cuDNN kernels against the naive one).
+# * PyTorch's SDPA picks flash, memory-efficient, cuDNN or math depending on GPU, dtype and inputs;
+#   on a T4 you get the memory-efficient kernel.
