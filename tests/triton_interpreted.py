@@ -11,8 +11,9 @@ import os
 import pytest
 import torch
 
-from inferlab.engine import LLMEngine, LlamaWeights, ModelConfig, SamplingParams
-from inferlab.engine.model_runner import paged_decode_attention, rotate_half
+from inferlab.engine import EngineConfig, LLMEngine, LlamaWeights, ModelConfig, SamplingParams
+from inferlab.engine.attention import paged_decode_attention
+from inferlab.engine.weights import rotate_half
 
 pytest.importorskip("triton")
 torch.set_num_threads(1)
@@ -104,10 +105,12 @@ def test_engine_with_triton_kernels_generates_the_same_tokens(kernels, kind):
     g = torch.Generator().manual_seed(5)
     batch = [torch.randint(2, 97, (n,), generator=g).tolist() for n in (3, 11, 6)]
     params = SamplingParams(max_tokens=12, ignore_eos=True)
-    plain = LLMEngine(weights, kv_cache=kind, max_model_len=64, num_blocks=32, block_size=4)
-    assert plain.runner.decode_attention == "sdpa"          # CPU default: no Triton path
-    fast = LLMEngine(weights, kv_cache=kind, max_model_len=64, num_blocks=32, block_size=4)
-    fast.runner.decode_attention = "triton"
+    config = EngineConfig(kv_cache=kind, max_model_len=64,
+                          **({"num_blocks": 32, "block_size": 4} if kind == "paged" else {}))
+    plain = LLMEngine(weights, config=config)
+    assert plain.runner.attention.name == "sdpa"            # CPU default: no Triton path
+    fast = LLMEngine(weights, config=config.replace(attention_backend="triton"))   # runs in the interpreter
+    assert fast.runner.attention.name == "triton"
     want = [o.token_ids for o in plain.generate(batch, params)]
     assert [o.token_ids for o in fast.generate(batch, params)] == want
 

@@ -52,7 +52,6 @@ class BlockManager:
         self.free_block_ids: deque[int] = deque(range(num_blocks))
         self.used_block_ids: set[int] = set()
         self.hash_to_block: dict[int, int] = {}
-        self.prefix_hits = 0  # tokens whose K/V were found in the cache instead of computed
 
     # ------------------------------------------------------------------------- bookkeeping
     @property
@@ -91,7 +90,8 @@ class BlockManager:
         return self.num_free_blocks >= seq.num_blocks(self.block_size)
 
     def allocate(self, seq: Sequence) -> None:
-        """Give ``seq`` blocks for all its tokens, reusing cached full prefix blocks."""
+        """Give ``seq`` blocks for all its tokens, reusing cached full prefix blocks; sets
+        ``seq.num_cached_tokens`` to the number of tokens found in them."""
         if seq.block_table:
             raise RuntimeError(f"sequence {seq.seq_id} already has blocks")
         if not self.can_allocate(seq):
@@ -114,8 +114,7 @@ class BlockManager:
                     self.free_block_ids.remove(block_id)
                     self.used_block_ids.add(block_id)
                     block.ref_count = 1
-                seq.num_cached_tokens += bs
-                self.prefix_hits += bs
+                seq.num_cached_tokens += bs     # the engine counts these (EngineStats.prefix_hit_tokens)
             else:
                 missed = True
                 block_id = self._take_free_block()
@@ -158,7 +157,6 @@ class BlockManager:
         for block_id in reversed(seq.block_table):
             self._release(block_id)
         seq.block_table = []
-        seq.num_cached_tokens = 0
 
     def fork(self, parent: Sequence, child: Sequence) -> None:
         """``child`` shares all of ``parent``'s blocks (its tokens must start with the parent's)."""

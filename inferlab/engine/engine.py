@@ -1,75 +1,41 @@
 """``LLMEngine``: the course's small inference engine, in the style of nano-vllm and gpt-fast.
 
 Built up over lessons 05-09: a KV cache (05), a scheduler doing continuous batching (06), paged
-blocks with prefix sharing (07), sampling and speculative decoding (08), CUDA graphs (09's GPU
-section). One engine step is::
+blocks with prefix sharing (07), sampling and speculative decoding (08), attention kernels and CUDA
+graphs (09). It takes one ``EngineConfig`` (``config``), whose plug-in points let a lesson swap in
+the student's own block manager, scheduling step, sampler or attention backend. One step is::
 
     sequences, is_prefill = scheduler.schedule()       # who runs (blocks permitting)
-    logits = model_runner.run(sequences, is_prefill)   # one forward pass over all of them
-    tokens = sampler(logits, params)                   # one new token each
+    logits = runner.run(sequences, is_prefill)         # one forward pass over all of them
+    tokens = sampler(logits, params, ids)              # one new token each
     finished = scheduler.postprocess(sequences, tokens)
 
-``generate(prompts, SamplingParams(...))`` repeats steps until every request has finished.
-``add_request`` + ``step`` let requests arrive while others are running, and ``run_trace``
-replays a timed arrival process (lesson 06).
+``step()`` does one and returns a ``StepResult`` (who ran, the tokens they got, who finished);
+``generate(prompts, SamplingParams(...))`` repeats steps until every request has finished;
+``add_request`` + ``step`` let requests arrive while others run, and ``run_trace`` replays a
+timed arrival process (lesson 06).
 
 Example::
 
-    from inferlab.engine import LLMEngine, SamplingParams
-    engine = LLMEngine()                    # the embedded SmolLM2-135M, fp32, CPU
+    from inferlab.engine import EngineConfig, LLMEngine, SamplingParams
+    engine = LLMEngine(config=EngineConfig(max_model_len=256))   # the embedded SmolLM2-135M, fp32
     out = engine.generate(["The capital of France is"], SamplingParams(max_tokens=8))
     print(out[0].text)
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-
 import torch
 
 from .block_manager import BlockManager
+from .config import BLOCK_MANAGER_API, EngineConfig
 from .kv_cache import PagedKVCache, StaticKVCache, kv_bytes_per_token
 from .model_runner import ModelRunner
-from .weights import LlamaWeights
+from .outputs import EngineStats, RequestOutput, StepResult
 from .sampler import Sampler, SamplingParams
 from .scheduler import Scheduler
 from .sequence import Sequence
-
-
-@dataclass
-class RequestOutput:
-    """What one request produced, with its timings (seconds, or the clock ``run_trace`` used)."""
-    request_id: int
-    prompt_token_ids: list
-    token_ids: list
-    text: str | None
-    finish_reason: str | None
-    arrival: float
-    first_token: float | None
-    finished: float | None
-    num_preemptions: int = 0
-    num_cached_prompt_tokens: int = 0
-
-    @property
-    def latency(self) -> float | None:
-        return None if self.finished is None else self.finished - self.arrival
-
-    @property
-    def time_to_first_token(self) -> float | None:
-        return None if self.first_token is None else self.first_token - self.arrival
-
-
-@dataclass
-class EngineStats:
-    steps: int = 0
-    prefill_steps: int = 0
-    decode_steps: int = 0
-    prefill_tokens: int = 0
-    decode_tokens: int = 0
-    preemptions: int = 0
-    prefix_hit_tokens: int = 0
-    peak_blocks_used: int = 0
-    batch_sizes: list = field(default_factory=list)
+from .weights import LlamaWeights
 
 
 def _load(model, tokenizer, dtype, device):
@@ -89,59 +55,50 @@ class LLMEngine:
     """Continuous-batching inference over a Llama-family model with a static or paged KV cache.
 
     ``model``: ``None`` (the embedded SmolLM2-135M), a model name for ``load_model``, a
-    transformers ``*ForCausalLM`` or ``LlamaWeights``. ``kv_cache="static"`` reserves
-    ``max_model_len`` slots for each of ``max_num_seqs`` sequences; ``"paged"`` hands out
-    ``num_blocks`` blocks of ``block_size`` tokens (default: as many as fit in
-    ``kv_cache_memory`` bytes, 512 MiB unless given).
+    transformers ``*ForCausalLM`` or ``LlamaWeights``. ``config``: an ``EngineConfig``; keyword
+    settings are a shorthand for its fields (``LLMEngine(m, max_model_len=64)`` is
+    ``LLMEngine(m, config=EngineConfig(max_model_len=64))``). The parts it builds from the config
+    are attributes: ``cache``, ``block_manager``, ``scheduler``, ``runner`` (with
+    ``runner.attention``, the backend) and ``sampler``; ``config`` is the config with every
+    automatic choice made.
     """
 
-    def __init__(self, model=None, tokenizer=None, *, kv_cache: str = "paged", block_size: int = 16,
-                 num_blocks: int | None = None, kv_cache_memory: int | None = None,
-                 max_num_seqs: int = 32, max_num_batched_tokens: int = 4096,
-                 max_model_len: int | None = None, enable_prefix_caching: bool = True,
-                 policy: str = "continuous", batch_window: float = 0.0, dtype=None, device=None,
-                 cuda_graphs: bool | None = None, compile: bool = False, seed: int = 0):
-        if kv_cache not in ("static", "paged"):
-            raise ValueError(f"kv_cache must be 'static' or 'paged', got {kv_cache!r}")
-        self.weights, self.tokenizer = _load(model, tokenizer, dtype, device)
-        config = self.config = self.weights.config
-        self.max_model_len = max_model_len or min(config.max_position, 2048)
-        if self.max_model_len < 2 or self.max_model_len > config.max_position:
-            raise ValueError(f"max_model_len must be in [2, {config.max_position}]")
-        per_token = kv_bytes_per_token(config.num_layers, config.num_kv_heads, config.head_dim,
-                                       self.weights.embed.element_size())
-        cache_args = (config.num_layers,)
-        head_args = (config.num_kv_heads, config.head_dim, self.weights.dtype, self.weights.device)
-        if kv_cache == "static":
-            block_size, num_blocks = self.max_model_len, max_num_seqs
-            enable_prefix_caching = False
-            self.cache = StaticKVCache(*cache_args, max_num_seqs, self.max_model_len, *head_args)
-        else:
-            if num_blocks is None:
-                budget = kv_cache_memory or 512 * 2 ** 20
-                wanted = -(-max_num_seqs * self.max_model_len // block_size)
-                num_blocks = max(1, min(wanted, budget // (per_token * block_size)))
-            if num_blocks * block_size < self.max_model_len:
-                raise ValueError(
-                    f"the KV cache holds {num_blocks} blocks x {block_size} = {num_blocks * block_size} "
-                    f"tokens, fewer than one sequence of max_model_len={self.max_model_len}; "
-                    "give more blocks/memory or a smaller max_model_len")
-            self.cache = PagedKVCache(*cache_args, num_blocks, block_size, *head_args)
-        self.kv_cache_kind = kv_cache
-        self.block_manager = BlockManager(num_blocks, block_size, enable_prefix_caching)
-        self.scheduler = Scheduler(self.block_manager, max_num_seqs, max(max_num_batched_tokens, 1),
-                                   policy, batch_window)
-        self.runner = ModelRunner(self.weights, self.cache, self.max_model_len)
-        self.sampler = Sampler(seed)
-        if cuda_graphs is None:
-            cuda_graphs = self.weights.device.type == "cuda"
-        if cuda_graphs:
-            self.runner.enable_cuda_graphs(compile=compile)
+    def __init__(self, model=None, tokenizer=None, config: EngineConfig | None = None, **settings):
+        if isinstance(tokenizer, EngineConfig):
+            raise TypeError("pass the EngineConfig as config= (the second argument is the tokenizer): "
+                            "LLMEngine(model, config=EngineConfig(...))")
+        config = EngineConfig.from_kwargs(config, **settings)
+        self.weights, self.tokenizer = _load(model, tokenizer, config.dtype, config.device)
+        mc = self.model_config = self.weights.config
+        w = self.weights
+        per_token = kv_bytes_per_token(mc.num_layers, mc.num_kv_heads, mc.head_dim, w.embed.element_size())
+        cfg = self.config = config.resolve(mc, per_token, w.device, w.dtype)
+        self.max_model_len = cfg.max_model_len
+        cache_cls = StaticKVCache if cfg.kv_cache == "static" else PagedKVCache
+        self.cache = cache_cls(mc.num_layers, cfg.cache_blocks, cfg.block_size, mc.num_kv_heads,
+                               mc.head_dim, w.dtype, w.device)
+        self.block_manager = self._make_block_manager(cfg)
+        self.scheduler = Scheduler(self.block_manager, cfg.max_num_seqs, cfg.max_num_batched_tokens,
+                                   cfg.policy, cfg.batch_window, step=cfg.schedule_step)
+        self.runner = ModelRunner(w, self.cache, cfg.max_model_len, cfg.attention_backend)
+        self.sampler = cfg.sampler or Sampler(cfg.seed)
+        if cfg.cuda_graphs:
+            self.runner.enable_cuda_graphs(compile=cfg.compile)
         self.stats = EngineStats()
         self._seqs: dict[int, Sequence] = {}
         self._finished: dict[int, Sequence] = {}
-        self._prompts: dict[int, object] = {}
         self._clock0 = time.perf_counter()
+
+    @staticmethod
+    def _make_block_manager(cfg: EngineConfig):
+        if cfg.block_manager is None:
+            return BlockManager(cfg.cache_blocks, cfg.block_size, cfg.enable_prefix_caching)
+        manager = cfg.block_manager(cfg.cache_blocks, cfg.block_size)
+        missing = [name for name in BLOCK_MANAGER_API if not hasattr(manager, name)]
+        if missing:
+            raise TypeError(f"the block manager {type(manager).__name__} lacks {', '.join(missing)}: the "
+                            f"engine uses {', '.join(BLOCK_MANAGER_API)} (see EngineConfig)")
+        return manager
 
     # --------------------------------------------------------------------------- requests
     def encode(self, prompt) -> list[int]:
@@ -154,9 +111,16 @@ class LLMEngine:
         ids = list(prompt)
         if not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
             raise TypeError("a prompt is a string or a list of token ids (ints)")
-        if any(t < 0 or t >= self.config.vocab_size for t in ids):
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size})")
+        if any(t < 0 or t >= self.model_config.vocab_size for t in ids):
+            raise ValueError(f"token ids must be in [0, {self.model_config.vocab_size})")
         return ids
+
+    def _check_prompt(self, ids: list[int]) -> None:
+        if not ids:
+            raise ValueError("empty prompt: a prompt needs at least one token")
+        if len(ids) >= self.max_model_len:
+            raise ValueError(f"the prompt has {len(ids)} tokens but the context holds "
+                             f"max_model_len={self.max_model_len} (prompt + at least one new token)")
 
     def now(self) -> float:
         return time.perf_counter() - self._clock0
@@ -168,14 +132,9 @@ class LLMEngine:
         if not isinstance(params, SamplingParams):
             raise TypeError(f"params must be SamplingParams, got {type(params).__name__}")
         ids = self.encode(prompt)
-        if not ids:
-            raise ValueError("empty prompt: a prompt needs at least one token")
-        if len(ids) >= self.max_model_len:
-            raise ValueError(f"the prompt has {len(ids)} tokens but the context holds "
-                             f"max_model_len={self.max_model_len} (prompt + at least one new token)")
+        self._check_prompt(ids)
         seq = Sequence(ids, params, arrival=self.now() if arrival is None else arrival)
         self._seqs[seq.seq_id] = seq
-        self._prompts[seq.seq_id] = prompt
         self.scheduler.add(seq)
         return seq.seq_id
 
@@ -183,26 +142,36 @@ class LLMEngine:
         return self.scheduler.has_unfinished()
 
     # ------------------------------------------------------------------------------- step
-    def step(self, now: float | None = None, flush: bool = True) -> list[Sequence]:
-        """Run one engine step; return the sequences that finished in it."""
-        seqs, is_prefill = self.scheduler.schedule(self.now() if now is None else now, flush)
+    def step(self, now: float | None = None, flush: bool = True) -> StepResult:
+        """Run one engine step (schedule, forward pass, sample, update) and say what it did."""
+        seqs, is_prefill = self._schedule(self.now() if now is None else now, flush)
         if not seqs:
-            self.stats.preemptions = self.scheduler.num_preemptions
-            return []
-        self._execute(seqs, is_prefill)
-        return self._finish(seqs, self.now() if now is None else now)
+            return StepResult(is_prefill)
+        tokens = self._execute(seqs, is_prefill)
+        return self._finish(seqs, is_prefill, tokens, self.now() if now is None else now)
 
-    def _execute(self, seqs, is_prefill: bool) -> None:
+    def _schedule(self, now: float, flush: bool):
+        seqs, is_prefill = self.scheduler.schedule(now, flush)
+        self.stats.preemptions = self.scheduler.num_preemptions
+        bs = self.config.block_size
+        for s in seqs:   # a plug-in scheduling step gets a clear error here, not a crash inside the model
+            if s.is_finished or len(s.block_table) * bs < len(s):
+                raise RuntimeError(
+                    f"the scheduling step returned sequence {s.seq_id} ({len(s)} tokens, {s.status.name}) "
+                    f"with block table {s.block_table}: a scheduled sequence must be running and hold "
+                    "blocks for all its tokens (allocate / append_slot)")
+        return seqs, bool(is_prefill)
+
+    def _execute(self, seqs, is_prefill: bool) -> list[int]:
+        """The forward pass and sampling of a scheduled step; returns one token per sequence."""
         stats = self.stats
-        stats.preemptions = self.scheduler.num_preemptions
         if self.scheduler.block_copies:
             self.cache.copy_blocks(self.scheduler.block_copies)
         if is_prefill:
             stats.prefill_steps += 1
-            stats.prefill_tokens += sum(len(s) - s.num_cached_tokens for s in seqs)
-            stats.prefix_hit_tokens += sum(s.num_cached_tokens for s in seqs)
-            for s in seqs:
-                s.num_prefix_hits = s.num_cached_tokens
+            hits = sum(s.num_cached_tokens for s in seqs)
+            stats.prefix_hit_tokens += hits
+            stats.prefill_tokens += sum(len(s) for s in seqs) - hits
         else:
             stats.decode_steps += 1
             stats.decode_tokens += len(seqs)
@@ -210,15 +179,18 @@ class LLMEngine:
         stats.batch_sizes.append(len(seqs))
         stats.peak_blocks_used = max(stats.peak_blocks_used, self.block_manager.num_used_blocks)
         logits = self.runner.run(seqs, is_prefill)
-        self._tokens = self.sampler(logits, [s.params for s in seqs], [s.seq_id for s in seqs])
+        return self.sampler(logits, [s.params for s in seqs], [s.seq_id for s in seqs])
 
-    def _finish(self, seqs, now: float) -> list[Sequence]:
-        done = self.scheduler.postprocess(seqs, self._tokens, self.config.eos_token_ids,
+    def _finish(self, seqs, is_prefill: bool, tokens: list[int], now: float) -> StepResult:
+        done = self.scheduler.postprocess(seqs, tokens, self.model_config.eos_token_ids,
                                           self.max_model_len, now)
+        forget = getattr(self.sampler, "forget", None)
         for seq in done:
-            self.sampler.forget(seq.seq_id)
+            if forget is not None:
+                forget(seq.seq_id)
             self._finished[seq.seq_id] = seq
-        return done
+        return StepResult(is_prefill, [s.seq_id for s in seqs], list(tokens),
+                          [self.output(s.seq_id) for s in done])
 
     def output(self, request_id: int) -> RequestOutput:
         seq = self._seqs[request_id]
@@ -227,16 +199,21 @@ class LLMEngine:
             text = self.tokenizer.decode(seq.output_token_ids, skip_special_tokens=True)
         return RequestOutput(seq.seq_id, seq.prompt_token_ids, list(seq.output_token_ids), text,
                              seq.finish_reason, seq.arrival, seq.first_token, seq.finished,
-                             seq.num_preemptions, seq.num_prefix_hits)
+                             seq.num_preemptions, seq.num_cached_tokens)
 
     def pop_finished(self) -> list[RequestOutput]:
         """Outputs of the requests finished since the last call (and forget them)."""
         out = [self.output(i) for i in sorted(self._finished)]
         for i in self._finished:
             self._seqs.pop(i, None)
-            self._prompts.pop(i, None)
         self._finished = {}
         return out
+
+    def _stuck(self) -> RuntimeError:
+        sched = self.scheduler
+        return RuntimeError(f"the scheduler ran nothing in two steps in a row with {len(sched.waiting)} "
+                            f"request(s) waiting and {len(sched.running)} running: the scheduling step "
+                            "never admits or decodes them")
 
     # --------------------------------------------------------------------------- generate
     def generate(self, prompts, params: SamplingParams | list | None = None) -> list[RequestOutput]:
@@ -256,15 +233,14 @@ class LLMEngine:
             if not isinstance(p, SamplingParams):
                 raise TypeError(f"params must be SamplingParams, got {type(p).__name__}")
         encoded = [self.encode(p) for p in prompts]
-        for ids in encoded:
-            if not ids:
-                raise ValueError("empty prompt: a prompt needs at least one token")
-            if len(ids) >= self.max_model_len:
-                raise ValueError(f"a prompt has {len(ids)} tokens but the context holds "
-                                 f"max_model_len={self.max_model_len}")
+        for e in encoded:
+            self._check_prompt(e)
         ids = [self.add_request(e, p) for e, p in zip(encoded, plist)]
+        idle = 0
         while self.has_unfinished():
-            self.step()
+            idle = 0 if self.step().num_seqs else idle + 1
+            if idle >= 2:      # one empty step is normal (a lone sequence preempted), two are not
+                raise self._stuck()
         outputs = {o.request_id: o for o in self.pop_finished()}
         return [outputs[i] for i in ids]
 
@@ -277,7 +253,7 @@ class LLMEngine:
         with ``arrival``, ``first_token`` and ``finished`` on that clock.
         """
         pending = sorted(range(len(trace)), key=lambda j: trace[j][0])
-        now, i, ids = 0.0, 0, {}
+        now, i, ids, idle = 0.0, 0, {}, 0
         sched = self.scheduler
         while i < len(pending) or self.has_unfinished():
             while i < len(pending) and trace[pending[i]][0] <= now:
@@ -285,18 +261,22 @@ class LLMEngine:
                 ids[pending[i]] = self.add_request(prompt, params, arrival=arrival)
                 i += 1
             more = i < len(pending)
-            seqs, is_prefill = sched.schedule(now, flush=not more)
+            seqs, is_prefill = self._schedule(now, flush=not more)
             if not seqs:
                 wake = [trace[pending[i]][0]] if more else []
                 if sched.policy == "dynamic" and sched.waiting:
                     wake.append(sched.waiting[0].arrival + sched.batch_window)
-                if not wake:
-                    raise RuntimeError("the scheduler cannot make progress")  # pragma: no cover
-                now = max(now, min(wake))
+                if wake:                     # nothing to run before the next arrival / window end
+                    now, idle = max(now, min(wake)), 0
+                    continue
+                idle += 1
+                if idle >= 2:
+                    raise self._stuck()
                 continue
+            idle = 0
             start = time.perf_counter()
-            self._execute(seqs, is_prefill)
+            tokens = self._execute(seqs, is_prefill)
             now += time.perf_counter() - start if step_cost is None else step_cost(seqs, is_prefill)
-            self._finish(seqs, now)
+            self._finish(seqs, is_prefill, tokens, now)
         outputs = {o.request_id: o for o in self.pop_finished()}
         return [outputs[ids[j]] for j in range(len(trace))]

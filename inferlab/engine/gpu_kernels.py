@@ -10,7 +10,7 @@ of the 32 heads one thread block, so 32 of an H100's 132 multiprocessors do all 
 * **split the context**: program ``(b, h, s)`` handles sequence ``b``, query head ``h`` and the
   ``s``-th chunk of its context, so even batch 1 launches hundreds of programs;
 * **read through the block table**: the cache slot of position ``p`` is
-  ``table[p // block_size] * block_size + p % block_size``; nothing is copied;
+  ``table[p // block_size] * block_size + p % block_size`` (``kv_cache.slot``); nothing is copied;
 * **read only the filled cache**: a program stops at the sequence's context length, however long
   the padded length of a CUDA-graph bucket is (so one graph serves every length);
 * **online softmax** (lesson 09's exercise) inside a chunk, then a second small kernel merges the
@@ -31,6 +31,7 @@ interpreter (``TRITON_INTERPRET=1``), which is how the tests check them against 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -42,8 +43,13 @@ except ImportError:  # pragma: no cover - CPU-only installs without Triton
 
 
 def available(device) -> bool:
-    """True where the kernels can run: a CUDA device and Triton installed."""
+    """True where the kernels run for real: a CUDA device and Triton installed."""
     return triton is not None and torch.device(device).type == "cuda"
+
+
+def runnable(device) -> bool:
+    """True where they run at all: as above, or on a CPU in Triton's interpreter (TRITON_INTERPRET=1)."""
+    return available(device) or (triton is not None and os.environ.get("TRITON_INTERPRET") == "1")
 
 
 BLOCK_N = 128         # keys per tile: a chunk is one tile up to MAX_SPLITS tiles of context

@@ -26,6 +26,20 @@ from __future__ import annotations
 import torch
 
 
+def slot(block_table, position, block_size: int):
+    """Flat cache slot of token ``position``: ``block_table[position // block_size] * block_size
+    + position % block_size`` (its block, then its offset in the block).
+
+    The one place the engine spells this out in Python: ``block_table`` is a list and
+    ``position`` an int, or ``block_table`` is a ``[batch, width]`` tensor and ``position`` a
+    tensor of positions (one row of slots per sequence). The Triton kernels of ``gpu_kernels``
+    compute the same expression on the GPU.
+    """
+    if isinstance(block_table, torch.Tensor) and block_table.dim() == 2:
+        return block_table[:, position // block_size] * block_size + position % block_size
+    return block_table[position // block_size] * block_size + position % block_size
+
+
 def kv_bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, dtype_bytes: int) -> int:
     """Bytes the cache needs per token: layers x 2 (K, V) x KV heads x head dim x bytes."""
     return num_layers * 2 * num_kv_heads * head_dim * dtype_bytes
@@ -74,8 +88,8 @@ class PagedKVCache:
         return self.num_blocks * self.block_size
 
     def slot(self, block_table, position: int) -> int:
-        """Flat slot index of ``position`` in a sequence with ``block_table``."""
-        return block_table[position // self.block_size] * self.block_size + position % self.block_size
+        """Flat slot index of ``position`` in a sequence with ``block_table`` (see ``slot``)."""
+        return slot(block_table, position, self.block_size)
 
     def write(self, layer: int, slot_mapping: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store ``k, v`` (``[tokens, kv_heads, head_dim]``) at the flat slots ``slot_mapping``."""

@@ -17,10 +17,18 @@ tokens generated so far) when blocks are free again. Nothing is dropped or trunc
 
 Like nano-vllm, a step is either a prefill step (new sequences) or a decode step (one token for
 every running sequence); prefill goes first so that new requests start early.
+
+The continuous-batching decision is one function, ``continuous_step(scheduler) -> (sequences,
+is_prefill)``; ``EngineConfig(schedule_step=...)`` replaces it with another of the same shape
+(lesson 06 plugs in the student's). Such a step reads and changes ``scheduler.waiting`` and
+``scheduler.running``, asks ``scheduler.block_manager`` for room, grows sequences with
+``scheduler.append_slot(seq)`` and preempts with ``scheduler.preempt(seq)``.
 """
 from __future__ import annotations
 
 from collections import deque
+
+from typing import Callable
 
 from .block_manager import BlockManager
 from .sequence import Sequence, SequenceStatus
@@ -28,14 +36,31 @@ from .sequence import Sequence, SequenceStatus
 POLICIES = ("continuous", "static", "dynamic")
 
 
+def continuous_step(sched: "Scheduler") -> tuple[list[Sequence], bool]:
+    """One continuous-batching decision: admit waiting sequences if any fit (a prefill step),
+    else give every running sequence room for one more token (a decode step)."""
+    scheduled = sched.schedule_prefill()
+    if scheduled:
+        return scheduled, True
+    return sched.schedule_decode(), False
+
+
 class Scheduler:
+    """The ``waiting`` and ``running`` queues and the decision of each step.
+
+    ``step``: a function ``(scheduler) -> (sequences, is_prefill)`` that makes the whole decision
+    instead of the built-in ``continuous_step`` (continuous policy only).
+    """
+
     def __init__(self, block_manager: BlockManager, max_num_seqs: int = 64,
                  max_num_batched_tokens: int = 4096, policy: str = "continuous",
-                 batch_window: float = 0.0):
+                 batch_window: float = 0.0, step: Callable | None = None):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if max_num_seqs < 1 or max_num_batched_tokens < 1:
             raise ValueError("need max_num_seqs >= 1 and max_num_batched_tokens >= 1")
+        if step is not None and policy != "continuous":
+            raise ValueError(f"a custom scheduling step needs policy='continuous', got {policy!r}")
         self.block_manager = block_manager
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
@@ -44,6 +69,7 @@ class Scheduler:
         self.running: deque[Sequence] = deque()
         self.num_preemptions = 0
         self.block_copies: list[tuple[int, int]] = []  # copy-on-write work for the next step
+        self.step = step
 
     def add(self, seq: Sequence) -> None:
         seq.status = SequenceStatus.WAITING
@@ -72,6 +98,10 @@ class Scheduler:
         ``flush=True`` lets static batching start a partial batch (no more requests coming).
         """
         self.block_copies = []
+        if self.step is not None:
+            return self.step(self)
+        if self.policy == "continuous":
+            return continuous_step(self)
         if self.waiting and (flush or self.may_admit(now)):
             scheduled = self.schedule_prefill()
             if scheduled:
@@ -108,10 +138,17 @@ class Scheduler:
                     self.preempt(seq)
                     break
             else:
-                self.block_copies += self.block_manager.append_slot(seq)
+                self.append_slot(seq)
                 scheduled.append(seq)
         self.running.extend(scheduled)
         return scheduled
+
+    def append_slot(self, seq: Sequence) -> None:
+        """Room for ``seq``'s newest token (``block_manager.append_slot``); any copy-on-write it
+        asks for is kept in ``block_copies`` for the cache to perform before the step runs."""
+        copies = self.block_manager.append_slot(seq)
+        if copies:
+            self.block_copies += copies
 
     def preempt(self, seq: Sequence) -> None:
         """Free ``seq``'s blocks and queue it first; it is recomputed when room returns."""

@@ -9,8 +9,9 @@ run, so a sequence carries its own state:
 * ``block_table`` - which physical KV-cache blocks hold its keys and values, in order
   (lesson 07). Position ``p`` lives in block ``block_table[p // block_size]`` at offset
   ``p % block_size``.
-* ``num_cached_tokens`` - how many leading tokens already have keys/values in the cache
-  (shared prefix blocks, lesson 07), so prefill only computes the rest.
+* ``num_cached_tokens`` - how many leading tokens the block manager found already in the cache
+  when it last gave the sequence blocks (shared prefix blocks, lesson 07), so prefill only
+  computes the rest. The engine adds them up in ``EngineStats.prefix_hit_tokens``.
 * timings (``arrival``, ``first_token``, ``finished``) in seconds or simulated steps: latency
   percentiles in lesson 06 are computed from them.
 """
@@ -40,8 +41,7 @@ class Sequence:
         self.params = params
         self.status = SequenceStatus.WAITING
         self.block_table: list[int] = []
-        self.num_cached_tokens = 0
-        self.num_prefix_hits = 0   # prompt tokens found in the cache at the last prefill
+        self.num_cached_tokens = 0   # leading tokens found in the cache at the last allocation
         self.num_preemptions = 0
         self.finish_reason: str | None = None
         self.arrival = arrival
