@@ -23,3 +23,43 @@ def model_and_tokenizer(embedded_model_dir):
     from inferlab.lab.models import load_model
     pin_threads()
     return load_model()
+
+
+@pytest.fixture()
+def scratch_course(tmp_path):
+    """A scratch course root holding copies of some of the repository's lessons:
+    ``scratch_course("00_why_inference_is_slow", parts=("solutions",))`` -> its path."""
+    import shutil
+
+    from autograder.course import REPOSITORY
+
+    skip = shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+
+    def make(*lessons: str, parts=("lessons", "solutions", "course")):
+        root = tmp_path / "course-root"
+        for lesson in lessons:
+            for part in parts:
+                if (REPOSITORY / part / lesson).is_dir():
+                    shutil.copytree(REPOSITORY / part / lesson, root / part / lesson, ignore=skip)
+        root.mkdir(exist_ok=True)
+        return root
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    """Factory of small random Llama models: ``tiny_llama(seed=0, num_hidden_layers=3, ...)``.
+
+    Real transformers classes at toy sizes, for unit tests of the compression code (fast, no
+    download). Keyword arguments override the ``LlamaConfig`` defaults below.
+    """
+    def make(seed: int = 0, **overrides):
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+        torch.manual_seed(seed)
+        config = dict(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      tie_word_embeddings=True)
+        config.update(overrides)
+        return LlamaForCausalLM(LlamaConfig(**config)).eval()
+    return make

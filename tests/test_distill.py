@@ -8,13 +8,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from inferlab.compress import distill
 
-
-def tiny_llama(layers: int = 4, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    return LlamaForCausalLM(config).eval()
+SHAPE = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4)
 
 
 def test_spread_layers_keeps_first_and_last():
@@ -27,8 +21,8 @@ def test_spread_layers_keeps_first_and_last():
             distill.spread_layers(7, bad)
 
 
-def test_make_student_copies_the_chosen_layers_and_leaves_the_teacher_alone():
-    teacher = tiny_llama()
+def test_make_student_copies_the_chosen_layers_and_leaves_the_teacher_alone(tiny_llama):
+    teacher = tiny_llama(**SHAPE)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student = distill.make_student(teacher, [0, 3])
     assert len(student.model.layers) == 2 and student.config.num_hidden_layers == 2
@@ -48,8 +42,8 @@ def test_make_student_copies_the_chosen_layers_and_leaves_the_teacher_alone():
         distill.make_student(teacher, [0, 9])
 
 
-def test_a_student_with_all_layers_is_the_teacher():
-    teacher = tiny_llama()
+def test_a_student_with_all_layers_is_the_teacher(tiny_llama):
+    teacher = tiny_llama(**SHAPE)
     student = distill.make_student(teacher, 4)
     ids = torch.randint(0, 96, (2, 7))
     with torch.no_grad():
@@ -70,8 +64,8 @@ def test_distillation_loss_parts():
     assert distill.distillation_loss(t, t, ids, T, alpha=1.0).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_distill_lowers_the_loss_and_keeps_the_embedding_frozen():
-    teacher = tiny_llama()
+def test_distill_lowers_the_loss_and_keeps_the_embedding_frozen(tiny_llama):
+    teacher = tiny_llama(**SHAPE)
     student = distill.make_student(teacher, 1)
     embedding = student.get_input_embeddings().weight.clone()
     windows = torch.randint(0, 96, (8, 12))
@@ -83,8 +77,8 @@ def test_distill_lowers_the_loss_and_keeps_the_embedding_frozen():
     assert not student.training and student.get_input_embeddings().weight.requires_grad
 
 
-def test_distill_in_bf16_and_with_a_custom_loss():
-    teacher = tiny_llama()
+def test_distill_in_bf16_and_with_a_custom_loss(tiny_llama):
+    teacher = tiny_llama(**SHAPE)
     student = distill.make_student(teacher, 2)
     calls = []
 
@@ -104,12 +98,12 @@ def test_batches_cycle_through_every_window():
     assert sorted(seen[:, 0].tolist()) == sorted(list(range(0, 10, 2)) * 2)
 
 
-def test_save_student_loads_back_with_load_model(tmp_path, monkeypatch, embedded_model_dir):
+def test_save_student_loads_back_with_load_model(tmp_path, monkeypatch, embedded_model_dir, tiny_llama):
     from transformers import AutoTokenizer
 
     from inferlab.lab.models import load_model
     monkeypatch.setenv("INFERLAB_CACHE", str(tmp_path))
-    teacher = tiny_llama()
+    teacher = tiny_llama(**SHAPE)
     student = distill.make_student(teacher, [0, 2])
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
     folder = distill.save_student(student, tokenizer, "tiny", info={"steps": 3})
@@ -124,12 +118,12 @@ def test_save_student_loads_back_with_load_model(tmp_path, monkeypatch, embedded
         distill.save_student(student, tokenizer, "../escape")
 
 
-def test_find_student_prefers_the_full_run(tmp_path, monkeypatch, embedded_model_dir):
+def test_find_student_prefers_the_full_run(tmp_path, monkeypatch, embedded_model_dir, tiny_llama):
     from transformers import AutoTokenizer
     monkeypatch.setenv("INFERLAB_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="04_distillation"):
         distill.find_student("s")
-    student = distill.make_student(tiny_llama(), 1)
+    student = distill.make_student(tiny_llama(**SHAPE), 1)
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
     fast = distill.save_student(student, tokenizer, "s" + distill.FAST_SUFFIX)
     assert distill.find_student("s") == fast

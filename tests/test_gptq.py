@@ -1,17 +1,8 @@
 """inferlab.compress.gptq: Hessian, the column loop, its blocked form, and the block-by-block pipeline."""
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from inferlab.compress import gptq
 from inferlab.compress.quant import Scheme, fake_quantize
-
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    return LlamaForCausalLM(config).eval()
 
 
 def correlated_inputs(n=512, width=64, seed=0):
@@ -85,7 +76,7 @@ def test_act_order_and_asymmetric_variants_run_and_stay_close():
         assert Q.shape == W.shape and (W - Q).norm() / W.norm() < 0.3
 
 
-def test_whole_model_pipeline_quantizes_every_block_linear():
+def test_whole_model_pipeline_quantizes_every_block_linear(tiny_llama):
     model, reference = tiny_llama(), tiny_llama()
     torch.manual_seed(4)
     calib = torch.randint(0, 128, (4, 32))
@@ -107,7 +98,7 @@ def test_whole_model_pipeline_quantizes_every_block_linear():
     assert err_gptq < err_rtn
 
 
-def test_max_blocks_limits_the_work():
+def test_max_blocks_limits_the_work(tiny_llama):
     model, reference = tiny_llama(), tiny_llama()
     stats = gptq.gptq_quantize_model(model, torch.randint(0, 128, (2, 16)), Scheme(4, "absmax", "group", 32),
                                      max_blocks=1)
@@ -116,7 +107,7 @@ def test_max_blocks_limits_the_work():
     assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, reference.model.layers[0].mlp.up_proj.weight)
 
 
-def test_block_linear_inputs_are_what_the_linears_see():
+def test_block_linear_inputs_are_what_the_linears_see(tiny_llama):
     model = tiny_llama()
     ids = torch.randint(0, 128, (2, 16))
     inputs = gptq.block_linear_inputs(model, ids, 1)

@@ -3,17 +3,11 @@ import copy
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from inferlab.compress import prune
 
-
-def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=128, hidden_size=48, intermediate_size=96, num_hidden_layers=3,
-                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    return LlamaForCausalLM(config).eval()
+SHAPE = dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=6)  # GQA groups of 3
 
 
 # --------------------------------------------------------------------------------- masks
@@ -57,8 +51,8 @@ def test_two_four_mask_keeps_two_largest_of_each_group_of_four():
 
 
 # --------------------------------------------------------------------------- whole model
-def test_prune_linears_reaches_the_sparsity_and_spares_the_embedding():
-    model = tiny_llama()
+def test_prune_linears_reaches_the_sparsity_and_spares_the_embedding(tiny_llama):
+    model = tiny_llama(**SHAPE)
     embedding = model.get_input_embeddings().weight.clone()
     assert len(prune.prunable_linears(model)) == 3 * 7
     reached = prune.prune_linears(model, lambda w: prune.magnitude_mask(w, 0.5))
@@ -69,8 +63,8 @@ def test_prune_linears_reaches_the_sparsity_and_spares_the_embedding():
         prune.prune_linears(model, lambda w: torch.ones_like(w))
 
 
-def test_input_norms_cover_every_linear():
-    model = tiny_llama()
+def test_input_norms_cover_every_linear(tiny_llama):
+    model = tiny_llama(**SHAPE)
     norms = prune.input_norms(model, torch.randint(0, 128, (2, 10)))
     linears = prune.prunable_linears(model)
     assert set(norms) == set(linears)
@@ -79,8 +73,8 @@ def test_input_norms_cover_every_linear():
 
 
 @pytest.mark.parametrize("aware", [False, True])
-def test_mlp_channel_pruning_shrinks_and_equals_masking(aware):
-    model = tiny_llama()
+def test_mlp_channel_pruning_shrinks_and_equals_masking(aware, tiny_llama):
+    model = tiny_llama(**SHAPE)
     ids = torch.randint(0, 128, (1, 12))
     norms = prune.input_norms(model, ids) if aware else None
     masked = copy.deepcopy(model)
@@ -108,8 +102,8 @@ def test_mlp_channel_scores_prefer_loud_and_strong_channels():
         prune.mlp_channel_scores(down)
 
 
-def test_head_pruning_keeps_gqa_groups_and_the_model_runs(tmp_path):
-    model = tiny_llama()
+def test_head_pruning_keeps_gqa_groups_and_the_model_runs(tmp_path, tiny_llama):
+    model = tiny_llama(**SHAPE)
     ids = torch.randint(0, 128, (1, 12))
     norms = prune.input_norms(model, ids)
     pruned = copy.deepcopy(model)
@@ -163,8 +157,8 @@ def test_select_mlp_channels_keeps_the_original_order():
 
 
 @pytest.mark.parametrize("method", prune.METHODS)
-def test_pruned_copy_every_method(method):
-    model = tiny_llama()
+def test_pruned_copy_every_method(method, tiny_llama):
+    model = tiny_llama(**SHAPE)
     norms = prune.input_norms(model, torch.randint(0, 128, (2, 10)))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     pruned, removed = prune.pruned_copy(model, method, 0.5, norms)
@@ -175,8 +169,8 @@ def test_pruned_copy_every_method(method):
         assert torch.isfinite(pruned(torch.randint(0, 128, (1, 8))).logits).all()
 
 
-def test_pruned_copy_says_why_a_combination_is_impossible():
-    model = tiny_llama()
+def test_pruned_copy_says_why_a_combination_is_impossible(tiny_llama):
+    model = tiny_llama(**SHAPE)
     norms = prune.input_norms(model, torch.randint(0, 128, (1, 8)))
     with pytest.raises(ValueError, match="hold only"):
         prune.pruned_copy(model, "mlp channels", 0.9, norms)

@@ -26,6 +26,8 @@ from typing import Callable
 
 import torch
 
+from inferlab.lab.settings import threads
+
 # Peak memory bandwidth from the vendors' datasheets, in GB/s (1 GB = 1e9 bytes).
 DATASHEET_BANDWIDTH = {
     "T4": 320.0,          # NVIDIA T4, GDDR6 (free Colab)
@@ -47,10 +49,7 @@ def pin_threads(n: int | None = None) -> int:
     machine that was measured 13-15x slower. Default: ``INFERLAB_THREADS`` if set, else the
     number of cores this process may run on (at most 8).
     """
-    if n is None:
-        env = os.environ.get("INFERLAB_THREADS")
-        n = int(env) if env else min(len(os.sched_getaffinity(0)), 8)
-    n = max(1, int(n))
+    n = max(1, int(threads() if n is None else n))
     torch.set_num_threads(n)
     return n
 

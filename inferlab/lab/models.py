@@ -66,8 +66,15 @@ def embedded_gguf() -> Path:
 
 
 # ---------------------------------------------------------------------------------- the cache
-def converted_dir() -> Path:
-    return cache_dir() / "models" / "smollm2-135m-instruct-fp32"
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def converted_dir(dtype: torch.dtype = torch.float32) -> Path:
+    """Cache folder of the embedded model converted to ``dtype`` (fp32, bf16 or fp16)."""
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(f"the embedded model is cached in {sorted(map(str, DTYPE_NAMES))}, "
+                         f"not {dtype}")
+    return cache_dir() / "models" / f"smollm2-135m-instruct-{DTYPE_NAMES[dtype]}"
 
 
 def _sha256(path: Path) -> str:
@@ -136,7 +143,7 @@ def _lock(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _convert(source: Path, target: Path) -> None:
+def _convert(source: Path, target: Path, dtype: torch.dtype) -> None:
     """GGUF -> safetensors folder, written beside ``target`` and renamed into place at the end."""
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -154,7 +161,7 @@ def _convert(source: Path, target: Path) -> None:
         quantizer = getattr(model, "hf_quantizer", None)
         if quantizer is not None:
             quantizer.remove_quantization_config(model)
-        model.save_pretrained(tmp)
+        model.to(dtype).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     finally:
         transformers.logging.set_verbosity(verbosity)
@@ -165,12 +172,14 @@ def _convert(source: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def prepare_default_model(verbose: bool = False) -> Path:
-    """Make sure the converted default model is in the cache; return its folder.
+def prepare_default_model(verbose: bool = False, dtype: torch.dtype = torch.float32) -> Path:
+    """Make sure the default model, converted to ``dtype``, is in the cache; return its folder.
 
-    Safe to call from several processes at once (a file lock serialises conversions).
+    The one place that converts anything into the cache: fp32 for the lessons, bf16 for the
+    serving engines of lesson 10 (vLLM reads a bf16 safetensors folder). Safe to call from
+    several processes at once (a file lock serialises conversions).
     """
-    target = converted_dir()
+    target = converted_dir(dtype)
     problem = cache_problem(target)
     if problem is None:
         return target
@@ -182,7 +191,7 @@ def prepare_default_model(verbose: bool = False) -> Path:
         if verbose or target.exists():
             print(f"[inferlab] converting {source.name} into {target} ({problem}); "
                   "this happens once and takes ~15-30 s", flush=True)
-        _convert(source, target)
+        _convert(source, target, dtype)
     problem = cache_problem(target)
     if problem is not None:  # pragma: no cover - would mean a bug in _convert
         raise RuntimeError(f"conversion produced an invalid cache: {problem}")

@@ -40,3 +40,18 @@ def cache_dir() -> Path:
 def pick(full, fast):
     """Return ``fast`` in fast mode, else ``full``: ``n_tokens = pick(128, 16)``."""
     return fast if fast_mode() else full
+
+
+def threads() -> int:
+    """CPU threads PyTorch should use: ``INFERLAB_THREADS`` if set, else the cores this process
+    may run on (at most 8). ``inferlab.lab.bench.pin_threads`` applies it."""
+    env = os.environ.get("INFERLAB_THREADS", "").strip()
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise ValueError(f"INFERLAB_THREADS must be a whole number of threads, got {env!r}") from None
+        if value < 1:
+            raise ValueError(f"INFERLAB_THREADS must be >= 1, got {value}")
+        return value
+    return min(len(os.sched_getaffinity(0)), 8)

@@ -15,14 +15,10 @@ free port; ``what_is_missing`` explains in one line why an engine cannot run her
 """
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import os
-import shutil
 import sys
 from pathlib import Path
-
-from inferlab.lab.settings import cache_dir
 
 from .process import LOOPBACK, ServerProcess, free_port
 
@@ -47,29 +43,11 @@ def what_is_missing(engine: str) -> str | None:
 
 
 def bf16_model_dir() -> Path:
-    """A bf16 safetensors copy of the embedded model, written once into the cache."""
-    target = cache_dir() / "models" / "smollm2-135m-instruct-bf16"
-    done = target / ".complete"
-    if done.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / (target.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.is_file():
-            return target
-        import torch
-        from inferlab.lab.models import load_model
-        model, tokenizer = load_model(dtype=torch.bfloat16)
-        tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        (tmp / ".complete").write_text("bf16 copy of the embedded model\n")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    return target
+    """A bf16 safetensors copy of the embedded model, converted once into the cache."""
+    import torch
+
+    from inferlab.lab.models import prepare_default_model
+    return prepare_default_model(dtype=torch.bfloat16)
 
 
 def vllm_env(kv_cache_gib: int = 1, cpu_threads: int | None = None) -> dict[str, str]:
