@@ -37,7 +37,7 @@ class StepInputs:
     max_query: int               # Q = max new tokens of a sequence
     pad_index: torch.Tensor | None  # [N] row of each new token in the padded [B*Q] layout
     mask: torch.Tensor | None    # [B, 1, Q, L] which keys each query may see (None: all)
-    logits_index: torch.Tensor   # rows of the packed tokens whose logits we need
+    logits_index: torch.Tensor | None  # rows of the packed tokens whose logits we need (None: all)
     paged_decode: bool = False   # a decode step the attention backend runs over the blocks
 
 
@@ -83,8 +83,9 @@ def pack_step(seqs, is_prefill: bool, block_size: int, max_model_len: int, devic
             qpos[b, :q] = torch.arange(c - q, c)
         keys = torch.arange(max_len)
         mask = (keys[None, None, :] <= qpos[:, :, None]).to(device)[:, None]
+    every_row = len(logits_index) == len(ids)        # decode steps: one token, one logits row each
     return StepInputs(t(ids), t(positions), t(slots), t(tables), t(ctx_lens), max_len,
-                      max_query, pad_index, mask, t(logits_index), paged)
+                      max_query, pad_index, mask, None if every_row else t(logits_index), paged)
 
 
 # ------------------------------------------------------------ decode steps from a CUDA graph
@@ -114,8 +115,7 @@ def unpack_decode(packed: torch.Tensor, batch: int, width: int, length: int,
     if not paged_decode:
         keys = torch.arange(length, device=packed.device)
         mask = (keys[None, :] < ctx[:, None])[:, None, None, :]
-    return StepInputs(ids, positions, slots, tables, ctx, length, 1, None, mask,
-                      torch.arange(batch, device=packed.device), paged_decode)
+    return StepInputs(ids, positions, slots, tables, ctx, length, 1, None, mask, None, paged_decode)
 
 
 def empty_decode_buffer(batch: int, width: int, scratch_slot: int, device) -> torch.Tensor:

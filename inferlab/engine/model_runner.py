@@ -111,7 +111,9 @@ class ModelRunner:
             x = rms_norm(h, layer.post_norm, c.rms_norm_eps)
             gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
             h = h + F.linear(F.silu(gate) * up, layer.down)
-        h = rms_norm(h.index_select(0, inp.logits_index), w.norm, c.rms_norm_eps)
+        if inp.logits_index is not None:
+            h = h.index_select(0, inp.logits_index)
+        h = rms_norm(h, w.norm, c.rms_norm_eps)
         return F.linear(h, w.lm_head).float()
 
     @torch.inference_mode()
