@@ -57,6 +57,7 @@ def test_smollm2_mlp_matches_the_model(model_and_tokenizer):
         assert torch.allclose(mlp(x), model.model.layers[0].mlp(x), atol=1e-5)
 
 
+@pytest.mark.slow  # starts worker processes joined by torch.distributed
 def test_two_process_tensor_parallel_equals_single_process(embedded_model_dir):
     result = parallel.run_tp(world_size=2, backend="gloo", tokens=(1, 8), weights="smollm2", repeats=2)
     assert result["world_size"] == 2 and result["backend"] == "gloo"
@@ -66,6 +67,7 @@ def test_two_process_tensor_parallel_equals_single_process(embedded_model_dir):
         assert run["tp_forward_s"] > 0 and run["single_forward_s"] > 0
 
 
+@pytest.mark.slow  # starts worker processes joined by torch.distributed
 def test_two_stage_pipeline_runs():
     result = parallel.run_pp(microbatches=(1, 2), layers=2, tokens=16, hidden=32, intermediate=64, repeats=1)
     assert result["stages"] == 2 and set(result["pipeline_s"]) == {"1", "2"}
