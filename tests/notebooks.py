@@ -8,21 +8,27 @@ from pathlib import Path
 
 import nbformat
 
-REPO = Path(__file__).resolve().parent.parent
+from autograder import course
+
+REPO = course.REPOSITORY
 HIDDEN = re.compile(r"^\s*### (BEGIN|END) HIDDEN TESTS\s*$")
 
 
 def lesson_ids() -> list[str]:
-    from autograder.pipeline import assignments
-    return assignments(REPO)
+    """Every lesson of the repository (a script in lessons/ or a notebook in solutions/)."""
+    return course.lessons(REPO)
+
+
+def script_path(lesson: str) -> Path:
+    return course.script_path(REPO, lesson)
 
 
 def solution_path(lesson: str) -> Path:
-    return REPO / "solutions" / lesson / f"{lesson}.ipynb"
+    return course.source_path(REPO, lesson)
 
 
 def release_path(lesson: str) -> Path:
-    return REPO / "course" / lesson / f"{lesson}.ipynb"
+    return course.release_path(REPO, lesson)
 
 
 def read(path: Path) -> nbformat.NotebookNode:
@@ -68,10 +74,10 @@ def visible_part(source: str) -> str:
 
 
 def without_markers(source: str) -> str:
-    return "\n".join(l for l in source.splitlines() if not HIDDEN.match(l))
+    return "\n".join(line for line in source.splitlines() if not HIDDEN.match(line))
 
 
 def mutants_of(lesson: str):
     """(MUTANTS, CONTEXT) from lessons/<lesson>/mutants.py, kept beside the lesson's script."""
-    namespace = runpy.run_path(str(REPO / "lessons" / lesson / "mutants.py"))
+    namespace = runpy.run_path(str(course.mutants_path(REPO, lesson)))
     return namespace["MUTANTS"], namespace.get("CONTEXT", "")

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from autograder.certificates import keys, links, multikey, proof, trust
+from autograder.certificates import keys, links, multikey, proof
 from autograder.certificates.canon import CanonicalizationError, canonicalize
 from autograder.certificates.cli import main
 from autograder.certificates.credential import build_credential
@@ -79,7 +79,7 @@ SPEC_SIGNED = {
         "created": "2023-02-24T23:36:38Z",
         "verificationMethod": f"did:key:{SPEC_KEY}#{SPEC_KEY}",
         "proofPurpose": "assertionMethod",
-        "proofValue": "z2YwC8z3ap7yx1nZYCg4L3j3ApHsF8kgPdSb5xoS1VR7vPG3F561B52hYnQF9iseabecm3ijx4K1FBTQsCZahKZme",
+        "proofValue": "z2YwC8z3ap7yx1nZYCg4L3j3ApHsF8kgPdSb5xoS1VR7vPG3F561B52hYnQF9iseabecm3ijx4K1FBTQsCZahKZme",  # noqa: E501
     },
 }
 # The spec's intermediate value: SHA-256(canonical proof config) || SHA-256(canonical document).
@@ -186,7 +186,8 @@ def test_another_key_is_not_trusted(credential, issuer, other_issuer):
     assert "is not a published key" in result.report()
     # 2. ... or signs with their key but claims the course's key: the signature fails.
     claimed = proof.sign({k: v for k, v in credential.items() if k != "proof"},
-                         other_issuer.private_key, issuer.verification_method, credential["validFrom"])
+                         other_issuer.private_key, issuer.verification_method,
+                         credential["validFrom"])
     result = check(claimed, [issuer.profile])
     assert not result.valid and failed(result) == {"signature"}, result.report()
     # 3. With no trusted keys at all, nothing verifies.
@@ -195,7 +196,8 @@ def test_another_key_is_not_trusted(credential, issuer, other_issuer):
 
 def test_revoked_credential_fails(credential, issuer):
     profile = copy.deepcopy(issuer.profile)
-    profile["revoked"] = [{"id": credential["id"], "revokedAt": "2026-02-01T00:00:00Z", "reason": "plagiarism"}]
+    profile["revoked"] = [{"id": credential["id"], "revokedAt": "2026-02-01T00:00:00Z",
+                           "reason": "plagiarism"}]
     result = check(credential, [profile])
     assert not result.valid and failed(result) == {"revocation"}
     assert "REVOKED on 2026-02-01T00:00:00Z: plagiarism" in result.report()
@@ -207,7 +209,8 @@ def test_dates_are_checked(issuer):
     assert failed(result) == {"dates"}
     expiring = build_credential("Ada", issuer.profile, "2026-01-01T00:00:00Z", "x")
     expiring["validUntil"] = "2026-06-01T00:00:00Z"
-    expiring = proof.sign(expiring, issuer.private_key, issuer.verification_method, "2026-01-01T00:00:00Z")
+    expiring = proof.sign(expiring, issuer.private_key, issuer.verification_method,
+                          "2026-01-01T00:00:00Z")
     assert check(expiring, [issuer.profile]).valid is False
     assert verify_credential(json.dumps(expiring), [issuer.profile],
                              now=datetime(2026, 3, 1, tzinfo=timezone.utc)).valid
@@ -322,7 +325,8 @@ def test_pdf_certificate(tmp_path, credential):
     data = path.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 5000
     # reportlab is deterministic here (invariant mode): the same credential gives the same file
-    again = write_certificate_pdf(tmp_path / "d.pdf", credential, "https://example.org/v/#vc=abc", demo=True)
+    again = write_certificate_pdf(tmp_path / "d.pdf", credential, "https://example.org/v/#vc=abc",
+                                  demo=True)
     assert again.read_bytes() == data
 
 
@@ -356,16 +360,19 @@ def test_cli_verify_revoke_and_publish(tmp_path, capsys, monkeypatch):
     assert _cli(capsys, "keys", "publish", "--to", str(tmp_path / "site"))[0] == 0
     published = (tmp_path / "site" / "trusted-issuers.json").read_text()
     assert "PRIVATE" not in published and issuer.profile["issuer"]["id"] in published
-    assert "window.INFERLAB_TRUSTED_ISSUERS" in (tmp_path / "site" / "trusted-issuers.js").read_text()
-    assert _cli(capsys, "verify", str(cred_path), "--trust", str(tmp_path / "site" / "trusted-issuers.json"))[0] == 0
+    script = (tmp_path / "site" / "trusted-issuers.js").read_text()
+    assert "window.INFERLAB_TRUSTED_ISSUERS" in script
+    trusted = str(tmp_path / "site" / "trusted-issuers.json")
+    assert _cli(capsys, "verify", str(cred_path), "--trust", trusted)[0] == 0
 
     # revoke -> invalid from the issuer folder, and from the re-published list
-    code, out, _ = _cli(capsys, "revoke", cred["id"], "--reason", "test", "--course-root", str(tmp_path))
+    code, out, _ = _cli(capsys, "revoke", cred["id"], "--reason", "test",
+                        "--course-root", str(tmp_path))
     assert code == 0 and "revoked" in out
     code, out, _ = _cli(capsys, "verify", str(cred_path), "--issuer-dir", str(tmp_path / "issuer"))
     assert code == 1 and "REVOKED" in out
     _cli(capsys, "keys", "publish", "--to", str(tmp_path / "site"))
-    assert _cli(capsys, "verify", str(cred_path), "--trust", str(tmp_path / "site" / "trusted-issuers.json"))[0] == 1
+    assert _cli(capsys, "verify", str(cred_path), "--trust", trusted)[0] == 1
 
 
 @pytest.mark.parametrize("content, message", [
@@ -379,7 +386,8 @@ def test_cli_bad_credentials_exit_non_zero_without_traceback(tmp_path, capsys, c
     if content is None:
         content = json.dumps({k: v for k, v in credential.items() if k != "proof"})
     elif content == "cryptosuite":
-        content = json.dumps(credential | {"proof": credential["proof"] | {"cryptosuite": "bbs-2023"}})
+        other_suite = credential["proof"] | {"cryptosuite": "bbs-2023"}
+        content = json.dumps(credential | {"proof": other_suite})
     path = tmp_path / "c.json"
     path.write_text(content)
     code, out, err = _cli(capsys, "verify", str(path), "--issuer-dir", str(issuer.directory))
@@ -410,8 +418,10 @@ def test_cli_binary_or_unreadable_file(tmp_path, capsys, issuer):
 def test_module_entry_point_never_prints_a_traceback(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
+    # the autograder is used from the repository (it is not in the installed package)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     result = subprocess.run([sys.executable, "-m", "autograder.certificates", "verify", str(bad),
                              "--trust", str(tmp_path / "missing.json")],
-                            capture_output=True, text=True, cwd=tmp_path)
+                            capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout
     assert result.stderr.startswith("error:")

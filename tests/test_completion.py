@@ -1,4 +1,5 @@
-"""The completion rule read from an nbgrader gradebook: ``progress``, ``certify``, idempotency, demo.
+"""The completion rule read from an nbgrader gradebook: ``progress``, ``certify``, idempotency,
+demo.
 
 Each test works on a copy of a small gradebook built with nbgrader's own ``Gradebook`` API (three
 assignments: two notebooks and the knowledge check), so nothing depends on the full course.
@@ -24,16 +25,23 @@ from autograder.certificates.verifier import verify_credential
 REPO = Path(__file__).resolve().parent.parent
 # nbgrader's add_submission trips a harmless SQLAlchemy autoflush warning
 pytestmark = pytest.mark.filterwarnings("ignore:Object of type:Warning")
-POINTS = {"00_intro": {"ex1": 6, "ex2": 4}, "01_quant": {"ex1": 3}, "12_knowledge_check": {f"q{i}": 1 for i in range(1, 6)}}
+POINTS = {"00_intro": {"ex1": 6, "ex2": 4}, "01_quant": {"ex1": 3},
+          "12_knowledge_check": {f"q{i}": 1 for i in range(1, 6)}}
+
+
+def _check(*scores):
+    return {f"q{i}": score for i, score in enumerate(scores, start=1)}
+
+
 STUDENTS = {
     # id: (first, last, {assignment: {cell: score}}); a missing assignment = no submission
     "ada": ("Ada", "Lovelace", {"00_intro": {"ex1": 6, "ex2": 4}, "01_quant": {"ex1": 3},
-                                "12_knowledge_check": {"q1": 1, "q2": 1, "q3": 1, "q4": 1, "q5": 1}}),
-    "edge": ("Edgar", "Exact", {"00_intro": {"ex1": 6, "ex2": 1}, "01_quant": {"ex1": 2.1},   # exactly 70%
-                                "12_knowledge_check": {"q1": 1, "q2": 1, "q3": 1, "q4": 1, "q5": 0}}),
-    "bob": ("Bob", "", {"00_intro": {"ex1": 6, "ex2": 0.9}, "01_quant": {"ex1": 3},           # 69% in 00
-                        "12_knowledge_check": {"q1": 1, "q2": 1, "q3": 1, "q4": 0, "q5": 0}}),  # 3 of 5
-    "cy": ("Cy", "Nomark", {"00_intro": {"ex1": 6, "ex2": 4}}),                                # missing work
+                                "12_knowledge_check": _check(1, 1, 1, 1, 1)}),
+    "edge": ("Edgar", "Exact", {"00_intro": {"ex1": 6, "ex2": 1}, "01_quant": {"ex1": 2.1},  # 70%
+                                "12_knowledge_check": _check(1, 1, 1, 1, 0)}),
+    "bob": ("Bob", "", {"00_intro": {"ex1": 6, "ex2": 0.9}, "01_quant": {"ex1": 3},  # 69% in 00
+                        "12_knowledge_check": _check(1, 1, 1, 0, 0)}),  # 3 of 5
+    "cy": ("Cy", "Nomark", {"00_intro": {"ex1": 6, "ex2": 4}}),  # missing work
 }
 
 
@@ -54,7 +62,8 @@ def template(tmp_path_factory):
                 gb.add_assignment(assignment)
                 gb.add_notebook(assignment, assignment)
                 for cell, points in cells.items():
-                    gb.add_grade_cell(cell, assignment, assignment, max_score=points, cell_type="code")
+                    gb.add_grade_cell(cell, assignment, assignment, max_score=points,
+                                      cell_type="code")
             for sid, (first, last, work) in STUDENTS.items():
                 gb.add_student(sid, first_name=first, last_name=last)
                 for assignment, scores in work.items():
@@ -102,7 +111,8 @@ def test_below_the_rule_says_why(course, capsys):
     p = student_progress(course, "bob")
     assert not p.complete
     reasons = {s.name: s.reason for s in p.missing}
-    assert reasons == {"00_intro": "needs 7 points, has 6.9", "12_knowledge_check": "needs 4 points, has 3"}
+    assert reasons == {"00_intro": "needs 7 points, has 6.9",
+                       "12_knowledge_check": "needs 4 points, has 3"}
     assert main(["progress", "bob", "--course-root", str(course)]) == 1
     out = capsys.readouterr().out
     assert "MISSING" in out and "12_knowledge_check" in out and "needs 4 points, has 3" in out
@@ -111,7 +121,8 @@ def test_below_the_rule_says_why(course, capsys):
 
 def test_missing_work_and_unknown_student(course, capsys):
     reasons = {s.name: s.reason for s in student_progress(course, "cy").missing}
-    assert reasons == {"01_quant": "no graded submission", "12_knowledge_check": "no graded submission"}
+    assert reasons == {"01_quant": "no graded submission",
+                       "12_knowledge_check": "no graded submission"}
     with pytest.raises(GradebookError, match="not in the gradebook"):
         student_progress(course, "nobody")
     assert main(["progress", "nobody", "--course-root", str(course)]) == 2
@@ -143,8 +154,9 @@ def test_the_rule_is_configurable(course):
 def test_progress_of_everyone(course, capsys):
     assert main(["progress", "--course-root", str(course)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(l.startswith("ada") and "complete" in l for l in lines)
-    assert any(l.startswith("bob") and "missing 00_intro, 12_knowledge_check" in l for l in lines)
+    assert any(line.startswith("ada") and "complete" in line for line in lines)
+    assert any(line.startswith("bob") and "missing 00_intro, 12_knowledge_check" in line
+               for line in lines)
 
 
 # ----------------------------------------------------------------------------- certify
@@ -166,7 +178,8 @@ def test_certify_issues_once_and_only_to_eligible_students(course, issuer, tmp_p
 
     # Idempotent: a second run issues nothing and keeps the same credential ...
     again = {r.student: r for r in certify_all(course, issuer, out)}
-    assert again["ada"].status == "already certified" and again["ada"].credential["id"] == cred["id"]
+    assert again["ada"].status == "already certified"
+    assert again["ada"].credential["id"] == cred["id"]
     assert len(registry.all_issued(course / "gradebook.db")) == 2
     # ... and re-writes lost files from the stored credential, not a new signature.
     (folder / "credential.json").unlink()
@@ -176,7 +189,8 @@ def test_certify_issues_once_and_only_to_eligible_students(course, issuer, tmp_p
 
 def test_certify_cli_and_revoked_students_are_not_reissued(course, issuer, tmp_path, capsys):
     out = tmp_path / "out"
-    args = ["certify", "--course-root", str(course), "--issuer-dir", str(issuer.directory), "--out", str(out)]
+    args = ["certify", "--course-root", str(course), "--issuer-dir", str(issuer.directory),
+            "--out", str(out)]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "2 issued, 0 already certified, 2 not complete" in text and "bob: not certified" in text
@@ -209,7 +223,8 @@ def test_demo_certify_uses_a_throwaway_key_and_verifies(course, tmp_path, capsys
     cred = json.loads((out / "ada" / "certificate" / "credential.json").read_text())
     assert "DEMO KEY" in cred["issuer"]["name"]
     assert not list(out.rglob("*.pem")), "the demo key must not be left in the output"
-    key_dirs = [line for line in text.splitlines() if "throwaway DEMO issuer key created in" in line]
+    key_dirs = [line for line in text.splitlines()
+                if "throwaway DEMO issuer key created in" in line]
     assert key_dirs and not Path(key_dirs[0].split(" created in ")[1].split(" ")[0]).exists()
     # the course gradebook records no demo credential
     assert registry.all_issued(course / "gradebook.db") == []

@@ -6,7 +6,6 @@ generate_feedback - the instructor's real commands, via autograder.pipeline).
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path

@@ -50,8 +50,9 @@ SERVER_LESSONS = {"10_serving_engines", "11_distributed_serving"}
 
 
 def _execution_params():
-    return [pytest.param(lesson, marks=pytest.mark.xdist_group("servers")) if lesson in SERVER_LESSONS
-            else lesson for lesson in LESSONS]
+    servers = pytest.mark.xdist_group("servers")
+    return [pytest.param(lesson, marks=servers) if lesson in SERVER_LESSONS else lesson
+            for lesson in LESSONS]
 
 
 @pytest.mark.slow
@@ -62,13 +63,14 @@ def test_solution_runs_top_to_bottom(lesson):
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     with ListenWatcher(interval=0.2) as watcher:
         nbt.execute(nbt.solution_path(lesson))
-    assert not watcher.outside_loopback(), f"{lesson} listened outside loopback: {watcher.outside_loopback()}"
+    outside = watcher.outside_loopback()
+    assert not outside, f"{lesson} listened outside loopback: {outside}"
     assert_no_descendants(before, grace=30)
 
 
 def _validate(path, *flags):
-    result = subprocess.run([sys.executable, "-m", "nbgrader", "validate", *flags, *kernel_flags(), str(path)],
-                            cwd=path.parent, capture_output=True, text=True)
+    command = [sys.executable, "-m", "nbgrader", "validate", *flags, *kernel_flags(), str(path)]
+    result = subprocess.run(command, cwd=path.parent, capture_output=True, text=True)
     return result.stdout + result.stderr
 
 
@@ -92,16 +94,19 @@ def _run(source: str, namespace: dict) -> str | None:
         exec(compile(source, "<cell>", "exec"), namespace)
         return None
     except Exception as error:  # noqa: BLE001 - any failure of a test cell counts
-        return f"{error.__class__.__name__}: {error}".splitlines()[0][:200] or traceback.format_exc(limit=1)
+        first_line = f"{error.__class__.__name__}: {error}".splitlines()[0][:200]
+        return first_line or traceback.format_exc(limit=1)
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_hidden_tests_reject_wrong_answers(lesson):
     nb = nbt.read(nbt.solution_path(lesson))
-    answers = {c.metadata["nbgrader"]["grade_id"]: answer_code(c.source) for c in nbt.cells(nb, "solution")}
+    answers = {c.metadata["nbgrader"]["grade_id"]: answer_code(c.source)
+               for c in nbt.cells(nb, "solution")}
     tests = [c.source for c in nbt.cells(nb, "grade")]
     mutants, context = nbt.mutants_of(lesson)
-    assert set(answers) <= set(mutants), f"answer cells without mutants: {sorted(set(answers) - set(mutants))}"
+    without = sorted(set(answers) - set(mutants))
+    assert not without, f"answer cells without mutants: {without}"
 
     def namespace_with(replaced: str | None = None, wrong: str | None = None) -> dict:
         namespace: dict = {}
@@ -120,6 +125,7 @@ def test_hidden_tests_reject_wrong_answers(lesson):
         for wrong in wrong_answers:
             namespace = namespace_with(grade_id, wrong)
             visible = [_run(nbt.visible_part(s), namespace) for s in tests]
-            assert visible == [None] * len(tests), f"mutant of {grade_id} must pass the visible tests: {visible}"
+            assert visible == [None] * len(tests), \
+                f"mutant of {grade_id} must pass the visible tests: {visible}"
             hidden = [_run(nbt.without_markers(s), namespace) for s in tests]
             assert any(hidden), f"a wrong {grade_id} passes the hidden tests too:\n{wrong}"

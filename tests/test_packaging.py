@@ -1,8 +1,14 @@
-"""The set-up files agree: pyproject ranges, requirements pins, environment.yml, Colab links."""
+"""The set-up files agree (pyproject ranges, requirements pins, environment.yml, Colab links), and
+the package students install carries the course package only - never the grader."""
 import re
-import tomllib
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 
@@ -56,7 +62,8 @@ def test_pyproject_and_environment_name_the_same_packages_and_agree():
 def test_constraints_pin_what_requirements_pin():
     constraints = _pins((REPO / "constraints.txt").read_text().splitlines())
     for name, version in _pins((REPO / "requirements.txt").read_text().splitlines()).items():
-        assert constraints.get(name) == version, f"{name}: requirements {version}, constraints {constraints.get(name)}"
+        assert constraints.get(name) == version, \
+            f"{name}: requirements {version}, constraints {constraints.get(name)}"
 
 
 def test_every_notebook_starts_with_the_shared_setup_cell():
@@ -69,10 +76,52 @@ def test_every_notebook_starts_with_the_shared_setup_cell():
 def test_readme_links_every_notebook_to_colab():
     readme = (REPO / "README.md").read_text()
     for lesson in assignments(REPO):
-        assert colab_url(f"course/{lesson}/{lesson}.ipynb") in readme, f"README lacks the Colab link of {lesson}"
+        assert colab_url(f"course/{lesson}/{lesson}.ipynb") in readme, \
+            f"README lacks the Colab link of {lesson}"
     assert "make demo" in readme and "make test" in readme
 
 
 def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert re.search(r"^\s*make test\b", ci, re.M)
+
+
+# --------------------------------------------------------------- what students install
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    """The wheel of the `inferlab` distribution, built from a copy of the repository that also
+    holds autograder/ and tests/ (so leaving them out is the configuration's doing)."""
+    src, out = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("dist")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("inferlab", "autograder", "tests"):
+        shutil.copytree(REPO / name, src / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    build = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                            "print(build_meta.build_wheel(sys.argv[1]))", str(out)],
+                           cwd=src, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    return zipfile.ZipFile(out / build.stdout.strip().splitlines()[-1])
+
+
+def test_the_student_package_is_inferlab_only(wheel):
+    names = wheel.namelist()
+    top = {name.split("/")[0] for name in names}
+    assert top == {"inferlab", "inferlab-0.1.0.dist-info"}, top
+    grader = [n for n in names if "autograder" in n or "certificates" in n or "tests/" in n]
+    assert not grader, grader
+    assert "inferlab/engine/__init__.py" in names and "inferlab/lab/settings.py" in names
+    metadata = wheel.read("inferlab-0.1.0.dist-info/METADATA").decode()
+    assert "Name: inferlab\n" in metadata
+
+
+def test_the_wheel_carries_the_recorded_gpu_figures(wheel):
+    records = {p.name for p in (REPO / "inferlab" / "lab" / "records").glob("*.json")}
+    packed = {Path(n).name for n in wheel.namelist() if n.startswith("inferlab/lab/records/")}
+    assert records and packed == records
+
+
+def test_setuptools_finds_only_the_course_package():
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["packages"]["find"]["include"] == ["inferlab", "inferlab.*"]
+    assert set(config["package-data"]) == {"inferlab"}

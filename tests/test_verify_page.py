@@ -47,14 +47,16 @@ def world(tmp_path_factory):
     stranger = keys.init(base / "stranger-issuer", name="Page Test Course")  # same name, other key
     valid, revoked = _issue(course), _issue(course, name="Revoked Person")
     profile = copy.deepcopy(course.profile)
-    profile["revoked"] = [{"id": revoked["id"], "revokedAt": "2026-04-01T00:00:00Z", "reason": "test"}]
+    profile["revoked"] = [{"id": revoked["id"], "revokedAt": "2026-04-01T00:00:00Z",
+                           "reason": "test"}]
     site = base / "site"
     site.mkdir()
     shutil.copy(PAGE / "index.html", site)
     shutil.copy(PAGE / "verify.js", site)
     shutil.copytree(PAGE / "vendor", site / "vendor")
     trust.publish(profile, site)
-    return {"course": course, "stranger": stranger, "valid": valid, "revoked": revoked, "site": site}
+    return {"course": course, "stranger": stranger, "valid": valid, "revoked": revoked,
+            "site": site}
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,8 @@ def test_wrong_key(page, world):
     # re-signed by a stranger under their own did:key: a correct signature by an untrusted key
     forged = {k: v for k, v in world["valid"].items() if k != "proof"}
     forged["issuer"] = stranger.profile["issuer"]
-    forged = proof.sign(forged, stranger.private_key, stranger.verification_method, forged["validFrom"])
+    forged = proof.sign(forged, stranger.private_key, stranger.verification_method,
+                        forged["validFrom"])
     r = page.verify(forged)
     assert not r["valid"] and failed(r) == ["issuer key"], r
     assert "is not a published key" in r["summary"]
@@ -160,8 +163,10 @@ def test_revoked(page, world):
 @pytest.mark.parametrize("mutate, check, message", [
     (lambda c: "{not json", "JSON", "not valid JSON"),
     (lambda c: {k: v for k, v in c.items() if k != "proof"}, "proof", "no proof object"),
-    (lambda c: c | {"proof": c["proof"] | {"cryptosuite": "ecdsa-rdfc-2019"}}, "proof", "unknown cryptosuite"),
-    (lambda c: c | {"@context": c["@context"] + ["https://evil.example/c"]}, "structure", "unknown @context"),
+    (lambda c: c | {"proof": c["proof"] | {"cryptosuite": "ecdsa-rdfc-2019"}},
+     "proof", "unknown cryptosuite"),
+    (lambda c: c | {"@context": c["@context"] + ["https://evil.example/c"]},
+     "structure", "unknown @context"),
     (lambda c: c | {"favouriteColour": "green"}, "signature", "favouriteColour"),
 ])
 def test_bad_input(page, world, mutate, check, message):

@@ -35,11 +35,14 @@ def _check_iris(node, path="$"):
         for key, value in node.items():
             if key == "@id" and isinstance(value, str) and not (
                     _ABSOLUTE_IRI.match(value) or value.startswith("_:")):
-                raise CanonicalizationError(f"relative IRI {value!r} at {path}: it would not be signed")
+                raise CanonicalizationError(
+                    f"relative IRI {value!r} at {path}: it would not be signed")
             if key == "@type":
                 for t in value if isinstance(value, list) else [value]:
-                    if isinstance(t, str) and not (_ABSOLUTE_IRI.match(t) or t.startswith(("_:", "@"))):
-                        raise CanonicalizationError(f"type {t!r} at {path} is not defined by the contexts")
+                    if isinstance(t, str) and not (
+                            _ABSOLUTE_IRI.match(t) or t.startswith(("_:", "@"))):
+                        raise CanonicalizationError(
+                            f"type {t!r} at {path} is not defined by the contexts")
             if key != "@value":
                 _check_iris(value, f"{path}.{key}")
 
@@ -50,7 +53,8 @@ def canonicalize(document: dict, extra_contexts: dict | None = None) -> str:
     dropped: list[str] = []
     options = {"documentLoader": loader}
     try:
-        expanded = jsonld.expand(document, options, on_property_dropped=lambda p: dropped.append(str(p)))
+        expanded = jsonld.expand(document, options,
+                                 on_property_dropped=lambda p: dropped.append(str(p)))
     except jsonld.JsonLdError as exc:
         raise CanonicalizationError(f"not valid JSON-LD: {_root_cause(exc)}") from None
     if dropped:

@@ -1,19 +1,16 @@
-"""Command line: ``python -m autograder progress|certify|verify|revoke|keys ...``.
+"""The completion and certificate commands of ``python -m autograder``.
 
-Every command prints what it did or checked, returns 0 on success, and turns bad input (a
-missing file, malformed JSON, an unknown student, a key with loose permissions ...) into one
-``error:`` line and a non-zero exit code - never a traceback.
-
-  progress [STUDENT]            what is done and what is missing (exit 0 = complete, 1 = not yet;
-                                all students, one line each, if none is given)
-  certify [--student S]...      issue certificates to everyone who meets the completion rule
-  verify CREDENTIAL             check a credential.json (or a verification link) - exit 0 = valid
-  revoke CREDENTIAL_ID          add a credential to the issuer's revocation list
-  keys init|show|publish        create the issuer key (outside the repo) / show / publish it
+``progress [STUDENT]``, ``certify``, ``verify CREDENTIAL``, ``revoke CREDENTIAL_ID`` and
+``keys init|show|publish``: their options are declared with the rest of the command line in
+``autograder.cli`` (one parser, one ``--root``, one set of exit codes); this module holds what
+each command does. Every command prints what it did or checked and returns ``EXIT_OK`` (0),
+``EXIT_INVALID`` (1: a negative verdict - an invalid or revoked credential, progress not complete)
+or, through the CLI's error handling, ``EXIT_ERROR`` (2: bad input - a missing file, malformed
+JSON, an unknown student, a key with loose permissions ... - reported as one ``error:`` line,
+never a traceback).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -21,6 +18,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from ..course import CourseError
 from . import keys, registry, trust
 from .issuing import certify_all, certify_student
 from .links import unpack
@@ -31,69 +29,13 @@ from .verifier import verify_credential
 EXIT_OK, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 
 
-class CliError(Exception):
-    """An error to report as one line."""
-
-
-def _default_course_root() -> Path:
-    cwd = Path.cwd()
-    if (cwd / "solutions").is_dir():
-        return cwd
-    return Path(__file__).resolve().parents[2]
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m autograder", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def course(sp):
-        sp.add_argument("--course-root", type=Path, default=None,
-                        help="course folder with solutions/ and gradebook.db (default: here)")
-
-    sp = sub.add_parser("progress", help="show a student's progress towards the certificate")
-    sp.add_argument("student", nargs="?")
-    course(sp)
-
-    sp = sub.add_parser("certify", help="issue certificates to students meeting the rule")
-    sp.add_argument("--student", action="append", help="only this student (repeatable)")
-    sp.add_argument("--issuer-dir", type=Path, help="issuer key folder (default: $INFERLAB_ISSUER_DIR "
-                                                    "or ~/.config/inferlab/issuer)")
-    sp.add_argument("--out", type=Path, help="output root (default: <course>/feedback)")
-    course(sp)
-
-    sp = sub.add_parser("verify", help="verify a credential.json or verification link")
-    sp.add_argument("credential", help="path, '-' for stdin, or a link containing #vc=")
-    sp.add_argument("--issuer-dir", type=Path, action="append",
-                    help="trust the issuer profile in this folder (repeatable)")
-    sp.add_argument("--trust", type=Path, action="append",
-                    help="trust the issuers in this trusted-issuers.json / issuer.json (repeatable)")
-    sp.add_argument("--at", help="verify as of this date-time instead of now (ISO 8601)")
-
-    sp = sub.add_parser("revoke", help="revoke a credential by id")
-    sp.add_argument("credential_id")
-    sp.add_argument("--reason", default="")
-    sp.add_argument("--issuer-dir", type=Path)
-    course(sp)
-
-    sp = sub.add_parser("keys", help="issuer key management")
-    ks = sp.add_subparsers(dest="keys_command", required=True)
-    k = ks.add_parser("init", help="create the issuer's Ed25519 key and public profile")
-    k.add_argument("--dir", type=Path)
-    k.add_argument("--name", default=keys.COURSE_NAME)
-    k.add_argument("--url", default=keys.COURSE_URL)
-    k.add_argument("--verify-url", default=keys.VERIFY_URL)
-    k.add_argument("--demo", action="store_true", help="label the key as a throwaway demo key")
-    k = ks.add_parser("show", help="print the public issuer profile")
-    k.add_argument("--dir", type=Path)
-    k = ks.add_parser("publish", help="add the public profile to a verification page's trust list")
-    k.add_argument("--dir", type=Path)
-    k.add_argument("--to", type=Path, default=trust.repository_verify_dir())
-    return p
+class CliError(CourseError):
+    """Bad input, reported as one ``error:`` line (exit 2)."""
 
 
 # ---------------------------------------------------------------------------------------------
 def cmd_progress(args) -> int:
-    root = args.course_root or _default_course_root()
+    root = args.root
     if args.student:
         progress = student_progress(root, args.student)
         print(format_progress(progress))
@@ -109,7 +51,7 @@ def cmd_progress(args) -> int:
 
 
 def cmd_certify(args) -> int:
-    root = args.course_root or _default_course_root()
+    root = args.root
     issuer = keys.load_signing_issuer(args.issuer_dir)
     if issuer.is_demo:
         print("note: signing with a DEMO key - these certificates are examples only")
@@ -130,7 +72,8 @@ def _read_credential(source: str) -> str:
         try:
             return json.dumps(unpack(source.split("#vc=", 1)[1]))
         except Exception:
-            raise CliError("the verification link is damaged (its #vc= part does not decode)") from None
+            raise CliError("the verification link is damaged "
+                           "(its #vc= part does not decode)") from None
     path = Path(source)
     if not path.is_file():
         raise CliError(f"no such file: {source}")
@@ -171,7 +114,8 @@ def cmd_verify(args) -> int:
             raise CliError(f"--at {args.at!r} is not an ISO 8601 date-time") from None
         if now.tzinfo is None:
             raise CliError("--at needs a time zone, e.g. 2026-01-01T00:00:00Z")
-    print(f"Verifying {args.credential if len(args.credential) < 80 else args.credential[:77] + '...'}")
+    shown = args.credential if len(args.credential) < 80 else args.credential[:77] + "..."
+    print(f"Verifying {shown}")
     print(f"  trusted issuer keys: {len(trusted)} from " + (", ".join(sources) or "nowhere"))
     result = verify_credential(text, trusted, now=now)
     print(result.report())
@@ -188,7 +132,7 @@ def cmd_revoke(args) -> int:
     profile.setdefault("revoked", []).append(
         {"id": args.credential_id, "revokedAt": when, "reason": args.reason})
     keys.save_profile(issuer.directory, profile)
-    db = (args.course_root or _default_course_root()) / "gradebook.db"
+    db = args.root / "gradebook.db"
     known = db.exists() and registry.mark_revoked(db, args.credential_id, when, args.reason)
     print(f"revoked {args.credential_id} in {issuer.directory / keys.PROFILE_FILE}"
           + (" and in the gradebook's record" if known else " (not issued from this gradebook)"))
@@ -199,20 +143,22 @@ def cmd_revoke(args) -> int:
 
 def cmd_keys(args) -> int:
     if args.keys_command == "init":
-        issuer = keys.init(args.dir, name=args.name, url=args.url, verify_url=args.verify_url,
-                           demo=args.demo)
+        issuer = keys.init(args.dir, name=args.name or keys.COURSE_NAME,
+                           url=args.url or keys.COURSE_URL,
+                           verify_url=args.verify_url or keys.VERIFY_URL, demo=args.demo)
         vm = issuer.profile["verificationMethod"]
         print(f"created the issuer key {issuer.directory / keys.KEY_FILE} (mode 600, folder 700)")
         print("  keep it secret and backed up; it never goes into git, a notebook or a credential")
         print(f"public issuer profile: {issuer.directory / keys.PROFILE_FILE}")
         print(f"  issuer id (did:key): {vm['controller']}")
-        print("next: python -m autograder keys publish   (lets the page and the CLI trust this key)")
+        print("next: python -m autograder keys publish   "
+              "(lets the page and the CLI trust this key)")
         return EXIT_OK
     issuer = keys.load_profile(args.dir)
     if args.keys_command == "show":
         print(json.dumps(issuer.profile, indent=2, ensure_ascii=False))
         return EXIT_OK
-    paths = trust.publish(issuer.profile, args.to)
+    paths = trust.publish(issuer.profile, args.to or trust.repository_verify_dir())
     print("published the public issuer profile (no private key) to " + ", ".join(map(str, paths)))
     return EXIT_OK
 
@@ -221,21 +167,11 @@ COMMANDS = {"progress": cmd_progress, "certify": cmd_certify, "verify": cmd_veri
             "revoke": cmd_revoke, "keys": cmd_keys}
 
 
-def main(argv: list[str]) -> int:
-    """Entry point; ``python -m autograder <command> ...`` calls ``main([command, ...])``."""
-    try:
-        args = _parser().parse_args(argv)
-    except SystemExit as exc:  # argparse already printed usage or help
-        return EXIT_OK if exc.code in (0, None) else EXIT_ERROR
-    try:
-        return COMMANDS[args.command](args)
-    except (CliError, keys.IssuerKeyError, GradebookError, trust.TrustError, ValueError,
-            OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as exc:  # last resort: still one line, never a traceback
-        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+def main(argv: list[str] | None = None) -> int:
+    """The course's command line (``autograder.cli.main``), kept here for existing callers."""
+    from ..cli import main as cli_main
+
+    return cli_main(argv)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,13 +203,15 @@ def demo_certify(course_root: Path, student: str, out_dir: Path) -> int:
         for old in (out_dir / trust.TRUST_JSON, out_dir / trust.TRUST_JS):
             old.unlink(missing_ok=True)  # the previous demo's throwaway key is gone: forget it
         profile_path = trust.publish(issuer.profile, out_dir)[0]
-        print(f"wrote {cred_path}, {result.out_dir / 'certificate.pdf'}, {result.out_dir / 'links.txt'}")
+        print(f"wrote {cred_path}, {result.out_dir / 'certificate.pdf'}, "
+              f"{result.out_dir / 'links.txt'}")
         print(f"the demo issuer's public profile (no private key): {profile_path}")
         print(f"LinkedIn 'add to profile': {result.linkedin[:110]}...")
         print(f"verify {cred_path} against the demo issuer's published profile:")
         verification = verify_credential(cred_path.read_text(encoding="utf-8"), [issuer.profile])
         print(verification.report())
-        print(f"check it again any time: python -m autograder verify {cred_path} --trust {profile_path}")
+        print("check it again any time: "
+              f"python -m autograder verify {cred_path} --trust {profile_path}")
         return EXIT_OK if verification.valid else EXIT_INVALID
     except (keys.IssuerKeyError, GradebookError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

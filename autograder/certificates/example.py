@@ -18,13 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..course import REPOSITORY
 from . import keys, proof, trust
 from .credential import build_credential
 from .links import verification_url
 from .pdf import write_certificate_pdf
 from .rule import DEFAULT_RULE
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPOSITORY
 STUDENT = "Demo Student"
 
 
@@ -37,21 +38,22 @@ def main() -> int:
         criteria = DEFAULT_RULE.narrative([DEFAULT_RULE.knowledge_check])
         unsigned = build_credential(STUDENT, issuer.profile, issued, criteria)
         signed = proof.sign(unsigned, issuer.private_key, issuer.verification_method, issued)
-        (docs / "demo-credential.json").write_text(json.dumps(signed, indent=2, ensure_ascii=False) + "\n",
-                                                   encoding="utf-8")
+        (docs / "demo-credential.json").write_text(
+            json.dumps(signed, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         verify_dir = docs / "verify"
         existing = trust.load_trust_file(verify_dir / trust.TRUST_JSON) \
             if (verify_dir / trust.TRUST_JSON).exists() else []
         trust.write([p for p in existing if not p.get("demo")] + [issuer.profile], verify_dir)
-        pdf = write_certificate_pdf(tmp / "certificate.pdf", signed,
-                                    verification_url(issuer.profile["verifyUrl"], signed), demo=True)
+        link = verification_url(issuer.profile["verifyUrl"], signed)
+        pdf = write_certificate_pdf(tmp / "certificate.pdf", signed, link, demo=True)
         if shutil.which("pdftoppm"):
             subprocess.run(["pdftoppm", "-png", "-r", "90", "-singlefile", str(pdf),
                             str(docs / "certificate-example")], check=True)
             print(f"wrote {docs / 'certificate-example.png'}")
         else:
             print("pdftoppm not found (apt-get install poppler-utils): PNG not refreshed")
-        print(f"wrote {docs / 'demo-credential.json'} and {verify_dir / trust.TRUST_JSON} (demo key "
+        print(f"wrote {docs / 'demo-credential.json'} and {verify_dir / trust.TRUST_JSON} "
+              "(demo key "
               f"{issuer.profile['issuer']['id']}; its private key is deleted now)")
         return 0
     finally:

@@ -53,7 +53,8 @@ def write_outputs(out_dir: Path, credential: dict, verify_page: str, demo: bool,
     linkedin = linkedin_url(credential, link)
     path = out_dir / "credential.json"
     if overwrite or not path.exists():
-        path.write_text(json.dumps(credential, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(credential, indent=2, ensure_ascii=False) + "\n",
+                        encoding="utf-8")
     if overwrite or not (out_dir / "certificate.pdf").exists():
         write_certificate_pdf(out_dir / "certificate.pdf", credential, link, demo=demo)
     if overwrite or not (out_dir / "links.txt").exists():

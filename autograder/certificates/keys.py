@@ -57,7 +57,7 @@ def git_work_tree_of(path: Path) -> Path | None:
 
 
 def now_utc() -> str:
-    """The current time as an XML Schema dateTime in UTC, whole seconds (``2026-11-26T12:00:00Z``)."""
+    """The current time as an XML Schema dateTime in UTC, whole seconds: 2026-11-26T12:00:00Z."""
     return datetime.now(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -78,7 +78,8 @@ class Issuer:
         return bool(self.profile.get("demo"))
 
     def __repr__(self) -> str:  # never show key material, even by accident in a traceback
-        return f"Issuer({str(self.directory)!r}, {self.profile['issuer']['id']!r}, demo={self.is_demo})"
+        issuer_id = self.profile["issuer"]["id"]
+        return f"Issuer({str(self.directory)!r}, {issuer_id!r}, demo={self.is_demo})"
 
 
 def build_profile(public_key: bytes, name: str, url: str, verify_url: str, demo: bool) -> dict:
@@ -101,12 +102,12 @@ def build_profile(public_key: bytes, name: str, url: str, verify_url: str, demo:
 
 def init(directory: Path | None = None, *, name: str = COURSE_NAME, url: str = COURSE_URL,
          verify_url: str = VERIFY_URL, demo: bool = False) -> Issuer:
-    """Create a new issuer key and profile in ``directory`` (refuses to overwrite or to use a repo)."""
+    """Create a new issuer key and profile in ``directory`` (never overwriting, never in a repo)."""
     directory = Path(directory) if directory else default_issuer_dir()
     repo = git_work_tree_of(directory)
     if repo is not None:
-        raise IssuerKeyError(f"{directory} is inside the git work tree {repo}: the issuer key must live "
-                        "outside any repository (use --dir or $INFERLAB_ISSUER_DIR)")
+        raise IssuerKeyError(f"{directory} is inside the git work tree {repo}: the issuer key "
+                             "must live outside any repository (use --dir or $INFERLAB_ISSUER_DIR)")
     key_path = directory / KEY_FILE
     if key_path.exists():
         raise IssuerKeyError(f"an issuer key already exists at {key_path}; refusing to replace it "
@@ -142,8 +143,8 @@ def load_profile(directory: Path | None = None) -> Issuer:
     directory = Path(directory) if directory else default_issuer_dir()
     path = directory / PROFILE_FILE
     if not path.exists():
-        raise IssuerKeyError(f"no issuer profile at {path}: run `python -m autograder keys init` first "
-                        "(or pass --issuer-dir)")
+        raise IssuerKeyError(f"no issuer profile at {path}: run `python -m autograder keys init` "
+                             "first (or pass --issuer-dir)")
     try:
         profile = json.loads(path.read_text(encoding="utf-8"))
         profile["issuer"]["id"], profile["verificationMethod"]["publicKeyMultibase"]
@@ -157,7 +158,8 @@ def load_signing_issuer(directory: Path | None = None) -> Issuer:
     issuer = load_profile(directory)
     key_path = issuer.directory / KEY_FILE
     if not key_path.exists():
-        raise IssuerKeyError(f"no issuer private key at {key_path}: this machine can verify but not sign")
+        raise IssuerKeyError(f"no issuer private key at {key_path}: "
+                             "this machine can verify but not sign")
     mode = stat.S_IMODE(key_path.stat().st_mode)
     if mode & 0o077:
         raise IssuerKeyError(f"issuer key {key_path} is readable by others (mode {mode:o}); "

@@ -37,7 +37,7 @@ def b58encode(data: bytes) -> str:
 
 
 def b58decode(text: str) -> bytes:
-    """Inverse of :func:`b58encode`; a character outside the alphabet is a :class:`MultikeyError`."""
+    """Inverse of :func:`b58encode`; a character outside the alphabet: :class:`MultikeyError`."""
     n = 0
     for ch in text:
         if ch not in _INDEX:

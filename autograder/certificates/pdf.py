@@ -26,7 +26,8 @@ from .credential import subject_name
 
 NAVY, GOLD, GREY = HexColor("#1f2a44"), HexColor("#b8892b"), HexColor("#5b6270")
 _FONT_CANDIDATES = [
-    ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+    ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
 ]
 
 
@@ -59,7 +60,8 @@ def _qr(c, value: str, x: float, y: float, size: float) -> None:
     renderPDF.draw(drawing, c, x, y)
 
 
-def write_certificate_pdf(path: Path, credential: dict, verify_link: str, demo: bool = False) -> Path:
+def write_certificate_pdf(path: Path, credential: dict, verify_link: str,
+                          demo: bool = False) -> Path:
     """Draw the certificate for a *signed* credential into ``path``."""
     sans, sans_bold = _unicode_fonts()
     width, height = landscape(A4)
@@ -93,7 +95,8 @@ def write_certificate_pdf(path: Path, credential: dict, verify_link: str, demo: 
     cx = width / 2
     c.setFillColor(GOLD)
     c.setFont("Helvetica-Bold", 11)
-    c.drawCentredString(cx, height - 78, "I N F E R L A B   ·   L L M   I N F E R E N C E   O P T I M I Z A T I O N")
+    c.drawCentredString(cx, height - 78, "I N F E R L A B   ·   "
+                        "L L M   I N F E R E N C E   O P T I M I Z A T I O N")
     c.setFillColor(NAVY)
     c.setFont("Times-Bold", 40)
     c.drawCentredString(cx, height - 130, "Certificate of Completion")

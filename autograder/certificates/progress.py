@@ -70,7 +70,8 @@ def _status(gb, assignment: str, student: str, rule: CompletionRule) -> Assignme
     try:
         gb.find_assignment(assignment)
     except MissingEntry:
-        return AssignmentStatus(assignment, False, "not in the gradebook yet (never released/graded)")
+        return AssignmentStatus(assignment, False,
+                                "not in the gradebook yet (never released/graded)")
     try:
         sub = gb.find_submission(assignment, student)
     except MissingEntry:
@@ -78,9 +79,11 @@ def _status(gb, assignment: str, student: str, rule: CompletionRule) -> Assignme
     score, max_score = float(sub.score or 0.0), float(sub.max_score or 0.0)
     needed = rule.needed(assignment, max_score)
     if sub.needs_manual_grade:
-        return AssignmentStatus(assignment, False, "waiting for manual grading", score, max_score, needed)
+        return AssignmentStatus(assignment, False, "waiting for manual grading",
+                                score, max_score, needed)
     if max_score <= 0:
-        return AssignmentStatus(assignment, True, "submitted (no graded points)", score, max_score, 0.0)
+        return AssignmentStatus(assignment, True, "submitted (no graded points)",
+                                score, max_score, 0.0)
     if score + EPS >= needed:
         return AssignmentStatus(assignment, True, "passed", score, max_score, needed)
     return AssignmentStatus(assignment, False, f"needs {needed:g} points, has {score:g}",

@@ -50,7 +50,8 @@ class CompletionRule:
         text = (f"Every graded notebook of the course passed with at least {self.min_fraction:.0%} "
                 "of its points")
         if self.knowledge_check in assignments:
-            text += f", and the knowledge check with at least {self.knowledge_check_min_points:g} points"
+            text += (", and the knowledge check with at least "
+                     f"{self.knowledge_check_min_points:g} points")
         return text + " (nbgrader autograding)."
 
 

@@ -56,10 +56,12 @@ class Verification:
             return f"INVALID: {failed[0].name}: {failed[0].detail}"
         cred = self.credential
         achievement = cred["credentialSubject"]["achievement"]["name"]
+        issuer = cred["issuer"].get("name", cred["issuer"]["id"])
         text = (f"VALID: {subject_name(cred) or 'the holder'} earned \"{achievement}\" from "
-                f"{cred['issuer'].get('name', cred['issuer']['id'])}, issued {cred['validFrom'][:10]}")
+                f"{issuer}, issued {cred['validFrom'][:10]}")
         if self.issuer_profile and self.issuer_profile.get("demo"):
-            text += "\nWARNING: signed with a throwaway DEMO key - an example, not a real certificate."
+            text += ("\nWARNING: signed with a throwaway DEMO key - "
+                     "an example, not a real certificate.")
         return text
 
     def report(self) -> str:
@@ -160,7 +162,8 @@ def verify_credential(data, trusted: list[dict], now: datetime | None = None) ->
         v.add("revocation", entry is None,
               f"not on the issuer's revocation list ({len(profile.get('revoked', []))} revoked)"
               if entry is None else
-              f"REVOKED on {entry.get('revokedAt', '?')}: {entry.get('reason') or 'no reason given'}")
+              f"REVOKED on {entry.get('revokedAt', '?')}: "
+              f"{entry.get('reason') or 'no reason given'}")
     try:
         valid_from = _parse_time(cred["validFrom"], "validFrom")
         created = _parse_time(p["created"], "proof created")
@@ -172,7 +175,8 @@ def verify_credential(data, trusted: list[dict], now: datetime | None = None) ->
         if "validUntil" in cred and _parse_time(cred["validUntil"], "validUntil") < now:
             problems.append(f"expired on {cred['validUntil']}")
         until = f"until {cred['validUntil']}" if "validUntil" in cred else "no expiry"
-        v.add("dates", not problems, "; ".join(problems) or f"valid from {cred['validFrom']}, {until}")
+        v.add("dates", not problems,
+              "; ".join(problems) or f"valid from {cred['validFrom']}, {until}")
     except ValueError as exc:
         v.add("dates", False, str(exc))
     return v
