@@ -13,7 +13,8 @@
 #
 # You will implement the heart of the course engine's scheduler - one continuous-batching step with
 # admission by free KV blocks and preemption (graded) - plug it into the real engine, and drive the
-# engine with a simulated stream of requests to measure throughput and p50/p95 latency per policy.
+# engine, running **your** step, with a simulated stream of requests to measure throughput and p50/p95
+# latency against static and dynamic batching.
 
 # %%
 import statistics
@@ -24,7 +25,7 @@ import torch
 from inferlab.lab import plots, records
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import sample_prompts
-from inferlab.engine import BlockManager, LLMEngine, SamplingParams, Scheduler, Sequence, SequenceStatus
+from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, SequenceStatus
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
@@ -38,7 +39,7 @@ print(f"{device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
 # 64 new tokens per prompt, for 1, 4 and 16 prompts at once:
 
 # %%
-engine = LLMEngine(model, tokenizer, max_model_len=256, max_num_seqs=32)
+engine = LLMEngine(model, tokenizer, EngineConfig(max_model_len=256, max_num_seqs=32))
 n_tokens = pick(32, 8)
 prompts = sample_prompts(16, 8, 40, seed=1)
 engine.generate(prompts[:2], SamplingParams(max_tokens=2))          # warm-up
@@ -56,7 +57,11 @@ plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()), title=
 # The engine (`inferlab.engine.engine`) repeats: *schedule -> one forward pass -> sample -> update*.
 # The scheduler keeps two queues of `Sequence`s - `waiting` (arrival order) and `running` - and a
 # `BlockManager` that hands out KV-cache blocks (lesson 07 looks inside it; here you only need
-# `can_allocate(seq)`, `allocate(seq)`, `can_append(seq)` and `append_slot(seq)`).
+# `can_allocate(seq)`, `allocate(seq)` and `can_append(seq)`).
+#
+# The *decision* of each step is one function the engine calls with its scheduler, `(scheduler) ->
+# (sequences, is_prefill)` - a plug-in point: `EngineConfig(schedule_step=f)` makes the real engine
+# call `f` instead of its own (`inferlab.engine.scheduler.continuous_step`).
 #
 # A step is either a **prefill** step (admit new sequences and process their prompts) or a **decode**
 # step (one more token for every running sequence). Prefill goes first so new requests start soon.
@@ -73,8 +78,10 @@ plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()), title=
 # 2. **Decode.** Otherwise, go through `running` oldest first. A sequence needs room for one more
 #    token (`can_append`). If there is none, **preempt the most recently admitted other running
 #    sequence** (`sched.preempt(victim)` frees its blocks and queues it first) and try again; if it is
-#    the only one left, preempt it instead. Sequences that got room get `append_slot(seq)` and are
-#    returned (in order) with `False`; `sched.running` must end up holding exactly them, in order.
+#    the only one left, preempt it instead. Give each sequence that has room its slot with
+#    `sched.append_slot(seq)` - it calls the block manager's `append_slot` and keeps any copy-on-write
+#    the cache must do before the step (lesson 07) - and return them (in order) with `False`;
+#    `sched.running` must end up holding exactly them, in order.
 
 # %% solution id=schedule_step
 def schedule_step(sched):
@@ -106,7 +113,7 @@ def schedule_step(sched):
                 sched.preempt(seq)
                 break
         else:
-            bm.append_slot(seq)
+            sched.append_slot(seq)
             scheduled.append(seq)
     sched.running.extend(scheduled)
     return scheduled, False
@@ -161,19 +168,32 @@ s, seqs = make(num_blocks=2, lengths=(8,))
 schedule_step(s)
 seqs[0].append_token(1)
 assert schedule_step(s) == ([], False) and list(s.waiting) == seqs and not s.running
+# copy-on-write: a forked sequence shares a half-full block; the first to write gets a copy,
+# which the scheduler must remember for the cache (sched.append_slot, not the block manager alone)
+s, seqs = make(lengths=(6,))
+schedule_step(s)
+child = Sequence(seqs[0].token_ids, SamplingParams(max_tokens=50))
+s.block_manager.fork(seqs[0], child)
+child.status = SequenceStatus.RUNNING
+s.running.append(child)
+shared = seqs[0].block_table[1]
+seqs[0].append_token(4)
+child.append_token(5)
+assert schedule_step(s) == ([seqs[0], child], False)
+assert s.block_copies == [(shared, seqs[0].block_table[1])] and child.block_table[1] == shared
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ### Plug it into the real engine
-# Replace the engine scheduler's decision with yours, with a KV cache so small that requests must be
-# preempted, and check that every request still gets all its tokens - the same tokens as with the
-# built-in scheduler.
+# `EngineConfig(schedule_step=schedule_step)` makes the engine call your function at every step. First
+# with a KV cache so small that requests must be preempted: every request must still get all its
+# tokens - the same tokens as the built-in scheduler gives with ample memory.
 
 # %%
 def run_with(schedule_fn, num_blocks):
-    eng = LLMEngine(model, tokenizer, max_model_len=128, block_size=8, num_blocks=num_blocks, max_num_seqs=8)
-    if schedule_fn is not None:
-        eng.scheduler.schedule = lambda now=0.0, flush=True: schedule_fn(eng.scheduler)
+    config = EngineConfig(max_model_len=128, block_size=8, num_blocks=num_blocks, max_num_seqs=8,
+                          schedule_step=schedule_fn)
+    eng = LLMEngine(model, tokenizer, config)
     outs = eng.generate(prompts[:6], SamplingParams(max_tokens=pick(24, 12), ignore_eos=True))
     return [o.token_ids for o in outs], eng.stats
 
@@ -188,7 +208,9 @@ print(f"preemptions with your scheduler and 16 blocks: {your_stats.preemptions};
 # A simulated client sends requests at random times (a Poisson process of a given rate), with prompt
 # and output lengths drawn from a distribution. `LLMEngine.run_trace` serves them with the **real
 # model**: the clock advances by each step's *measured* duration and jumps over idle time, so the
-# latencies are what this machine would give. Each policy uses the same trace.
+# latencies are what this machine would give. Each policy uses the same trace; static and dynamic
+# batching are the engine's own (`EngineConfig(policy=...)`), **continuous batching is your
+# `schedule_step`**.
 
 # %%
 import random
@@ -208,8 +230,15 @@ def make_trace(rate, n, lengths, seed=0):
     return trace
 
 
+def policy_config(policy, max_batch, window=0.5):
+    """The engine's settings for one policy: continuous batching runs your schedule_step."""
+    if policy == "continuous":
+        return EngineConfig(max_model_len=256, max_num_seqs=max_batch, schedule_step=schedule_step)
+    return EngineConfig(max_model_len=256, max_num_seqs=max_batch, policy=policy, batch_window=window)
+
+
 def serve(policy, trace, max_batch, window=0.5):
-    eng = LLMEngine(model, tokenizer, max_model_len=256, max_num_seqs=max_batch, policy=policy, batch_window=window)
+    eng = LLMEngine(model, tokenizer, policy_config(policy, max_batch, window))
     outs = eng.run_trace(trace)
     lat = sorted(o.latency for o in outs)
     ttft = sorted(o.time_to_first_token for o in outs)
@@ -226,7 +255,7 @@ trace = make_trace(rate=pick(4.0, 8.0), n=n_requests, lengths="mostly short, a f
 results = {p: serve(p, trace, max_batch=pick(8, 4)) for p in POLICIES}
 for p, r in results.items():
     print(f"{p:<11} throughput {r['throughput']:6.1f} tok/s   latency p50 {r['p50']:6.2f} s  p95 {r['p95']:6.2f} s"
-          f"   first token p50 {r['ttft_p50']:5.2f} s   ({r['steps']} steps)")
+          f"   first token p50 {r['ttft_p50']:5.2f} s   ({r['steps']} steps)" + ("   <- your schedule_step" if p == "continuous" else ""))
 plots.grouped_bars(list(POLICIES), {"p50 latency (s)": [results[p]["p50"] for p in POLICIES],
                                     "p95 latency (s)": [results[p]["p95"] for p in POLICIES]},
                    title="Latency per policy, same request stream", yaxis="seconds").show()
@@ -275,7 +304,7 @@ if not fast_mode():
 tokenizer.padding_side = "left"
 batch = sample_prompts(pick(16, 6), 8, 48, seed=3)
 new = pick(32, 8)
-eng = LLMEngine(model, tokenizer, max_model_len=256, max_num_seqs=32)
+eng = LLMEngine(model, tokenizer, EngineConfig(max_model_len=256, max_num_seqs=32, schedule_step=schedule_step))
 eng.generate(batch[:2], SamplingParams(max_tokens=2))
 timings = {"engine": [], "transformers generate": []}
 for _ in range(pick(3, 1)):
@@ -290,7 +319,7 @@ for _ in range(pick(3, 1)):
 tps = {k: len(batch) * new / statistics.median(v) for k, v in timings.items()}
 same = sum(a == b for a, b in zip(ours, theirs[:, enc.input_ids.shape[1]:].tolist()))
 for k, v in tps.items():
-    print(f"{k:<22} {v:6.1f} tok/s")
+    print(f"{k:<22} {v:6.1f} tok/s" + ("  (scheduled by your schedule_step)" if k == "engine" else ""))
 print(f"identical outputs: {same}/{len(batch)} (transformers pads on the left, which can change the last bits)")
 try:
     gpu = records.load("engine_gpu")
@@ -337,5 +366,6 @@ for who, claim, here in claims:
 # * Batching reuses each weight read for many sequences; the question is who joins a step.
 # * Static and dynamic batching run a batch to the end: short requests wait for long ones.
 # * Continuous batching re-decides every step, admitting by free KV blocks and preempting the newest
-#   request when blocks run out - you implemented that step and the real engine ran on it.
+#   request when blocks run out - you implemented that step, and the real engine ran every
+#   measurement after the exercise on it (`EngineConfig(schedule_step=...)`).
 # * Next, lesson 07: where those KV blocks come from, and why paging them wastes almost nothing.

@@ -32,7 +32,7 @@ _DECODE = '''
                 sched.preempt(seq)
                 break
         else:
-            bm.append_slot(seq)
+            sched.append_slot(seq)
             scheduled.append(seq)
     sched.running.extend(scheduled)
     return scheduled, False
@@ -70,6 +70,8 @@ def schedule_step(sched):
     if admitted:
         return admitted, True
 ''' + _DECODE,
+        # Grows sequences through the block manager directly: copy-on-write pairs are lost.
+        "def schedule_step(sched):" + _PREFILL + _DECODE.replace("sched.append_slot(seq)", "bm.append_slot(seq)"),
         # A lone sequence without room is silently dropped instead of preempted.
         "def schedule_step(sched):" + _PREFILL + _DECODE.replace(
             "                sched.preempt(seq)\n                break", "                break"),
