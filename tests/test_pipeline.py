@@ -114,10 +114,11 @@ def test_release_of_every_lesson_equals_the_committed_notebooks(scratch_course, 
     lessons = nbt.lesson_ids()
     root = scratch_course(*lessons)
     assert _cli(capsys, "--root", root, "release")[0] == 0
-    for lesson in lessons:
-        for path in (course.source_path, course.release_path):
-            assert path(root, lesson).read_bytes() == path(nbt.REPO, lesson).read_bytes(), \
-                f"{path(nbt.REPO, lesson)} is stale: run `python -m autograder release {lesson}`"
+    stale = [f"{path(nbt.REPO, lesson).relative_to(nbt.REPO)} is stale: "
+             f"run `python -m autograder release {lesson}`"
+             for lesson in lessons for path in (course.source_path, course.release_path)
+             if path(root, lesson).read_bytes() != path(nbt.REPO, lesson).read_bytes()]
+    assert not stale, "\n".join(stale)
     code, out, _ = _cli(capsys, "--root", root, "release")
     assert code == 0 and "released " not in out and "built " not in out
 
