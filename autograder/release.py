@@ -16,6 +16,7 @@ locked/solution/grade flags, schema version, checksum) - and the command that fi
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import shutil
@@ -179,33 +180,56 @@ def _key_order(key: str) -> tuple[int, str]:
     return (NBGRADER_KEYS.index(key) if key in NBGRADER_KEYS else len(NBGRADER_KEYS), key)
 
 
+def _pair_differences(where: str, exp, act, ids: bool) -> list[str]:
+    """What differs between two cells at the same place: source, nbgrader metadata, the rest."""
+    if exp.cell_type != act.cell_type:
+        return [f"{where}: a {act.cell_type} cell, expected {exp.cell_type}"]
+    found = []
+    if exp.source != act.source:
+        found.append(f"{where}: {_source_difference(exp.source, act.source)}")
+    exp_meta, act_meta = dict(exp.metadata), dict(act.metadata)
+    exp_ng, act_ng = exp_meta.pop("nbgrader", {}), act_meta.pop("nbgrader", {})
+    for key in sorted(set(exp_ng) | set(act_ng), key=_key_order):
+        if exp_ng.get(key) != act_ng.get(key):
+            found.append(f"{where}: nbgrader {key} is {_short(act_ng.get(key))}, "
+                         f"expected {_short(exp_ng.get(key))}")
+    if exp_meta != act_meta:
+        found.append(f"{where}: metadata {_short(act_meta)}, expected {_short(exp_meta)}")
+    if ids and exp.get("id") != act.get("id"):
+        found.append(f"{where}: id {act.get('id')!r}, expected {exp.get('id')!r}")
+    if (exp.get("outputs"), exp.get("execution_count")) != (act.get("outputs"),
+                                                              act.get("execution_count")):
+        found.append(f"{where}: has outputs (notebooks are committed without them)")
+    return found
+
+
 def cell_differences(expected: nbformat.NotebookNode, actual: nbformat.NotebookNode) -> list[str]:
-    """What differs between two notebooks, cell by cell: sources, nbgrader metadata, the rest."""
+    """What differs between two notebooks, cell by cell: sources, nbgrader metadata, the rest.
+
+    Cells are matched by type and source (as ``diff`` matches lines), so one inserted cell is
+    reported once rather than as a difference in every cell after it."""
     found = []
     if expected.get("metadata") != actual.get("metadata"):
         found.append("notebook metadata differs")
     if len(expected.cells) != len(actual.cells):
         found.append(f"{len(actual.cells)} cells, expected {len(expected.cells)}")
-    for index, (exp, act) in enumerate(zip(expected.cells, actual.cells)):
-        where = _label(index, exp)
-        if exp.cell_type != act.cell_type:
-            found.append(f"{where}: a {act.cell_type} cell, expected {exp.cell_type}")
+    ids = len(expected.cells) == len(actual.cells)  # else every later cell is renumbered
+
+    def key(cell):
+        return cell.cell_type, cell.source
+
+    matcher = difflib.SequenceMatcher(a=[key(c) for c in expected.cells],
+                                      b=[key(c) for c in actual.cells], autojunk=False)
+    for tag, e0, e1, a0, a1 in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and e1 - e0 == a1 - a0):
+            for offset in range(e1 - e0):
+                exp, act = expected.cells[e0 + offset], actual.cells[a0 + offset]
+                found += _pair_differences(_label(e0 + offset, exp), exp, act, ids)
             continue
-        if exp.source != act.source:
-            found.append(f"{where}: {_source_difference(exp.source, act.source)}")
-        exp_meta, act_meta = dict(exp.metadata), dict(act.metadata)
-        exp_ng, act_ng = exp_meta.pop("nbgrader", {}), act_meta.pop("nbgrader", {})
-        for key in sorted(set(exp_ng) | set(act_ng), key=_key_order):
-            if exp_ng.get(key) != act_ng.get(key):
-                found.append(f"{where}: nbgrader {key} is {_short(act_ng.get(key))}, "
-                             f"expected {_short(exp_ng.get(key))}")
-        if exp_meta != act_meta:
-            found.append(f"{where}: metadata {_short(act_meta)}, expected {_short(exp_meta)}")
-        if exp.get("id") != act.get("id"):
-            found.append(f"{where}: id {act.get('id')!r}, expected {exp.get('id')!r}")
-        if (exp.get("outputs"), exp.get("execution_count")) != (act.get("outputs"),
-                                                                  act.get("execution_count")):
-            found.append(f"{where}: has outputs (notebooks are committed without them)")
+        found += [f"{_label(i, expected.cells[i])}: missing from the committed notebook"
+                  for i in range(e0, e1)]
+        found += [f"committed {_label(i, actual.cells[i])}: not in the expected notebook"
+                  for i in range(a0, a1)]
     return found
 
 
@@ -251,12 +275,13 @@ def sync_problems(root: Path, lesson: str) -> list[str]:
 
 # -------------------------------------------------------------------------------- release
 def release(root: Path | None = None, only: list[str] | None = None,
-            log: Callable[[str], None] = lambda line: None) -> list[Path]:
+            log: Callable[[str], None] = lambda line: None, gradebook: bool = True) -> list[Path]:
     """Build each lesson (all, or ``only``): script -> source notebook -> student notebook.
 
-    The second step is nbgrader's own ``generate_assignment`` (which also records the
-    assignment's graded cells in the gradebook, as autograding needs). A lesson without a script
-    (a scratch course holding only ``solutions/``) skips the first step.
+    The second step is nbgrader's own ``generate_assignment``, which also records the
+    assignment's graded cells in the gradebook, as autograding needs (``gradebook=False``: it
+    does not). A lesson without a script (a scratch course holding only ``solutions/``) skips
+    the first step.
     """
     from .authoring import problems
 
@@ -273,7 +298,7 @@ def release(root: Path | None = None, only: list[str] | None = None,
             log(f"  warning: {lesson}: {issue}")
         target = release_path(root, lesson)
         before = target.read_bytes() if target.is_file() else None
-        generate(root, lesson)
+        generate(root, lesson, gradebook=gradebook)
         state = "unchanged" if target.read_bytes() == before else "released"
         log(f"{state:<9} {target.relative_to(root)}")
         written.append(target)
