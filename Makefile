@@ -40,7 +40,7 @@ $(STAMP): requirements.txt requirements-serving.txt constraints.txt pyproject.to
 
 setup: $(STAMP)
 	@echo "== preparing the embedded model (converted once into $(INFERLAB_CACHE))"
-	$(BIN)/python -m inferlab.models
+	$(BIN)/python -m inferlab.lab.models
 
 demo: setup
 	$(BIN)/python -m autograder demo
