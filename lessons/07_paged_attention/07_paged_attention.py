@@ -2,16 +2,17 @@
 # # 07 · PagedAttention: KV cache in blocks
 #
 # Lesson 05's static cache reserves `max_len` slots for every sequence; lesson 06's scheduler admits
-# requests only while the cache has room. Most requests stop long before `max_len`, so most of a
+# requests only while the cache has room. If most requests stop long before `max_len`, most of a
 # static cache is reserved and never used - and every reserved slot is a request that could not be
 # admitted. PagedAttention (Kwon et al., SOSP 2023, the paper behind vLLM) borrows the operating
 # system's answer: **pages**. The cache is cut into fixed-size blocks; a sequence's *block table*
 # lists the blocks that hold its tokens; a block is taken only when the previous one is full.
 #
 # You will:
-# 1. **measure** the waste of contiguous max-length reservation on a realistic mix of requests,
-#    against paged blocks, with the real engine;
-# 2. implement the **block manager** - allocate, append, free, fork and copy-on-write (graded);
+# 1. implement the **block manager** - allocate, append, free, fork and copy-on-write (graded) - and
+#    run the real engine on it;
+# 2. **measure**, with your block manager inside the engine, the waste of contiguous max-length
+#    reservation on a realistic mix of requests, against paged blocks;
 # 3. implement **attention over a block table** (graded), checked against contiguous attention;
 # 4. see **prefix sharing** save memory and prefill work.
 
@@ -25,7 +26,7 @@ import torch
 from inferlab.lab import plots
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import sample_prompts
-from inferlab.engine import LLMEngine, SamplingParams, Sequence
+from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, Sequence
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
@@ -34,88 +35,7 @@ model, tokenizer = load_model()
 print(f"{device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
 
 # %% [markdown]
-# ## 1 · How much of the cache is used? Measured
-# A realistic mix: prompts of 6-120 words and output lengths drawn from a long-tailed distribution
-# (most answers short, a few long), served by the engine with a **static** cache (one row of
-# `max_model_len` slots per sequence) and with a **paged** one (blocks of 16). After every step we
-# compare the slots holding a real token with the slots reserved.
-
-# %%
-MAX_LEN = 512
-n_requests = pick(24, 8)
-rng = random.Random(0)
-mix_prompts = sample_prompts(n_requests, 6, 120, seed=4)
-out_lengths = [min(MAX_LEN // 2, max(4, int(rng.lognormvariate(math.log(pick(48, 12)), 0.9)))) for _ in mix_prompts]
-mix_params = [SamplingParams(max_tokens=n, ignore_eos=True) for n in out_lengths]
-
-
-def occupancy(kind, block_size=16):
-    eng = LLMEngine(model, tokenizer, kv_cache=kind, block_size=block_size, max_model_len=MAX_LEN,
-                    max_num_seqs=8, num_blocks=None if kind == "static" else 8 * MAX_LEN // block_size,
-                    enable_prefix_caching=False)
-    for p, sp in zip(mix_prompts, mix_params):
-        eng.add_request(p, sp)
-    used, reserved = [], []
-    while eng.has_unfinished():
-        eng.step()
-        running = eng.scheduler.running
-        if running:
-            used.append(sum(len(s) for s in running))
-            reserved.append(len(running) * MAX_LEN if kind == "static"
-                            else eng.block_manager.num_used_blocks * block_size)
-    return used, reserved, eng
-
-
-occ = {kind: occupancy(kind) for kind in ("static", "paged")}
-waste = {}
-for kind, (used, reserved, eng) in occ.items():
-    waste[kind] = 1 - sum(used) / sum(reserved)
-    print(f"{kind:>6}: {waste[kind]:6.1%} of reserved KV slots held no token (averaged over {len(used)} steps); "
-          f"KV memory allocated: {eng.cache.nbytes / 2**20:.0f} MiB")
-steps = range(len(occ["paged"][0]))
-plots.lines(steps, {"tokens stored": occ["paged"][0], "reserved, paged (blocks of 16)": occ["paged"][1]},
-            title="KV slots: used vs reserved (paged)", xaxis="engine step", yaxis="token slots").show()
-plots.lines(range(len(occ["static"][0])), {"tokens stored": occ["static"][0],
-                                          f"reserved, static ({MAX_LEN} per sequence)": occ["static"][1]},
-            title="KV slots: used vs reserved (static)", xaxis="engine step", yaxis="token slots").show()
-
-# %% [markdown]
-# With paging, the only waste is the unfilled end of each sequence's last block - at most
-# `block_size - 1` slots per sequence. The static cache wastes everything between a sequence's
-# length and `max_len`. Which block size? Smaller blocks waste less but mean longer block tables and
-# smaller memory reads; vLLM's default is 16. Try the trade-off on the same mix (bookkeeping only,
-# no model run - the final lengths decide the waste):
-
-# %%
-import ipywidgets as w
-from inferlab.lab.widgets import guarded, show
-
-final_lengths = [len(tokenizer.encode(p)) + n for p, n in zip(mix_prompts, out_lengths)]
-bs_pick = w.SelectionSlider(options=[1, 4, 8, 16, 32, 64, 128, 256], value=16, description="block size")
-max_pick = w.SelectionSlider(options=[256, 512, 1024, 2048, 4096, 8192], value=MAX_LEN, description="max_len")
-waste_out = w.Output()
-
-
-def draw_waste():
-    if max(final_lengths) > max_pick.value:
-        raise ValueError(f"a request of this mix needs {max(final_lengths)} tokens > max_len {max_pick.value}")
-    used = sum(final_lengths)
-    paged = sum(math.ceil(n / bs_pick.value) * bs_pick.value for n in final_lengths)
-    static = len(final_lengths) * max_pick.value
-    print(f"at the end of each request: static wastes {1 - used / static:.1%}, paged (block {bs_pick.value}) "
-          f"wastes {1 - used / paged:.1%}; block tables need {sum(math.ceil(n / bs_pick.value) for n in final_lengths)} entries")
-    plots.bars(["used", f"paged, block {bs_pick.value}", f"static, max_len {max_pick.value}"],
-               [used, paged, static], title="Token slots at the end of each request (summed)", yaxis="slots").show()
-
-
-update_waste = guarded(waste_out, draw_waste)
-for control in (bs_pick, max_pick):
-    control.observe(update_waste, names="value")
-update_waste()
-show(w.VBox([bs_pick, max_pick, waste_out]))
-
-# %% [markdown]
-# ## 2 · Exercise 1 - the block manager (4 points)
+# ## 1 · Exercise 1 - the block manager (4 points)
 # Blocks are numbered `0 .. num_blocks-1`. Each has a **reference count**: how many sequences' block
 # tables contain it. `seq.block_table` is a Python list; `len(seq)` is the number of tokens whose keys
 # and values the cache must hold. Implement:
@@ -132,6 +52,11 @@ show(w.VBox([bs_pick, max_pick, waste_out]))
 #
 # Take free blocks with `self.free_blocks.popleft()` and return them with `append` (oldest freed reused
 # first). Raise `RuntimeError` if no block is free.
+#
+# The class is the engine's plug-in point for block management: `EngineConfig(block_manager=
+# MyBlockManager)` makes the engine build `MyBlockManager(num_blocks, block_size)` and call only
+# `can_allocate`, `allocate`, `can_append`, `append_slot` and `free`, and read `num_free_blocks` /
+# `num_used_blocks` - the methods below. (Prefix sharing, section 4, stays with the engine's own.)
 
 # %% solution id=block_manager
 from collections import deque
@@ -262,16 +187,24 @@ assert z.block_table == [2, 3]
 
 # %% [markdown]
 # ### Your block manager inside the engine
-# The engine only calls `can_allocate`, `allocate`, `can_append`, `append_slot`, `free` and reads
-# `num_free_blocks` / `num_used_blocks`, so yours can replace its own (prefix caching off). With a
-# tight cache the scheduler must preempt; the outputs must not change.
+# A realistic mix of requests: prompts of 6-120 words and output lengths drawn from a long-tailed
+# distribution (most answers short, a few long). First, correctness: with a cache so tight that the
+# scheduler must preempt, the engine running **your** block manager must give every request all its
+# tokens - the same tokens as the engine's own block manager with ample memory.
 
 # %%
+MAX_LEN = 512
+n_requests = pick(24, 8)
+rng = random.Random(0)
+mix_prompts = sample_prompts(n_requests, 6, 120, seed=4)
+out_lengths = [min(MAX_LEN // 2, max(4, int(rng.lognormvariate(math.log(pick(48, 12)), 0.9)))) for _ in mix_prompts]
+mix_params = [SamplingParams(max_tokens=n, ignore_eos=True) for n in out_lengths]
+
+
 def run_engine(manager_cls, num_blocks):
-    eng = LLMEngine(model, tokenizer, block_size=8, num_blocks=num_blocks, max_model_len=256,
-                    max_num_seqs=8, enable_prefix_caching=False)
-    if manager_cls is not None:
-        eng.block_manager = eng.scheduler.block_manager = manager_cls(num_blocks, 8)
+    config = EngineConfig(block_size=8, num_blocks=num_blocks, max_model_len=256, max_num_seqs=8,
+                          block_manager=manager_cls)
+    eng = LLMEngine(model, tokenizer, config)
     outs = eng.generate(mix_prompts[:6], [SamplingParams(max_tokens=pick(48, 32), ignore_eos=True)] * 6)
     return [o.token_ids for o in outs], eng.stats
 
@@ -280,6 +213,80 @@ ref_tokens, _ = run_engine(None, 256)
 my_tokens, my_stats = run_engine(MyBlockManager, 32)
 print(f"your block manager, 32 blocks of 8: {my_stats.preemptions} preemptions, peak {my_stats.peak_blocks_used} blocks; "
       f"outputs identical to the built-in one with ample memory: {my_tokens == ref_tokens}")
+
+# %% [markdown]
+# ## 2 · How much of the cache is used? Measured with your block manager
+# The same mix, all of it, served by the engine with a **static** cache - one row of
+# `max_model_len` slots per sequence, which is a block manager whose blocks are `max_model_len` long -
+# and with a **paged** one (blocks of 16). Both run on **your** `MyBlockManager`; after every step we
+# compare the slots holding a real token with the slots its blocks reserve.
+
+# %%
+def occupancy(kind, block_size=16):
+    config = EngineConfig(kv_cache=kind, block_size=block_size, max_model_len=MAX_LEN, max_num_seqs=8,
+                          num_blocks=None if kind == "static" else 8 * MAX_LEN // block_size,
+                          block_manager=MyBlockManager)
+    eng = LLMEngine(model, tokenizer, config)
+    slots_per_block = eng.config.block_size                  # MAX_LEN for the static cache's rows
+    for p, sp in zip(mix_prompts, mix_params):
+        eng.add_request(p, sp)
+    used, reserved = [], []
+    while eng.has_unfinished():
+        eng.step()
+        running = eng.scheduler.running
+        if running:
+            used.append(sum(len(s) for s in running))
+            reserved.append(eng.block_manager.num_used_blocks * slots_per_block)
+    return used, reserved, eng
+
+
+occ = {kind: occupancy(kind) for kind in ("static", "paged")}
+waste = {}
+for kind, (used, reserved, eng) in occ.items():
+    waste[kind] = 1 - sum(used) / sum(reserved)
+    print(f"{kind:>6}: {waste[kind]:6.1%} of reserved KV slots held no token (averaged over {len(used)} steps); "
+          f"KV memory allocated: {eng.cache.nbytes / 2**20:.0f} MiB; your block manager: {type(eng.block_manager).__name__}")
+steps = range(len(occ["paged"][0]))
+plots.lines(steps, {"tokens stored": occ["paged"][0], "reserved, paged (blocks of 16)": occ["paged"][1]},
+            title="KV slots: used vs reserved (paged)", xaxis="engine step", yaxis="token slots").show()
+plots.lines(range(len(occ["static"][0])), {"tokens stored": occ["static"][0],
+                                          f"reserved, static ({MAX_LEN} per sequence)": occ["static"][1]},
+            title="KV slots: used vs reserved (static)", xaxis="engine step", yaxis="token slots").show()
+
+# %% [markdown]
+# With paging, the only waste is the unfilled end of each sequence's last block - at most
+# `block_size - 1` slots per sequence. The static cache wastes everything between a sequence's
+# length and `max_len`. Which block size? Smaller blocks waste less but mean longer block tables and
+# smaller memory reads; vLLM's default is 16. Try the trade-off on the same mix (bookkeeping only,
+# no model run - the final lengths decide the waste):
+
+# %%
+import ipywidgets as w
+from inferlab.lab.widgets import guarded, show
+
+final_lengths = [len(tokenizer.encode(p)) + n for p, n in zip(mix_prompts, out_lengths)]
+bs_pick = w.SelectionSlider(options=[1, 4, 8, 16, 32, 64, 128, 256], value=16, description="block size")
+max_pick = w.SelectionSlider(options=[256, 512, 1024, 2048, 4096, 8192], value=MAX_LEN, description="max_len")
+waste_out = w.Output()
+
+
+def draw_waste():
+    if max(final_lengths) > max_pick.value:
+        raise ValueError(f"a request of this mix needs {max(final_lengths)} tokens > max_len {max_pick.value}")
+    used = sum(final_lengths)
+    paged = sum(math.ceil(n / bs_pick.value) * bs_pick.value for n in final_lengths)
+    static = len(final_lengths) * max_pick.value
+    print(f"at the end of each request: static wastes {1 - used / static:.1%}, paged (block {bs_pick.value}) "
+          f"wastes {1 - used / paged:.1%}; block tables need {sum(math.ceil(n / bs_pick.value) for n in final_lengths)} entries")
+    plots.bars(["used", f"paged, block {bs_pick.value}", f"static, max_len {max_pick.value}"],
+               [used, paged, static], title="Token slots at the end of each request (summed)", yaxis="slots").show()
+
+
+update_waste = guarded(waste_out, draw_waste)
+for control in (bs_pick, max_pick):
+    control.observe(update_waste, names="value")
+update_waste()
+show(w.VBox([bs_pick, max_pick, waste_out]))
 
 # %% [markdown]
 # ## 3 · Exercise 2 - attention over a block table (2 points)
@@ -329,14 +336,16 @@ torch.testing.assert_close(paged_attention(q, k_cache, v_cache, [3], 1), referen
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The engine does the same for a whole batch at once (`PagedKVCache.gather` and
-# `inferlab.engine.model_runner.paged_decode_attention`). Check yours against the engine's cache after
-# a real prefill: the keys of a sequence, read through its block table, give the same attention as
-# the contiguous keys `transformers` computed.
+# The engine does the same for a whole batch at once (`PagedKVCache.gather`, and
+# `inferlab.engine.attention.paged_decode_attention` - one of its attention backends). Check yours
+# against the engine's cache after a real prefill: the keys of a sequence, put in blocks by your block
+# manager and read through its block table by your `paged_attention`, give the same attention as the
+# contiguous keys `transformers` computed.
 
 # %%
-eng = LLMEngine(model, tokenizer, block_size=8, max_model_len=512, num_blocks=128, enable_prefix_caching=False)
-eng.block_manager.free_block_ids.rotate(13)          # scatter the blocks
+eng = LLMEngine(model, tokenizer, EngineConfig(block_size=8, max_model_len=512, num_blocks=128,
+                                               block_manager=MyBlockManager))
+eng.block_manager.free_blocks.rotate(13)             # scatter the blocks
 eng.add_request(mix_prompts[0], SamplingParams(max_tokens=8))
 seq = eng.scheduler.waiting[0]
 eng.step()                                           # prefill: the prompt's K/V are now in the blocks
@@ -359,7 +368,8 @@ print(f"prompt of {n} tokens in blocks {seq.block_table}; max difference to cont
 # Many requests start with the same tokens - a system prompt, a few-shot preamble. With blocks, a full
 # block is identified by a hash of its tokens *and of all tokens before it*; a new request whose
 # prompt starts with the same blocks points its block table at the existing ones (reference count
-# +1) and skips computing them. The engine's `BlockManager` does this (`enable_prefix_caching`).
+# +1) and skips computing them. The engine's own `BlockManager` does this (`enable_prefix_caching`,
+# on by default), so this section runs on it rather than on yours.
 
 # %%
 system = ("You are a careful assistant for the Python language reference. Answer precisely, cite the "
@@ -368,8 +378,8 @@ questions = sample_prompts(pick(12, 6), 5, 15, seed=9)
 shared = [system + q for q in questions]
 rows = {}
 for caching in (False, True):
-    eng = LLMEngine(model, tokenizer, block_size=16, max_model_len=512, max_num_seqs=16,
-                    enable_prefix_caching=caching)
+    eng = LLMEngine(model, tokenizer, EngineConfig(block_size=16, max_model_len=512, max_num_seqs=16,
+                                                   enable_prefix_caching=caching))
     start = time.perf_counter()
     outs = eng.generate(shared, SamplingParams(max_tokens=pick(8, 4), ignore_eos=True))
     rows[caching] = (eng.stats.peak_blocks_used, eng.stats.prefill_tokens, eng.stats.prefix_hit_tokens,
@@ -405,7 +415,7 @@ for who, claim, here in claims:
 # ## Summary
 # * Reserving `max_len` contiguous slots per sequence wastes most of the cache for realistic lengths.
 # * Blocks + block tables bound the waste to one partly filled block per sequence; the freed memory
-#   admits more concurrent requests.
+#   admits more concurrent requests. You measured it with your own block manager inside the engine.
 # * Reference counts make sharing cheap: forks and common prefixes share blocks, copy-on-write splits
 #   a block only when a sequence writes into it.
 # * Attention reads keys through the block table; lesson 09 shows how a fused kernel makes such
