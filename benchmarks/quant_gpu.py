@@ -57,7 +57,8 @@ def to_bitsandbytes(model, kind: str, device: str):
         if kind == "int8":
             new = bnb.nn.Linear8bitLt(module.in_features, module.out_features, bias=False,
                                       has_fp16_weights=False, threshold=6.0)
-            new.weight = bnb.nn.Int8Params(weight.cpu(), requires_grad=False, has_fp16_weights=False)
+            new.weight = bnb.nn.Int8Params(weight.cpu(), requires_grad=False,
+                                           has_fp16_weights=False)
         else:
             new = bnb.nn.Linear4bit(module.in_features, module.out_features, bias=False,
                                     compute_dtype=weight.dtype, compress_statistics=True,
@@ -165,7 +166,8 @@ def main(argv=None):
                            "bitsandbytes": bitsandbytes.__version__}
     results["total_seconds"] = round(time.perf_counter() - start, 1)
     source = ("benchmarks/quant_gpu.py: Llama-2-7B shape, random fp16 weights, transformers "
-              f"generate greedy {args.new_tokens} new tokens after {args.prompt_len} prompt tokens, "
+              f"generate greedy {args.new_tokens} new tokens "
+              f"after {args.prompt_len} prompt tokens, "
               f"median of {args.repeats} after 1 warm-up; bitsandbytes Linear8bitLt "
               "(threshold 6.0) and Linear4bit nf4 with double quantization, lm_head kept fp16")
     if not args.no_save:

@@ -1,6 +1,7 @@
 """Lesson 10's engine comparison with the full workload, recorded for the course.
 
-    python benchmarks/serving_compare.py [--threads 1] [--prompts 16] [--tokens 64] [--concurrency 4]
+    python benchmarks/serving_compare.py [--threads 1] [--prompts 16] [--tokens 64]
+                                         [--concurrency 4]
 
 Runs the same engines as the notebook (transformers generate, the course engine, vLLM offline and
 its server, llama.cpp in-process and its server) on the same prompts, and writes
@@ -27,7 +28,13 @@ def compare(n_prompts: int, max_tokens: int, concurrency: int, threads: int) -> 
     from inferlab.serving.clients import stream_completion
     from inferlab.serving.engines import CourseEngine, LlamaCppEngine, TransformersEngine, eos_ids
     from inferlab.serving.latency import summarize
-    from inferlab.serving.launch import SERVED_NAME, bf16_model_dir, llama_cpp_server, vllm_server, what_is_missing
+    from inferlab.serving.launch import (
+        SERVED_NAME,
+        bf16_model_dir,
+        llama_cpp_server,
+        vllm_server,
+        what_is_missing,
+    )
     from inferlab.serving.loadgen import closed_loop
 
     pin_threads(threads)
@@ -47,8 +54,8 @@ def compare(n_prompts: int, max_tokens: int, concurrency: int, threads: int) -> 
 
     engine = TransformersEngine(model, tokenizer)
     engine.stream(prompts[0], 2)
-    run("transformers generate", lambda: summarize(closed_loop(lambda p: engine.stream(p, max_tokens),
-                                                               prompts, concurrency)))
+    run("transformers generate", lambda: summarize(
+        closed_loop(lambda p: engine.stream(p, max_tokens), prompts, concurrency)))
 
     def course():
         eng = CourseEngine(model, tokenizer, kv_cache_memory=64 * 2 ** 20, max_model_len=1024,
@@ -63,8 +70,8 @@ def compare(n_prompts: int, max_tokens: int, concurrency: int, threads: int) -> 
         from inferlab.serving.vllm_offline import run_in_child
 
         def offline():
-            out = run_in_child(bf16_model_dir(), prompts, max_tokens, max_num_seqs=max(16, concurrency),
-                               cpu_threads=threads)
+            out = run_in_child(bf16_model_dir(), prompts, max_tokens,
+                               max_num_seqs=max(16, concurrency), cpu_threads=threads)
             startup["vLLM offline (LLM)"] = out["startup_s"]
             return {"throughput_tok_s": out["throughput_tok_s"]}
         run("vLLM offline (LLM.generate)", offline)
@@ -72,8 +79,9 @@ def compare(n_prompts: int, max_tokens: int, concurrency: int, threads: int) -> 
         def server():
             with vllm_server(bf16_model_dir(), max_num_seqs=16, cpu_threads=threads) as srv:
                 startup["vLLM server"] = srv.startup_seconds
-                return summarize(closed_loop(lambda p: stream_completion(srv.url, SERVED_NAME, p, max_tokens),
-                                             prompts, concurrency))
+                return summarize(closed_loop(
+                    lambda p: stream_completion(srv.url, SERVED_NAME, p, max_tokens),
+                    prompts, concurrency))
         run("vLLM server", server)
 
     if what_is_missing("llama.cpp"):
@@ -85,7 +93,8 @@ def compare(n_prompts: int, max_tokens: int, concurrency: int, threads: int) -> 
             startup["llama.cpp (in-process)"] = time.perf_counter() - started
             eng.stream(prompts[0], 2)
             try:
-                return summarize(closed_loop(lambda p: eng.stream(p, max_tokens), prompts, concurrency))
+                return summarize(closed_loop(lambda p: eng.stream(p, max_tokens), prompts,
+                                             concurrency))
             finally:
                 eng.close()
         run("llama.cpp (in-process)", llama)
@@ -97,7 +106,8 @@ def compare(n_prompts: int, max_tokens: int, concurrency: int, threads: int) -> 
             with llama_cpp_server(n_threads=threads) as srv:
                 startup["llama.cpp server"] = srv.startup_seconds
                 return summarize(closed_loop(
-                    lambda p: stream_completion(srv.url, SERVED_NAME, p, max_tokens, banned_tokens=banned),
+                    lambda p: stream_completion(srv.url, SERVED_NAME, p, max_tokens,
+                                                banned_tokens=banned),
                     prompts, concurrency))
         run("llama.cpp server", llama_server)
     return results, startup
@@ -122,11 +132,14 @@ def main() -> None:
             "serving_cpu", device=device_name("cpu"), date=datetime.date.today().isoformat(),
             results={"engines": results, "startup_s": startup,
                      "workload": {"prompts": args.prompts, "max_tokens": args.tokens,
-                                  "concurrency": args.concurrency, "threads_per_engine": args.threads},
+                                  "concurrency": args.concurrency,
+                                  "threads_per_engine": args.threads},
                      "wall_s": time.perf_counter() - started},
-            source=f"benchmarks/serving_compare.py: {args.prompts} prompts (8-200 words), {args.tokens} new "
-                   f"tokens each, {args.concurrency} concurrent streaming clients, {args.threads} thread(s) per "
-                   "engine, on a 2-core machine shared with other work")
+            source=f"benchmarks/serving_compare.py: {args.prompts} prompts (8-200 words), "
+                   f"{args.tokens} new tokens each, "
+                   f"{args.concurrency} concurrent streaming clients, "
+                   f"{args.threads} thread(s) per engine, "
+                   "on a 2-core machine shared with other work")
         print(f"wrote {path}")
 
 

@@ -21,8 +21,8 @@ def measure() -> dict:
     from inferlab.serving.parallel import run_tp
     out = {}
     for dtype in ("bfloat16", "float32"):
-        out[dtype] = run_tp(world_size=2, backend="nccl", tokens=TOKENS, weights="random", hidden=4096,
-                            intermediate=11008, dtype=dtype, repeats=20, timeout=400)
+        out[dtype] = run_tp(world_size=2, backend="nccl", tokens=TOKENS, weights="random",
+                            hidden=4096, intermediate=11008, dtype=dtype, repeats=20, timeout=400)
     return out
 
 
@@ -30,10 +30,11 @@ def record(path: str) -> None:
     from inferlab.lab import records
     results = json.loads(Path(path).read_text())
     device = results["bfloat16"]["device"]
-    saved = records.save("tp_gpu", device=f"2x {device}", date=results.get("date") or str(datetime.date.today()),
-                         results=results, source="benchmarks/serving_tp_gpu.py: inferlab.serving.parallel tp, "
-                         "NCCL, one process per GPU, Llama-2-7B MLP shape (4096 -> 11008), random weights, "
-                         "median of 20 timed calls")
+    saved = records.save("tp_gpu", device=f"2x {device}",
+                         date=results.get("date") or str(datetime.date.today()), results=results,
+                         source="benchmarks/serving_tp_gpu.py: inferlab.serving.parallel tp, "
+                                "NCCL, one process per GPU, Llama-2-7B MLP shape (4096 -> 11008), "
+                                "random weights, median of 20 timed calls")
     print(f"wrote {saved}")
 
 

@@ -18,8 +18,8 @@ included) are recorded beside them. Outputs are checked against the dense result
     python benchmarks/sparsity_gpu.py --out /tmp/out      # on a GPU machine
     python benchmarks/sparsity_gpu.py --smoke             # CPU: checks the script's plumbing
 
-Writes ``inferlab/lab/records/sparsity_2of4.json`` through ``inferlab.lab.records.save`` (and a copy to
-``--out``).
+Writes ``inferlab/lab/records/sparsity_2of4.json`` through ``inferlab.lab.records.save`` (and a
+copy to ``--out``).
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from inferlab.lab import records  # noqa: E402
 from inferlab.compress.prune import two_four_mask  # noqa: E402
+from inferlab.lab import records  # noqa: E402
 
 SHAPES = {  # name: (out_features, in_features) of Llama-2-7B
     "q_proj 4096x4096": (4096, 4096),
@@ -123,7 +123,8 @@ def bench_shape(out_f: int, in_f: int, tokens: list[int], device: str) -> dict:
     sparse = sparse_variants(dense)
     row = {"dense_bytes": dense[0].numel() * 2, "backends": {}}
     for name, value in sparse.items():
-        row["backends"][name] = value if isinstance(value, str) else {"bytes": tensor_bytes(value[0])}
+        row["backends"][name] = (value if isinstance(value, str)
+                                 else {"bytes": tensor_bytes(value[0])})
     row["tokens"] = {}
     for m in tokens:
         xs = [torch.randn(m, in_f, device=device, dtype=torch.float16) for _ in range(COPIES)]
@@ -143,9 +144,11 @@ def bench_shape(out_f: int, in_f: int, tokens: list[int], device: str) -> dict:
             try:
                 alg = torch._cslt_sparse_mm_search(packed[0], xts[0])
                 cases[f"cusparselt raw alg={alg}"] = (
-                    lambda i, a=alg: torch._cslt_sparse_mm(packed[i % COPIES], xts[i % COPIES], alg_id=a))
+                    lambda i, a=alg: torch._cslt_sparse_mm(packed[i % COPIES], xts[i % COPIES],
+                                                           alg_id=a))
             except Exception as error:
-                row.setdefault("errors", []).append(f"search m={m}: {type(error).__name__}: {error}"[:300])
+                message = f"search m={m}: {type(error).__name__}: {error}"
+                row.setdefault("errors", []).append(message[:300])
         results = {}
         for name, fn in cases.items():
             try:
@@ -164,8 +167,8 @@ def bench_shape(out_f: int, in_f: int, tokens: list[int], device: str) -> dict:
                 r["speedup_vs_dense"] = base / t
         row["tokens"][str(m)] = results
         print(f"  {out_f}x{in_f} tokens={m}: " + ", ".join(
-            f"{k} {v.get('graph_ms') or v.get('eager_ms') or float('nan'):.4f}ms" for k, v in results.items()),
-            flush=True)
+            f"{k} {v.get('graph_ms') or v.get('eager_ms') or float('nan'):.4f}ms"
+            for k, v in results.items()), flush=True)
     return row
 
 
@@ -175,13 +178,14 @@ def bench_mlp(tokens: list[int], device: str, hidden=4096, inter=11008) -> dict:
     def make(o, i):
         w = torch.randn(o, i, device=device, dtype=torch.float16) * 0.02
         return w * two_four_mask(w)
-    layers = [(make(inter, hidden), make(inter, hidden), make(hidden, inter)) for _ in range(COPIES)]
+    layers = [(make(inter, hidden), make(inter, hidden), make(hidden, inter))
+              for _ in range(COPIES)]
     out = {}
     for backend in ("dense", "cusparselt", "cutlass"):
         if backend == "dense":
             ws = layers
         else:
-            converted = [sparse_variants(list(l)) for l in layers]
+            converted = [sparse_variants(list(layer)) for layer in layers]
             if isinstance(converted[0][backend], str):
                 out[backend] = {"error": converted[0][backend]}
                 continue
@@ -225,7 +229,8 @@ def main() -> None:
         "default_backend": ("cutlass" if torch.sparse.SparseSemiStructuredTensor._FORCE_CUTLASS
                             else "cusparselt"),
         "dtype": "float16", "copies_cycled": COPIES, "calls_per_graph": CALLS, "repeats": REPEATS,
-        "timing": "median per-call ms of a CUDA graph replay (graph_ms); eager_ms includes launch overhead",
+        "timing": "median per-call ms of a CUDA graph replay (graph_ms); "
+                  "eager_ms includes launch overhead",
     }
     print(json.dumps(info), flush=True)
     results = {"info": info, "linear": {}, "mlp": {}}
@@ -236,14 +241,15 @@ def main() -> None:
             results["linear"][name] = {"error": traceback.format_exc()[-1500:]}
         torch.cuda.empty_cache()
     try:
-        results["mlp"] = {"shape": "Llama-2-7B MLP 4096->11008->4096", **bench_mlp(MLP_TOKENS, device)}
+        results["mlp"] = {"shape": "Llama-2-7B MLP 4096->11008->4096",
+                          **bench_mlp(MLP_TOKENS, device)}
     except Exception:
         results["mlp"] = {"error": traceback.format_exc()[-1500:]}
     results["info"]["seconds"] = round(time.time() - started, 1)
     path = records.save("sparsity_2of4", device=torch.cuda.get_device_name(),
                         date=datetime.date.today().isoformat(), results=results,
-                        source="benchmarks/sparsity_gpu.py: 2:4 semi-structured vs dense fp16 matmuls, "
-                               "random Llama-2-7B-shaped weights")
+                        source="benchmarks/sparsity_gpu.py: 2:4 semi-structured vs dense fp16 "
+                               "matmuls, random Llama-2-7B-shaped weights")
     print(f"wrote {path}")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)

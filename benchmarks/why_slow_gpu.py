@@ -45,7 +45,8 @@ def main() -> None:
     name = torch.cuda.get_device_name()
     torch.manual_seed(0)
     with torch.device("cuda"):
-        model = LlamaForCausalLM(LlamaConfig(**LLAMA2_7B, dtype=torch.float16)).to(torch.float16).eval()
+        config = LlamaConfig(**LLAMA2_7B, dtype=torch.float16)
+        model = LlamaForCausalLM(config).to(torch.float16).eval()
     model.generation_config.pad_token_id = 0
     n_bytes = weight_bytes(model)
     bandwidth = measure_bandwidth("cuda", megabytes=2048, repeats=10)

@@ -1,4 +1,5 @@
-"""inferlab.compress.awq: the activation-aware scale search, the clip search and the whole-model pass."""
+"""inferlab.compress.awq: the activation-aware scale search, the clip search and the whole-model
+pass."""
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 

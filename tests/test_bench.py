@@ -43,7 +43,8 @@ def test_peak_memory_sees_a_large_allocation():
     assert extra > 128 * 1024 * 1024
 
 
-@pytest.mark.parametrize("name,key", [("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"),
+@pytest.mark.parametrize("name,key", [("NVIDIA H100 80GB HBM3", "H100 SXM"),
+                                      ("NVIDIA H100 PCIe", "H100 PCIe"),
                                       ("NVIDIA A100-SXM4-80GB", "A100 80GB"), ("Tesla T4", "T4"),
                                       ("NVIDIA H200", "H200"), ("NVIDIA A10G", "A10G")])
 def test_datasheet_matching(name, key):

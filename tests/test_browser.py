@@ -49,7 +49,8 @@ def jupyterlab(tmp_path):
         deadline = time.time() + 60
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}",
+                                       timeout=2)
                 break
             except OSError:
                 if time.time() > deadline or server.poll() is not None:
@@ -70,8 +71,9 @@ def test_notebook_00_runs_and_its_widget_updates_in_jupyterlab(jupyterlab, tmp_p
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-quic"])
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--disable-quic"])
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(jupyterlab)
@@ -107,7 +109,8 @@ def test_notebook_00_runs_and_its_widget_updates_in_jupyterlab(jupyterlab, tmp_p
             if news.count():  # JupyterLab's one-off "get notified about news?" prompt
                 news.first.click()
                 page.wait_for_timeout(1500)  # let the prompt slide away before the screenshot
-            heading = page.locator(".jp-MarkdownCell", has_text="The 1M-queries-a-day scenario").first
+            heading = page.locator(".jp-MarkdownCell",
+                                   has_text="The 1M-queries-a-day scenario").first
             heading.evaluate("element => element.scrollIntoView({block: 'start'})")
             page.wait_for_timeout(500)
             shot = tmp_path / "notebook-00.png"

@@ -1,4 +1,5 @@
-"""inferlab.compress.distill: students built from the teacher's layers, the loss, training, saving."""
+"""inferlab.compress.distill: students built from the teacher's layers, the loss, training,
+saving."""
 import math
 
 import pytest
@@ -27,8 +28,9 @@ def test_make_student_copies_the_chosen_layers_and_leaves_the_teacher_alone(tiny
     student = distill.make_student(teacher, [0, 3])
     assert len(student.model.layers) == 2 and student.config.num_hidden_layers == 2
     assert len(teacher.model.layers) == 4 and teacher.config.num_hidden_layers == 4
-    assert torch.equal(student.model.layers[1].mlp.up_proj.weight, teacher.model.layers[3].mlp.up_proj.weight)
-    assert [l.self_attn.layer_idx for l in student.model.layers] == [0, 1]
+    assert torch.equal(student.model.layers[1].mlp.up_proj.weight,
+                       teacher.model.layers[3].mlp.up_proj.weight)
+    assert [layer.self_attn.layer_idx for layer in student.model.layers] == [0, 1]
     assert student.lm_head.weight.data_ptr() == student.get_input_embeddings().weight.data_ptr()
     with torch.no_grad():  # the copy is independent
         for p in student.parameters():
@@ -55,10 +57,13 @@ def test_distillation_loss_parts():
     s, t = torch.randn(2, 5, 11), torch.randn(2, 5, 11)
     ids = torch.randint(0, 11, (2, 5))
     T = 3.0
-    kl = (F.softmax(t / T, -1) * (F.log_softmax(t / T, -1) - F.log_softmax(s / T, -1))).sum(-1).mean()
+    kl = (F.softmax(t / T, -1)
+          * (F.log_softmax(t / T, -1) - F.log_softmax(s / T, -1))).sum(-1).mean()
     ce = F.cross_entropy(s[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1))
-    assert distill.distillation_loss(s, t, ids, T, alpha=1.0).item() == pytest.approx(T * T * kl.item(), rel=1e-5)
-    assert distill.distillation_loss(s, t, ids, T, alpha=0.0).item() == pytest.approx(ce.item(), rel=1e-5)
+    assert (distill.distillation_loss(s, t, ids, T, alpha=1.0).item()
+            == pytest.approx(T * T * kl.item(), rel=1e-5))
+    assert (distill.distillation_loss(s, t, ids, T, alpha=0.0).item()
+            == pytest.approx(ce.item(), rel=1e-5))
     mixed = distill.distillation_loss(s, t, ids, T, alpha=0.3).item()
     assert mixed == pytest.approx(0.3 * T * T * kl.item() + 0.7 * ce.item(), rel=1e-5)
     assert distill.distillation_loss(t, t, ids, T, alpha=1.0).item() == pytest.approx(0.0, abs=1e-6)
@@ -69,8 +74,8 @@ def test_distill_lowers_the_loss_and_keeps_the_embedding_frozen(tiny_llama):
     student = distill.make_student(teacher, 1)
     embedding = student.get_input_embeddings().weight.clone()
     windows = torch.randint(0, 96, (8, 12))
-    history = distill.distill(student, teacher, windows, steps=20, batch_size=4, lr=3e-3, progress=False,
-                              bf16=False)
+    history = distill.distill(student, teacher, windows, steps=20, batch_size=4, lr=3e-3,
+                              progress=False, bf16=False)
     assert len(history) == 20 and all(math.isfinite(h) for h in history)
     assert sum(history[-5:]) < sum(history[:5])
     assert torch.equal(student.get_input_embeddings().weight, embedding)
@@ -98,7 +103,8 @@ def test_batches_cycle_through_every_window():
     assert sorted(seen[:, 0].tolist()) == sorted(list(range(0, 10, 2)) * 2)
 
 
-def test_save_student_loads_back_with_load_model(tmp_path, monkeypatch, embedded_model_dir, tiny_llama):
+def test_save_student_loads_back_with_load_model(tmp_path, monkeypatch, embedded_model_dir,
+                                                 tiny_llama):
     from transformers import AutoTokenizer
 
     from inferlab.lab.models import load_model
@@ -108,7 +114,8 @@ def test_save_student_loads_back_with_load_model(tmp_path, monkeypatch, embedded
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
     folder = distill.save_student(student, tokenizer, "tiny", info={"steps": 3})
     assert folder == tmp_path / "students" / "tiny"
-    assert distill.saved_students() == {"tiny": {"teacher_layers": [0, 2], "teacher_n_layers": 4, "steps": 3}}
+    assert distill.saved_students() == {"tiny": {"teacher_layers": [0, 2], "teacher_n_layers": 4,
+                                                 "steps": 3}}
     loaded, _ = load_model(str(folder))
     ids = torch.randint(0, 96, (1, 6))
     with torch.no_grad():
@@ -136,11 +143,12 @@ def test_teacher_windows_are_generated_tokens(embedded_model_dir):
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
     tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-                         tie_word_embeddings=True)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         max_position_embeddings=128, tie_word_embeddings=True)
     teacher = LlamaForCausalLM(config).eval()
     side = tokenizer.padding_side
-    windows = distill.teacher_windows(teacher, tokenizer, n_samples=3, seq_len=8, batch_size=2, progress=False)
+    windows = distill.teacher_windows(teacher, tokenizer, n_samples=3, seq_len=8, batch_size=2,
+                                      progress=False)
     assert windows.shape == (3, 8) and windows.dtype == torch.long
     assert tokenizer.padding_side == side  # restored

@@ -1,4 +1,5 @@
-"""inferlab.compress.gguf_blocks: Q8_0/Q4_0 bit-exact against the gguf package, and re-quantized files."""
+"""inferlab.compress.gguf_blocks: Q8_0/Q4_0 bit-exact against the gguf package, and re-quantized
+files."""
 import numpy as np
 import pytest
 import torch
@@ -34,11 +35,13 @@ def test_block_quantizers_are_bit_exact(ours, qtype):
                                              (gb.q4_0_quantize, gb.q4_0_dequantize, T.Q4_0)])
 def test_dequantizers_match(ours, back, qtype):
     x = awkward_values()
-    assert np.array_equal(back(ours(x)).numpy(), dequantize(quantize(x.numpy(), qtype), qtype).flatten())
+    assert np.array_equal(back(ours(x)).numpy(),
+                          dequantize(quantize(x.numpy(), qtype), qtype).flatten())
 
 
 def test_round_half_away_matches_c_roundf_including_the_plus_half_trap():
-    v = torch.tensor([0.5, 1.5, 2.5, -0.5, -2.5, 0.49999997, 10.499999, -3.2, 0.0], dtype=torch.float32)
+    v = torch.tensor([0.5, 1.5, 2.5, -0.5, -2.5, 0.49999997, 10.499999, -3.2, 0.0],
+                     dtype=torch.float32)
     assert np.array_equal(gb.round_half_away(v).numpy(), np_roundf(v.numpy()))
     trap = torch.tensor([0.49999997], dtype=torch.float32)
     assert torch.floor(trap + 0.5).item() == 1.0 and gb.round_half_away(trap).item() == 0.0
@@ -66,10 +69,12 @@ def test_write_requantized_converts_q4_1_to_q8_0(tmp_path):
 
     dst = gb.write_requantized(src, tmp_path / "tiny-q8.gguf")
     summary = gb.gguf_summary(dst)
-    assert summary["metadata"]["general.name"] == "tiny" and summary["metadata"]["general.file_type"] == 7
+    assert summary["metadata"]["general.name"] == "tiny"
+    assert summary["metadata"]["general.file_type"] == 7
     assert summary["types"]["Q8_0"]["tensors"] == 1 and summary["types"]["F32"]["tensors"] == 1
     reader = summary["reader"]
     up = next(t for t in reader.tensors if t.name == "blk.0.ffn_up.weight")
     q41 = dequantize(quantize(w, T.Q4_1), T.Q4_1)
     assert np.array_equal(up.data, quantize(q41, T.Q8_0))
-    assert np.abs(dequantize(up.data, T.Q8_0) - q41).max() <= np.abs(q41).max() / 127 / 2 * 1.01  # half a step
+    half_step = np.abs(q41).max() / 127 / 2
+    assert np.abs(dequantize(up.data, T.Q8_0) - q41).max() <= half_step * 1.01

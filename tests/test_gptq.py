@@ -1,4 +1,5 @@
-"""inferlab.compress.gptq: Hessian, the column loop, its blocked form, and the block-by-block pipeline."""
+"""inferlab.compress.gptq: Hessian, the column loop, its blocked form, and the block-by-block
+pipeline."""
 import torch
 
 from inferlab.compress import gptq
@@ -49,7 +50,8 @@ def test_column_loop_beats_round_to_nearest_on_the_output():
         for row in group:
             levels = row.unique()
             step = levels.abs().max() / 7
-            assert len(levels) <= 15 and torch.allclose(levels / step, torch.round(levels / step), atol=1e-4)
+            assert len(levels) <= 15
+            assert torch.allclose(levels / step, torch.round(levels / step), atol=1e-4)
 
 
 def test_blocked_version_equals_the_plain_loop():
@@ -60,9 +62,10 @@ def test_blocked_version_equals_the_plain_loop():
     U, _ = gptq.inverse_hessian_factor(H)
     for group, blocksize in [(32, 32), (16, 64), (64, 16)]:
         plain = gptq.gptq_quantize_columns(W, U, bits=4, group_size=group)
-        blocked = gptq.gptq_quantize_weight(W, H, Scheme(4, "absmax", "group", group), blocksize=blocksize,
-                                            scale_dtype=torch.float32)
-        assert torch.allclose(plain, blocked, atol=1e-5), (group, blocksize, (plain - blocked).abs().max())
+        blocked = gptq.gptq_quantize_weight(W, H, Scheme(4, "absmax", "group", group),
+                                            blocksize=blocksize, scale_dtype=torch.float32)
+        assert torch.allclose(plain, blocked, atol=1e-5), \
+            (group, blocksize, (plain - blocked).abs().max())
 
 
 def test_act_order_and_asymmetric_variants_run_and_stay_close():
@@ -100,11 +103,13 @@ def test_whole_model_pipeline_quantizes_every_block_linear(tiny_llama):
 
 def test_max_blocks_limits_the_work(tiny_llama):
     model, reference = tiny_llama(), tiny_llama()
-    stats = gptq.gptq_quantize_model(model, torch.randint(0, 128, (2, 16)), Scheme(4, "absmax", "group", 32),
-                                     max_blocks=1)
+    stats = gptq.gptq_quantize_model(model, torch.randint(0, 128, (2, 16)),
+                                     Scheme(4, "absmax", "group", 32), max_blocks=1)
     assert stats["linears"] == 7
-    assert torch.equal(model.model.layers[1].mlp.up_proj.weight, reference.model.layers[1].mlp.up_proj.weight)
-    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight, reference.model.layers[0].mlp.up_proj.weight)
+    assert torch.equal(model.model.layers[1].mlp.up_proj.weight,
+                       reference.model.layers[1].mlp.up_proj.weight)
+    assert not torch.equal(model.model.layers[0].mlp.up_proj.weight,
+                           reference.model.layers[0].mlp.up_proj.weight)
 
 
 def test_block_linear_inputs_are_what_the_linears_see(tiny_llama):

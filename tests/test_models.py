@@ -54,7 +54,8 @@ def _copy_cache(source, tmp_path):
 
 
 @pytest.mark.slow
-def test_corrupted_or_partial_cache_is_detected_and_rebuilt(embedded_model_dir, tmp_path, monkeypatch):
+def test_corrupted_or_partial_cache_is_detected_and_rebuilt(embedded_model_dir, tmp_path,
+                                                            monkeypatch):
     monkeypatch.setenv("INFERLAB_CACHE", str(tmp_path / "cache"))
     target = _copy_cache(embedded_model_dir, tmp_path)
     assert models.converted_dir() == target and cache_problem(target) is None

@@ -1,4 +1,5 @@
-"""inferlab.serving.parallel: tensor-parallel layers equal the unsplit model; the real 2-process runs (lesson 11)."""
+"""inferlab.serving.parallel: tensor-parallel layers equal the unsplit model; the real 2-process
+runs (lesson 11)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,8 @@ def test_split_mlp_sums_to_the_full_mlp(world):
     x = torch.randn(5, 16)
     with torch.no_grad():
         full = mlp(x)
-        parts = [parallel.TensorParallelMLP(mlp, r, world, reduce=lambda t: t)(x) for r in range(world)]
+        parts = [parallel.TensorParallelMLP(mlp, r, world, reduce=lambda t: t)(x)
+                 for r in range(world)]
     assert torch.allclose(sum(parts), full, atol=1e-5)
 
 
@@ -59,7 +61,8 @@ def test_smollm2_mlp_matches_the_model(model_and_tokenizer):
 
 @pytest.mark.slow  # starts worker processes joined by torch.distributed
 def test_two_process_tensor_parallel_equals_single_process(embedded_model_dir):
-    result = parallel.run_tp(world_size=2, backend="gloo", tokens=(1, 8), weights="smollm2", repeats=2)
+    result = parallel.run_tp(world_size=2, backend="gloo", tokens=(1, 8), weights="smollm2",
+                             repeats=2)
     assert result["world_size"] == 2 and result["backend"] == "gloo"
     for run in result["runs"]:
         assert run["max_abs_diff"] <= 1e-5 * max(1.0, run["max_abs_output"]), run
@@ -69,6 +72,7 @@ def test_two_process_tensor_parallel_equals_single_process(embedded_model_dir):
 
 @pytest.mark.slow  # starts worker processes joined by torch.distributed
 def test_two_stage_pipeline_runs():
-    result = parallel.run_pp(microbatches=(1, 2), layers=2, tokens=16, hidden=32, intermediate=64, repeats=1)
+    result = parallel.run_pp(microbatches=(1, 2), layers=2, tokens=16, hidden=32, intermediate=64,
+                             repeats=1)
     assert result["stages"] == 2 and set(result["pipeline_s"]) == {"1", "2"}
     assert all(t > 0 for t in result["pipeline_s"].values())

@@ -1,4 +1,5 @@
-"""inferlab.compress.prune: masks, structured pruning that really shrinks matrices, storage and speed."""
+"""inferlab.compress.prune: masks, structured pruning that really shrinks matrices, storage and
+speed."""
 import copy
 
 import pytest
@@ -45,7 +46,8 @@ def test_two_four_mask_keeps_two_largest_of_each_group_of_four():
     groups, kept = w.abs().view(-1, 4), mask.view(-1, 4)
     assert kept.sum(1).eq(2).all()
     assert (groups * kept).sum(1).allclose(groups.topk(2, dim=1).values.sum(1))
-    assert prune.two_four_mask(torch.tensor([[0.1, -5.0, 3.0, 0.2]])).tolist() == [[False, True, True, False]]
+    assert (prune.two_four_mask(torch.tensor([[0.1, -5.0, 3.0, 0.2]])).tolist()
+            == [[False, True, True, False]])
     with pytest.raises(ValueError):
         prune.two_four_mask(torch.randn(4, 6))
 
@@ -82,9 +84,11 @@ def test_mlp_channel_pruning_shrinks_and_equals_masking(aware, tiny_llama):
     assert prune.prune_mlp_channels(pruned, 0.25, norms) == 72
     assert pruned.config.intermediate_size == 72
     for layer, ref in zip(pruned.model.layers, masked.model.layers):
-        assert layer.mlp.gate_proj.weight.shape == (72, 48) and layer.mlp.down_proj.weight.shape == (48, 72)
+        assert layer.mlp.gate_proj.weight.shape == (72, 48)
+        assert layer.mlp.down_proj.weight.shape == (48, 72)
         # zeroing the dropped channels' down_proj columns gives the same function
-        kept = [any(torch.equal(row, r) for r in layer.mlp.up_proj.weight) for row in ref.mlp.up_proj.weight]
+        kept = [any(torch.equal(row, r) for r in layer.mlp.up_proj.weight)
+                for row in ref.mlp.up_proj.weight]
         ref.mlp.down_proj.weight.data[:, ~torch.tensor(kept)] = 0
     with torch.no_grad():
         assert torch.allclose(pruned(ids).logits, masked(ids).logits, atol=1e-5)
@@ -115,8 +119,8 @@ def test_head_pruning_keeps_gqa_groups_and_the_model_runs(tmp_path, tiny_llama):
     masked = copy.deepcopy(model)
     for layer, small in zip(masked.model.layers, pruned.model.layers):
         o = layer.self_attn.o_proj.weight.data.view(48, 6, 8)
-        kept = [any(torch.equal(o[:, h], s) for s in small.self_attn.o_proj.weight.data.view(48, 4, 8).unbind(1))
-                for h in range(6)]
+        small_heads = small.self_attn.o_proj.weight.data.view(48, 4, 8).unbind(1)
+        kept = [any(torch.equal(o[:, h], s) for s in small_heads) for h in range(6)]
         o[:, ~torch.tensor(kept)] = 0
     with torch.no_grad():
         assert torch.allclose(pruned(ids).logits, masked(ids).logits, atol=1e-5)
@@ -137,7 +141,8 @@ def test_storage_bytes_of_each_format():
     assert prune.storage_bytes(w, "csr") == 4 * (4 + 8) + 5 * 8
     assert prune.storage_bytes(w.half(), "2:4") == 16 * 2 + 16 * 2 // 8
     half_zero = torch.randn(64, 64) * prune.magnitude_mask(torch.randn(64, 64), 0.5)
-    assert prune.storage_bytes(half_zero, "csr") > prune.storage_bytes(half_zero)  # CSR costs more at 50 %
+    # CSR costs more at 50 %
+    assert prune.storage_bytes(half_zero, "csr") > prune.storage_bytes(half_zero)
     with pytest.raises(ValueError):
         prune.storage_bytes(w, "coo")
 
@@ -162,7 +167,8 @@ def test_pruned_copy_every_method(method, tiny_llama):
     norms = prune.input_norms(model, torch.randint(0, 128, (2, 10)))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     pruned, removed = prune.pruned_copy(model, method, 0.5, norms)
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # original untouched
+    # the original is untouched
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     expected = {"attention heads": (0.05, 0.35)}.get(method, (0.45, 0.55))
     assert expected[0] <= removed <= expected[1], (method, removed)
     with torch.no_grad():

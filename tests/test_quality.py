@@ -1,4 +1,5 @@
-"""inferlab.lab.quality, inferlab.lab.data, inferlab.lab.generation, inferlab.lab.records, inferlab.lab.widgets."""
+"""inferlab.lab.quality, inferlab.lab.data, inferlab.lab.generation, inferlab.lab.records,
+inferlab.lab.widgets."""
 import math
 
 import pytest
@@ -41,7 +42,8 @@ def test_perplexity_of_the_embedded_model(model_and_tokenizer):
             self.w = torch.nn.Parameter(torch.zeros(1))
         def forward(self, ids):
             return type("Out", (), {"logits": torch.zeros(*ids.shape, 1000)})()
-    assert quality.perplexity(Uniform(), torch.randint(0, 1000, (1, 50))) == pytest.approx(1000, rel=1e-5)
+    assert (quality.perplexity(Uniform(), torch.randint(0, 1000, (1, 50)))
+            == pytest.approx(1000, rel=1e-5))
     with pytest.raises(ValueError):
         quality.perplexity(Uniform(), torch.tensor([[1]]))
 
@@ -54,7 +56,8 @@ def test_timed_greedy_matches_generate(model_and_tokenizer):
     reference = model.generate(ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1]:].tolist()
     assert steps.token_ids == reference and len(steps.decode_s) == 5
     stages = request_latency(model, tokenizer, "Hi", 3)
-    assert set(stages) == {"tokenize", "prefill", "decode", "detokenize"} and all(v >= 0 for v in stages.values())
+    assert set(stages) == {"tokenize", "prefill", "decode", "detokenize"}
+    assert all(v >= 0 for v in stages.values())
 
 
 def test_records_load_and_label():
@@ -80,4 +83,5 @@ def test_cost_panel_survives_a_failing_function(capsys):
     panel = cost_calculator(broken, measured_tokens_per_s=100.0)  # must not raise
     panel.children[2].value = 3.0  # moving a control re-renders, still without raising
     # Outside a kernel the Output widget cannot capture, so the message reaches stdout.
-    assert capsys.readouterr().out.count("Cannot compute this combination: ZeroDivisionError: boom") == 2
+    message = "Cannot compute this combination: ZeroDivisionError: boom"
+    assert capsys.readouterr().out.count(message) == 2

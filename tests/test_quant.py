@@ -1,4 +1,5 @@
-"""inferlab.compress.quant: the quantizers, granularity views, 4-bit packing, QuantLinear, whole models."""
+"""inferlab.compress.quant: the quantizers, granularity views, 4-bit packing, QuantLinear, whole
+models."""
 import logging
 
 import pytest
@@ -6,8 +7,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from inferlab.compress import quant
-from inferlab.lab.models import weight_bytes
 from inferlab.compress.quant import QuantLinear, Scheme
+from inferlab.lab.models import weight_bytes
 
 
 def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
@@ -59,7 +60,8 @@ def test_minmax_reproduces_a_q4_1_grid_exactly_and_zeropoint_does_not():
     w = q * d + m
     view = quant.to_groups(w.reshape(32, 64), "group", 32)
     codes, scale, offset = quant.quantize_view(view, Scheme(4, "minmax", "group", 32))
-    assert torch.equal(quant.dequantize_view(codes, scale, offset, Scheme(4, "minmax", "group", 32)), view)
+    assert torch.equal(quant.dequantize_view(codes, scale, offset,
+                                             Scheme(4, "minmax", "group", 32)), view)
     zp = quant.fake_quantize(w.reshape(32, 64), Scheme(4, "zeropoint", "group", 32))
     assert quant.relative_error(w.reshape(32, 64), zp) > 1e-3
 
@@ -67,7 +69,8 @@ def test_minmax_reproduces_a_q4_1_grid_exactly_and_zeropoint_does_not():
 def test_nf4_codebook_from_normal_quantiles_matches_bitsandbytes_table():
     rebuilt = quant.nf4_codebook_from_normal()
     assert torch.allclose(rebuilt, quant.NF4_CODEBOOK, atol=1e-6)
-    assert quant.NF4_CODEBOOK[7] == 0 and quant.NF4_CODEBOOK.min() == -1 and quant.NF4_CODEBOOK.max() == 1
+    assert quant.NF4_CODEBOOK[7] == 0
+    assert quant.NF4_CODEBOOK.min() == -1 and quant.NF4_CODEBOOK.max() == 1
 
 
 def test_nf4_picks_the_nearest_level():
@@ -94,8 +97,9 @@ def test_nf4_matches_bitsandbytes_blockwise_quantization():
 
 
 # ------------------------------------------------------------------------- granularity
-@pytest.mark.parametrize("granularity,group,rows", [("tensor", 32, 1), ("channel", 32, 6), ("group", 32, 24),
-                                                     ("group", 30, 24), ("group", 128, 6)])
+@pytest.mark.parametrize("granularity,group,rows", [("tensor", 32, 1), ("channel", 32, 6),
+                                                     ("group", 32, 24), ("group", 30, 24),
+                                                     ("group", 128, 6)])
 def test_views_round_trip_with_padding(granularity, group, rows):
     torch.manual_seed(5)
     w = torch.randn(6, 100)
@@ -116,7 +120,8 @@ def test_padding_repeats_the_last_value_so_it_never_changes_the_scale():
 
 def test_finer_granularity_gives_smaller_error():
     torch.manual_seed(6)
-    w = torch.randn(64, 256) * torch.logspace(-2, 0, 64).unsqueeze(1)  # rows of very different scale
+    # rows of very different scale
+    w = torch.randn(64, 256) * torch.logspace(-2, 0, 64).unsqueeze(1)
     errors = [quant.relative_error(w, quant.fake_quantize(w, Scheme(4, "absmax", g, 32)))
               for g in ("tensor", "channel", "group")]
     assert errors[0] > errors[1] > errors[2]
@@ -152,8 +157,10 @@ def test_scheme_validation_and_storage_cost():
     assert Scheme(4, "nf4", "group", 64).describe() == "NF4 group-64"
 
 
-@pytest.mark.parametrize("scheme", [Scheme(8, "absmax", "channel"), Scheme(8, "zeropoint", "tensor"),
-                                    Scheme(4, "absmax", "group", 32), Scheme(4, "zeropoint", "group", 24),
+@pytest.mark.parametrize("scheme", [Scheme(8, "absmax", "channel"),
+                                    Scheme(8, "zeropoint", "tensor"),
+                                    Scheme(4, "absmax", "group", 32),
+                                    Scheme(4, "zeropoint", "group", 24),
                                     Scheme(4, "minmax", "group", 32), Scheme(4, "nf4", "group", 64),
                                     Scheme(3, "absmax", "channel")])
 def test_quantlinear_computes_with_the_fake_quantized_weight(scheme):
@@ -204,5 +211,6 @@ def test_quantize_model_real_and_fake_agree_and_shrink_the_model():
     assert weight_bytes(real) < weight_bytes(ref)
     assert quant.serialized_bytes(real) < quant.serialized_bytes(ref)
     assert 0 < quant.model_weight_error(ref, real) < 0.2
-    assert quant.model_weight_error(ref, fake) == pytest.approx(quant.model_weight_error(ref, real), rel=1e-4)
+    assert (quant.model_weight_error(ref, fake)
+            == pytest.approx(quant.model_weight_error(ref, real), rel=1e-4))
     assert real.lm_head.weight is real.model.embed_tokens.weight  # the tie survives

@@ -53,16 +53,19 @@ def test_plain_finetuning_changes_only_linear_weights():
     model, reference = tiny_llama(), tiny_llama()
     quant_eval.finetune(model, torch.randint(0, 128, (2, 16)), steps=2, lr=1e-3)
     assert torch.equal(model.model.embed_tokens.weight, reference.model.embed_tokens.weight)
-    assert not torch.equal(model.model.layers[1].mlp.down_proj.weight, reference.model.layers[1].mlp.down_proj.weight)
+    assert not torch.equal(model.model.layers[1].mlp.down_proj.weight,
+                           reference.model.layers[1].mlp.down_proj.weight)
 
 
 def test_corpora_and_arithmetic(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     text = quant_eval.arithmetic_text(3, seed=0)
     lines = text.splitlines()
-    assert len(lines) == 3 and all(eval(l.split("=")[0]) == int(l.split("=")[1]) for l in lines)
+    assert len(lines) == 3
+    assert all(eval(line.split("=")[0]) == int(line.split("=")[1]) for line in lines)
     texts = quant_eval.corpora(tokenizer, 64)
-    assert set(texts) == {"prose", "code", "arithmetic"} and all(t.shape == (1, 64) for t in texts.values())
+    assert set(texts) == {"prose", "code", "arithmetic"}
+    assert all(t.shape == (1, 64) for t in texts.values())
     assert "def " in quant_eval.code_text()
     accuracy = quant_eval.answer_accuracy(model, tokenizer, n_lines=4)
     assert 0.0 <= accuracy <= 1.0

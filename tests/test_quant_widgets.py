@@ -22,7 +22,8 @@ def text_of(panel, capsys):
 
 
 def test_three_charts_has_one_bar_chart_per_quantity():
-    fig = quant_widgets.three_charts({"fp32": {"perplexity": 11, "memory_mb": 500, "decode_tok_s": 10},
+    fig = quant_widgets.three_charts({"fp32": {"perplexity": 11, "memory_mb": 500,
+                                               "decode_tok_s": 10},
                                       "int4": {"perplexity": 14, "memory_mb": 150}})
     assert len(fig.data) == 3 and list(fig.data[0].x) == ["fp32", "int4"]
 
@@ -34,7 +35,8 @@ def test_padding_note_only_when_the_group_does_not_divide():
 
 
 def test_quantization_panel_measures_and_explains_bad_choices(capsys):
-    panel = quant_widgets.quantization_panel(fake_evaluate, {"perplexity": 9, "memory_mb": 400, "decode_tok_s": 6})
+    panel = quant_widgets.quantization_panel(fake_evaluate, {"perplexity": 9, "memory_mb": 400,
+                                                             "decode_tok_s": 6})
     assert list(panel.history) == ["fp32", "int4 absmax group-128"]
     panel.controls["method"].value = "nf4"
     panel.controls["bits"].value = 8
@@ -55,7 +57,8 @@ def test_layer_panel_redraws_on_change_and_survives_errors(capsys):
             raise ValueError("two bits are not supported here")
         return {"round-to-nearest": 0.1, "GPTQ": 0.05}
 
-    panel = quant_widgets.layer_panel(compute, 30, ["mlp.up_proj", "mlp.down_proj"], default_block=5)
+    panel = quant_widgets.layer_panel(compute, 30, ["mlp.up_proj", "mlp.down_proj"],
+                                      default_block=5)
     assert calls == [(5, "mlp.down_proj", 4, "128")]
     panel.controls["bits"].value = 2
     assert "two bits are not supported" in text_of(panel, capsys)

@@ -1,4 +1,5 @@
-"""inferlab.serving: latency maths, the SSE client, load generators, server processes (lessons 10-11).
+"""inferlab.serving: latency maths, the SSE client, load generators, server processes
+(lessons 10-11).
 
 Fast tests: no vLLM, llama.cpp or Ray needed. The real servers are in test_serving_servers.py.
 """
@@ -76,7 +77,8 @@ class _FakeOpenAI(http.server.BaseHTTPRequestHandler):
             self.wfile.write(f'data: {{"choices": [{{"text": "t{i} "}}]}}\n\n'.encode())
             self.wfile.flush()
             time.sleep(0.01)
-        usage = {"choices": [], "usage": {"completion_tokens": request["max_tokens"], "prompt_tokens": 1}}
+        usage = {"choices": [],
+                 "usage": {"completion_tokens": request["max_tokens"], "prompt_tokens": 1}}
         self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
 
     def log_message(self, *args):
@@ -97,7 +99,8 @@ def test_stream_completion_and_closed_loop(fake_server):
     trace = clients.stream_completion(fake_server, "m", "hello", 5)
     assert trace.error is None and trace.n_tokens == 5 and len(trace.token_times) == 5
     assert trace.text == "t0 t1 t2 t3 t4 " and trace.ttft > 0
-    traces = loadgen.closed_loop(lambda p: clients.stream_completion(fake_server, "m", p, 3), ["a"] * 6, 3)
+    traces = loadgen.closed_loop(lambda p: clients.stream_completion(fake_server, "m", p, 3),
+                                 ["a"] * 6, 3)
     summary = latency.summarize(traces)
     assert summary["requests"] == 6 and summary["output_tokens"] == 18
 
@@ -176,7 +179,8 @@ def alive(pid):
 
 def test_server_process_starts_on_loopback_and_stops():
     port = process.free_port()
-    with process.ServerProcess("http", http_server(port), port, ready_path="/", ready_timeout=30) as server:
+    with process.ServerProcess("http", http_server(port), port, ready_path="/",
+                               ready_timeout=30) as server:
         assert server.running() and server.startup_seconds is not None
         addresses = process.listening_addresses(server.pid)
         assert addresses and all(ip == "127.0.0.1" for ip, _ in addresses)
@@ -212,8 +216,10 @@ def test_a_server_that_never_answers_times_out_and_is_killed():
 
 def test_stop_kills_the_whole_process_group_even_when_the_block_fails():
     port = process.free_port()
-    script = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
-              f"subprocess.run([sys.executable, '-m', 'http.server', '--bind', '127.0.0.1', '{port}'])")
+    script = ("import subprocess, sys, time; "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
+              "subprocess.run([sys.executable, '-m', 'http.server', '--bind', '127.0.0.1', "
+              f"'{port}'])")
     with pytest.raises(RuntimeError, match="a failing cell"):
         with process.ServerProcess("family", [sys.executable, "-c", script], port, ready_path="/",
                                    ready_timeout=30) as server:
@@ -228,7 +234,8 @@ CHILD = textwrap.dedent("""
     import sys, os
     from inferlab.serving.process import ServerProcess, free_port
     port = free_port()
-    server = ServerProcess("http", [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
+    server = ServerProcess("http",
+                           [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)],
                            port, ready_path="/", ready_timeout=30).start()
     print(server.pid, flush=True)
     if sys.argv[1] == "raise":
@@ -239,8 +246,8 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.parametrize("how", ["raise", "killed"])
 def test_no_server_outlives_its_parent(how):
-    done = subprocess.run([sys.executable, "-c", CHILD, how], capture_output=True, text=True, timeout=60,
-                          cwd=os.path.dirname(os.path.dirname(__file__)))
+    done = subprocess.run([sys.executable, "-c", CHILD, how], capture_output=True, text=True,
+                          timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
     pid = int(done.stdout.split()[0])
     deadline = time.time() + 10
     while alive(pid) and time.time() < deadline:
@@ -269,7 +276,8 @@ def test_in_process_engines_stream_exactly_max_tokens(model_and_tokenizer):
     engine = TransformersEngine(model, tokenizer)
     trace = engine.stream("The capital of France is", 4)
     assert trace.n_tokens == 4 and len(trace.token_times) == 4 and trace.ttft > 0
-    course = CourseEngine(model, tokenizer, kv_cache_memory=16 * 2 ** 20, max_model_len=256, max_num_seqs=2)
+    course = CourseEngine(model, tokenizer, kv_cache_memory=16 * 2 ** 20, max_model_len=256,
+                          max_num_seqs=2)
     traces = course.closed_loop(["Hello", "The sky is", "One two three"], 3, concurrency=2)
     assert [t.n_tokens for t in traces] == [3, 3, 3]
     assert all(len(t.token_times) == 3 and t.ttft >= 0 for t in traces)

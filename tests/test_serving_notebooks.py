@@ -1,4 +1,5 @@
-"""Lessons 10 and 11 start real servers: every one listens on 127.0.0.1 and none outlives the notebook.
+"""Lessons 10 and 11 start real servers: every one listens on 127.0.0.1 and none outlives the
+notebook.
 
 * statically: the notebooks start servers only through the course's managed entry points, inside
   ``with`` blocks (stopped even when the cell fails), and never name another address;
@@ -30,8 +31,9 @@ def test_servers_are_started_only_through_managed_entry_points(lesson):
             line = code[code.rfind("\n", 0, match.start()) + 1:code.find("\n", match.start())]
             if line.lstrip().startswith(("def ", "from ", "import ", "#")):
                 continue
-            assert line.lstrip().startswith("with ") or " with " in line, \
-                f"{lesson}: start servers in a with-block (stopped even if the cell fails): {line.strip()}"
+            assert line.lstrip().startswith("with ") or " with " in line, (
+                f"{lesson}: start servers in a with-block (stopped even if the cell fails): "
+                f"{line.strip()}")
 
 # The dynamic check (loopback only, nothing left behind) runs for every lesson in
 # tests/test_notebooks.py::test_solution_runs_top_to_bottom.

@@ -60,7 +60,8 @@ def _children() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
 
 
-@pytest.mark.skipif(bool(what_is_missing("llama.cpp server")), reason=str(what_is_missing("llama.cpp server")))
+@pytest.mark.skipif(bool(what_is_missing("llama.cpp server")),
+                    reason=str(what_is_missing("llama.cpp server")))
 def test_llama_cpp_server(model_and_tokenizer):
     from inferlab.serving.clients import stream_completion
     from inferlab.serving.engines import eos_ids
@@ -89,7 +90,8 @@ def test_vllm_server_and_offline():
         offline = run_in_child(folder, ["Hello", "The sky is"], 4, cpu_threads=1, timeout=500)
         with vllm_server(folder, max_num_seqs=4, cpu_threads=1) as server:
             trace = stream_completion(server.url, SERVED_NAME, "The capital of France is", 5)
-            reply = openai_client(server.url).completions.create(model=SERVED_NAME, prompt="Hi", max_tokens=3)
+            reply = openai_client(server.url).completions.create(model=SERVED_NAME, prompt="Hi",
+                                                                 max_tokens=3)
             page = get_text(server.url + "/metrics")
     assert offline["output_tokens"] == 8 and offline["throughput_tok_s"] > 0
     assert trace.error is None and trace.n_tokens == 5 and len(trace.token_times) == 5

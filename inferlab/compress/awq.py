@@ -27,7 +27,15 @@ import torch
 import torch.nn as nn
 
 from inferlab.compress.gptq import decoder_blocks, run_blockwise
-from inferlab.compress.quant import Scheme, fake_quantize, to_groups, from_groups, scale_offset, encode, dequantize_view
+from inferlab.compress.quant import (
+    Scheme,
+    dequantize_view,
+    encode,
+    fake_quantize,
+    from_groups,
+    scale_offset,
+    to_groups,
+)
 
 SCALED_GROUPS = {("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
                  ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",)}
@@ -65,8 +73,8 @@ def awq_search_scale(W: torch.Tensor, X: torch.Tensor, scheme: Scheme, n_grid: i
 @torch.no_grad()
 def awq_search_clip(W: torch.Tensor, X: torch.Tensor, scheme: Scheme, n_grid: int = 20,
                     max_shrink: float = 0.5) -> torch.Tensor:
-    """For every group of every row, the range shrink ``r`` in ``[1 - max_shrink, 1]`` that minimises
-    that group's contribution to the output error; returns ``W`` clamped accordingly.
+    """For every group of every row, the range shrink ``r`` in ``[1 - max_shrink, 1]`` that
+    minimises that group's contribution to the output error; returns ``W`` clamped accordingly.
 
     The error of group ``g`` of row ``o`` is ``d^T G_g d`` with ``d = w - Q(w)`` and the group's
     input Gram matrix ``G_g = X_g^T X_g`` - exactly the squared output error over the tokens.
@@ -143,7 +151,7 @@ def awq_quantize_model(model: nn.Module, calib_ids: torch.Tensor, scheme: Scheme
             if clip:
                 Ws = awq_search_clip(Ws, X / s, scheme, n_grid)
             W_hat = fake_quantize(Ws, scheme) / s
-            for linear, part in zip(linears, W_hat.split([l.out_features for l in linears])):
+            for linear, part in zip(linears, W_hat.split([lin.out_features for lin in linears])):
                 linear.weight.data = part.to(linear.weight.dtype).contiguous()
             count[0] += len(group)
 

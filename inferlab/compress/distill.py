@@ -107,8 +107,8 @@ def batches(token_windows: torch.Tensor, batch_size: int, steps: int, seed: int 
 
 
 @torch.no_grad()
-def teacher_windows(teacher: nn.Module, tokenizer, n_samples: int, seq_len: int, batch_size: int = 64,
-                    seed: int = 0, progress: bool = True) -> torch.Tensor:
+def teacher_windows(teacher: nn.Module, tokenizer, n_samples: int, seq_len: int,
+                    batch_size: int = 64, seed: int = 0, progress: bool = True) -> torch.Tensor:
     """``n_samples`` windows of ``seq_len`` tokens *sampled from the teacher*, ``(n, seq_len)``.
 
     Text the teacher writes itself is an unlimited, on-distribution training set for the student
@@ -127,8 +127,10 @@ def teacher_windows(teacher: nn.Module, tokenizer, n_samples: int, seq_len: int,
     torch.manual_seed(seed)
     windows = []
     try:
-        for start in tqdm(range(0, n_samples, batch_size), desc="teacher writes", disable=not progress):
-            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
+        for start in tqdm(range(0, n_samples, batch_size), desc="teacher writes",
+                          disable=not progress):
+            batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt",
+                              padding=True).to(device)
             out = teacher.generate(**batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                                    max_new_tokens=seq_len, min_new_tokens=seq_len,
                                    pad_token_id=tokenizer.pad_token_id)
@@ -142,7 +144,8 @@ def distill(student: nn.Module, teacher: nn.Module, token_windows: torch.Tensor,
             steps: int = 100, batch_size: int = 4, lr: float = 1e-4, temperature: float = 2.0,
             alpha: float = 0.5, freeze_embeddings: bool = True, bf16: bool = True,
             loss_fn=None, progress: bool = True, seed: int = 0) -> list[float]:
-    """Train ``student`` to imitate ``teacher`` on ``token_windows`` ``(n, seq)``; return the losses.
+    """Train ``student`` to imitate ``teacher`` on ``token_windows`` ``(n, seq)``; return the
+    losses.
 
     The teacher runs without gradients on each batch; its logits are the soft targets. The
     embedding (shared with the output head) is frozen by default: it is a fifth of the

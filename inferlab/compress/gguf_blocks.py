@@ -9,9 +9,9 @@ simplest quantized types cut a row into **blocks of 32 weights**, each stored wi
 * **Q4_0** (18 bytes / 32 weights = 4.5 bits): ``d = x_m / -8`` where ``x_m`` is the value of
   largest magnitude *with its sign*, ``q = trunc(x / d + 8.5)`` clipped to 0..15; the block is
   ``fp16(d)`` then 16 bytes: byte ``j`` holds ``q[j]`` in its low nibble and ``q[j + 16]`` in its
-  high nibble (not neighbours, unlike ``inferlab.compress.quant.pack_int4``). Dequantized: ``(q - 8) * d``.
-  Putting the extreme value at exactly ``-8 d`` uses the one extra level of the asymmetric
-  range [-8, 7].
+  high nibble (not neighbours, unlike ``inferlab.compress.quant.pack_int4``). Dequantized:
+  ``(q - 8) * d``. Putting the extreme value at exactly ``-8 d`` uses the one extra level of the
+  asymmetric range [-8, 7].
 * **Q4_1** (20 bytes / 32: fp16 ``d`` and fp16 ``m``): ``x = q * d + m`` - the type of the course's
   embedded model file.
 
@@ -134,7 +134,8 @@ def write_requantized(src: str | Path, dst: str | Path, quantize=q8_0_quantize,
         if kind in (GGMLQuantizationType.Q4_0, GGMLQuantizationType.Q4_1):
             values = dequantize(tensor.data, kind)                     # (rows, cols) float32
             rows = values.shape[0]
-            data = quantize(torch.from_numpy(np.ascontiguousarray(values))).numpy().reshape(rows, -1)
+            data = quantize(torch.from_numpy(np.ascontiguousarray(values))).numpy()
+            data = data.reshape(rows, -1)
             writer.add_tensor(tensor.name, data, raw_dtype=target)  # byte shape (rows, bytes)
         else:
             writer.add_tensor(tensor.name, np.asarray(tensor.data), raw_dtype=kind)

@@ -31,7 +31,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from inferlab.compress.quant import Scheme, encode, dequantize_view, scale_offset
+from inferlab.compress.quant import Scheme, dequantize_view, encode, scale_offset
 
 # Linears that read the same input in a Llama-style decoder block: one Hessian serves each group.
 LINEAR_GROUPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
@@ -79,7 +79,8 @@ def gptq_quantize_columns(W: torch.Tensor, Hinv: torch.Tensor, bits: int = 4,
                           group_size: int = 128) -> torch.Tensor:
     """The GPTQ column loop, symmetric absmax, fp32 scales: returns the dequantized weight.
 
-    ``W`` is ``(out, in)``; ``Hinv`` the upper Cholesky factor of ``H^-1`` (``inverse_hessian_factor``).
+    ``W`` is ``(out, in)``; ``Hinv`` the upper Cholesky factor of ``H^-1``
+    (``inverse_hessian_factor``).
     """
     W = W.clone().float()
     Hinv = Hinv.float()
@@ -230,7 +231,8 @@ def run_blockwise(model: nn.Module, input_ids: torch.Tensor,
 @torch.no_grad()
 def block_linear_inputs(model: nn.Module, input_ids: torch.Tensor, block_index: int) -> dict:
     """``{group: X (tokens, in_features)}``: what each input-sharing group of Linears of block
-    ``block_index`` receives when ``input_ids`` run through the model (for one-layer experiments)."""
+    ``block_index`` receives when ``input_ids`` run through the model (for one-layer
+    experiments)."""
     hidden, kwargs = capture_block_inputs(model, input_ids)
     blocks = decoder_blocks(model)
     for block in list(blocks)[:block_index]:
@@ -239,7 +241,8 @@ def block_linear_inputs(model: nn.Module, input_ids: torch.Tensor, block_index: 
     store, handles = {}, []
     for group in present_groups(block):
         handles.append(block.get_submodule(group[0]).register_forward_hook(
-            lambda mod, args, out, g=group: store.__setitem__(g, args[0].reshape(-1, args[0].shape[-1]).float())))
+            lambda mod, args, out, g=group:
+                store.__setitem__(g, args[0].reshape(-1, args[0].shape[-1]).float())))
     try:
         block(hidden, **kwargs)
     finally:
@@ -269,7 +272,7 @@ def gptq_quantize_model(model: nn.Module, calib_ids: torch.Tensor, scheme: Schem
             linears = [block.get_submodule(name) for name in group]
             W = torch.cat([linear.weight.data for linear in linears], dim=0)
             Q = gptq_quantize_weight(W, acc.H, scheme, blocksize, percdamp, act_order)
-            for linear, part in zip(linears, Q.split([l.out_features for l in linears], dim=0)):
+            for linear, part in zip(linears, Q.split([lin.out_features for lin in linears], dim=0)):
                 linear.weight.data = part.to(linear.weight.dtype).contiguous()
             done.extend(f"layers.{index}.{name}" for name in group)
 

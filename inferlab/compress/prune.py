@@ -102,7 +102,8 @@ def prune_linears(model: nn.Module, mask_fn: MaskFn, only: str | None = None) ->
             mask = mask_fn(linear.weight)
             if mask.shape != linear.weight.shape or mask.dtype != torch.bool:
                 raise ValueError(f"{name}: the mask must be a bool tensor of shape "
-                                 f"{tuple(linear.weight.shape)}, got {mask.dtype} {tuple(mask.shape)}")
+                                 f"{tuple(linear.weight.shape)}, "
+                                 f"got {mask.dtype} {tuple(mask.shape)}")
             linear.weight.mul_(mask)
     return sparsity(model)
 
@@ -144,7 +145,8 @@ def _linear(weight: torch.Tensor) -> nn.Linear:
 
 
 def mlp_channel_scores(down: torch.Tensor, hidden_norm: torch.Tensor | None = None,
-                       gate: torch.Tensor | None = None, up: torch.Tensor | None = None) -> torch.Tensor:
+                       gate: torch.Tensor | None = None,
+                       up: torch.Tensor | None = None) -> torch.Tensor:
     """Importance of each hidden channel ``j`` of a gated MLP ``down @ (silu(gate x) * up x)``.
 
     Activation-aware (``hidden_norm`` given): ``||h_j|| * ||down[:, j]||`` - how loud channel ``j``
@@ -180,7 +182,8 @@ def select_mlp_channels(gate: torch.Tensor, up: torch.Tensor, down: torch.Tensor
 
 @torch.no_grad()
 def prune_mlp_channels(model: nn.Module, fraction: float,
-                       norms: dict[str, torch.Tensor] | None = None, select=select_mlp_channels) -> int:
+                       norms: dict[str, torch.Tensor] | None = None,
+                       select=select_mlp_channels) -> int:
     """Remove the ``fraction`` least important MLP channels of every layer; return how many remain.
 
     ``norms`` (from ``input_norms``) makes the score activation-aware. ``select(gate, up, down,
@@ -285,12 +288,14 @@ def pruned_copy(model: nn.Module, method: str, sparsity: float,
             raise ValueError(f"MLP channels hold only {share:.0%} of the decoder weights: "
                              f"cannot remove {sparsity:.0%} with them alone")
         if sparsity > 0:
-            prune_mlp_channels(pruned, sparsity / share, None if "weights only" in method else norms)
+            prune_mlp_channels(pruned, sparsity / share,
+                               None if "weights only" in method else norms)
     else:
         attn = pruned.model.layers[0].self_attn
         group = pruned.config.num_attention_heads // pruned.config.num_key_value_heads
         per_head = 2 * attn.q_proj.weight.numel() / pruned.config.num_attention_heads
-        per_group_share = per_head * pruned.config.num_key_value_heads / (total / len(pruned.model.layers))
+        per_group_share = (per_head * pruned.config.num_key_value_heads
+                           / (total / len(pruned.model.layers)))
         drop = min(group - 1, int(round(sparsity / per_group_share)))
         if drop:
             prune_attention_heads(pruned, group - drop, norms)
@@ -328,9 +333,9 @@ def matmul_times(weight: torch.Tensor, x: torch.Tensor, repeats: int = 5) -> dic
     The dense kernel does the same work whatever the values are, so a matrix of zeros is no
     faster; the CSR kernel skips zeros but pays for indexing on every one it keeps.
     """
-    from inferlab.lab.bench import time_fn
-
     import warnings
+
+    from inferlab.lab.bench import time_fn
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter("ignore")
         csr = weight.to_sparse_csr()

@@ -7,9 +7,9 @@ storing small integers ``q`` plus a few floating-point *scales*, and rebuilding 
 * **absmax (symmetric)** - ``scale = max|w| / qmax``, ``q = round(w / scale)`` in
   ``[-qmax, qmax]`` with ``qmax = 2**(bits-1) - 1``; ``w_hat = q * scale``. Zero stays exactly zero.
 * **zero-point (asymmetric)** - the range ``[min(w, 0), max(w, 0)]`` is mapped onto
-  ``[0, 2**bits - 1]``: ``scale = (hi - lo) / (2**bits - 1)``, an integer ``zero = round(-lo / scale)``,
-  ``q = round(w / scale) + zero``; ``w_hat = (q - zero) * scale``. Uses every level when the
-  values are not centred on zero.
+  ``[0, 2**bits - 1]``: ``scale = (hi - lo) / (2**bits - 1)``, an integer
+  ``zero = round(-lo / scale)``, ``q = round(w / scale) + zero``; ``w_hat = (q - zero) * scale``.
+  Uses every level when the values are not centred on zero.
 * **min-offset (the GGUF Q4_1 way)** - like zero-point, but the offset is the block's minimum,
   kept as a float: ``w_hat = q * scale + min``.
 * **NF4** - 16 fixed levels at the quantiles of a normal distribution (QLoRA), scaled by
@@ -193,7 +193,8 @@ class Scheme:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.granularity not in GRANULARITIES:
-            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, "
+                             f"got {self.granularity!r}")
         if self.method == "nf4" and self.bits != 4:
             raise ValueError("NF4 is a 4-bit format: use bits=4")
         if not 2 <= self.bits <= 8:
@@ -216,7 +217,8 @@ class Scheme:
         view, an fp16 scale and the offset (uint8 zero-point or fp16 minimum)."""
         code = 4 if self.packed else 8
         extra = 16 + {"absmax": 0, "nf4": 0, "zeropoint": 8, "minmax": 16}[self.method]
-        per_row = {"tensor": None, "channel": in_features, "group": self.group_size}[self.granularity]
+        per_row = {"tensor": None, "channel": in_features,
+                   "group": self.group_size}[self.granularity]
         return code + (extra / per_row if per_row else 0.0)
 
 
@@ -263,7 +265,8 @@ def quantize_view(view: torch.Tensor, scheme: Scheme, scale_dtype=torch.float16)
     return encode(view, scale, offset, scheme), scale, offset
 
 
-def dequantize_view(codes: torch.Tensor, scale: torch.Tensor, offset, scheme: Scheme) -> torch.Tensor:
+def dequantize_view(codes: torch.Tensor, scale: torch.Tensor, offset,
+                    scheme: Scheme) -> torch.Tensor:
     m = scheme.method
     if m == "absmax":
         return (codes.float() - 2 ** (scheme.bits - 1)) * scale
@@ -335,7 +338,8 @@ class QuantLinear(nn.Module):
         elif self.scheme.method == "nf4":
             view = values[self.codes.long()]
         else:  # 8-bit codes: the value is the code itself, shifted for absmax
-            view = self.codes.float() - (2 ** (self.scheme.bits - 1) if self.scheme.method == "absmax" else 0)
+            shift = 2 ** (self.scheme.bits - 1) if self.scheme.method == "absmax" else 0
+            view = self.codes.float() - shift
         scale = self.scale.float()
         if self.scheme.method == "zeropoint":
             view = (view - self.offset.float()) * scale
@@ -379,7 +383,8 @@ def select_linears(model: nn.Module, which: str | Callable[[str], bool] = "all",
     if which not in LAYER_CHOICES:
         raise ValueError(f"which must be one of {list(LAYER_CHOICES)} or a function")
     if which == "all but first/last block":
-        blocks = sorted({int(n.split(".layers.")[1].split(".")[0]) for n in names if ".layers." in n})
+        blocks = sorted({int(n.split(".layers.")[1].split(".")[0])
+                         for n in names if ".layers." in n})
         ends = {f".layers.{blocks[0]}.", f".layers.{blocks[-1]}."} if blocks else set()
         return [n for n in names if not any(e in n for e in ends)]
     return [n for n in names if LAYER_CHOICES[which](n)]

@@ -29,11 +29,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from inferlab.compress.quant import (
+    Scheme,
+    fake_quantize,
+    model_weight_error,
+    quantize_model,
+    select_linears,
+    serialized_bytes,
+)
 from inferlab.lab.data import eval_tokens
 from inferlab.lab.generation import timed_greedy
 from inferlab.lab.models import load_model, weight_bytes
 from inferlab.lab.quality import kl_divergence, logits_of, perplexity, top1_agreement
-from inferlab.compress.quant import Scheme, fake_quantize, model_weight_error, quantize_model, select_linears, serialized_bytes
 
 
 def decode_tokens_per_s(model, prompt_ids: torch.Tensor, new_tokens: int = 16) -> float:
@@ -85,7 +92,8 @@ def quantized_model(scheme: Scheme | None, which="all", fake: bool = False, dtyp
 
 # ------------------------------------------------------------------------------ PTQ vs QAT
 class _FakeQuantSTE(nn.Module):
-    """Parametrization: the layer sees ``Q(w)``; gradients flow to ``w`` as if ``Q`` were identity."""
+    """Parametrization: the layer sees ``Q(w)``; gradients flow to ``w`` as if ``Q`` were
+    identity."""
 
     def __init__(self, scheme: Scheme):
         super().__init__()
@@ -157,7 +165,8 @@ def code_text() -> str:
 
 
 def corpora(tokenizer, n_tokens: int) -> dict[str, torch.Tensor]:
-    """``{"prose": ..., "code": ..., "arithmetic": ...}`` token ids of shape ``(1, <= n_tokens)``."""
+    """``{"prose": ..., "code": ..., "arithmetic": ...}`` token ids of shape
+    ``(1, <= n_tokens)``."""
     def ids(text):
         return tokenizer(text, return_tensors="pt").input_ids[:, :n_tokens]
     return {"prose": eval_tokens(tokenizer, n_tokens), "code": ids(code_text()),
@@ -166,7 +175,8 @@ def corpora(tokenizer, n_tokens: int) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def answer_accuracy(model, tokenizer, n_lines: int = 40, seed: int = 1) -> float:
-    """Fraction of the *answer* tokens of ``a + b = c`` lines the model predicts (teacher forcing)."""
+    """Fraction of the *answer* tokens of ``a + b = c`` lines the model predicts (teacher
+    forcing)."""
     text = arithmetic_text(n_lines, seed)
     encoded = tokenizer(text, return_tensors="pt", return_offsets_mapping=True)
     ids, offsets = encoded.input_ids, encoded.offset_mapping[0]
@@ -193,5 +203,5 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-__all__ = ["decode_tokens_per_s", "measure", "linear_weight_bytes", "quantized_model", "finetune", "corpora", "arithmetic_text",
-           "code_text", "answer_accuracy", "timed", "perplexity"]
+__all__ = ["decode_tokens_per_s", "measure", "linear_weight_bytes", "quantized_model", "finetune",
+           "corpora", "arithmetic_text", "code_text", "answer_accuracy", "timed", "perplexity"]

@@ -18,8 +18,8 @@ import ipywidgets as w
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from inferlab.lab.plots import LAYOUT
 from inferlab.compress.quant import GRANULARITIES, LAYER_CHOICES, METHODS, Scheme
+from inferlab.lab.plots import LAYOUT
 from inferlab.lab.widgets import guarded
 
 STYLE = {"description_width": "120px"}
@@ -28,8 +28,9 @@ STYLE = {"description_width": "120px"}
 def three_charts(rows: dict[str, dict], title: str = "Quantized models compared") -> go.Figure:
     """Bars of memory (MB), perplexity and decode tokens/s, one bar per row label."""
     labels = list(rows)
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("memory (MB)", "perplexity (lower is better)",
-                                                        "decode tokens/s"))
+    fig = make_subplots(rows=1, cols=3,
+                        subplot_titles=("memory (MB)", "perplexity (lower is better)",
+                                        "decode tokens/s"))
     for col, key in enumerate(("memory_mb", "perplexity", "decode_tok_s"), start=1):
         values = [rows[label].get(key, float("nan")) for label in labels]
         fig.add_bar(x=labels, y=values, showlegend=False, text=[f"{v:.3g}" for v in values],
@@ -53,7 +54,8 @@ def padding_note(scheme: Scheme, widths=(576, 1536)) -> str:
 
 
 def quantization_panel(evaluate: Callable[[Scheme, str], dict], baseline: dict,
-                       baseline_label: str = "fp32", widths=(576, 1536), run_now: bool = True) -> w.VBox:
+                       baseline_label: str = "fp32", widths=(576, 1536),
+                       run_now: bool = True) -> w.VBox:
     """``evaluate(scheme, which)`` returns a row with memory_mb, perplexity, decode_tok_s."""
     bits = w.Dropdown(options=[8, 4, 3, 2], value=4, description="bits", style=STYLE)
     method = w.Dropdown(options=list(METHODS), value="absmax", description="method", style=STYLE)
@@ -67,8 +69,10 @@ def quantization_panel(evaluate: Callable[[Scheme, str], dict], baseline: dict,
     history: dict[str, dict] = {baseline_label: baseline}
 
     def render():
-        scheme = Scheme(bits.value, method.value, granularity.value, group.value)  # may explain an error
-        label = f"{scheme.describe()} ({which.value})" if which.value != "all" else scheme.describe()
+        # Scheme() raises an error that explains an invalid combination
+        scheme = Scheme(bits.value, method.value, granularity.value, group.value)
+        label = (f"{scheme.describe()} ({which.value})" if which.value != "all"
+                 else scheme.describe())
         note = padding_note(scheme, widths)
         if note:
             print(note)
@@ -88,10 +92,12 @@ def quantization_panel(evaluate: Callable[[Scheme, str], dict], baseline: dict,
     button.on_click(update)
     clear.on_click(reset)
     panel = w.VBox([w.HTML("<b>Quantize the model: choose a scheme, press measure</b>"),
-                    w.HBox([w.VBox([bits, method, granularity]), w.VBox([group, which, w.HBox([button, clear])])]),
+                    w.HBox([w.VBox([bits, method, granularity]),
+                            w.VBox([group, which, w.HBox([button, clear])])]),
                     output])
     panel.render, panel.history = update, history
-    panel.controls = dict(bits=bits, method=method, granularity=granularity, group_size=group, which=which)
+    panel.controls = dict(bits=bits, method=method, granularity=granularity, group_size=group,
+                          which=which)
     if run_now:
         update()
     return panel
@@ -115,14 +121,16 @@ def layer_panel(compute: Callable[[int, str, int, str], dict[str, float]], n_blo
             print(f"{name:>22}: relative output error {value:.4f}")
         fig = go.Figure(go.Bar(x=list(errors), y=list(errors.values()),
                                text=[f"{v:.4f}" for v in errors.values()], textposition="auto"))
-        fig.update_layout(title=f"block {block.value} {linear.value}, int{bits.value}, group {group.value}",
+        fig.update_layout(title=f"block {block.value} {linear.value}, int{bits.value}, "
+                                f"group {group.value}",
                           yaxis_title="||X W^T - X W_hat^T|| / ||X W^T||", **LAYOUT)
         fig.show()
 
     update = guarded(output, render)
     for control in (block, linear, bits, group):
         control.observe(update, names="value")
-    panel = w.VBox([w.HTML("<b>One layer, three quantizers: output error on calibration inputs</b>"),
+    panel = w.VBox([w.HTML("<b>One layer, three quantizers: output error on calibration "
+                           "inputs</b>"),
                     w.HBox([w.VBox([block, linear]), w.VBox([bits, group])]), output])
     panel.render = update
     panel.controls = dict(block=block, linear=linear, bits=bits, group=group)

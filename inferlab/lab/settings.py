@@ -50,7 +50,8 @@ def threads() -> int:
         try:
             value = int(env)
         except ValueError:
-            raise ValueError(f"INFERLAB_THREADS must be a whole number of threads, got {env!r}") from None
+            raise ValueError("INFERLAB_THREADS must be a whole number of threads, "
+                             f"got {env!r}") from None
         if value < 1:
             raise ValueError(f"INFERLAB_THREADS must be >= 1, got {value}")
         return value

@@ -1,4 +1,4 @@
-"""Talking to an OpenAI-compatible server: on the wire, and through the ``openai`` client. Lesson 10.
+"""Talking to an OpenAI-compatible server, on the wire and with the ``openai`` client. Lesson 10.
 
 vLLM, llama.cpp's server, Ollama, TensorRT-LLM's ``trtllm-serve`` and most hosted APIs speak the
 same HTTP protocol, so one client measures them all:
@@ -73,7 +73,8 @@ def completion_body(model: str, prompt: str, max_tokens: int, *, stream: bool = 
 
 
 def stream_completion(base_url: str, model: str, prompt: str, max_tokens: int, *,
-                      timeout: float = 300.0, fixed_length: bool = True, banned_tokens=()) -> RequestTrace:
+                      timeout: float = 300.0, fixed_length: bool = True,
+                      banned_tokens=()) -> RequestTrace:
     """Send one streaming completion with plain HTTP; return its ``RequestTrace``.
 
     Errors (refused connection, HTTP error, broken stream) are recorded in ``trace.error``
@@ -86,7 +87,8 @@ def stream_completion(base_url: str, model: str, prompt: str, max_tokens: int, *
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         connection.request("POST", "/v1/completions", body=body,
-                           headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+                           headers={"Content-Type": "application/json",
+                                    "Accept": "text/event-stream"})
         reply = connection.getresponse()
         if reply.status != 200:
             trace.error = f"HTTP {reply.status}: {reply.read()[:300]!r}"

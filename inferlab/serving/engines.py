@@ -87,7 +87,8 @@ class CourseEngine:
         from inferlab.engine import LLMEngine
         self.engine = LLMEngine(model, tokenizer, **engine_kwargs)
 
-    def closed_loop(self, prompts: Sequence[str], max_tokens: int, concurrency: int) -> list[RequestTrace]:
+    def closed_loop(self, prompts: Sequence[str], max_tokens: int,
+                    concurrency: int) -> list[RequestTrace]:
         """Serve ``prompts`` with at most ``concurrency`` in flight (refilled as they finish)."""
         from inferlab.engine import SamplingParams
         params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
@@ -140,8 +141,9 @@ class LlamaCppEngine:
         pieces = []
         with self.lock:
             self.llm.reset()
-            for chunk in self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0,
-                                                    stream=True, logit_bias=self.logit_bias or None):
+            for chunk in self.llm.create_completion(prompt, max_tokens=max_tokens,
+                                                    temperature=0.0, stream=True,
+                                                    logit_bias=self.logit_bias or None):
                 choice = chunk["choices"][0]
                 if choice.get("finish_reason") and not choice.get("text"):
                     continue  # the closing chunk carries no token

@@ -85,8 +85,9 @@ def summarize(traces: list[RequestTrace]) -> dict[str, float]:
     return out
 
 
-COLUMNS = (("throughput_tok_s", "tok/s", 1), ("ttft_p50", "TTFT p50 ms", 1e3), ("ttft_p95", "TTFT p95 ms", 1e3),
-           ("itl_p50", "ITL p50 ms", 1e3), ("itl_p95", "ITL p95 ms", 1e3))
+COLUMNS = (("throughput_tok_s", "tok/s", 1), ("ttft_p50", "TTFT p50 ms", 1e3),
+           ("ttft_p95", "TTFT p95 ms", 1e3), ("itl_p50", "ITL p50 ms", 1e3),
+           ("itl_p95", "ITL p95 ms", 1e3))
 
 
 def format_table(results: dict[str, dict | str]) -> str:
@@ -100,6 +101,7 @@ def format_table(results: dict[str, dict | str]) -> str:
         cells = []
         for key, _, scale in COLUMNS:
             value = summary.get(key)
-            cells.append(f"{'n/a':>13}" if value is None or value != value else f"{value * scale:>13.1f}")
+            cells.append(f"{'n/a':>13}" if value is None or value != value
+                         else f"{value * scale:>13.1f}")
         rows.append(f"{name:<34}" + "".join(cells))
     return "\n".join(rows)

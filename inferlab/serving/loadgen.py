@@ -51,7 +51,8 @@ def closed_loop(send: Send, prompts: Sequence[str], concurrency: int) -> list[Re
                 return
             traces[index] = _safe(send, prompts[index])
 
-    workers = [threading.Thread(target=client, daemon=True) for _ in range(min(concurrency, len(prompts)))]
+    workers = [threading.Thread(target=client, daemon=True)
+               for _ in range(min(concurrency, len(prompts)))]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -60,7 +61,8 @@ def closed_loop(send: Send, prompts: Sequence[str], concurrency: int) -> list[Re
 
 
 def arrival_times(schedule: Sequence[tuple[float, float]], seed: int = 0) -> list[float]:
-    """Poisson arrival times (s from the start) for phases ``[(duration_s, requests_per_s), ...]``."""
+    """Poisson arrival times (s from the start) for phases
+    ``[(duration_s, requests_per_s), ...]``."""
     rng = random.Random(seed)
     times, phase_start = [], 0.0
     for duration, rate in schedule:

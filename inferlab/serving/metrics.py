@@ -86,8 +86,8 @@ class Counter(_Metric):
     def render(self) -> list[str]:
         with self.lock:
             items = sorted(self.values.items()) or ([((), 0.0)] if not self.labelnames else [])
-        return self.header() + [f"{self.name}{_labels(dict(zip(self.labelnames, k)))} {_format_value(v)}"
-                                for k, v in items]
+        return self.header() + [f"{self.name}{_labels(dict(zip(self.labelnames, k)))} "
+                                f"{_format_value(v)}" for k, v in items]
 
 
 class Gauge(_Metric):
@@ -135,7 +135,8 @@ class Histogram(_Metric):
             for bound, n in zip(self.bounds, self.counts):
                 running += n
                 lines.append(f'{self.name}_bucket{{le="{_format_value(bound)}"}} {running}')
-            lines += [f"{self.name}_sum {_format_value(self.sum)}", f"{self.name}_count {self.count}"]
+            lines += [f"{self.name}_sum {_format_value(self.sum)}",
+                      f"{self.name}_count {self.count}"]
         return lines
 
 
@@ -196,18 +197,20 @@ def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
 
 def value(samples, name: str, **labels) -> float:
     """Sum of the samples called ``name`` whose labels include ``labels``."""
-    found = [v for n, l, v in samples if n == name and all(l.get(k) == str(x) for k, x in labels.items())]
+    found = [v for n, labs, v in samples
+             if n == name and all(labs.get(k) == str(x) for k, x in labels.items())]
     if not found:
         raise KeyError(f"no sample {name}{labels or ''}")
     return sum(found)
 
 
 def buckets(samples, name: str) -> list[tuple[float, float]]:
-    """A histogram's cumulative ``(le, count)`` pairs, sorted by bound (``name`` without _bucket)."""
+    """A histogram's cumulative ``(le, count)`` pairs, sorted by bound (``name`` without
+    _bucket)."""
     pairs: dict[float, float] = {}
-    for n, l, v in samples:
+    for n, labs, v in samples:
         if n == name + "_bucket":
-            bound = float(l["le"])
+            bound = float(labs["le"])
             pairs[bound] = pairs.get(bound, 0.0) + v  # sums over other labels (e.g. replicas)
     return sorted(pairs.items())
 
@@ -230,6 +233,7 @@ def histogram_quantile(q: float, cumulative: list[tuple[float, float]]) -> float
                 return lower_bound
             if count == lower_count:
                 return bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+            return (lower_bound
+                    + (bound - lower_bound) * (rank - lower_count) / (count - lower_count))
         lower_bound, lower_count = bound, count
     return lower_bound

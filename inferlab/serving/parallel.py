@@ -18,10 +18,10 @@ When a model does not fit one device, or one device is too slow, split it across
   *bubble*); cutting the batch into ``m`` micro-batches keeps both busy except for a bubble of
   ``(p - 1) / (m + p - 1)`` of the time with ``p`` stages.
 
-``python -m inferlab.serving.parallel tp|pp ...`` runs the real thing: ``world_size`` processes joined
-by ``torch.distributed`` (``gloo`` on CPU, ``nccl`` on GPUs) on this machine only, checking the split
-model's output against the single-process one and timing the communication. ``run_tp`` and
-``run_pp`` call it from a notebook and return its JSON.
+``python -m inferlab.serving.parallel tp|pp ...`` runs the real thing: ``world_size`` processes
+joined by ``torch.distributed`` (``gloo`` on CPU, ``nccl`` on GPUs) on this machine only, checking
+the split model's output against the single-process one and timing the communication. ``run_tp``
+and ``run_pp`` call it from a notebook and return its JSON.
 """
 from __future__ import annotations
 
@@ -81,8 +81,10 @@ class RowParallelLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, rank: int, world: int, reduce=all_reduce_sum):
         super().__init__()
-        self.weight = nn.Parameter(split_rows(linear.weight.detach(), rank, world), requires_grad=False)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
+        self.weight = nn.Parameter(split_rows(linear.weight.detach(), rank, world),
+                                   requires_grad=False)
+        self.bias = (None if linear.bias is None
+                     else nn.Parameter(linear.bias.detach(), requires_grad=False))
         self.reduce = reduce
 
     def forward(self, x_shard):
@@ -117,8 +119,10 @@ class TensorParallelMLP(nn.Module):
 
 
 def smollm2_mlp(layer: int = 0) -> LlamaMLP:
-    """Layer ``layer``'s MLP of the embedded model (fp32), read straight from its safetensors file."""
+    """Layer ``layer``'s MLP of the embedded model (fp32), read straight from its safetensors
+    file."""
     from safetensors import safe_open
+
     from inferlab.lab.models import prepare_default_model
     folder = prepare_default_model()
     with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
@@ -126,7 +130,9 @@ def smollm2_mlp(layer: int = 0) -> LlamaMLP:
         gate, up, down = get("gate_proj"), get("up_proj"), get("down_proj")
     mlp = LlamaMLP(gate.shape[1], gate.shape[0])
     with torch.no_grad():
-        mlp.gate_proj.weight.copy_(gate), mlp.up_proj.weight.copy_(up), mlp.down_proj.weight.copy_(down)
+        mlp.gate_proj.weight.copy_(gate)
+        mlp.up_proj.weight.copy_(up)
+        mlp.down_proj.weight.copy_(down)
     return mlp.float().eval()
 
 
@@ -171,7 +177,8 @@ def _tp_worker(rank: int, args) -> None:
     common = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "world_size": args.world_size, "backend": args.backend,
               "hidden": mlp.gate_proj.in_features, "intermediate": mlp.gate_proj.out_features,
-              "dtype": str(dtype).replace("torch.", ""), "threads_per_rank": args.threads, "runs": []}
+              "dtype": str(dtype).replace("torch.", ""), "threads_per_rank": args.threads,
+              "runs": []}
     for tokens in args.tokens:
         torch.manual_seed(1)
         x = torch.randn(tokens, mlp.gate_proj.in_features, dtype=dtype).to(device)
@@ -244,42 +251,48 @@ def _pp_worker(rank: int, args) -> None:
             start = time.perf_counter()
             full(batch)
             single = min(single, time.perf_counter() - start)
-        print(MARK + json.dumps({"stages": args.world_size, "layers": args.layers, "tokens": args.tokens[0],
-                                 "single_process_s": single, "pipeline_s": timings}), flush=True)
+        print(MARK + json.dumps({"stages": args.world_size, "layers": args.layers,
+                                 "tokens": args.tokens[0], "single_process_s": single,
+                                 "pipeline_s": timings}), flush=True)
     dist.destroy_process_group()
 
 
 # --------------------------------------------------------------------------------- launch
 def _run(argv: list[str], timeout: float) -> dict:
-    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", NCCL_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1")
+    env = dict(os.environ, GLOO_SOCKET_IFNAME="lo", NCCL_SOCKET_IFNAME="lo",
+               MASTER_ADDR="127.0.0.1")
     env.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast stays off (shared GPU hosts)
-    done = subprocess.run([sys.executable, "-m", "inferlab.serving.parallel", *argv], capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    done = subprocess.run([sys.executable, "-m", "inferlab.serving.parallel", *argv],
+                          capture_output=True, text=True, timeout=timeout, env=env)
     for line in done.stdout.splitlines():
         if line.startswith(MARK):
             return json.loads(line[len(MARK):])
-    raise RuntimeError(f"parallel run failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+    raise RuntimeError(f"parallel run failed ({done.returncode}):\n"
+                       f"{(done.stdout + done.stderr)[-3000:]}")
 
 
 def run_tp(world_size=2, backend="gloo", tokens=(1, 16, 128), weights="smollm2", hidden=576,
            intermediate=1536, dtype="float32", repeats=10, threads=1, timeout=300) -> dict:
     """Tensor-parallel MLP in ``world_size`` processes, for each batch of ``tokens``; returns
     ``{..., "runs": [{"tokens", "tp_forward_s", "single_forward_s", "all_reduce_s", ...}]}``."""
-    return _run(["tp", "--world-size", str(world_size), "--backend", backend, "--tokens", *map(str, tokens),
-                 "--weights", weights, "--hidden", str(hidden), "--intermediate", str(intermediate),
-                 "--dtype", dtype, "--repeats", str(repeats), "--threads", str(threads)], timeout)
+    return _run(["tp", "--world-size", str(world_size), "--backend", backend,
+                 "--tokens", *map(str, tokens), "--weights", weights, "--hidden", str(hidden),
+                 "--intermediate", str(intermediate), "--dtype", dtype,
+                 "--repeats", str(repeats), "--threads", str(threads)], timeout)
 
 
 def run_pp(microbatches=(1, 2, 4, 8), layers=8, tokens=256, hidden=576, intermediate=1536,
            repeats=3, threads=1, timeout=300) -> dict:
     """Two-stage toy pipeline on CPU (gloo); returns the time per micro-batch count."""
     return _run(["pp", "--microbatches", *map(str, microbatches), "--layers", str(layers),
-                 "--tokens", str(tokens), "--hidden", str(hidden), "--intermediate", str(intermediate),
+                 "--tokens", str(tokens), "--hidden", str(hidden),
+                 "--intermediate", str(intermediate),
                  "--repeats", str(repeats), "--threads", str(threads)], timeout)
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m inferlab.serving.parallel", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m inferlab.serving.parallel",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["tp", "pp"])
     parser.add_argument("--world-size", type=int, default=2)
     parser.add_argument("--backend", default="gloo", choices=["gloo", "nccl"])
@@ -304,7 +317,8 @@ def main(argv=None) -> None:
         parser.error("the toy pipeline has exactly 2 stages")
     import torch.multiprocessing as mp
     try:
-        mp.spawn(_tp_worker if args.mode == "tp" else _pp_worker, args=(args,), nprocs=args.world_size, join=True)
+        mp.spawn(_tp_worker if args.mode == "tp" else _pp_worker, args=(args,),
+                 nprocs=args.world_size, join=True)
     finally:
         if os.path.exists(store):
             os.unlink(store)

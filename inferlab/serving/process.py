@@ -99,7 +99,8 @@ class ServerProcess:
                  ready_path: str = "/health", ready_timeout: float = 180.0,
                  env: dict[str, str] | None = None):
         if host != LOOPBACK:
-            raise ValueError(f"servers started by the course listen on {LOOPBACK} only, not {host!r}")
+            raise ValueError(f"servers started by the course listen on {LOOPBACK} only, "
+                             f"not {host!r}")
         if not command:
             raise ValueError("command must be a non-empty argument list")
         self.name, self.command, self.port, self.host = name, [str(c) for c in command], port, host
@@ -150,7 +151,8 @@ class ServerProcess:
         return self
 
     def wait_ready(self) -> None:
-        """Poll ``url + ready_path`` until HTTP 200; raise ``ServerStartError`` if it never comes."""
+        """Poll ``url + ready_path`` until HTTP 200; raise ``ServerStartError`` if it never
+        comes."""
         deadline = time.monotonic() + self.ready_timeout
         address = self.url + self.ready_path
         while time.monotonic() < deadline:
@@ -166,7 +168,8 @@ class ServerProcess:
             except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
                 pass
             time.sleep(0.25)
-        raise ServerStartError(f"{self.name} did not answer on {address} within {self.ready_timeout:.0f} s "
+        raise ServerStartError(f"{self.name} did not answer on {address} "
+                               f"within {self.ready_timeout:.0f} s "
                                f"(still starting? too slow a machine?). Last lines of its log "
                                f"({self.log_path}):\n{self.log_tail()}")
 

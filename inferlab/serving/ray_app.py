@@ -31,8 +31,9 @@ from inferlab.serving.metrics import Registry
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 DEFAULT_AUTOSCALING = {"min_replicas": 1, "initial_replicas": 1, "max_replicas": 2,
-                       "target_ongoing_requests": 1, "upscale_delay_s": 1.0, "downscale_delay_s": 6.0,
-                       "metrics_interval_s": 0.5, "look_back_period_s": 2.0}
+                       "target_ongoing_requests": 1, "upscale_delay_s": 1.0,
+                       "downscale_delay_s": 6.0, "metrics_interval_s": 0.5,
+                       "look_back_period_s": 2.0}
 
 
 def loopback_only_replica() -> None:
@@ -51,7 +52,8 @@ def loopback_only_replica() -> None:
         return
 
     def add_port(server, address: str):
-        return original(server, address.replace("[::]", "127.0.0.1").replace("0.0.0.0", "127.0.0.1"))
+        return original(server,
+                        address.replace("[::]", "127.0.0.1").replace("0.0.0.0", "127.0.0.1"))
 
     add_port.inferlab_loopback = True
     replica.add_port_to_grpc_server = add_port
@@ -68,7 +70,8 @@ class ModelServer:
         if use_course_engine:
             try:
                 from inferlab.engine import LLMEngine
-                self.engine = LLMEngine(kv_cache_memory=64 * 2 ** 20, max_model_len=1024, max_num_seqs=4)
+                self.engine = LLMEngine(kv_cache_memory=64 * 2 ** 20, max_model_len=1024,
+                                        max_num_seqs=4)
                 self.kind = "course engine"
             except Exception:  # the course engine is missing or broken: fall back
                 self.engine = None
@@ -81,7 +84,8 @@ class ModelServer:
         start = time.perf_counter()
         if self.engine is not None:
             from inferlab.engine import SamplingParams
-            out = self.engine.generate([prompt], SamplingParams(max_tokens=max_tokens, ignore_eos=True))[0]
+            params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
+            out = self.engine.generate([prompt], params)[0]
             text, tokens = out.text, len(out.token_ids)
         else:
             ids = self.tokenizer(prompt, return_tensors="pt").input_ids
@@ -101,12 +105,14 @@ class GatewayMetrics:
         self.registry = Registry()
         self.requests = self.registry.counter("llm_requests_total", "Requests answered, by status.",
                                               labelnames=("status",))
-        self.tokens = self.registry.counter("llm_generated_tokens_total", "Output tokens generated.")
+        self.tokens = self.registry.counter("llm_generated_tokens_total",
+                                            "Output tokens generated.")
         self.latency = self.registry.histogram("llm_request_latency_seconds",
                                                "Time from arrival at the gateway to the answer.",
                                                LATENCY_BUCKETS)
         self.in_flight = self.registry.gauge("llm_requests_in_flight",
-                                             "Requests in the system: queued for a replica or running.")
+                                             "Requests in the system: "
+                                             "queued for a replica or running.")
 
 
 def build_app(autoscaling: dict | None = None, threads: int = 1, use_course_engine: bool = True):
@@ -122,7 +128,8 @@ def build_app(autoscaling: dict | None = None, threads: int = 1, use_course_engi
             loopback_only_replica()
             super().__init__(*args, **kwargs)
 
-    @serve.deployment(name="Gateway", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
+    @serve.deployment(name="Gateway", max_ongoing_requests=1000,
+                      ray_actor_options={"num_cpus": 0.1})
     class Gateway:
         def __init__(self, model):
             loopback_only_replica()
@@ -133,12 +140,14 @@ def build_app(autoscaling: dict | None = None, threads: int = 1, use_course_engi
                 return PlainTextResponse(self.metrics.registry.render(),
                                          media_type="text/plain; version=0.0.4")
             if request.url.path.rstrip("/") != "/generate":
-                return JSONResponse({"error": "use POST /generate or GET /metrics"}, status_code=404)
+                return JSONResponse({"error": "use POST /generate or GET /metrics"},
+                                    status_code=404)
             body = await request.json()
             start = time.perf_counter()
             self.metrics.in_flight.inc()
             try:
-                answer = await self.model.generate.remote(str(body["prompt"]), int(body.get("max_tokens", 16)))
+                answer = await self.model.generate.remote(str(body["prompt"]),
+                                                          int(body.get("max_tokens", 16)))
             except Exception as error:  # noqa: BLE001 - reported as a failed request
                 self.metrics.requests.inc(status="error")
                 return JSONResponse({"error": str(error)}, status_code=500)
@@ -158,7 +167,8 @@ def replica_counts(app_name: str = "llm", deployment: str = "Model") -> dict[str
     status = serve.status().applications.get(app_name)
     if status is None or deployment not in status.deployments:
         return {}
-    return {str(getattr(k, "value", k)): v for k, v in status.deployments[deployment].replica_states.items()}
+    replica_states = status.deployments[deployment].replica_states
+    return {str(getattr(k, "value", k)): v for k, v in replica_states.items()}
 
 
 @contextlib.contextmanager
@@ -176,13 +186,17 @@ def serve_session(port: int, app=None, app_name: str = "llm", num_cpus: int = 4)
     from ray import serve
     ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before the variable was set
     started = time.perf_counter()
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, configure_logging=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False,
+             ignore_reinit_error=True)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port}, logging_config={"log_level": "WARNING"})
-        serve.run(app if app is not None else build_app(), name=app_name, route_prefix="/", blocking=False)
+        serve.start(http_options={"host": "127.0.0.1", "port": port},
+                    logging_config={"log_level": "WARNING"})
+        serve.run(app if app is not None else build_app(), name=app_name, route_prefix="/",
+                  blocking=False)
         url = f"http://127.0.0.1:{port}"
-        print(f"Ray Serve answering on {url} after {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"Ray Serve answering on {url} after {time.perf_counter() - started:.1f} s",
+              flush=True)
         yield url
     finally:
         with contextlib.suppress(Exception):

@@ -54,9 +54,9 @@ def run_in_child(model_dir, prompts: list[str], max_tokens: int, *, enforce_eage
     request = json.dumps({"model_dir": str(model_dir), "prompts": prompts, "max_tokens": max_tokens,
                           "enforce_eager": enforce_eager, "max_num_seqs": max_num_seqs})
     env = dict(os.environ, **vllm_env(kv_cache_gib, cpu_threads))
-    child = subprocess.Popen([sys.executable, "-m", "inferlab.serving.vllm_offline"], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                             start_new_session=True)
+    child = subprocess.Popen([sys.executable, "-m", "inferlab.serving.vllm_offline"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=env, start_new_session=True)
     try:
         stdout, stderr = child.communicate(request, timeout=timeout)
     finally:  # timeout, interrupt or error: its whole process group goes (workers included)
@@ -74,7 +74,8 @@ def run_in_child(model_dir, prompts: list[str], max_tokens: int, *, enforce_eage
 
 
 def main() -> None:
-    argparse.ArgumentParser(description="reads a JSON request on stdin, prints RESULT {json}").parse_args()
+    argparse.ArgumentParser(
+        description="reads a JSON request on stdin, prints RESULT {json}").parse_args()
     request = json.loads(sys.stdin.read())
     result = run_offline(request["model_dir"], request["prompts"], request["max_tokens"],
                          enforce_eager=request.get("enforce_eager", True),
