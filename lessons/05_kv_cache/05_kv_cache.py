@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from inferlab.lab import plots
 from inferlab.lab.bench import device_name, peak_memory, pin_threads, time_fn
 from inferlab.engine import LlamaWeights
-from inferlab.engine.model_runner import rms_norm, rotate_half
+from inferlab.engine.weights import rms_norm, rotate_half
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
@@ -346,7 +346,8 @@ plots.lines(range(1, n_new + 1), {"without cache": [s * 1e3 for s in plain_s],
 # The first step with a cache is the prefill (the whole prompt), so it costs about what an uncached
 # step costs; every later step is cheap. In the engine (`inferlab.engine.kv_cache`), the same idea
 # appears as `StaticKVCache` with one row per *sequence slot*, so that many requests share one
-# preallocated tensor; lesson 07 replaces rows by blocks.
+# preallocated tensor (`LLMEngine(model, tokenizer, EngineConfig(kv_cache="static"))`); lesson 07
+# replaces rows by blocks.
 #
 # ## Claims vs measured
 # The usual statements about the KV cache, beside what this run measured:

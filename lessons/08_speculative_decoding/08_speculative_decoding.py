@@ -22,7 +22,7 @@ from inferlab.lab import plots
 from inferlab.lab.bench import device_name, pin_threads, time_fn
 from inferlab.lab.data import eval_text
 from inferlab.compress.distill import make_student, saved_students, students_dir
-from inferlab.engine import LLMEngine, LlamaWeights, SamplingParams, Sequence, sampling_probs
+from inferlab.engine import EngineConfig, LLMEngine, LlamaWeights, SamplingParams, Sequence, sampling_probs
 from inferlab.engine.spec_decode import SpeculativeDecoder
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
@@ -190,8 +190,8 @@ plots.lines(list(rows), {"measured speed-up": [r[2] for r in rows.values()],
 # %%
 def pass_time(weights, n_tokens, batch=1, ctx=pick(128, 64)):
     """Seconds for one forward pass adding ``n_tokens`` to each of ``batch`` cached sequences."""
-    eng = LLMEngine(weights, max_model_len=512, num_blocks=batch * 512 // 16 + 8, block_size=16,
-                    enable_prefix_caching=False, max_num_seqs=batch)
+    eng = LLMEngine(weights, config=EngineConfig(max_model_len=512, num_blocks=batch * 512 // 16 + 8, block_size=16,
+                                                 enable_prefix_caching=False, max_num_seqs=batch))
     seqs = [Sequence(list(range(100, 100 + ctx))) for _ in range(batch)]
     for s in seqs:
         eng.block_manager.allocate(s)
