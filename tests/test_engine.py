@@ -3,12 +3,27 @@
 Fast (no model download, tiny shapes). The embedded-model checks against transformers are in
 test_engine_model.py.
 """
+import dataclasses
+
 import pytest
 import torch
 
-from inferlab.engine import (BlockManager, EngineConfig, LLMEngine, LlamaWeights, ModelConfig, ModelRunner,
-                             PagedKVCache, SamplingParams, Scheduler, Sequence, StaticKVCache,
-                             kv_bytes_per_token, kv_cache_bytes, sampling_probs)
+from inferlab.engine import (
+    BlockManager,
+    EngineConfig,
+    LlamaWeights,
+    LLMEngine,
+    ModelConfig,
+    ModelRunner,
+    PagedKVCache,
+    SamplingParams,
+    Scheduler,
+    Sequence,
+    StaticKVCache,
+    kv_bytes_per_token,
+    kv_cache_bytes,
+    sampling_probs,
+)
 from inferlab.engine.attention import grouped_attention
 from inferlab.engine.spec_decode import SpeculativeDecoder, accept_reject
 
@@ -66,7 +81,7 @@ def test_paged_and_static_cache_give_identical_logits(weights):
         for s in seqs:
             manager.allocate(s)
         steps = [runner.run(seqs, True)]
-        for step in range(5):
+        for _ in range(5):
             for s, t in zip(seqs, steps[-1].argmax(-1).tolist()):
                 s.append_token(t)
                 manager.append_slot(s)
@@ -80,7 +95,8 @@ def test_single_sequence_static_cache_reads_its_row_in_place(weights):
     prompt = prompts(1, seed=5)[0]
     static = LLMEngine(weights, kv_cache="static", max_num_seqs=1, max_model_len=64)
     paged = LLMEngine(weights, max_model_len=64, num_blocks=32, block_size=4)
-    assert static.generate([prompt], GREEDY)[0].token_ids == paged.generate([prompt], GREEDY)[0].token_ids
+    want = paged.generate([prompt], GREEDY)[0].token_ids
+    assert static.generate([prompt], GREEDY)[0].token_ids == want
     k, _ = static.cache.gather(0, torch.tensor([[0]]), 10)
     assert k.data_ptr() == static.cache.k[0].data_ptr()      # a view, not a copy
 
@@ -218,14 +234,15 @@ def test_engine_config_shorthand_and_resolved_values(weights):
     b = LLMEngine(weights, config=EngineConfig(max_model_len=64, block_size=4, num_blocks=40))
     assert a.config == b.config and a.config.enable_prefix_caching is True
     assert a.config.attention_backend == "sdpa" and a.config.cuda_graphs is False
-    c = LLMEngine(weights, config=EngineConfig(max_model_len=64, max_num_seqs=2), block_size=8)   # both: kwargs win
+    c = LLMEngine(weights, config=EngineConfig(max_model_len=64, max_num_seqs=2),
+                  block_size=8)                                  # both: the keywords win
     assert c.config.block_size == 8 and c.config.num_blocks == 16          # 2 x 64 / 8
     static = LLMEngine(weights, kv_cache="static", max_num_seqs=3, max_model_len=64)
     assert static.config.enable_prefix_caching is False and static.cache.num_blocks == 3
     assert static.config.block_size == 64
     assert EngineConfig(dtype="bfloat16").dtype is torch.bfloat16
     cfg = EngineConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.block_size = 3                                   # frozen: share it safely
     with pytest.raises(ValueError, match="block_size"):
         cfg.replace(block_size=0)                            # changes are checked too
@@ -236,7 +253,8 @@ class ListBlockManager:
     """A minimal block manager of the shape lesson 07 asks for (no prefix caching)."""
 
     def __init__(self, num_blocks, block_size):
-        self.block_size, self.free_blocks, self.refs = block_size, list(range(num_blocks)), [0] * num_blocks
+        self.block_size = block_size
+        self.free_blocks, self.refs = list(range(num_blocks)), [0] * num_blocks
         self.calls = 0
 
     num_free_blocks = property(lambda self: len(self.free_blocks))
@@ -273,12 +291,16 @@ class ListBlockManager:
 def test_plugged_block_manager_runs_the_engine_and_preempts(weights):
     batch = prompts(6, seed=3, low=8, high=14)
     params = SamplingParams(max_tokens=24, ignore_eos=True)
-    want = [o.token_ids for o in LLMEngine(weights, block_size=4, num_blocks=200, max_model_len=64).generate(batch, params)]
-    engine = LLMEngine(weights, config=EngineConfig(block_size=4, num_blocks=16, max_model_len=64, block_manager=ListBlockManager))
-    assert isinstance(engine.block_manager, ListBlockManager) and engine.scheduler.block_manager is engine.block_manager
+    ample = LLMEngine(weights, block_size=4, num_blocks=200, max_model_len=64)
+    want = [o.token_ids for o in ample.generate(batch, params)]
+    engine = LLMEngine(weights, config=EngineConfig(block_size=4, num_blocks=16, max_model_len=64,
+                                                    block_manager=ListBlockManager))
+    assert isinstance(engine.block_manager, ListBlockManager)
+    assert engine.scheduler.block_manager is engine.block_manager
     assert engine.config.enable_prefix_caching is False
     assert [o.token_ids for o in engine.generate(batch, params)] == want
-    assert engine.stats.preemptions > 0 and engine.block_manager.calls > 6 and engine.block_manager.num_free_blocks == 16
+    assert engine.stats.preemptions > 0 and engine.block_manager.calls > 6
+    assert engine.block_manager.num_free_blocks == 16
 
     class Incomplete:
         def __init__(self, num_blocks, block_size):
@@ -298,7 +320,8 @@ def test_plugged_schedule_step_and_clear_errors_when_it_misbehaves(weights):
         calls.append(len(sched.waiting))
         return continuous_step(sched)
     batch = prompts(4, seed=6)
-    want = [o.token_ids for o in LLMEngine(weights, max_model_len=64, block_size=4).generate(batch, GREEDY)]
+    plain = LLMEngine(weights, max_model_len=64, block_size=4)
+    want = [o.token_ids for o in plain.generate(batch, GREEDY)]
     engine = LLMEngine(weights, max_model_len=64, block_size=4, schedule_step=counting_step)
     assert [o.token_ids for o in engine.generate(batch, GREEDY)] == want and calls[0] == 4
 
@@ -308,9 +331,12 @@ def test_plugged_schedule_step_and_clear_errors_when_it_misbehaves(weights):
         sched.running.extend(seqs)
         return seqs, True
     with pytest.raises(RuntimeError, match="must be running and hold blocks"):
-        LLMEngine(weights, max_model_len=64, block_size=4, schedule_step=no_blocks).generate(batch, GREEDY)
+        engine = LLMEngine(weights, max_model_len=64, block_size=4, schedule_step=no_blocks)
+        engine.generate(batch, GREEDY)
     with pytest.raises(RuntimeError, match="ran nothing in two steps"):
-        LLMEngine(weights, max_model_len=64, block_size=4, schedule_step=lambda s: ([], False)).generate(batch, GREEDY)
+        engine = LLMEngine(weights, max_model_len=64, block_size=4,
+                           schedule_step=lambda s: ([], False))
+        engine.generate(batch, GREEDY)
 
 
 def test_scheduler_append_slot_keeps_copy_on_write_for_the_step():
@@ -330,10 +356,12 @@ def test_plugged_sampler(weights):
         assert logits.shape[0] == len(params_list) == len(seq_ids)
         return logits.argmax(-1).tolist()
     batch = prompts(3, seed=7)
-    want = [o.token_ids for o in LLMEngine(weights, max_model_len=64, block_size=4).generate(batch, GREEDY)]
-    got = LLMEngine(weights, max_model_len=64, block_size=4, sampler=argmax_sampler).generate(batch, GREEDY)
-    assert [o.token_ids for o in got] == want
-    constant = LLMEngine(weights, max_model_len=64, block_size=4, sampler=lambda logits, p, ids: [7] * len(p))
+    plain = LLMEngine(weights, max_model_len=64, block_size=4)
+    want = [o.token_ids for o in plain.generate(batch, GREEDY)]
+    plugged = LLMEngine(weights, max_model_len=64, block_size=4, sampler=argmax_sampler)
+    assert [o.token_ids for o in plugged.generate(batch, GREEDY)] == want
+    constant = LLMEngine(weights, max_model_len=64, block_size=4,
+                         sampler=lambda logits, p, ids: [7] * len(p))
     assert constant.generate(batch[:1], GREEDY)[0].token_ids == [7] * 10
 
 
@@ -368,7 +396,8 @@ def test_step_returns_its_tokens_and_finished_outputs(weights):
     for r in results:
         for rid, token in zip(r.request_ids, r.token_ids):
             tokens[rid].append(token)
-    assert [o.request_id for o in results[1].finished] == [b] and [o.request_id for o in results[2].finished] == [a]
+    assert [o.request_id for o in results[1].finished] == [b]
+    assert [o.request_id for o in results[2].finished] == [a]
     outs = {o.request_id: o.token_ids for o in engine.pop_finished()}
     assert outs == tokens and results[2].finished[0].token_ids == tokens[a]
 
@@ -378,7 +407,8 @@ def test_slot_helper_for_lists_and_tensors():
     table = [7, 2, 5]
     assert [slot(table, p, 4) for p in (0, 3, 4, 9)] == [28, 31, 8, 21]
     tables = torch.tensor([table, [1, 0, 3]])
-    assert slot(tables, torch.arange(12), 4).tolist() == [[slot(t, p, 4) for p in range(12)] for t in tables.tolist()]
+    rows = [[slot(t, p, 4) for p in range(12)] for t in tables.tolist()]
+    assert slot(tables, torch.arange(12), 4).tolist() == rows
     assert PagedKVCache(1, 8, 4, 1, 2).slot(table, 9) == 21
 
 
@@ -436,7 +466,8 @@ def test_prefix_caching_shares_full_blocks():
 def test_engine_prefix_caching_reuses_blocks_and_keeps_outputs(weights):
     system = list(range(20, 32))
     batch = [system + [40, 41], system + [50], system + [60, 61, 62]]
-    plain = LLMEngine(weights, block_size=4, num_blocks=64, max_model_len=64, enable_prefix_caching=False)
+    plain = LLMEngine(weights, block_size=4, num_blocks=64, max_model_len=64,
+                      enable_prefix_caching=False)
     cached = LLMEngine(weights, block_size=4, num_blocks=64, max_model_len=64)
     want = [o.token_ids for o in plain.generate(batch, GREEDY)]
     got = cached.generate(batch, GREEDY)
@@ -478,7 +509,7 @@ def _scheduler(policy, **kw):
 
 def test_continuous_batching_admits_as_soon_as_room():
     s = _scheduler("continuous")
-    for i in range(3):
+    for _ in range(3):
         s.add(Sequence([5] * 3, SamplingParams(max_tokens=10), arrival=0.0))
     seqs, prefill = s.schedule()
     assert prefill and len(seqs) == 2                          # max_num_seqs
@@ -533,11 +564,13 @@ def test_sampling_probs_filters():
 
 
 def test_seeded_sampling_is_reproducible(weights):
-    params = SamplingParams(temperature=1.0, top_p=0.9, top_k=20, max_tokens=8, seed=123, ignore_eos=True)
+    params = SamplingParams(temperature=1.0, top_p=0.9, top_k=20, max_tokens=8, seed=123,
+                            ignore_eos=True)
     e1 = LLMEngine(weights, max_model_len=64, num_blocks=64, block_size=4)
     e2 = LLMEngine(weights, max_model_len=64, num_blocks=64, block_size=4, seed=99)
     a = e1.generate([[5, 6, 7]], params)[0].token_ids
-    b = e2.generate([[5, 6, 7], [8, 9]], [params, SamplingParams(temperature=1.0, max_tokens=8)])[0].token_ids
+    other = SamplingParams(temperature=1.0, max_tokens=8)
+    b = e2.generate([[5, 6, 7], [8, 9]], [params, other])[0].token_ids
     assert a == b
 
 
@@ -582,11 +615,13 @@ def test_cuda_graph_decode_matches_eager(kind):
     """Graph replay with the Triton decode kernels gives the tokens of eager PyTorch attention."""
     w = LlamaWeights.random(CONFIG, dtype=torch.float32, device="cuda", std=0.3)
     batch = prompts(3, seed=4)
-    kw = dict(kv_cache=kind, max_model_len=64, **({"num_blocks": 64, "block_size": 4} if kind == "paged" else {}))
+    blocks = {"num_blocks": 64, "block_size": 4} if kind == "paged" else {}
+    kw = dict(kv_cache=kind, max_model_len=64, **blocks)
     eager = LLMEngine(w, config=EngineConfig(cuda_graphs=False, attention_backend="sdpa", **kw))
     graph = LLMEngine(w, config=EngineConfig(cuda_graphs=True, **kw))
     assert graph.runner.attention.name == "triton" and graph.config.attention_backend == "triton"
-    assert [o.token_ids for o in eager.generate(batch, GREEDY)] == [o.token_ids for o in graph.generate(batch, GREEDY)]
+    want = [o.token_ids for o in eager.generate(batch, GREEDY)]
+    assert [o.token_ids for o in graph.generate(batch, GREEDY)] == want
 
 
 @pytest.mark.gpu
@@ -597,15 +632,18 @@ def test_triton_decode_kernels_match_pytorch_on_the_gpu():
     from inferlab.engine.weights import rotate_half
     g = torch.Generator(device="cuda").manual_seed(0)
     heads, kv_heads, d, bs, blocks = 32, 8, 128, 16, 600
-    k, v = (torch.randn(blocks * bs, kv_heads, d, device="cuda", dtype=torch.float16, generator=g) for _ in range(2))
+    k, v = (torch.randn(blocks * bs, kv_heads, d, device="cuda", dtype=torch.float16, generator=g)
+            for _ in range(2))
     q = torch.randn(4, heads, d, device="cuda", dtype=torch.float16, generator=g)
     context = torch.tensor([1, 200, 2049, 4000], device="cuda")
-    tables = torch.stack([torch.randperm(blocks, device="cuda", generator=g)[:256] for _ in range(4)])
-    want = paged_decode_attention(q, k.view(-1, bs, kv_heads, d), v.view(-1, bs, kv_heads, d), tables, context,
-                                  4096, bs, d ** -0.5)
+    tables = torch.stack([torch.randperm(blocks, device="cuda", generator=g)[:256]
+                          for _ in range(4)])
+    want = paged_decode_attention(q, k.view(-1, bs, kv_heads, d), v.view(-1, bs, kv_heads, d),
+                                  tables, context, 4096, bs, d ** -0.5)
     got = gpu_kernels.decode_attention(q, k, v, tables, context, 4096, bs, d ** -0.5)
     torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-3)
-    qkv = torch.randn(3, (heads + 2 * kv_heads) * d, device="cuda", dtype=torch.float16, generator=g)
+    qkv = torch.randn(3, (heads + 2 * kv_heads) * d, device="cuda", dtype=torch.float16,
+                      generator=g)
     angles = torch.rand(64, d // 2, device="cuda", generator=g) * 6
     cos, sin = (torch.cat([f(angles)] * 2, -1).half() for f in (torch.cos, torch.sin))
     pos, slots = torch.tensor([0, 9, 63], device="cuda"), torch.tensor([5, 77, 1000], device="cuda")
@@ -614,5 +652,6 @@ def test_triton_decode_kernels_match_pytorch_on_the_gpu():
     c, s = cos[pos].float()[:, None], sin[pos].float()[:, None]
     q_ref, k_ref = q_ref.view(3, heads, d), k_ref.view(3, kv_heads, d)
     torch.testing.assert_close(qr.float(), q_ref * c + rotate_half(q_ref) * s, rtol=2e-3, atol=2e-3)
-    torch.testing.assert_close(k[slots].float(), k_ref * c + rotate_half(k_ref) * s, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(k[slots].float(), k_ref * c + rotate_half(k_ref) * s, rtol=2e-3,
+                               atol=2e-3)
     assert torch.equal(v[slots], qkv[:, (heads + kv_heads) * d:].view(3, kv_heads, d))

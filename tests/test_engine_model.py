@@ -1,7 +1,7 @@
 """The course engine on the embedded SmolLM2-135M (fp32): token-for-token equal to transformers."""
 import torch
 
-from inferlab.engine import LLMEngine, SamplingParams
+from inferlab.engine import EngineConfig, LLMEngine, SamplingParams
 
 PROMPTS = ["The capital of France is",
            "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"",
@@ -33,12 +33,17 @@ def test_paged_and_static_logits_identical_on_the_real_model(model_and_tokenizer
     model, tok = model_and_tokenizer
     rows = {}
     for kind in ("static", "paged"):
-        engine = LLMEngine(model, tok, kv_cache=kind, block_size=4, max_model_len=64, max_num_seqs=3)
+        engine = LLMEngine(model, tok, EngineConfig(kv_cache=kind, block_size=4, max_model_len=64,
+                                                    max_num_seqs=3))
         for p in PROMPTS[:3]:
             engine.add_request(p, SamplingParams(max_tokens=3, ignore_eos=True))
         logits = []
         real_run = engine.runner.run
-        engine.runner.run = lambda seqs, prefill, **kw: logits.append(real_run(seqs, prefill, **kw)) or logits[-1]
+
+        def recording_run(seqs, prefill, real_run=real_run, logits=logits, **kw):
+            logits.append(real_run(seqs, prefill, **kw))
+            return logits[-1]
+        engine.runner.run = recording_run
         while engine.has_unfinished():
             engine.step()
         rows[kind] = torch.cat(logits)

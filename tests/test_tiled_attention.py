@@ -2,7 +2,12 @@
 import pytest
 import torch
 
-from inferlab.engine.tiled_attention import benchmark_attention, naive_attention, sdpa, tiled_attention
+from inferlab.engine.tiled_attention import (
+    benchmark_attention,
+    naive_attention,
+    sdpa,
+    tiled_attention,
+)
 
 
 @pytest.mark.parametrize("causal", [True, False])
@@ -26,6 +31,7 @@ def test_tiled_handles_fewer_queries_than_keys_and_extreme_scores():
 
 
 def test_benchmark_attention_runs_on_cpu():
-    rows = benchmark_attention([64], device="cpu", heads=2, head_dim=16, dtype=torch.float32, repeats=1)
+    rows = benchmark_attention([64], device="cpu", heads=2, head_dim=16, dtype=torch.float32,
+                               repeats=1)
     impls = {r["impl"] for r in rows if r["ms"] is not None}
     assert {"naive", "tiled (PyTorch, online softmax)", "sdpa math"} <= impls

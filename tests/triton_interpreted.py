@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from inferlab.engine import EngineConfig, LLMEngine, LlamaWeights, ModelConfig, SamplingParams
+from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, ModelConfig, SamplingParams
 from inferlab.engine.attention import paged_decode_attention
 from inferlab.engine.weights import rotate_half
 
@@ -36,9 +36,11 @@ def random_cache(num_blocks, block_size, kv_heads, head_dim, seed=0):
     return torch.randn(shape, generator=g), torch.randn(shape, generator=g)
 
 
-@pytest.mark.parametrize("heads,kv_heads,head_dim,block_size", [(4, 2, 16, 4), (6, 6, 32, 16), (9, 3, 64, 8)])
+@pytest.mark.parametrize("heads,kv_heads,head_dim,block_size",
+                         [(4, 2, 16, 4), (6, 6, 32, 16), (9, 3, 64, 8)])
 @pytest.mark.parametrize("small_tiles", [False, True])
-def test_decode_attention_matches_pytorch(kernels, heads, kv_heads, head_dim, block_size, small_tiles):
+def test_decode_attention_matches_pytorch(kernels, heads, kv_heads, head_dim, block_size,
+                                          small_tiles):
     if small_tiles:   # several chunks per head, several tiles per chunk, chunks past the context
         kernels.BLOCK_N, kernels.MAX_SPLITS = 8, 3
     g = torch.Generator().manual_seed(1)
@@ -51,16 +53,16 @@ def test_decode_attention_matches_pytorch(kernels, heads, kv_heads, head_dim, bl
     tables = torch.stack([torch.randperm(num_blocks, generator=g)[:width] for _ in range(batch)])
     scale = head_dim ** -0.5
     want = paged_decode_attention(q, k.view(-1, block_size, kv_heads, head_dim),
-                                  v.view(-1, block_size, kv_heads, head_dim), tables, context, length,
-                                  block_size, scale)
+                                  v.view(-1, block_size, kv_heads, head_dim), tables, context,
+                                  length, block_size, scale)
     got = kernels.decode_attention(q, k, v, tables, context, length, block_size, scale)
     assert got.shape == (batch, heads, head_dim)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     # only the first context_lens keys count: garbage beyond them changes nothing
     k[tables[0, 1:].repeat_interleave(block_size) * block_size
       + torch.arange(block_size).repeat(width - 1)] = 1e4
-    torch.testing.assert_close(kernels.decode_attention(q, k, v, tables, context, length, block_size, scale)[0],
-                               got[0], rtol=1e-5, atol=1e-5)
+    again = kernels.decode_attention(q, k, v, tables, context, length, block_size, scale)
+    torch.testing.assert_close(again[0], got[0], rtol=1e-5, atol=1e-5)
 
 
 def test_decode_attention_on_a_static_cache_row(kernels):
@@ -70,10 +72,10 @@ def test_decode_attention_on_a_static_cache_row(kernels):
     q = torch.randn(2, 4, head_dim)
     tables, context = torch.tensor([[2], [0]]), torch.tensor([40, 9])
     want = paged_decode_attention(q, k.view(rows, max_len, kv_heads, head_dim),
-                                  v.view(rows, max_len, kv_heads, head_dim), tables, context, max_len,
-                                  max_len, 0.25)
-    torch.testing.assert_close(kernels.decode_attention(q, k, v, tables, context, max_len, max_len, 0.25),
-                               want, rtol=1e-5, atol=1e-5)
+                                  v.view(rows, max_len, kv_heads, head_dim), tables, context,
+                                  max_len, max_len, 0.25)
+    got = kernels.decode_attention(q, k, v, tables, context, max_len, max_len, 0.25)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_rope_and_store_matches_pytorch(kernels):
@@ -87,7 +89,8 @@ def test_rope_and_store_matches_pytorch(kernels):
     k_cache, v_cache = torch.zeros(48, kv_heads, head_dim), torch.zeros(48, kv_heads, head_dim)
     q = kernels.rope_and_store(qkv, cos, sin, positions, slots, k_cache, v_cache, heads, kv_heads)
 
-    q_ref, k_ref, v_ref = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], -1)
+    kv = kv_heads * head_dim
+    q_ref, k_ref, v_ref = qkv.split([heads * head_dim, kv, kv], -1)
     c, s = cos[positions][:, None], sin[positions][:, None]
     q_ref = q_ref.view(tokens, heads, head_dim)
     k_ref = k_ref.view(tokens, kv_heads, head_dim)
@@ -109,7 +112,7 @@ def test_engine_with_triton_kernels_generates_the_same_tokens(kernels, kind):
                           **({"num_blocks": 32, "block_size": 4} if kind == "paged" else {}))
     plain = LLMEngine(weights, config=config)
     assert plain.runner.attention.name == "sdpa"            # CPU default: no Triton path
-    fast = LLMEngine(weights, config=config.replace(attention_backend="triton"))   # runs in the interpreter
+    fast = LLMEngine(weights, config=config.replace(attention_backend="triton"))  # interpreted
     assert fast.runner.attention.name == "triton"
     want = [o.token_ids for o in plain.generate(batch, params)]
     assert [o.token_ids for o in fast.generate(batch, params)] == want

@@ -1,9 +1,9 @@
 """The course's own inference engine, built lesson by lesson (05-09), nano-vllm style.
 
-==================  ========  ======================================================================
+=================== ========= ================================================================
 module              lesson    what it teaches
-==================  ========  ======================================================================
-``kv_cache``        05, 07    the KV cache, its size formula; static vs paged layout; the slot formula
+=================== ========= ================================================================
+``kv_cache``        05, 07    the KV cache, its size formula; static vs paged layout; slots
 ``weights``         05        a Llama-family model as plain tensors (fused QKV)
 ``model_runner``    05        one forward pass over the packed tokens of many sequences
 ``sampler``         05, 08    greedy, temperature, top-k, top-p
@@ -16,10 +16,10 @@ module              lesson    what it teaches
 ``tiled_attention`` 09        tiling and the online softmax (FlashAttention's idea)
 ``gpu_kernels``     09        Triton decode kernels: split-context paged attention, RoPE
 ``cuda_graphs``     09        decode steps recorded once and replayed with one launch
-``config``          05-09     ``EngineConfig``: every setting, checked in one place; plug-in points
+``config``          05-09     ``EngineConfig``: every setting, checked in one place; plug-ins
 ``engine``          06        ``LLMEngine.generate(prompts, SamplingParams)``, ``step()``
 ``outputs``         06, 07    ``RequestOutput``, ``StepResult``, ``EngineStats``
-==================  ========  ======================================================================
+=================== ========= ================================================================
 """
 from .attention import AttentionBackend
 from .block_manager import BlockManager
@@ -34,8 +34,8 @@ from .sequence import Sequence, SequenceStatus
 from .spec_decode import SpeculativeDecoder, accept_reject
 from .weights import LlamaWeights, ModelConfig
 
-__all__ = ["AttentionBackend", "BlockManager", "EngineConfig", "EngineStats", "LLMEngine", "RequestOutput",
-           "StepResult", "PagedKVCache", "StaticKVCache", "kv_bytes_per_token", "kv_cache_bytes",
-           "LlamaWeights", "ModelConfig", "ModelRunner", "Sampler", "SamplingParams", "sample",
-           "sampling_probs", "Scheduler", "continuous_step", "Sequence", "SequenceStatus",
-           "SpeculativeDecoder", "accept_reject"]
+__all__ = ["AttentionBackend", "BlockManager", "EngineConfig", "EngineStats", "LLMEngine",
+           "RequestOutput", "StepResult", "PagedKVCache", "StaticKVCache", "kv_bytes_per_token",
+           "kv_cache_bytes", "LlamaWeights", "ModelConfig", "ModelRunner", "Sampler",
+           "SamplingParams", "sample", "sampling_probs", "Scheduler", "continuous_step", "Sequence",
+           "SequenceStatus", "SpeculativeDecoder", "accept_reject"]

@@ -12,19 +12,21 @@ There are two ways to do it, and the engine has a backend for each trade-off:
 
 ``EngineConfig.attention_backend`` picks one:
 
-=========  ===========================================  ==============================================
-name       prefill and other multi-token steps          decode steps
-=========  ===========================================  ==============================================
-"sdpa"     gather + ``F.scaled_dot_product_attention``  the same
-"math"     gather + two matmuls (``grouped_attention``)  the same
-"fused"    gather + SDPA                                ``paged_decode_attention``: element-wise ops
-                                                        over the blocks, which ``torch.compile`` fuses
-"triton"   gather + SDPA                                ``gpu_kernels``: RoPE + cache write in one
-                                                        kernel, split-context paged attention
-"auto"     "triton" where Triton and CUDA are; "math" on a CPU in bf16/fp16 (PyTorch's fused CPU
-           attention is slow there for short queries: 5 ms vs 1 ms for a batch-32 decode step);
-           "sdpa" otherwise
-=========  ===========================================  ==============================================
+========  ======================================  ========================================
+name      prefill and other multi-token steps     decode steps
+========  ======================================  ========================================
+"sdpa"    gather + PyTorch's SDPA                 the same
+"math"    gather + two matmuls                    the same
+          (``grouped_attention``)
+"fused"   gather + SDPA                           ``paged_decode_attention``: element-wise
+                                                  ops over the blocks, which
+                                                  ``torch.compile`` fuses
+"triton"  gather + SDPA                           ``gpu_kernels``: RoPE + cache write in one
+                                                  kernel, split-context paged attention
+"auto"    "triton" where Triton and CUDA are; "math" on a CPU in bf16/fp16 (PyTorch's fused
+          CPU attention is slow there for short queries: 5 ms vs 1 ms for a batch-32 decode
+          step); "sdpa" otherwise
+========  ======================================  ========================================
 
 A backend is a small object (subclass ``AttentionBackend``): ``gathered(q, keys, values, mask,
 scale)`` for the first way; with ``paged_decode = True`` also ``decode(q, k_blocks, v_blocks,
@@ -53,10 +55,12 @@ def grouped_attention(q, keys, values, mask, scale):
     b, nq, heads, d = q.shape
     kv_heads, length = keys.shape[2], keys.shape[1]
     group = heads // kv_heads
-    q = q.reshape(b, nq, kv_heads, group, d).permute(0, 2, 3, 1, 4).reshape(b, kv_heads, group * nq, d)
+    q = q.reshape(b, nq, kv_heads, group, d).permute(0, 2, 3, 1, 4)
+    q = q.reshape(b, kv_heads, group * nq, d)
     scores = torch.matmul(q, keys.permute(0, 2, 3, 1)).float() * scale
     if mask is not None:
-        scores = scores.view(b, kv_heads, group, nq, length).masked_fill(~mask[:, :, None], float("-inf"))
+        scores = scores.view(b, kv_heads, group, nq, length)
+        scores = scores.masked_fill(~mask[:, :, None], float("-inf"))
         scores = scores.view(b, kv_heads, group * nq, length)
     out = torch.matmul(scores.softmax(-1).to(values.dtype), values.transpose(1, 2))
     return out.view(b, kv_heads, group, nq, d).permute(0, 3, 1, 2, 4).reshape(b, nq, heads, d)
@@ -65,8 +69,9 @@ def grouped_attention(q, keys, values, mask, scale):
 def sdpa_attention(q, keys, values, mask, scale):
     """The same with PyTorch's ``scaled_dot_product_attention`` (same shapes as above)."""
     kwargs = {"enable_gqa": True} if q.shape[2] != keys.shape[2] else {}
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2),
-                                         attn_mask=mask, scale=scale, **kwargs)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2),
+                                         values.transpose(1, 2), attn_mask=mask, scale=scale,
+                                         **kwargs)
     return out.transpose(1, 2)
 
 
@@ -82,13 +87,14 @@ def paged_decode_attention(q, k_cache, v_cache, block_tables, context_lens, leng
     b, heads, d = q.shape
     kv_heads = k_cache.shape[2]
     pos = torch.arange(length, device=q.device)
-    slots = slot(block_tables, pos, block_size)                                      # [B, L]
-    k = k_cache.view(-1, kv_heads, d)[slots]                                         # [B, L, kvh, d]
+    slots = slot(block_tables, pos, block_size)                         # [B, L]
+    k = k_cache.view(-1, kv_heads, d)[slots]                            # [B, L, kvh, d]
     v = v_cache.view(-1, kv_heads, d)[slots]
     qg = q.view(b, 1, kv_heads, heads // kv_heads, d).float()
-    scores = (qg * k[:, :, :, None, :].float()).sum(-1) * scale                      # [B, L, kvh, g]
-    scores = scores.masked_fill((pos[None, :] >= context_lens[:, None])[:, :, None, None], float("-inf"))
-    out = (scores.softmax(1)[..., None] * v[:, :, :, None, :].float()).sum(1)         # [B, kvh, g, d]
+    scores = (qg * k[:, :, :, None, :].float()).sum(-1) * scale         # [B, L, kvh, g]
+    past_end = (pos[None, :] >= context_lens[:, None])[:, :, None, None]
+    scores = scores.masked_fill(past_end, float("-inf"))
+    out = (scores.softmax(1)[..., None] * v[:, :, :, None, :].float()).sum(1)   # [B, kvh, g, d]
     return out.to(q.dtype).reshape(b, heads, d)
 
 
@@ -97,8 +103,8 @@ class AttentionBackend:
     """Base: gathered attention with SDPA; no block-reading decode path."""
     name = "sdpa"
     paged_decode = False        # decode steps call ``decode`` over the blocks (no gather, no mask)
-    reads_only_context = False  # ``decode`` stops at each context length by itself (no length buckets)
-    fused_rope = False          # decode steps call ``rope_and_store`` (RoPE + cache write, one kernel)
+    reads_only_context = False  # ``decode`` stops at each context length (no length buckets)
+    fused_rope = False          # decode steps call ``rope_and_store`` (RoPE + cache write)
 
     def gathered(self, q, keys, values, mask, scale):
         return sdpa_attention(q, keys, values, mask, scale)
@@ -137,26 +143,29 @@ class TritonAttention(AttentionBackend):
     fused_rope = True
 
     def decode(self, q, k_blocks, v_blocks, block_tables, context_lens, length, block_size, scale):
-        return gpu_kernels.decode_attention(q, k_blocks, v_blocks, block_tables, context_lens, length,
-                                            block_size, scale)
+        return gpu_kernels.decode_attention(q, k_blocks, v_blocks, block_tables, context_lens,
+                                            length, block_size, scale)
 
     def rope_and_store(self, qkv, cos, sin, positions, slots, k_cache, v_cache, heads, kv_heads):
-        return gpu_kernels.rope_and_store(qkv, cos, sin, positions, slots, k_cache, v_cache, heads, kv_heads)
+        return gpu_kernels.rope_and_store(qkv, cos, sin, positions, slots, k_cache, v_cache,
+                                          heads, kv_heads)
 
 
 def resolve_backend_name(name: str, device, dtype) -> str:
-    """The backend ``name`` stands for on ``device``/``dtype`` ("auto" decides; others are checked)."""
+    """The backend ``name`` stands for on ``device``/``dtype`` ("auto" decides; the others are
+    checked)."""
     device = torch.device(device)
     if name == "auto":
         if gpu_kernels.available(device):
             return "triton"
         return "math" if device.type == "cpu" and dtype != torch.float32 else "sdpa"
     if name not in BACKENDS:
-        raise ValueError(f"attention_backend must be one of {BACKENDS} or an AttentionBackend, got {name!r}")
+        raise ValueError(f"attention_backend must be one of {BACKENDS} or an AttentionBackend, "
+                         f"got {name!r}")
     if name == "triton" and not gpu_kernels.runnable(device):
-        raise ValueError("attention_backend='triton' needs Triton and a CUDA device (or TRITON_INTERPRET=1 "
-                         f"to run the kernels in Triton's interpreter); on {device.type} use 'auto', "
-                         "'sdpa', 'math' or 'fused'")
+        raise ValueError("attention_backend='triton' needs Triton and a CUDA device (or "
+                         "TRITON_INTERPRET=1 to run the kernels in Triton's interpreter); on "
+                         f"{device.type} use 'auto', 'sdpa', 'math' or 'fused'")
     return name
 
 

@@ -114,7 +114,7 @@ class BlockManager:
                     self.free_block_ids.remove(block_id)
                     self.used_block_ids.add(block_id)
                     block.ref_count = 1
-                seq.num_cached_tokens += bs     # the engine counts these (EngineStats.prefix_hit_tokens)
+                seq.num_cached_tokens += bs     # the engine counts them (EngineStats)
             else:
                 missed = True
                 block_id = self._take_free_block()

@@ -1,26 +1,27 @@
-"""``EngineConfig``: every setting of the engine in one object, checked in one place (lessons 05-09).
+"""``EngineConfig``: every setting of the engine in one object, checked in one place (05-09).
 
 An engine is a handful of parts - a KV cache (05), a block manager (07), a scheduler (06), a model
 runner with an attention backend (05, 09) and a sampler (05, 08) - and each lesson looks at one of
 them. ``EngineConfig`` says how to build them. Its plug-in points let a lesson run the real engine
 with a part the student wrote:
 
-==================  =====  ==========================================================================
-field               lesson what it takes
-==================  =====  ==========================================================================
-``block_manager``   07     a class or factory ``(num_blocks, block_size) -> manager`` whose objects
-                           have ``can_allocate``, ``allocate``, ``can_append``, ``append_slot``
-                           (returns copy-on-write pairs), ``free``, ``num_free_blocks`` and
-                           ``num_used_blocks`` (``BLOCK_MANAGER_API``); default ``BlockManager``
-``schedule_step``   06     a function ``(scheduler) -> (sequences, is_prefill)``: one continuous-
-                           batching decision over ``scheduler.waiting`` / ``scheduler.running``;
-                           default ``Scheduler.continuous_step``
-``sampler``         05/08  a callable ``(logits [B, vocab], params_list, seq_ids) -> token ids``
-                           (an optional ``forget(seq_id)`` is called when a request ends); default
-                           ``Sampler(seed)``
-``attention_backend`` 09   ``"auto" | "triton" | "sdpa" | "fused" | "math"`` or an
-                           ``AttentionBackend`` (see ``attention``)
-==================  =====  ==========================================================================
+=====================  ======  ===================================================================
+field                  lesson  what it takes
+=====================  ======  ===================================================================
+``block_manager``      07      a class or factory ``(num_blocks, block_size) -> manager`` whose
+                               objects have ``can_allocate``, ``allocate``, ``can_append``,
+                               ``append_slot`` (returns copy-on-write pairs), ``free``,
+                               ``num_free_blocks`` and ``num_used_blocks``
+                               (``BLOCK_MANAGER_API``); default ``BlockManager``
+``schedule_step``      06      a function ``(scheduler) -> (sequences, is_prefill)``: one
+                               continuous-batching decision over ``scheduler.waiting`` /
+                               ``scheduler.running``; default ``scheduler.continuous_step``
+``sampler``            05, 08  a callable ``(logits [B, vocab], params_list, seq_ids) -> token
+                               ids`` (an optional ``forget(seq_id)`` is called when a request
+                               ends); default ``Sampler(seed)``
+``attention_backend``  09      ``"auto" | "triton" | "sdpa" | "fused" | "math"`` or an
+                               ``AttentionBackend`` (see ``attention``)
+=====================  ======  ===================================================================
 
 Values are checked when the config is made (``__post_init__``: each bad value gets an error that
 says what is allowed), and against the model and device when an engine is built (``resolve``).
@@ -51,23 +52,23 @@ class EngineConfig:
     """How ``LLMEngine`` builds its parts. Every field has a default; ``None`` means "decided
     from the model and device" (see each comment)."""
     # KV cache (lessons 05, 07)
-    kv_cache: str = "paged"                # "paged" (blocks) or "static" (one max_model_len row a sequence)
-    block_size: int = 16                   # tokens per block (paged only)
-    num_blocks: int | None = None          # paged: blocks in the cache; None: as fit in kv_cache_memory
-    kv_cache_memory: int | None = None     # paged: bytes for K/V when num_blocks is None (512 MiB)
-    max_model_len: int | None = None       # prompt + output tokens a sequence may reach; None: min(model, 2048)
-    enable_prefix_caching: bool | None = None  # share full prompt blocks; None: on for a paged cache
-    #                                            with the built-in block manager
+    kv_cache: str = "paged"            # "paged" (blocks) or "static" (a max_model_len row each)
+    block_size: int = 16               # tokens per block (paged only)
+    num_blocks: int | None = None      # paged: blocks in the cache; None: as fit kv_cache_memory
+    kv_cache_memory: int | None = None  # paged: bytes for K/V when num_blocks is None (512 MiB)
+    max_model_len: int | None = None   # prompt + output tokens a sequence; None: model's, <= 2048
+    enable_prefix_caching: bool | None = None  # share full prompt blocks; None: on for a paged
+    #                                            cache with the built-in block manager
     # scheduling (lesson 06)
     max_num_seqs: int = 32                 # sequences running at once
     max_num_batched_tokens: int = 4096     # prompt tokens one prefill step may compute
     policy: str = "continuous"             # "continuous" | "static" | "dynamic"
-    batch_window: float = 0.0              # dynamic: seconds the oldest request waits for a full batch
+    batch_window: float = 0.0              # dynamic: seconds the oldest request waits at most
     # model execution (lessons 05, 09)
-    dtype: Any = None                      # torch dtype (or its name) to convert the model to; None: as is
+    dtype: Any = None                      # torch dtype (or its name) for the model; None: as is
     device: Any = None                     # device to put the model on; None: where it is
     attention_backend: Any = "auto"        # a name of attention.BACKENDS or an AttentionBackend
-    cuda_graphs: bool | None = None        # replay decode steps from CUDA graphs; None: on CUDA devices
+    cuda_graphs: bool | None = None        # replay decode steps from CUDA graphs; None: on CUDA
     compile: bool = False                  # torch.compile the graph-captured decode step
     seed: int = 0                          # the default sampler's random generator
     # plug-in points (see the module docstring)
@@ -86,21 +87,25 @@ class EngineConfig:
                 fail(name, "an int >= 1")
         if self.num_blocks is not None and (not _is_int(self.num_blocks) or self.num_blocks < 1):
             fail("num_blocks", "None (as many as fit in kv_cache_memory) or an int >= 1")
-        if self.kv_cache_memory is not None and (not _is_int(self.kv_cache_memory) or self.kv_cache_memory < 1):
+        memory = self.kv_cache_memory
+        if memory is not None and (not _is_int(memory) or memory < 1):
             fail("kv_cache_memory", "None (512 MiB) or a number of bytes (int >= 1)")
-        if self.max_model_len is not None and (not _is_int(self.max_model_len) or self.max_model_len < 2):
-            fail("max_model_len", "None (the model's, at most 2048) or an int >= 2 (prompt + one new token)")
-        if self.kv_cache == "static" and (self.num_blocks is not None or self.kv_cache_memory is not None):
-            raise ValueError("a static cache has max_num_seqs rows of max_model_len slots: num_blocks and "
-                             "kv_cache_memory apply to kv_cache='paged' only")
+        if self.max_model_len is not None and (not _is_int(self.max_model_len)
+                                               or self.max_model_len < 2):
+            fail("max_model_len",
+                 "None (the model's, at most 2048) or an int >= 2 (prompt + one new token)")
+        if self.kv_cache == "static" and (self.num_blocks is not None or memory is not None):
+            raise ValueError("a static cache has max_num_seqs rows of max_model_len slots: "
+                             "num_blocks and kv_cache_memory apply to kv_cache='paged' only")
         if not (self.enable_prefix_caching is None or isinstance(self.enable_prefix_caching, bool)):
             fail("enable_prefix_caching", "None (automatic), True or False")
         if self.enable_prefix_caching and self.kv_cache == "static":
-            raise ValueError("prefix caching shares blocks, which a static cache does not have: use "
-                             "kv_cache='paged' or leave enable_prefix_caching unset")
+            raise ValueError("prefix caching shares blocks, which a static cache does not have: "
+                             "use kv_cache='paged' or leave enable_prefix_caching unset")
         if self.enable_prefix_caching and self.block_manager is not None:
-            raise ValueError("enable_prefix_caching=True needs the built-in BlockManager; a block manager "
-                             "passed as block_manager= decides itself (leave enable_prefix_caching unset)")
+            raise ValueError("enable_prefix_caching=True needs the built-in BlockManager; a block "
+                             "manager passed as block_manager= decides itself (leave "
+                             "enable_prefix_caching unset)")
         if self.policy not in POLICIES:
             fail("policy", f"one of {POLICIES}")
         if isinstance(self.batch_window, bool) or not isinstance(self.batch_window, (int, float)) \
@@ -109,30 +114,32 @@ class EngineConfig:
         if self.dtype is not None:
             dtype = getattr(torch, self.dtype, None) if isinstance(self.dtype, str) else self.dtype
             if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-                fail("dtype", "None or a floating-point torch dtype (torch.float16, 'bfloat16', ...)")
+                fail("dtype",
+                     "None or a floating-point torch dtype (torch.float16, 'bfloat16', ...)")
             object.__setattr__(self, "dtype", dtype)
         if self.device is not None:
             try:
                 object.__setattr__(self, "device", torch.device(self.device))
             except (RuntimeError, TypeError):
                 fail("device", "None or a torch device ('cpu', 'cuda', 'cuda:1', ...)")
-        if not isinstance(self.attention_backend, AttentionBackend) and self.attention_backend not in BACKENDS:
+        backend = self.attention_backend
+        if not isinstance(backend, AttentionBackend) and backend not in BACKENDS:
             fail("attention_backend", f"one of {BACKENDS} or an AttentionBackend")
         if not (self.cuda_graphs is None or isinstance(self.cuda_graphs, bool)):
             fail("cuda_graphs", "None (on CUDA devices), True or False")
         if not isinstance(self.compile, bool):
             fail("compile", "True or False")
         if self.compile and self.cuda_graphs is False:
-            raise ValueError("compile=True compiles the decode step that CUDA graphs capture: it needs "
-                             "cuda_graphs=True (or None, on a CUDA device)")
+            raise ValueError("compile=True compiles the decode step that CUDA graphs capture: it "
+                             "needs cuda_graphs=True (or None, on a CUDA device)")
         if not _is_int(self.seed):
             fail("seed", "an int")
         for name in ("block_manager", "schedule_step", "sampler"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 fail(name, "None (the built-in one) or callable (see EngineConfig's docstring)")
         if self.schedule_step is not None and self.policy != "continuous":
-            raise ValueError("a schedule_step plug-in makes every decision itself (continuous batching): "
-                             f"it needs policy='continuous', got {self.policy!r}")
+            raise ValueError("a schedule_step plug-in makes every decision itself (continuous "
+                             f"batching): it needs policy='continuous', got {self.policy!r}")
 
     def replace(self, **changes) -> "EngineConfig":
         """A copy with some fields changed (checked again)."""
@@ -140,7 +147,7 @@ class EngineConfig:
 
     @classmethod
     def from_kwargs(cls, config: "EngineConfig | None" = None, **changes) -> "EngineConfig":
-        """``config`` (or the defaults) with ``changes``; an unknown name gets the list of known ones."""
+        """``config`` (or the defaults) with ``changes``; an unknown name gets the known ones."""
         if config is not None and not isinstance(config, EngineConfig):
             raise TypeError(f"config must be an EngineConfig, got {type(config).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -169,22 +176,26 @@ class EngineConfig:
                 num_blocks = max(1, min(wanted, budget // (kv_bytes_per_token * block_size)))
             if num_blocks * block_size < max_len:
                 raise ValueError(
-                    f"the KV cache holds {num_blocks} blocks x {block_size} = {num_blocks * block_size} "
-                    f"tokens, fewer than one sequence of max_model_len={max_len}; give more "
-                    "num_blocks/kv_cache_memory or a smaller max_model_len")
-            prefix = self.block_manager is None if self.enable_prefix_caching is None else self.enable_prefix_caching
+                    f"the KV cache holds {num_blocks} blocks x {block_size} = "
+                    f"{num_blocks * block_size} tokens, fewer than one sequence of "
+                    f"max_model_len={max_len}; give more num_blocks/kv_cache_memory or a smaller "
+                    "max_model_len")
+            prefix = self.enable_prefix_caching
+            if prefix is None:                 # on with the built-in block manager
+                prefix = self.block_manager is None
         graphs = device.type == "cuda" if self.cuda_graphs is None else self.cuda_graphs
         if graphs and device.type != "cuda":
             raise ValueError(f"cuda_graphs=True needs a CUDA device; the model is on {device.type}")
         if self.compile and not graphs:
-            raise ValueError("compile=True compiles the CUDA-graph decode step: it needs a CUDA device")
+            raise ValueError("compile=True compiles the CUDA-graph decode step: it needs a CUDA "
+                             "device")
         backend = self.attention_backend
         if not isinstance(backend, AttentionBackend):
             backend = resolve_backend_name(backend, device, dtype)
         changes = dict(max_model_len=max_len, enable_prefix_caching=prefix, cuda_graphs=graphs,
                        attention_backend=backend)
         if self.kv_cache == "static":
-            changes["block_size"] = max_len        # one block (row) of max_model_len slots per sequence
+            changes["block_size"] = max_len    # one block (row) of max_model_len slots a sequence
         else:
             changes["num_blocks"] = num_blocks
         return dataclasses.replace(self, **changes)

@@ -36,7 +36,9 @@ class DecodeGraphs:
         self.runner = runner
         self.graphs: dict = {}
         self._pool = None
-        self._fn = torch.compile(self.decode_fn, dynamic=False, fullgraph=True) if compile else self.decode_fn
+        self._fn = self.decode_fn
+        if compile:
+            self._fn = torch.compile(self.decode_fn, dynamic=False, fullgraph=True)
 
     def decode_fn(self, packed: torch.Tensor, batch: int, width: int, length: int) -> torch.Tensor:
         """One decode step from the packed buffer: what the graph records."""

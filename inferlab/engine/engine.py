@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import time
+
 import torch
 
 from .block_manager import BlockManager
@@ -65,13 +66,14 @@ class LLMEngine:
 
     def __init__(self, model=None, tokenizer=None, config: EngineConfig | None = None, **settings):
         if isinstance(tokenizer, EngineConfig):
-            raise TypeError("pass the EngineConfig as config= (the second argument is the tokenizer): "
-                            "LLMEngine(model, config=EngineConfig(...))")
+            raise TypeError("pass the EngineConfig as config= (the second argument is the "
+                            "tokenizer): LLMEngine(model, config=EngineConfig(...))")
         config = EngineConfig.from_kwargs(config, **settings)
         self.weights, self.tokenizer = _load(model, tokenizer, config.dtype, config.device)
         mc = self.model_config = self.weights.config
         w = self.weights
-        per_token = kv_bytes_per_token(mc.num_layers, mc.num_kv_heads, mc.head_dim, w.embed.element_size())
+        per_token = kv_bytes_per_token(mc.num_layers, mc.num_kv_heads, mc.head_dim,
+                                       w.embed.element_size())
         cfg = self.config = config.resolve(mc, per_token, w.device, w.dtype)
         self.max_model_len = cfg.max_model_len
         cache_cls = StaticKVCache if cfg.kv_cache == "static" else PagedKVCache
@@ -96,8 +98,9 @@ class LLMEngine:
         manager = cfg.block_manager(cfg.cache_blocks, cfg.block_size)
         missing = [name for name in BLOCK_MANAGER_API if not hasattr(manager, name)]
         if missing:
-            raise TypeError(f"the block manager {type(manager).__name__} lacks {', '.join(missing)}: the "
-                            f"engine uses {', '.join(BLOCK_MANAGER_API)} (see EngineConfig)")
+            raise TypeError(f"the block manager {type(manager).__name__} lacks "
+                            f"{', '.join(missing)}: the engine uses "
+                            f"{', '.join(BLOCK_MANAGER_API)} (see EngineConfig)")
         return manager
 
     # --------------------------------------------------------------------------- requests
@@ -120,7 +123,8 @@ class LLMEngine:
             raise ValueError("empty prompt: a prompt needs at least one token")
         if len(ids) >= self.max_model_len:
             raise ValueError(f"the prompt has {len(ids)} tokens but the context holds "
-                             f"max_model_len={self.max_model_len} (prompt + at least one new token)")
+                             f"max_model_len={self.max_model_len} (prompt + at least one new "
+                             "token)")
 
     def now(self) -> float:
         return time.perf_counter() - self._clock0
@@ -154,12 +158,12 @@ class LLMEngine:
         seqs, is_prefill = self.scheduler.schedule(now, flush)
         self.stats.preemptions = self.scheduler.num_preemptions
         bs = self.config.block_size
-        for s in seqs:   # a plug-in scheduling step gets a clear error here, not a crash inside the model
+        for s in seqs:   # a plug-in scheduling step gets a clear error, not a crash in the model
             if s.is_finished or len(s.block_table) * bs < len(s):
                 raise RuntimeError(
-                    f"the scheduling step returned sequence {s.seq_id} ({len(s)} tokens, {s.status.name}) "
-                    f"with block table {s.block_table}: a scheduled sequence must be running and hold "
-                    "blocks for all its tokens (allocate / append_slot)")
+                    f"the scheduling step returned sequence {s.seq_id} ({len(s)} tokens, "
+                    f"{s.status.name}) with block table {s.block_table}: a scheduled sequence "
+                    "must be running and hold blocks for all its tokens (allocate / append_slot)")
         return seqs, bool(is_prefill)
 
     def _execute(self, seqs, is_prefill: bool) -> list[int]:
@@ -211,9 +215,9 @@ class LLMEngine:
 
     def _stuck(self) -> RuntimeError:
         sched = self.scheduler
-        return RuntimeError(f"the scheduler ran nothing in two steps in a row with {len(sched.waiting)} "
-                            f"request(s) waiting and {len(sched.running)} running: the scheduling step "
-                            "never admits or decodes them")
+        return RuntimeError(f"the scheduler ran nothing in two steps in a row with "
+                            f"{len(sched.waiting)} request(s) waiting and {len(sched.running)} "
+                            "running: the scheduling step never admits or decodes them")
 
     # --------------------------------------------------------------------------- generate
     def generate(self, prompts, params: SamplingParams | list | None = None) -> list[RequestOutput]:

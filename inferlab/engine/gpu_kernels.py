@@ -1,4 +1,4 @@
-"""The engine's two hand-written GPU kernels, in Triton, for the decode step (lesson 09's GPU section).
+"""The engine's two hand-written GPU kernels, in Triton, for the decode step (lesson 09, GPU part).
 
 **Decode attention.** In a decode step each sequence brings one new query per head and attends
 over its whole cached context. Done with generic operations, that step either copies every key
@@ -48,7 +48,8 @@ def available(device) -> bool:
 
 
 def runnable(device) -> bool:
-    """True where they run at all: as above, or on a CPU in Triton's interpreter (TRITON_INTERPRET=1)."""
+    """True where they run at all: as above, or on a CPU in Triton's interpreter
+    (``TRITON_INTERPRET=1``)."""
     return available(device) or (triton is not None and os.environ.get("TRITON_INTERPRET") == "1")
 
 
@@ -78,14 +79,16 @@ if triton is not None:
         start = s * CHUNK
         end = tl.minimum(start + CHUNK, ctx)
         d = tl.arange(0, HEAD_DIM)
-        q = (tl.load(q_ptr + b * q_stride_b + h * q_stride_h + d).to(tl.float32) * scale).to(tl.float32)
+        q = tl.load(q_ptr + b * q_stride_b + h * q_stride_h + d).to(tl.float32)
+        q = (q * scale).to(tl.float32)
         m_i = tl.full([], float("-inf"), tl.float32)       # running max of the scores
         l_i = tl.full([], 0.0, tl.float32)                  # running sum of exp(score - max)
         acc = tl.zeros([HEAD_DIM], dtype=tl.float32)         # running sum of exp(...) * value
         for first in range(start, end, BLOCK):
             pos = first + tl.arange(0, BLOCK)
             valid = pos < end
-            block = tl.load(tables_ptr + b * tables_stride_b + pos // BLOCK_SIZE, mask=valid, other=0)
+            block = tl.load(tables_ptr + b * tables_stride_b + pos // BLOCK_SIZE, mask=valid,
+                            other=0)
             slot = (block * BLOCK_SIZE + pos % BLOCK_SIZE).to(tl.int64)
             offsets = slot[:, None] * kv_stride_slot + kv_head * kv_stride_head + d[None, :]
             k = tl.load(k_ptr + offsets, mask=valid[:, None], other=0.0).to(tl.float32)
@@ -111,13 +114,15 @@ if triton is not None:
         s = tl.arange(0, SPLITS_POW2)
         present = s < SPLITS
         m = tl.load(m_ptr + row + s, mask=present, other=float("-inf"))
-        l = tl.load(l_ptr + row + s, mask=present, other=0.0)
+        l_s = tl.load(l_ptr + row + s, mask=present, other=0.0)
         m_max = tl.max(m, axis=0)                 # chunk 0 is never empty: m_max is finite
         weight = tl.where(present, tl.exp(m - m_max), 0.0)
         d = tl.arange(0, HEAD_DIM)
-        acc = tl.load(acc_ptr + (row + s)[:, None] * HEAD_DIM + d[None, :], mask=present[:, None], other=0.0)
-        out = tl.sum(acc * weight[:, None], axis=0) / tl.sum(l * weight, axis=0)
-        tl.store(out_ptr + b * out_stride_b + h * out_stride_h + d, out.to(out_ptr.dtype.element_ty))
+        acc = tl.load(acc_ptr + (row + s)[:, None] * HEAD_DIM + d[None, :], mask=present[:, None],
+                      other=0.0)
+        out = tl.sum(acc * weight[:, None], axis=0) / tl.sum(l_s * weight, axis=0)
+        tl.store(out_ptr + b * out_stride_b + h * out_stride_h + d,
+                 out.to(out_ptr.dtype.element_ty))
 
 
     @triton.jit
@@ -153,13 +158,14 @@ def rope_and_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, posi
                    heads: int, kv_heads: int) -> torch.Tensor:
     """From the fused projection ``qkv [tokens, (heads + 2 kv_heads) * d]``: rotate queries and keys
     by ``positions`` (tables ``cos/sin [max_len, d]``), store keys and values at ``slot_mapping``
-    of the layer's cache ``[slots, kv_heads, d]``; return the rotated queries ``[tokens, heads, d]``."""
+    of the layer's cache ``[slots, kv_heads, d]``; return the rotated queries
+    ``[tokens, heads, d]``."""
     if triton is None:
         raise RuntimeError("rope_and_store needs Triton (pip install triton)")
     tokens = qkv.shape[0]
     head_dim = k_cache.shape[-1]
-    if qkv.stride(-1) != 1 or not (cos.is_contiguous() and sin.is_contiguous() and k_cache.is_contiguous()
-                                   and v_cache.is_contiguous()):
+    if qkv.stride(-1) != 1 or not (cos.is_contiguous() and sin.is_contiguous()
+                                   and k_cache.is_contiguous() and v_cache.is_contiguous()):
         raise ValueError("rope_and_store needs contiguous rows")
     q = torch.empty(tokens, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
     _rope_store_kernel[(tokens, heads + 2 * kv_heads)](
@@ -179,7 +185,8 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         raise RuntimeError("decode_attention needs Triton (pip install triton)")
     batch, heads, head_dim = q.shape
     kv_heads = k_cache.shape[-2]
-    if heads % kv_heads or head_dim & (head_dim - 1) or k_cache.stride(-1) != 1 or q.stride(-1) != 1:
+    if (heads % kv_heads or head_dim & (head_dim - 1) or k_cache.stride(-1) != 1
+            or q.stride(-1) != 1):
         raise ValueError("decode_attention needs heads divisible by kv_heads, a power-of-two head "
                          "dim and contiguous head vectors")
     k_cache, v_cache = k_cache.view(-1, kv_heads, head_dim), v_cache.view(-1, kv_heads, head_dim)

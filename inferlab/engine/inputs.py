@@ -1,4 +1,4 @@
-"""A step's inputs: the sequences the scheduler picked, packed into the tensors one forward pass needs.
+"""A step's inputs: the sequences the scheduler picked, packed into the tensors of one forward pass.
 
 Introduced in lesson 06 (why a batch of sequences of different lengths needs no padding in the
 linear layers) and lesson 07 (slots and block tables). Every sequence of a step brings ``q`` new

@@ -91,7 +91,8 @@ class PagedKVCache:
         """Flat slot index of ``position`` in a sequence with ``block_table`` (see ``slot``)."""
         return slot(block_table, position, self.block_size)
 
-    def write(self, layer: int, slot_mapping: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    def write(self, layer: int, slot_mapping: torch.Tensor, k: torch.Tensor,
+              v: torch.Tensor) -> None:
         """Store ``k, v`` (``[tokens, kv_heads, head_dim]``) at the flat slots ``slot_mapping``."""
         self.k[layer].index_put_((slot_mapping,), k)
         self.v[layer].index_put_((slot_mapping,), v)

@@ -40,7 +40,8 @@ class ModelRunner:
         c = self.config
         self.device, self.dtype = weights.device, weights.dtype
         self.scale = c.head_dim ** -0.5
-        self.split = [c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.num_kv_heads * c.head_dim]
+        kv = c.num_kv_heads * c.head_dim
+        self.split = [c.num_heads * c.head_dim, kv, kv]
         self.max_model_len = max_model_len or c.max_position
         self.attention: AttentionBackend = make_backend(attention, self.device, self.dtype)
         self.graphs: DecodeGraphs | None = None
@@ -60,14 +61,15 @@ class ModelRunner:
                          all_logits, self.attention.paged_decode)
 
     # -------------------------------------------------------------------------- forward
-    def rope_and_store(self, layer: int, qkv: torch.Tensor, inp: StepInputs, cos, sin) -> torch.Tensor:
+    def rope_and_store(self, layer: int, qkv: torch.Tensor, inp: StepInputs, cos,
+                       sin) -> torch.Tensor:
         """Rotate the new queries and keys by their positions (RoPE), store keys and values in the
         cache; return the queries ``[tokens, heads, d]``. One kernel where the backend has one."""
         c, attention = self.config, self.attention
         if inp.paged_decode and attention.fused_rope:
-            return attention.rope_and_store(qkv, self.cos, self.sin, inp.positions, inp.slot_mapping,
-                                            self.cache.k[layer], self.cache.v[layer], c.num_heads,
-                                            c.num_kv_heads)
+            return attention.rope_and_store(qkv, self.cos, self.sin, inp.positions,
+                                            inp.slot_mapping, self.cache.k[layer],
+                                            self.cache.v[layer], c.num_heads, c.num_kv_heads)
         n = qkv.shape[0]
         q, k, v = qkv.split(self.split, dim=-1)
         q = q.view(n, c.num_heads, c.head_dim)
@@ -81,9 +83,10 @@ class ModelRunner:
         """Attend each query over its sequence's cached keys (the new ones already stored)."""
         c, cache = self.config, self.cache
         if inp.paged_decode:
-            out = self.attention.decode(q.view(-1, c.num_heads, c.head_dim), cache.blocks(cache.k[layer]),
-                                        cache.blocks(cache.v[layer]), inp.block_tables, inp.context_lens,
-                                        inp.max_len, cache.block_size, self.scale)
+            out = self.attention.decode(q.view(-1, c.num_heads, c.head_dim),
+                                        cache.blocks(cache.k[layer]), cache.blocks(cache.v[layer]),
+                                        inp.block_tables, inp.context_lens, inp.max_len,
+                                        cache.block_size, self.scale)
             return out.reshape(-1, c.num_heads * c.head_dim)
         keys, values = cache.gather(layer, inp.block_tables, inp.max_len)  # [B, L, kvh, d]
         batch, width = keys.shape[0], inp.max_query

@@ -27,7 +27,6 @@ is_prefill)``; ``EngineConfig(schedule_step=...)`` replaces it with another of t
 from __future__ import annotations
 
 from collections import deque
-
 from typing import Callable
 
 from .block_manager import BlockManager

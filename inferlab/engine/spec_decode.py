@@ -29,9 +29,9 @@ import torch
 
 from .kv_cache import StaticKVCache
 from .model_runner import ModelRunner
-from .weights import LlamaWeights
 from .sampler import SamplingParams, sampling_probs
 from .sequence import Sequence
+from .weights import LlamaWeights
 
 
 def accept_reject(draft_tokens, draft_probs: torch.Tensor, target_probs: torch.Tensor,
@@ -117,10 +117,12 @@ class SpeculativeDecoder:
         self.accept_fn = accept_fn      # lesson 08 plugs in the student's version
 
     def _probs(self, logits, params: SamplingParams) -> torch.Tensor:
-        return sampling_probs(logits.float().cpu(), params.temperature, max(params.top_k, 0), params.top_p)
+        return sampling_probs(logits.float().cpu(), params.temperature, max(params.top_k, 0),
+                              params.top_p)
 
     @torch.inference_mode()
-    def generate(self, prompt_ids, params: SamplingParams | None = None) -> tuple[list[int], SpecStats]:
+    def generate(self, prompt_ids,
+                 params: SamplingParams | None = None) -> tuple[list[int], SpecStats]:
         """New tokens for one prompt (``params.max_tokens`` of them, or fewer at EOS)."""
         params = params or SamplingParams()
         prompt = [int(t) for t in prompt_ids]

@@ -21,9 +21,6 @@ to read and to test against, not to be fast.
 """
 from __future__ import annotations
 
-import math
-import time
-
 import torch
 import torch.nn.functional as F
 
@@ -50,7 +47,7 @@ def tiled_attention(q, k, v, causal: bool = True, block: int = 128) -> torch.Ten
     scale = d ** -0.5
     shape = q.shape[:-1]
     m = torch.full(shape, float("-inf"), device=q.device)
-    l = torch.zeros(shape, device=q.device)
+    l_sum = torch.zeros(shape, device=q.device)          # the paper's l: running sum of exp
     acc = torch.zeros(*shape, v.shape[-1], device=q.device)
     rows = torch.arange(n, device=q.device)[:, None] + (m_keys - n)     # each query's position
     for start in range(0, m_keys, block):
@@ -63,10 +60,10 @@ def tiled_attention(q, k, v, causal: bool = True, block: int = 128) -> torch.Ten
         safe = torch.where(m_new == float("-inf"), 0.0, m_new)          # rows with no key yet
         p = torch.exp(s - safe[..., None])
         correction = torch.exp(m - safe)
-        l = l * correction + p.sum(-1)
+        l_sum = l_sum * correction + p.sum(-1)
         acc = acc * correction[..., None] + p @ vt.float()
         m = m_new
-    return (acc / l[..., None]).to(v.dtype)
+    return (acc / l_sum[..., None]).to(v.dtype)
 
 
 # ------------------------------------------------------------------------ measurements
@@ -100,9 +97,9 @@ def _measure(fn, device, repeats: int):
         return None
 
 
-def benchmark_attention(lengths, device="cuda", batch: int = 1, heads: int = 32, head_dim: int = 128,
-                        dtype=torch.float16, repeats: int = 5, naive_limit: int = 16384,
-                        tiled_limit: int = 8192) -> list[dict]:
+def benchmark_attention(lengths, device="cuda", batch: int = 1, heads: int = 32,
+                        head_dim: int = 128, dtype=torch.float16, repeats: int = 5,
+                        naive_limit: int = 16384, tiled_limit: int = 8192) -> list[dict]:
     """Causal attention forward: time and extra peak memory of each implementation per length."""
     rows = []
     for n in lengths:
@@ -112,7 +109,8 @@ def benchmark_attention(lengths, device="cuda", batch: int = 1, heads: int = 32,
         flops = 4 * batch * heads * n * n * head_dim / 2              # causal: half the matrix
         candidates = {"naive": lambda: naive_attention(q, k, v)} if n <= naive_limit else {}
         if n <= tiled_limit:
-            candidates["tiled (PyTorch, online softmax)"] = lambda: tiled_attention(q, k, v, block=512)
+            candidates["tiled (PyTorch, online softmax)"] = (
+                lambda: tiled_attention(q, k, v, block=512))
         for name in sdpa_backends():
             candidates[f"sdpa {name}"] = (lambda b=name: sdpa(q, k, v, b))
         for name, fn in candidates.items():
@@ -124,5 +122,5 @@ def benchmark_attention(lengths, device="cuda", batch: int = 1, heads: int = 32,
                            TFLOPs=round(flops / seconds / 1e12, 1))
             rows.append(row)
             print(row, flush=True)
-        del q, k, v
+        q = k = v = None          # free them before the next length
     return rows

@@ -30,7 +30,8 @@ class ModelConfig:
 
     @classmethod
     def from_hf(cls, config) -> "ModelConfig":
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        head_dim = (getattr(config, "head_dim", None)
+                    or config.hidden_size // config.num_attention_heads)
         rope = getattr(config, "rope_parameters", None) or {}
         eos = config.eos_token_id
         eos = () if eos is None else tuple(eos) if isinstance(eos, (list, tuple)) else (eos,)
@@ -82,7 +83,9 @@ class LlamaWeights:
         body = model.model
 
         def cast(t):
-            return None if t is None else t.detach().to(device=device or t.device, dtype=dtype or t.dtype)
+            if t is None:
+                return None
+            return t.detach().to(device=device or t.device, dtype=dtype or t.dtype)
 
         layers = []
         for layer in body.layers:
@@ -92,7 +95,8 @@ class LlamaWeights:
             if attn.q_proj.bias is not None:
                 bias = torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias])
             layers.append(LayerWeights(cast(layer.input_layernorm.weight), cast(qkv), cast(bias),
-                                       cast(attn.o_proj.weight), cast(layer.post_attention_layernorm.weight),
+                                       cast(attn.o_proj.weight),
+                                       cast(layer.post_attention_layernorm.weight),
                                        cast(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
                                        cast(mlp.down_proj.weight)))
         embed = cast(body.embed_tokens.weight)
