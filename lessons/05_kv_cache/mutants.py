@@ -1,4 +1,4 @@
-"""Plausible wrong answers for lesson 05; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 05; each passes the visible tests, fails the hidden ones."""
 
 CONTEXT = "import torch\n"
 

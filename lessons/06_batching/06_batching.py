@@ -8,13 +8,13 @@
 # * **static batching** - wait for a full batch, run it until its longest request is done;
 # * **dynamic batching** - start a batch when it is full *or* when the oldest request has waited a
 #   time window; still run it to the end;
-# * **continuous batching** (Orca, Yu et al., OSDI 2022; vLLM) - decide again at every step: finished
-#   requests leave immediately and waiting ones join as soon as there is room.
+# * **continuous batching** (Orca, Yu et al., OSDI 2022; vLLM) - decide again at every step:
+#   finished requests leave immediately and waiting ones join as soon as there is room.
 #
 # You will implement the heart of the course engine's scheduler - one continuous-batching step with
 # admission by free KV blocks and preemption (graded) - plug it into the real engine, and drive the
-# engine, running **your** step, with a simulated stream of requests to measure throughput and p50/p95
-# latency against static and dynamic batching.
+# engine, running **your** step, with a simulated stream of requests to measure throughput and
+# p50/p95 latency against static and dynamic batching.
 
 # %%
 import statistics
@@ -22,10 +22,10 @@ import time
 
 import torch
 
+from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, SequenceStatus
 from inferlab.lab import plots, records
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import sample_prompts
-from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, SequenceStatus
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
@@ -49,8 +49,8 @@ for b in pick([1, 4, 16], [1, 4, 8]):
     engine.generate(prompts[:b], SamplingParams(max_tokens=n_tokens, ignore_eos=True))
     batch_tps[b] = b * n_tokens / (time.perf_counter() - start)
     print(f"{b:>2} prompts at once: {batch_tps[b]:6.1f} generated tokens/s")
-plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()), title="Engine throughput by batch",
-           yaxis="tokens/s").show()
+plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()),
+           title="Engine throughput by batch", yaxis="tokens/s").show()
 
 # %% [markdown]
 # ## 2 · The scheduler's step
@@ -63,8 +63,9 @@ plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()), title=
 # (sequences, is_prefill)` - a plug-in point: `EngineConfig(schedule_step=f)` makes the real engine
 # call `f` instead of its own (`inferlab.engine.scheduler.continuous_step`).
 #
-# A step is either a **prefill** step (admit new sequences and process their prompts) or a **decode**
-# step (one more token for every running sequence). Prefill goes first so new requests start soon.
+# A step is either a **prefill** step (admit new sequences and process their prompts) or a
+# **decode** step (one more token for every running sequence). Prefill goes first so new requests
+# start soon.
 #
 # ### Exercise 1 - one continuous-batching step (4 points)
 # Implement `schedule_step(sched)` for a `Scheduler` `sched`; return `(sequences, is_prefill)`.
@@ -77,11 +78,11 @@ plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()), title=
 #    one that does not fit (no overtaking). If any were admitted, return them with `True`.
 # 2. **Decode.** Otherwise, go through `running` oldest first. A sequence needs room for one more
 #    token (`can_append`). If there is none, **preempt the most recently admitted other running
-#    sequence** (`sched.preempt(victim)` frees its blocks and queues it first) and try again; if it is
-#    the only one left, preempt it instead. Give each sequence that has room its slot with
-#    `sched.append_slot(seq)` - it calls the block manager's `append_slot` and keeps any copy-on-write
-#    the cache must do before the step (lesson 07) - and return them (in order) with `False`;
-#    `sched.running` must end up holding exactly them, in order.
+#    sequence** (`sched.preempt(victim)` frees its blocks and queues it first) and try again; if it
+#    is the only one left, preempt it instead. Give each sequence that has room its slot with
+#    `sched.append_slot(seq)` - it calls the block manager's `append_slot` and keeps any
+#    copy-on-write the cache must do before the step (lesson 07) - and return them (in order) with
+#    `False`; `sched.running` must end up holding exactly them, in order.
 
 # %% solution id=schedule_step
 def schedule_step(sched):
@@ -124,7 +125,8 @@ from inferlab.engine import BlockManager, SamplingParams, Scheduler, Sequence, S
 
 
 def make(num_blocks=64, max_num_seqs=4, max_tokens=1000, lengths=(3, 3, 3)):
-    s = Scheduler(BlockManager(num_blocks, 4, enable_prefix_caching=False), max_num_seqs, max_tokens)
+    blocks = BlockManager(num_blocks, 4, enable_prefix_caching=False)
+    s = Scheduler(blocks, max_num_seqs, max_tokens)
     seqs = [Sequence([7] * n, SamplingParams(max_tokens=50)) for n in lengths]
     for q in seqs:
         s.add(q)
@@ -185,9 +187,9 @@ assert s.block_copies == [(shared, seqs[0].block_table[1])] and child.block_tabl
 
 # %% [markdown]
 # ### Plug it into the real engine
-# `EngineConfig(schedule_step=schedule_step)` makes the engine call your function at every step. First
-# with a KV cache so small that requests must be preempted: every request must still get all its
-# tokens - the same tokens as the built-in scheduler gives with ample memory.
+# `EngineConfig(schedule_step=schedule_step)` makes the engine call your function at every step.
+# First with a KV cache so small that requests must be preempted: every request must still get all
+# its tokens - the same tokens as the built-in scheduler gives with ample memory.
 
 # %%
 def run_with(schedule_fn, num_blocks):
@@ -200,8 +202,9 @@ def run_with(schedule_fn, num_blocks):
 
 reference, ref_stats = run_with(None, num_blocks=128)
 yours, your_stats = run_with(schedule_step, num_blocks=pick(16, 16))
+complete = all(len(t) == len(r) for t, r in zip(yours, reference))
 print(f"preemptions with your scheduler and 16 blocks: {your_stats.preemptions}; "
-      f"identical outputs: {yours == reference}; every request complete: {all(len(t) == len(r) for t, r in zip(yours, reference))}")
+      f"identical outputs: {yours == reference}; every request complete: {complete}")
 
 # %% [markdown]
 # ## 3 · Policies under a stream of requests
@@ -226,7 +229,8 @@ def make_trace(rate, n, lengths, seed=0):
     t, trace = 0.0, []
     for text in texts:
         t += rng.expovariate(rate)
-        trace.append((t, text, SamplingParams(max_tokens=max(2, int(LENGTHS[lengths](rng) * scale)), ignore_eos=True)))
+        n_out = max(2, int(LENGTHS[lengths](rng) * scale))
+        trace.append((t, text, SamplingParams(max_tokens=n_out, ignore_eos=True)))
     return trace
 
 
@@ -234,7 +238,12 @@ def policy_config(policy, max_batch, window=0.5):
     """The engine's settings for one policy: continuous batching runs your schedule_step."""
     if policy == "continuous":
         return EngineConfig(max_model_len=256, max_num_seqs=max_batch, schedule_step=schedule_step)
-    return EngineConfig(max_model_len=256, max_num_seqs=max_batch, policy=policy, batch_window=window)
+    return EngineConfig(max_model_len=256, max_num_seqs=max_batch, policy=policy,
+                        batch_window=window)
+
+
+def quantile(xs, p):
+    return xs[min(len(xs) - 1, int(p * len(xs)))]
 
 
 def serve(policy, trace, max_batch, window=0.5):
@@ -243,9 +252,9 @@ def serve(policy, trace, max_batch, window=0.5):
     lat = sorted(o.latency for o in outs)
     ttft = sorted(o.time_to_first_token for o in outs)
     span = max(o.finished for o in outs) - min(o.arrival for o in outs)
-    q = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))]
-    return {"throughput": sum(len(o.token_ids) for o in outs) / span, "p50": q(lat, 0.5), "p95": q(lat, 0.95),
-            "ttft_p50": q(ttft, 0.5), "steps": eng.stats.steps}
+    return {"throughput": sum(len(o.token_ids) for o in outs) / span,
+            "p50": quantile(lat, 0.5), "p95": quantile(lat, 0.95),
+            "ttft_p50": quantile(ttft, 0.5), "steps": eng.stats.steps}
 
 
 scale = pick(1.0, 0.25)                      # fast mode: shorter outputs
@@ -254,8 +263,10 @@ POLICIES = ("static", "dynamic", "continuous")
 trace = make_trace(rate=pick(4.0, 8.0), n=n_requests, lengths="mostly short, a few long")
 results = {p: serve(p, trace, max_batch=pick(8, 4)) for p in POLICIES}
 for p, r in results.items():
-    print(f"{p:<11} throughput {r['throughput']:6.1f} tok/s   latency p50 {r['p50']:6.2f} s  p95 {r['p95']:6.2f} s"
-          f"   first token p50 {r['ttft_p50']:5.2f} s   ({r['steps']} steps)" + ("   <- your schedule_step" if p == "continuous" else ""))
+    print(f"{p:<11} throughput {r['throughput']:6.1f} tok/s   "
+          f"latency p50 {r['p50']:6.2f} s  p95 {r['p95']:6.2f} s   "
+          f"first token p50 {r['ttft_p50']:5.2f} s   ({r['steps']} steps)"
+          + ("   <- your schedule_step" if p == "continuous" else ""))
 plots.grouped_bars(list(POLICIES), {"p50 latency (s)": [results[p]["p50"] for p in POLICIES],
                                     "p95 latency (s)": [results[p]["p95"] for p in POLICIES]},
                    title="Latency per policy, same request stream", yaxis="seconds").show()
@@ -267,10 +278,12 @@ plots.grouped_bars(list(POLICIES), {"p50 latency (s)": [results[p]["p50"] for p 
 
 # %%
 import ipywidgets as w
+
 from inferlab.lab.widgets import guarded, show
 
 rate_pick = w.FloatLogSlider(value=4.0, base=2, min=-1, max=5, step=0.5, description="requests/s")
-len_pick = w.Dropdown(options=list(LENGTHS), value="mostly short, a few long", description="lengths")
+len_pick = w.Dropdown(options=list(LENGTHS), value="mostly short, a few long",
+                      description="lengths")
 batch_pick = w.IntSlider(value=pick(8, 4), min=1, max=32, description="max batch")
 n_pick = w.IntSlider(value=n_requests, min=2, max=64, description="requests")
 policy_out = w.Output()
@@ -281,7 +294,8 @@ def draw_policies():
     res = {p: serve(p, tr, batch_pick.value) for p in POLICIES}
     for p, r in res.items():
         print(f"{p:<11} {r['throughput']:6.1f} tok/s, p50 {r['p50']:.2f} s, p95 {r['p95']:.2f} s")
-    plots.grouped_bars(list(POLICIES), {"throughput (tok/s)": [res[p]["throughput"] for p in POLICIES]},
+    plots.grouped_bars(list(POLICIES),
+                       {"throughput (tok/s)": [res[p]["throughput"] for p in POLICIES]},
                        title="Throughput per policy", yaxis="tokens/s").show()
     plots.grouped_bars(list(POLICIES), {"p50": [res[p]["p50"] for p in POLICIES],
                                         "p95": [res[p]["p95"] for p in POLICIES]},
@@ -297,19 +311,21 @@ if not fast_mode():
 # %% [markdown]
 # ## 4 · The engine against `transformers`, and on a GPU
 # `transformers`' `generate` batches statically: it pads every prompt to the longest and runs the
-# batch to the end. The engine packs tokens without padding and schedules continuously. Same prompts,
-# same greedy outputs in fp32:
+# batch to the end. The engine packs tokens without padding and schedules continuously. Same
+# prompts, same greedy outputs in fp32:
 
 # %%
 tokenizer.padding_side = "left"
 batch = sample_prompts(pick(16, 6), 8, 48, seed=3)
 new = pick(32, 8)
-eng = LLMEngine(model, tokenizer, EngineConfig(max_model_len=256, max_num_seqs=32, schedule_step=schedule_step))
+eng = LLMEngine(model, tokenizer,
+                EngineConfig(max_model_len=256, max_num_seqs=32, schedule_step=schedule_step))
 eng.generate(batch[:2], SamplingParams(max_tokens=2))
 timings = {"engine": [], "transformers generate": []}
 for _ in range(pick(3, 1)):
     start = time.perf_counter()
-    ours = [o.token_ids for o in eng.generate(batch, SamplingParams(max_tokens=new, ignore_eos=True))]
+    outs = eng.generate(batch, SamplingParams(max_tokens=new, ignore_eos=True))
+    ours = [o.token_ids for o in outs]
     timings["engine"].append(time.perf_counter() - start)
     start = time.perf_counter()
     enc = tokenizer(batch, return_tensors="pt", padding=True)
@@ -319,13 +335,16 @@ for _ in range(pick(3, 1)):
 tps = {k: len(batch) * new / statistics.median(v) for k, v in timings.items()}
 same = sum(a == b for a, b in zip(ours, theirs[:, enc.input_ids.shape[1]:].tolist()))
 for k, v in tps.items():
-    print(f"{k:<22} {v:6.1f} tok/s" + ("  (scheduled by your schedule_step)" if k == "engine" else ""))
-print(f"identical outputs: {same}/{len(batch)} (transformers pads on the left, which can change the last bits)")
+    print(f"{k:<22} {v:6.1f} tok/s"
+          + ("  (scheduled by your schedule_step)" if k == "engine" else ""))
+print(f"identical outputs: {same}/{len(batch)} "
+      "(transformers pads on the left, which can change the last bits)")
 try:
     gpu = records.load("engine_gpu")
     best = gpu["results"]["best"]
     print(f"\nGPU, {records.label(gpu)}: batch-1 decode of a Llama-2-7B-shaped fp16 model: "
-          f"{best['tok_s']} tok/s with the engine ({best['fraction_of_roofline']:.0%} of the measured-bandwidth roofline)")
+          f"{best['tok_s']} tok/s with the engine "
+          f"({best['fraction_of_roofline']:.0%} of the measured-bandwidth roofline)")
 except FileNotFoundError as missing:
     print(missing)
 try:
@@ -342,21 +361,23 @@ except FileNotFoundError as missing:
 
 # %%
 ratio = results["static"]["p50"] / results["continuous"]["p50"]
+gain = results["continuous"]["throughput"] / results["static"]["throughput"]
 claims = [
-    ("Orca (OSDI 2022)", "iteration-level scheduling: up to 36.9x throughput vs FasterTransformer at the same latency (GPT-3 175B)",
-     f"continuous vs static here: {results['continuous']['throughput'] / results['static']['throughput']:.2f}x throughput, "
-     f"p50 latency {ratio:.1f}x lower"),
-    ("Anyscale blog (2023)", "continuous batching: up to 23x throughput with vLLM vs static batching",
+    ("Orca (OSDI 2022)", "iteration-level scheduling: up to 36.9x throughput vs FasterTransformer "
+     "at the same latency (GPT-3 175B)",
+     f"continuous vs static here: {gain:.2f}x throughput, p50 latency {ratio:.1f}x lower"),
+    ("Anyscale blog (2023)",
+     "continuous batching: up to 23x throughput with vLLM vs static batching",
      f"engine vs transformers generate here: {tps['engine'] / tps['transformers generate']:.1f}x"),
 ]
 for who, claim, here in claims:
     print(f"{who:<20}| {claim}\n{'':<20}| here: {here}")
 
 # %% [markdown]
-# The recorded CPU rows put vLLM beside the engine on the same workload and thread count: the engine's
-# packed, continuously batched steps beat `transformers` and vLLM's eager mode there, while vLLM with
-# its compiled CPU graphs is faster still - the same lesson as lesson 09's GPU table: once scheduling
-# is right, what remains is kernels and launch overhead.
+# The recorded CPU rows put vLLM beside the engine on the same workload and thread count: the
+# engine's packed, continuously batched steps beat `transformers` and vLLM's eager mode there, while
+# vLLM with its compiled CPU graphs is faster still - the same lesson as lesson 09's GPU table: once
+# scheduling is right, what remains is kernels and launch overhead.
 #
 # Those papers measured large GPUs, long outputs and heavy load, where a static batch idles for
 # hundreds of steps; a 135M model on a CPU with short outputs has far less idle time to recover, so

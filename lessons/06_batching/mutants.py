@@ -1,4 +1,4 @@
-"""Plausible wrong answers for lesson 06; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 06; each passes the visible tests, fails the hidden ones."""
 
 CONTEXT = "from inferlab.engine import SequenceStatus\n"
 
@@ -45,7 +45,8 @@ MUTANTS = {
             "sched.preempt(sched.running.pop())", "sched.preempt(sched.running.popleft())"),
         # Ignores the token budget.
         "def schedule_step(sched):" + _PREFILL.replace(
-            "        if admitted and tokens + len(seq) > sched.max_num_batched_tokens:\n            break\n", "") + _DECODE,
+            "        if admitted and tokens + len(seq) > sched.max_num_batched_tokens:\n"
+            "            break\n", "") + _DECODE,
         # Ignores free blocks at admission.
         "def schedule_step(sched):" + _PREFILL.replace(
             "        if not bm.can_allocate(seq):\n            break\n", "") + _DECODE,
@@ -71,7 +72,8 @@ def schedule_step(sched):
         return admitted, True
 ''' + _DECODE,
         # Grows sequences through the block manager directly: copy-on-write pairs are lost.
-        "def schedule_step(sched):" + _PREFILL + _DECODE.replace("sched.append_slot(seq)", "bm.append_slot(seq)"),
+        "def schedule_step(sched):" + _PREFILL
+        + _DECODE.replace("sched.append_slot(seq)", "bm.append_slot(seq)"),
         # A lone sequence without room is silently dropped instead of preempted.
         "def schedule_step(sched):" + _PREFILL + _DECODE.replace(
             "                sched.preempt(seq)\n                break", "                break"),
@@ -80,7 +82,7 @@ def schedule_step(sched):
 def schedule_step(sched):
     bm = sched.block_manager
     if sched.running:
-''' + "\n".join("    " + l if l else l for l in _DECODE.splitlines()) + '''
+''' + "\n".join("    " + line if line else line for line in _DECODE.splitlines()) + '''
     admitted = []
     while sched.waiting and len(sched.running) < sched.max_num_seqs:
         seq = sched.waiting[0]

@@ -23,10 +23,10 @@ import time
 
 import torch
 
+from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, Sequence
 from inferlab.lab import plots
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import sample_prompts
-from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, Sequence
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
@@ -37,21 +37,23 @@ print(f"{device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
 # %% [markdown]
 # ## 1 · Exercise 1 - the block manager (4 points)
 # Blocks are numbered `0 .. num_blocks-1`. Each has a **reference count**: how many sequences' block
-# tables contain it. `seq.block_table` is a Python list; `len(seq)` is the number of tokens whose keys
-# and values the cache must hold. Implement:
+# tables contain it. `seq.block_table` is a Python list; `len(seq)` is the number of tokens whose
+# keys and values the cache must hold. Implement:
 #
-# * `allocate(seq)` - give a new sequence `ceil(len(seq) / block_size)` free blocks (refcount 1 each);
-# * `append_slot(seq)` - called after a token was appended to `seq` and before its K/V is written (the
-#   token at position `len(seq) - 1`): if that position starts a new block, take a free block; if it
-#   falls in the last block and that block is **shared** (refcount > 1), copy on write: take a free
-#   block, put it in place of the shared one (whose refcount drops by one) and return
+# * `allocate(seq)` - give a new sequence `ceil(len(seq) / block_size)` free blocks (refcount 1
+#   each);
+# * `append_slot(seq)` - called after a token was appended to `seq` and before its K/V is written
+#   (the token at position `len(seq) - 1`): if that position starts a new block, take a free block;
+#   if it falls in the last block and that block is **shared** (refcount > 1), copy on write: take a
+#   free block, put it in place of the shared one (whose refcount drops by one) and return
 #   `[(shared_block, new_block)]` - the cache copies the data. Otherwise return `[]`;
 # * `free(seq)` - drop one reference to each of its blocks; a block whose count reaches 0 returns to
 #   the free list; empty the block table;
-# * `fork(parent, child)` - the child shares all the parent's blocks (parallel sampling, beam search).
+# * `fork(parent, child)` - the child shares all the parent's blocks (parallel sampling, beam
+#   search).
 #
-# Take free blocks with `self.free_blocks.popleft()` and return them with `append` (oldest freed reused
-# first). Raise `RuntimeError` if no block is free.
+# Take free blocks with `self.free_blocks.popleft()` and return them with `append` (oldest freed
+# reused first). Raise `RuntimeError` if no block is free.
 #
 # The class is the engine's plug-in point for block management: `EngineConfig(block_manager=
 # MyBlockManager)` makes the engine build `MyBlockManager(num_blocks, block_size)` and call only
@@ -81,7 +83,8 @@ class MyBlockManager:
 
     def can_append(self, seq) -> bool:
         position = len(seq) - 1
-        needs = position // self.block_size >= len(seq.block_table) or self.ref_counts[seq.block_table[-1]] > 1
+        needs = (position // self.block_size >= len(seq.block_table)
+                 or self.ref_counts[seq.block_table[-1]] > 1)
         return not needs or self.num_free_blocks >= 1
 
     def _take(self) -> int:
@@ -153,7 +156,8 @@ bm.fork(a, child)
 assert child.block_table == a.block_table and bm.num_free_blocks == 5
 child.append_token(7)
 copies = bm.append_slot(child)
-assert copies == [(a.block_table[2], child.block_table[2])] and child.block_table[:2] == a.block_table[:2]
+assert copies == [(a.block_table[2], child.block_table[2])]
+assert child.block_table[:2] == a.block_table[:2]
 assert child.block_table[2] not in a.block_table and bm.num_free_blocks == 4
 a.append_token(6)                             # the parent's last block is no longer shared: no copy
 assert bm.append_slot(a) == []
@@ -197,7 +201,8 @@ MAX_LEN = 512
 n_requests = pick(24, 8)
 rng = random.Random(0)
 mix_prompts = sample_prompts(n_requests, 6, 120, seed=4)
-out_lengths = [min(MAX_LEN // 2, max(4, int(rng.lognormvariate(math.log(pick(48, 12)), 0.9)))) for _ in mix_prompts]
+out_lengths = [min(MAX_LEN // 2, max(4, int(rng.lognormvariate(math.log(pick(48, 12)), 0.9))))
+               for _ in mix_prompts]
 mix_params = [SamplingParams(max_tokens=n, ignore_eos=True) for n in out_lengths]
 
 
@@ -205,25 +210,28 @@ def run_engine(manager_cls, num_blocks):
     config = EngineConfig(block_size=8, num_blocks=num_blocks, max_model_len=256, max_num_seqs=8,
                           block_manager=manager_cls)
     eng = LLMEngine(model, tokenizer, config)
-    outs = eng.generate(mix_prompts[:6], [SamplingParams(max_tokens=pick(48, 32), ignore_eos=True)] * 6)
+    params = SamplingParams(max_tokens=pick(48, 32), ignore_eos=True)
+    outs = eng.generate(mix_prompts[:6], [params] * 6)
     return [o.token_ids for o in outs], eng.stats
 
 
 ref_tokens, _ = run_engine(None, 256)
 my_tokens, my_stats = run_engine(MyBlockManager, 32)
-print(f"your block manager, 32 blocks of 8: {my_stats.preemptions} preemptions, peak {my_stats.peak_blocks_used} blocks; "
-      f"outputs identical to the built-in one with ample memory: {my_tokens == ref_tokens}")
+print(f"your block manager, 32 blocks of 8: {my_stats.preemptions} preemptions, "
+      f"peak {my_stats.peak_blocks_used} blocks; outputs identical to the built-in one with "
+      f"ample memory: {my_tokens == ref_tokens}")
 
 # %% [markdown]
 # ## 2 · How much of the cache is used? Measured with your block manager
-# The same mix, all of it, served by the engine with a **static** cache - one row of
-# `max_model_len` slots per sequence, which is a block manager whose blocks are `max_model_len` long -
-# and with a **paged** one (blocks of 16). Both run on **your** `MyBlockManager`; after every step we
-# compare the slots holding a real token with the slots its blocks reserve.
+# The same mix, all of it, served by the engine with a **static** cache - one row of `max_model_len`
+# slots per sequence, which is a block manager whose blocks are `max_model_len` long - and with a
+# **paged** one (blocks of 16). Both run on **your** `MyBlockManager`; after every step we compare
+# the slots holding a real token with the slots its blocks reserve.
 
 # %%
 def occupancy(kind, block_size=16):
-    config = EngineConfig(kv_cache=kind, block_size=block_size, max_model_len=MAX_LEN, max_num_seqs=8,
+    config = EngineConfig(kv_cache=kind, block_size=block_size, max_model_len=MAX_LEN,
+                          max_num_seqs=8,
                           num_blocks=None if kind == "static" else 8 * MAX_LEN // block_size,
                           block_manager=MyBlockManager)
     eng = LLMEngine(model, tokenizer, config)
@@ -244,14 +252,19 @@ occ = {kind: occupancy(kind) for kind in ("static", "paged")}
 waste = {}
 for kind, (used, reserved, eng) in occ.items():
     waste[kind] = 1 - sum(used) / sum(reserved)
-    print(f"{kind:>6}: {waste[kind]:6.1%} of reserved KV slots held no token (averaged over {len(used)} steps); "
-          f"KV memory allocated: {eng.cache.nbytes / 2**20:.0f} MiB; your block manager: {type(eng.block_manager).__name__}")
+    print(f"{kind:>6}: {waste[kind]:6.1%} of reserved KV slots held no token "
+          f"(averaged over {len(used)} steps); KV memory allocated: "
+          f"{eng.cache.nbytes / 2**20:.0f} MiB; block manager: {type(eng.block_manager).__name__}")
 steps = range(len(occ["paged"][0]))
-plots.lines(steps, {"tokens stored": occ["paged"][0], "reserved, paged (blocks of 16)": occ["paged"][1]},
-            title="KV slots: used vs reserved (paged)", xaxis="engine step", yaxis="token slots").show()
-plots.lines(range(len(occ["static"][0])), {"tokens stored": occ["static"][0],
-                                          f"reserved, static ({MAX_LEN} per sequence)": occ["static"][1]},
-            title="KV slots: used vs reserved (static)", xaxis="engine step", yaxis="token slots").show()
+plots.lines(steps, {"tokens stored": occ["paged"][0],
+                    "reserved, paged (blocks of 16)": occ["paged"][1]},
+            title="KV slots: used vs reserved (paged)", xaxis="engine step",
+            yaxis="token slots").show()
+plots.lines(range(len(occ["static"][0])),
+            {"tokens stored": occ["static"][0],
+             f"reserved, static ({MAX_LEN} per sequence)": occ["static"][1]},
+            title="KV slots: used vs reserved (static)", xaxis="engine step",
+            yaxis="token slots").show()
 
 # %% [markdown]
 # With paging, the only waste is the unfilled end of each sequence's last block - at most
@@ -262,24 +275,31 @@ plots.lines(range(len(occ["static"][0])), {"tokens stored": occ["static"][0],
 
 # %%
 import ipywidgets as w
+
 from inferlab.lab.widgets import guarded, show
 
 final_lengths = [len(tokenizer.encode(p)) + n for p, n in zip(mix_prompts, out_lengths)]
-bs_pick = w.SelectionSlider(options=[1, 4, 8, 16, 32, 64, 128, 256], value=16, description="block size")
-max_pick = w.SelectionSlider(options=[256, 512, 1024, 2048, 4096, 8192], value=MAX_LEN, description="max_len")
+bs_pick = w.SelectionSlider(options=[1, 4, 8, 16, 32, 64, 128, 256], value=16,
+                            description="block size")
+max_pick = w.SelectionSlider(options=[256, 512, 1024, 2048, 4096, 8192], value=MAX_LEN,
+                             description="max_len")
 waste_out = w.Output()
 
 
 def draw_waste():
     if max(final_lengths) > max_pick.value:
-        raise ValueError(f"a request of this mix needs {max(final_lengths)} tokens > max_len {max_pick.value}")
+        raise ValueError(f"a request of this mix needs {max(final_lengths)} tokens "
+                         f"> max_len {max_pick.value}")
     used = sum(final_lengths)
     paged = sum(math.ceil(n / bs_pick.value) * bs_pick.value for n in final_lengths)
     static = len(final_lengths) * max_pick.value
-    print(f"at the end of each request: static wastes {1 - used / static:.1%}, paged (block {bs_pick.value}) "
-          f"wastes {1 - used / paged:.1%}; block tables need {sum(math.ceil(n / bs_pick.value) for n in final_lengths)} entries")
+    entries = sum(math.ceil(n / bs_pick.value) for n in final_lengths)
+    print(f"at the end of each request: static wastes {1 - used / static:.1%}, "
+          f"paged (block {bs_pick.value}) wastes {1 - used / paged:.1%}; "
+          f"block tables need {entries} entries")
     plots.bars(["used", f"paged, block {bs_pick.value}", f"static, max_len {max_pick.value}"],
-               [used, paged, static], title="Token slots at the end of each request (summed)", yaxis="slots").show()
+               [used, paged, static], title="Token slots at the end of each request (summed)",
+               yaxis="slots").show()
 
 
 update_waste = guarded(waste_out, draw_waste)
@@ -311,6 +331,7 @@ def paged_attention(q, k_cache, v_cache, block_table, context_len):
 
 # %% tests id=test_paged_attention points=2
 import math
+
 import torch
 
 torch.manual_seed(0)
@@ -331,16 +352,18 @@ table = [4, 1, 5]                                       # blocks out of order
 k = k_cache[table].flatten(0, 1)
 v = v_cache[table].flatten(0, 1)
 torch.testing.assert_close(paged_attention(q, k_cache, v_cache, table, 12), reference(q, k, v))
-torch.testing.assert_close(paged_attention(q, k_cache, v_cache, table, 9), reference(q, k[:9], v[:9]))
-torch.testing.assert_close(paged_attention(q, k_cache, v_cache, [3], 1), reference(q, k_cache[3, :1], v_cache[3, :1]))
+torch.testing.assert_close(paged_attention(q, k_cache, v_cache, table, 9),
+                           reference(q, k[:9], v[:9]))
+torch.testing.assert_close(paged_attention(q, k_cache, v_cache, [3], 1),
+                           reference(q, k_cache[3, :1], v_cache[3, :1]))
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # The engine does the same for a whole batch at once (`PagedKVCache.gather`, and
 # `inferlab.engine.attention.paged_decode_attention` - one of its attention backends). Check yours
-# against the engine's cache after a real prefill: the keys of a sequence, put in blocks by your block
-# manager and read through its block table by your `paged_attention`, give the same attention as the
-# contiguous keys `transformers` computed.
+# against the engine's cache after a real prefill: the keys of a sequence, put in blocks by your
+# block manager and read through its block table by your `paged_attention`, give the same attention
+# as the contiguous keys `transformers` computed.
 
 # %%
 eng = LLMEngine(model, tokenizer, EngineConfig(block_size=8, max_model_len=512, num_blocks=128,
@@ -348,7 +371,7 @@ eng = LLMEngine(model, tokenizer, EngineConfig(block_size=8, max_model_len=512, 
 eng.block_manager.free_blocks.rotate(13)             # scatter the blocks
 eng.add_request(mix_prompts[0], SamplingParams(max_tokens=8))
 seq = eng.scheduler.waiting[0]
-eng.step()                                           # prefill: the prompt's K/V are now in the blocks
+eng.step()                                  # prefill: the prompt's K/V are now in the blocks
 n = seq.num_prompt_tokens
 with torch.inference_mode():
     hf = model(tokenizer(mix_prompts[0], return_tensors="pt").input_ids, use_cache=True)
@@ -356,54 +379,63 @@ layer = 3
 hf_k = hf.past_key_values.layers[layer].keys[0].transpose(0, 1)      # [n, kv_heads, d]
 hf_v = hf.past_key_values.layers[layer].values[0].transpose(0, 1)
 q_probe = torch.randn(hf_k.shape[1], hf_k.shape[2])
-ours = paged_attention(q_probe, eng.cache.blocks(eng.cache.k[layer]), eng.cache.blocks(eng.cache.v[layer]),
-                       list(seq.block_table), n)
-weights_ = torch.softmax(torch.einsum("hd,nhd->hn", q_probe, hf_k) / math.sqrt(q_probe.shape[-1]), -1)
+ours = paged_attention(q_probe, eng.cache.blocks(eng.cache.k[layer]),
+                       eng.cache.blocks(eng.cache.v[layer]), list(seq.block_table), n)
+scores = torch.einsum("hd,nhd->hn", q_probe, hf_k) / math.sqrt(q_probe.shape[-1])
+weights_ = torch.softmax(scores, -1)
 theirs = torch.einsum("hn,nhd->hd", weights_, hf_v)           # contiguous attention
-print(f"prompt of {n} tokens in blocks {seq.block_table}; max difference to contiguous attention over "
-      f"transformers' keys: {(ours - theirs).abs().max().item():.2e}")
+print(f"prompt of {n} tokens in blocks {seq.block_table}; max difference to contiguous "
+      f"attention over transformers' keys: {(ours - theirs).abs().max().item():.2e}")
 
 # %% [markdown]
 # ## 4 · Prefix sharing
-# Many requests start with the same tokens - a system prompt, a few-shot preamble. With blocks, a full
-# block is identified by a hash of its tokens *and of all tokens before it*; a new request whose
-# prompt starts with the same blocks points its block table at the existing ones (reference count
-# +1) and skips computing them. The engine's own `BlockManager` does this (`enable_prefix_caching`,
-# on by default), so this section runs on it rather than on yours.
+# Many requests start with the same tokens - a system prompt, a few-shot preamble. With blocks, a
+# full block is identified by a hash of its tokens *and of all tokens before it*; a new request
+# whose prompt starts with the same blocks points its block table at the existing ones (reference
+# count +1) and skips computing them. The engine's own `BlockManager` does this
+# (`enable_prefix_caching`, on by default), so this section runs on it rather than on yours.
 
 # %%
-system = ("You are a careful assistant for the Python language reference. Answer precisely, cite the "
-          "relevant section, and keep answers short. ") * pick(4, 2)
+system = ("You are a careful assistant for the Python language reference. Answer precisely, "
+          "cite the relevant section, and keep answers short. ") * pick(4, 2)
 questions = sample_prompts(pick(12, 6), 5, 15, seed=9)
 shared = [system + q for q in questions]
 rows = {}
 for caching in (False, True):
-    eng = LLMEngine(model, tokenizer, EngineConfig(block_size=16, max_model_len=512, max_num_seqs=16,
-                                                   enable_prefix_caching=caching))
+    config = EngineConfig(block_size=16, max_model_len=512, max_num_seqs=16,
+                          enable_prefix_caching=caching)
+    eng = LLMEngine(model, tokenizer, config)
     start = time.perf_counter()
     outs = eng.generate(shared, SamplingParams(max_tokens=pick(8, 4), ignore_eos=True))
-    rows[caching] = (eng.stats.peak_blocks_used, eng.stats.prefill_tokens, eng.stats.prefix_hit_tokens,
+    stats = eng.stats
+    rows[caching] = (stats.peak_blocks_used, stats.prefill_tokens, stats.prefix_hit_tokens,
                      time.perf_counter() - start, [o.token_ids for o in outs])
     print(f"prefix caching {'on ' if caching else 'off'}: peak {rows[caching][0]:>3} blocks, "
-          f"{rows[caching][1]:>4} prompt tokens computed, {rows[caching][2]:>4} reused, {rows[caching][3]:.2f} s")
+          f"{rows[caching][1]:>4} prompt tokens computed, {rows[caching][2]:>4} reused, "
+          f"{rows[caching][3]:.2f} s")
 print(f"system prompt: {len(tokenizer.encode(system))} tokens shared by {len(shared)} requests; "
       f"same outputs: {rows[True][4] == rows[False][4]}")
 plots.grouped_bars(["peak KV blocks", "prompt tokens computed"],
-                   {"no sharing": [rows[False][0], rows[False][1]], "prefix sharing": [rows[True][0], rows[True][1]]},
+                   {"no sharing": [rows[False][0], rows[False][1]],
+                    "prefix sharing": [rows[True][0], rows[True][1]]},
                    title="Prefix sharing", yaxis="count").show()
 
 # %% [markdown]
-# (`generate` admits the requests in one prefill step here, so they share blocks computed in the same
-# step; in a server the system prompt's blocks stay cached between requests.)
+# (`generate` admits the requests in one prefill step here, so they share blocks computed in the
+# same step; in a server the system prompt's blocks stay cached between requests.)
 #
 # ## Claims vs measured
 
 # %%
-claims = [("existing systems (paper, Fig. 2)", "60-80% of KV memory wasted (20.4-38.2% holds tokens)",
-           f"static cache here: {waste['static']:.0%} wasted on this length mix (max_len {MAX_LEN})"),
-          ("vLLM (paper)", "under 4% wasted", f"paged, blocks of 16, here: {waste['paged']:.1%} wasted"),
+claims = [("existing systems (paper, Fig. 2)",
+           "60-80% of KV memory wasted (20.4-38.2% holds tokens)",
+           f"static cache here: {waste['static']:.0%} wasted on this length mix "
+           f"(max_len {MAX_LEN})"),
+          ("vLLM (paper)", "under 4% wasted",
+           f"paged, blocks of 16, here: {waste['paged']:.1%} wasted"),
           ("prefix sharing", "memory and compute saved for shared prompts",
-           f"peak blocks {rows[False][0]} -> {rows[True][0]}, prompt tokens computed {rows[False][1]} -> {rows[True][1]}")]
+           f"peak blocks {rows[False][0]} -> {rows[True][0]}, "
+           f"prompt tokens computed {rows[False][1]} -> {rows[True][1]}")]
 for who, claim, here in claims:
     print(f"{who:<34}| claim: {claim:<56}| here: {here}")
 
@@ -413,10 +445,11 @@ for who, claim, here in claims:
 # the length mix above - move them in the widget to see it swing.
 #
 # ## Summary
-# * Reserving `max_len` contiguous slots per sequence wastes most of the cache for realistic lengths.
+# * Reserving `max_len` contiguous slots per sequence wastes most of the cache for realistic
+#   lengths.
 # * Blocks + block tables bound the waste to one partly filled block per sequence; the freed memory
 #   admits more concurrent requests. You measured it with your own block manager inside the engine.
-# * Reference counts make sharing cheap: forks and common prefixes share blocks, copy-on-write splits
-#   a block only when a sequence writes into it.
+# * Reference counts make sharing cheap: forks and common prefixes share blocks, copy-on-write
+#   splits a block only when a sequence writes into it.
 # * Attention reads keys through the block table; lesson 09 shows how a fused kernel makes such
 #   reads fast.

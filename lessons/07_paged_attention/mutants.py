@@ -1,4 +1,4 @@
-"""Plausible wrong answers for lesson 07; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 07; each passes the visible tests, fails the hidden ones."""
 
 CONTEXT = "import math\nfrom collections import deque\nimport torch\n"
 
@@ -71,13 +71,15 @@ def paged_attention(q, k_cache, v_cache, block_table, context_len):
 
 MUTANTS = {
     "block_manager": [
-        # Off by one: takes a new block when the last one has just been filled, not when it overflows.
+        # Off by one: takes a new block when the last one has just been filled, not when it
+        # overflows.
         _BASE.replace("if position // self.block_size >= len(seq.block_table):",
                       "if len(seq) % self.block_size == 0:"),
         # No copy-on-write: writes into a block other sequences still share.
         _BASE.replace("if self.ref_counts[last] > 1:", "if False:"),
         # Frees shared blocks as soon as one owner is done.
-        _BASE.replace("            if self.ref_counts[block] == 0:\n                self.free_blocks.append(block)",
+        _BASE.replace("            if self.ref_counts[block] == 0:\n"
+                      "                self.free_blocks.append(block)",
                       "            self.free_blocks.append(block)"),
         # Fork copies the table but not the references.
         _BASE.replace("            self.ref_counts[block] += 1\n", "            pass\n"),
@@ -86,10 +88,13 @@ MUTANTS = {
     ],
     "paged_attention": [
         # Ignores the block table: reads blocks 0, 1, 2, ...
-        _PAGED.replace("blocks = torch.as_tensor(block_table[: math.ceil(context_len / block_size)])",
-                       "blocks = torch.arange(math.ceil(context_len / block_size))"),
+        _PAGED.replace(
+            "blocks = torch.as_tensor(block_table[: math.ceil(context_len / block_size)])",
+            "blocks = torch.arange(math.ceil(context_len / block_size))"),
         # Attends over the whole last block, not only the first context_len positions.
-        _PAGED.replace("k = k_cache[blocks].flatten(0, 1)[:context_len]", "k = k_cache[blocks].flatten(0, 1)")
-              .replace("v = v_cache[blocks].flatten(0, 1)[:context_len]", "v = v_cache[blocks].flatten(0, 1)"),
+        _PAGED.replace("k = k_cache[blocks].flatten(0, 1)[:context_len]",
+                       "k = k_cache[blocks].flatten(0, 1)")
+              .replace("v = v_cache[blocks].flatten(0, 1)[:context_len]",
+                       "v = v_cache[blocks].flatten(0, 1)"),
     ],
 }

@@ -1,29 +1,26 @@
 # %% [markdown]
 # # 08 · Speculative decoding
 #
-# At batch 1, a decode step is limited by reading the weights, not by arithmetic (lesson 00): scoring
-# five positions costs about as much as scoring one. Speculative decoding (Leviathan, Kalman & Matias,
-# ICML 2023; Chen et al., 2023) exploits this. A small **draft** model guesses `k` tokens one by one;
-# the large **target** model scores all of them in **one** pass; a clever accept/reject rule keeps a
-# prefix of the guesses and fixes the first wrong one - and the output is distributed *exactly* as
-# if the target had sampled alone.
+# At batch 1, a decode step is limited by reading the weights, not by arithmetic (lesson 00):
+# scoring five positions costs about as much as scoring one. Speculative decoding (Leviathan, Kalman
+# & Matias, ICML 2023; Chen et al., 2023) exploits this. A small **draft** model guesses `k` tokens
+# one by one; the large **target** model scores all of them in **one** pass; a clever accept/reject
+# rule keeps a prefix of the guesses and fixes the first wrong one - and the output is distributed
+# *exactly* as if the target had sampled alone.
 #
 # You will implement that accept/reject step (graded), test statistically that it preserves the
 # target's distribution, and measure acceptance rate and speed-up against the draft length with the
 # course engine - including where, and why, it does **not** pay.
 
 # %%
-import math
-import time
-
 import torch
 
+from inferlab.compress.distill import make_student, saved_students, students_dir
+from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, SamplingParams, Sequence
+from inferlab.engine.spec_decode import SpeculativeDecoder
 from inferlab.lab import plots
 from inferlab.lab.bench import device_name, pin_threads, time_fn
 from inferlab.lab.data import eval_text
-from inferlab.compress.distill import make_student, saved_students, students_dir
-from inferlab.engine import EngineConfig, LLMEngine, LlamaWeights, SamplingParams, Sequence, sampling_probs
-from inferlab.engine.spec_decode import SpeculativeDecoder
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
@@ -50,8 +47,8 @@ else:
     draft_label = "10 of 30 layers, not distilled (run lesson 04 for a better draft)"
 drafts = {"student": LlamaWeights.from_hf(draft_model), "first 6 layers": target.truncated(6)}
 print(f"draft: {draft_label}: {len(drafts['student'].layers)} layers, "
-      f"{drafts['student'].nbytes / target.nbytes:.0%} of the target's weight bytes (the shared 49k x 576 "
-      f"embedding/head is a large part of both)")
+      f"{drafts['student'].nbytes / target.nbytes:.0%} of the target's weight bytes "
+      "(the shared 49k x 576 embedding/head is a large part of both)")
 
 # %% [markdown]
 # ## 2 · Exercise 1 - accept or reject (4 points)
@@ -61,8 +58,8 @@ print(f"draft: {draft_label}: {len(drafts['student'].layers)} layers, "
 #
 # * accept `x_i` with probability `min(1, p_i(x_i) / q_i(x_i))` (draw `r` uniformly in [0, 1) with
 #   `torch.rand((), generator=generator)`; accept if `r < p/q`);
-# * at the first rejection, sample a replacement from the **residual** `max(0, p_i - q_i)`, normalised
-#   to sum to 1, append it and stop;
+# * at the first rejection, sample a replacement from the **residual** `max(0, p_i - q_i)`,
+#   normalised to sum to 1, append it and stop;
 # * if all `k` were accepted, sample a **bonus** token from `p_{k+1}`.
 #
 # Return the list of tokens to append (between 1 and `k + 1`). Sample with
@@ -91,13 +88,18 @@ def speculative_accept(draft_tokens, draft_probs, target_probs, generator=None):
 # %% tests id=test_speculative_accept points=4
 import torch
 
-onehot = lambda ids, v=6: torch.nn.functional.one_hot(torch.tensor(ids), v).float()
+
+def onehot(ids, v=6):
+    return torch.nn.functional.one_hot(torch.tensor(ids), v).float()
+
+
 # Greedy (one-hot) distributions: keep draft tokens while they match the target's choice,
 # then take the target's token.
 out = speculative_accept([2, 4, 1], onehot([2, 4, 1]), onehot([2, 4, 3, 5]))
 assert out[:3] == [2, 4, 3], out
 ### BEGIN HIDDEN TESTS
-assert speculative_accept([2, 4, 1], onehot([2, 4, 1]), onehot([2, 4, 1, 5])) == [2, 4, 1, 5], "bonus token"
+bonus = speculative_accept([2, 4, 1], onehot([2, 4, 1]), onehot([2, 4, 1, 5]))
+assert bonus == [2, 4, 1, 5], "bonus token"
 assert speculative_accept([0, 4], onehot([0, 4]), onehot([3, 4, 5])) == [3]
 # Statistics: the first emitted token must follow p_1, whatever the draft's q.
 g = torch.Generator().manual_seed(0)
@@ -109,7 +111,8 @@ for _ in range(n):
     x = int(torch.multinomial(q[0], 1, generator=g))
     counts[speculative_accept([x], q, p, g)[0]] += 1
 chi2 = float(((counts - n * p[0]) ** 2 / (n * p[0])).sum())
-assert chi2 < 16.3, f"first tokens do not follow the target distribution (chi2 = {chi2:.1f}, 3 d.o.f.)"
+assert chi2 < 16.3, \
+    f"first tokens do not follow the target distribution (chi2 = {chi2:.1f}, 3 d.o.f.)"
 # When the draft is exact (q == p) everything is accepted.
 same = torch.tensor([[0.2, 0.3, 0.5, 0.0]] * 3)
 for _ in range(20):
@@ -139,21 +142,24 @@ for _ in range(trials):
 observed = [sum(t == k for t in first) for k in top] + [sum(t not in top for t in first)]
 expected = [trials * float(p_real[k]) for k in top] + [trials * (1 - float(p_real[top].sum()))]
 chi2 = sum((o - e) ** 2 / e for o, e in zip(observed, expected))
-print(f"target p vs draft q on the top-5 target tokens: p = {[round(float(p_real[k]), 3) for k in top]}, "
+print("target p vs draft q on the top-5 target tokens: "
+      f"p = {[round(float(p_real[k]), 3) for k in top]}, "
       f"q = {[round(float(q_real[k]), 3) for k in top]}")
 print(f"{trials} speculative rounds: chi-square = {chi2:.1f} with 5 degrees of freedom "
       f"(reject 'same distribution' at the 1% level only above 15.1)")
 plots.grouped_bars([tokenizer.decode([k]) for k in top] + ["other"],
-                   {"target p": [e / trials for e in expected], "first token, speculative": [o / trials for o in observed],
+                   {"target p": [e / trials for e in expected],
+                    "first token, speculative": [o / trials for o in observed],
                     "draft q": [float(q_real[k]) for k in top] + [1 - float(q_real[top].sum())]},
-                   title="First emitted token: speculative sampling follows the target, not the draft",
+                   title="First emitted token: speculative sampling follows the target, "
+                         "not the draft",
                    yaxis="probability").show()
 
 # %% [markdown]
 # ## 4 · Acceptance and speed against the draft length
 # `SpeculativeDecoder` (in `inferlab.engine.spec_decode`) runs the rounds with the engine's model
-# runner and KV caches; we give it **your** `speculative_accept`. `k = 0` is the target decoding alone,
-# the baseline. Greedy decoding, so every run must produce the baseline's exact tokens.
+# runner and KV caches; we give it **your** `speculative_accept`. `k = 0` is the target decoding
+# alone, the baseline. Greedy decoding, so every run must produce the baseline's exact tokens.
 
 # %%
 n_new = pick(48, 12)
@@ -162,7 +168,8 @@ greedy = SamplingParams(max_tokens=n_new, ignore_eos=True)
 
 
 def measure(draft_key, k, params=greedy):
-    dec = SpeculativeDecoder(target, drafts[draft_key] if k else None, k=k, accept_fn=speculative_accept)
+    dec = SpeculativeDecoder(target, drafts[draft_key] if k else None, k=k,
+                             accept_fn=speculative_accept)
     tokens, stats = dec.generate(spec_prompt, params)
     return tokens, stats
 
@@ -172,7 +179,8 @@ base_tps = base_stats.generated / base_stats.seconds
 rows = {}
 for k in pick([1, 2, 3, 4, 6], [1, 2, 4]):
     tokens, stats = measure("student", k)
-    rows[k] = (stats.acceptance_rate, stats.tokens_per_round, stats.generated / stats.seconds / base_tps, tokens == base_tokens)
+    speed_up = stats.generated / stats.seconds / base_tps
+    rows[k] = (stats.acceptance_rate, stats.tokens_per_round, speed_up, tokens == base_tokens)
     print(f"k = {k}: acceptance {rows[k][0]:5.1%}, {rows[k][1]:.2f} tokens per target pass, "
           f"speed-up {rows[k][2]:.2f}x, same tokens as the target alone: {rows[k][3]}")
 print(f"target alone: {base_tps:.1f} tokens/s")
@@ -188,10 +196,12 @@ plots.lines(list(rows), {"measured speed-up": [r[2] for r in rows.values()],
 # Eq. 1 and Thm. 3.8) - if verifying `k + 1` tokens costs one pass. Both numbers, measured here:
 
 # %%
-def pass_time(weights, n_tokens, batch=1, ctx=pick(128, 64)):
+def pass_time(weights, n_tokens, batch=1, ctx=None):
     """Seconds for one forward pass adding ``n_tokens`` to each of ``batch`` cached sequences."""
-    eng = LLMEngine(weights, config=EngineConfig(max_model_len=512, num_blocks=batch * 512 // 16 + 8, block_size=16,
-                                                 enable_prefix_caching=False, max_num_seqs=batch))
+    ctx = ctx or pick(128, 64)
+    config = EngineConfig(max_model_len=512, num_blocks=batch * 512 // 16 + 8, block_size=16,
+                          enable_prefix_caching=False, max_num_seqs=batch)
+    eng = LLMEngine(weights, config=config)
     seqs = [Sequence(list(range(100, 100 + ctx))) for _ in range(batch)]
     for s in seqs:
         eng.block_manager.allocate(s)
@@ -209,23 +219,25 @@ predicted = {k: (1 - a ** (k + 1)) / (1 - a) / (k * c + 1) for k in rows}
 print(f"draft cost c = {c:.2f} target passes; acceptance a = {a:.2f} -> predicted speed-up "
       + ", ".join(f"k={k}: {v:.2f}x" for k, v in predicted.items()))
 gpu_like = {k: (1 - 0.8 ** (k + 1)) / (1 - 0.8) / (k * 0.05 + 1) for k in rows}
-print("the same formula for a = 0.8, c = 0.05 (a ~20x smaller draft that agrees often, as in the paper's "
-      "T5 experiments): " + ", ".join(f"k={k}: {v:.2f}x" for k, v in gpu_like.items()))
+print("the same formula for a = 0.8, c = 0.05 (a ~20x smaller draft that agrees often, as in "
+      "the paper's T5 experiments): " + ", ".join(f"k={k}: {v:.2f}x" for k, v in gpu_like.items()))
 
 # %% [markdown]
 # ### When it stops paying: large batches
-# Verifying `k + 1` tokens costs about one pass only while the pass is bound by reading weights. With
-# a batch of sequences the matrix multiplies already have work for every weight they read, and `k + 1`
-# tokens per sequence cost up to `k + 1` times more:
+# Verifying `k + 1` tokens costs about one pass only while the pass is bound by reading weights.
+# With a batch of sequences the matrix multiplies already have work for every weight they read, and
+# `k + 1` tokens per sequence cost up to `k + 1` times more:
 
 # %%
 k_check = 4
 ratios = {}
 for batch in pick([1, 4, 16], [1, 8]):
     ratios[batch] = pass_time(target, k_check + 1, batch) / pass_time(target, 1, batch)
-    print(f"batch {batch:>2}: a pass over {k_check + 1} new tokens per sequence costs {ratios[batch]:.2f}x a normal decode step")
+    print(f"batch {batch:>2}: a pass over {k_check + 1} new tokens per sequence costs "
+          f"{ratios[batch]:.2f}x a normal decode step")
 plots.bars([f"batch {b}" for b in ratios], list(ratios.values()),
-           title=f"Cost of verifying {k_check + 1} tokens vs decoding 1", yaxis="x one decode step").show()
+           title=f"Cost of verifying {k_check + 1} tokens vs decoding 1",
+           yaxis="x one decode step").show()
 
 # %% [markdown]
 # Try other drafts, lengths and temperatures (sampling: the tokens then differ run to run, but their
@@ -233,6 +245,7 @@ plots.bars([f"batch {b}" for b in ratios], list(ratios.values()),
 
 # %%
 import ipywidgets as w
+
 from inferlab.lab.widgets import guarded, show
 
 draft_pick = w.Dropdown(options=list(drafts), description="draft")
@@ -246,7 +259,8 @@ def draw_spec():
     _, alone = measure(draft_pick.value, 0, params)
     _, stats = measure(draft_pick.value, k_pick.value, params)
     speed = stats.generated / stats.seconds / (alone.generated / alone.seconds)
-    print(f"acceptance {stats.acceptance_rate:.1%}, {stats.tokens_per_round:.2f} tokens per target pass, speed-up {speed:.2f}x")
+    print(f"acceptance {stats.acceptance_rate:.1%}, {stats.tokens_per_round:.2f} tokens per "
+          f"target pass, speed-up {speed:.2f}x")
     plots.bars([str(i) for i in range(k_pick.value + 1)],
                [stats.accepted_per_round.count(i) for i in range(k_pick.value + 1)],
                title="Draft tokens accepted per round", yaxis="rounds").show()
@@ -263,24 +277,28 @@ if not fast_mode():
 
 # %%
 best_k = max(rows, key=lambda k: rows[k][2])
-claims = [("Leviathan et al. 2023", "2x-3x faster (T5-XXL 11B, draft T5-small, GPU), identical outputs",
-           f"best here {rows[best_k][2]:.2f}x at k={best_k}, identical outputs: {all(r[3] for r in rows.values())}"),
+identical = all(r[3] for r in rows.values())
+claims = [("Leviathan et al. 2023",
+           "2x-3x faster (T5-XXL 11B, draft T5-small, GPU), identical outputs",
+           f"best here {rows[best_k][2]:.2f}x at k={best_k}, identical outputs: {identical}"),
           ("distribution preserved", "exactly the target's (Thm. 3.5 / Appendix A.1)",
            f"chi-square {chi2:.1f} (5 d.o.f.) on real distributions"),
           ("large batches", "gains shrink as decoding becomes compute-bound",
-           f"verify/decode cost ratio {ratios[min(ratios)]:.2f}x at batch {min(ratios)}, {ratios[max(ratios)]:.2f}x at batch {max(ratios)}")]
+           f"verify/decode cost ratio {ratios[min(ratios)]:.2f}x at batch {min(ratios)}, "
+           f"{ratios[max(ratios)]:.2f}x at batch {max(ratios)}")]
 for who, claim, here in claims:
     print(f"{who:<24}| claim: {claim:<64}| here: {here}")
 
 # %% [markdown]
 # Here the draft is not much cheaper than the target: both are small, and the 49k-word embedding and
 # output head - a fifth of the target's weights - are the same size in both. With an acceptance rate
-# far below the paper's, speculation loses on this CPU; the formula above says what a cheap, accurate
-# draft would give. That is the honest lesson: speculation pays only when `c` is small **and** `a` is
-# high **and** the target pass is memory-bound.
+# far below the paper's, speculation loses on this CPU; the formula above says what a cheap,
+# accurate draft would give. That is the honest lesson: speculation pays only when `c` is small
+# **and** `a` is high **and** the target pass is memory-bound.
 #
 # ## Summary
-# * One target pass verifies `k` guesses; the accept/reject rule with the residual distribution keeps
-#   the output distributed exactly as the target's (tested above).
+# * One target pass verifies `k` guesses; the accept/reject rule with the residual distribution
+#   keeps the output distributed exactly as the target's (tested above).
 # * Speed-up = tokens per pass / (k x draft cost + 1): it needs a cheap draft that agrees often.
-# * It fades with batch size: batched decoding is no longer memory-bound, so extra verified tokens cost.
+# * It fades with batch size: batched decoding is no longer memory-bound, so extra verified tokens
+#   cost.

@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from inferlab.lab import plots, records
 from inferlab.engine.tiled_attention import naive_attention, sdpa, sdpa_backends, tiled_attention
+from inferlab.lab import plots, records
 from inferlab.lab.bench import device_name, peak_memory, pin_threads, time_fn
 from inferlab.lab.settings import fast_mode, grading, pick
 
@@ -51,14 +51,14 @@ def online_softmax_attention(q, k, v, block=64):
     ### BEGIN SOLUTION
     n, d = q.shape
     m = torch.full((n,), float("-inf"), dtype=q.dtype)
-    l = torch.zeros(n, dtype=q.dtype)
+    l = torch.zeros(n, dtype=q.dtype)  # noqa: E741 - the paper's l: running sum of exp
     acc = torch.zeros(n, v.shape[1], dtype=q.dtype)
     for start in range(0, k.shape[0], block):
         s = q @ k[start:start + block].T / math.sqrt(d)          # [N, block]
         m_new = torch.maximum(m, s.max(dim=1).values)
         p = torch.exp(s - m_new[:, None])
         correction = torch.exp(m - m_new)
-        l = l * correction + p.sum(dim=1)
+        l = l * correction + p.sum(dim=1)  # noqa: E741
         acc = acc * correction[:, None] + p @ v[start:start + block]
         m = m_new
     return acc / l[:, None]
@@ -66,6 +66,7 @@ def online_softmax_attention(q, k, v, block=64):
 
 # %% tests id=test_online_softmax_attention points=4
 import math
+
 import torch
 
 
@@ -98,9 +99,12 @@ assert online_softmax_attention(q64, k64, v64, 4).dtype == torch.float64
 torch.manual_seed(1)
 qh, kh, vh = (torch.randn(1, 4, 256, 64) for _ in range(3))
 ref = naive_attention(qh, kh, vh, causal=True)
-yours = torch.stack([online_softmax_attention(qh[0, h], kh[0, h], vh[0, h], 64) for h in range(4)])[None]
-print(f"yours (non-causal) vs naive non-causal: {(yours - naive_attention(qh, kh, vh, causal=False)).abs().max():.1e}")
-print(f"tiled_attention (causal) vs naive causal: {(tiled_attention(qh, kh, vh, True, 64) - ref).abs().max():.1e}")
+yours = torch.stack([online_softmax_attention(qh[0, h], kh[0, h], vh[0, h], 64)
+                     for h in range(4)])[None]
+non_causal = naive_attention(qh, kh, vh, causal=False)
+print(f"yours (non-causal) vs naive non-causal: {(yours - non_causal).abs().max():.1e}")
+tiled = tiled_attention(qh, kh, vh, True, 64)
+print(f"tiled_attention (causal) vs naive causal: {(tiled - ref).abs().max():.1e}")
 print(f"PyTorch SDPA (causal) vs naive causal:    {(sdpa(qh, kh, vh) - ref).abs().max():.1e}")
 
 # %% [markdown]
@@ -115,18 +119,20 @@ mem = {"naive": [], "tiled (block 128)": [], "PyTorch SDPA": []}
 ms = {name: [] for name in mem}
 for n in lengths:
     qn, kn, vn = (torch.randn(1, 8, n, 64, device=device) for _ in range(3))
-    fns = {"naive": lambda: naive_attention(qn, kn, vn), "tiled (block 128)": lambda: tiled_attention(qn, kn, vn, True, 128),
+    fns = {"naive": lambda: naive_attention(qn, kn, vn),
+           "tiled (block 128)": lambda: tiled_attention(qn, kn, vn, True, 128),
            "PyTorch SDPA": lambda: sdpa(qn, kn, vn)}
     for name, fn in fns.items():
         _, extra = peak_memory(fn, device)
         mem[name].append(extra / 2**20)
         ms[name].append(time_fn(fn, repeats=pick(3, 1), device=device).median * 1e3)
-    print(f"N = {n:>5}: " + "   ".join(f"{k} {mem[k][-1]:7.1f} MiB {ms[k][-1]:7.1f} ms" for k in mem))
-    del qn, kn, vn
+    print(f"N = {n:>5}: "
+          + "   ".join(f"{k} {mem[k][-1]:7.1f} MiB {ms[k][-1]:7.1f} ms" for k in mem))
+    qn = kn = vn = None                          # free them before the next length
 score_mib = [8 * n * n * 4 / 2**20 for n in lengths]
 plots.lines(lengths, {**mem, "one N x N fp32 score matrix (8 heads), computed": score_mib},
-            title=f"Extra peak memory of attention ({device_name(device)})", xaxis="sequence length N",
-            yaxis="MiB", log_x=True, log_y=True).show()
+            title=f"Extra peak memory of attention ({device_name(device)})",
+            xaxis="sequence length N", yaxis="MiB", log_x=True, log_y=True).show()
 
 # %% [markdown]
 # Doubling N quadruples the naive curve (the `N x N` matrix) but only doubles the tiled one. On a CPU
@@ -142,8 +148,8 @@ plots.lines(lengths, {**mem, "one N x N fp32 score matrix (8 heads), computed": 
 # PyTorch ops, anywhere). Which ones work here:
 
 # %%
-qb, kb, vb = (torch.randn(1, 8, 512, 64, device=device, dtype=torch.float16 if device == "cuda" else torch.float32)
-              for _ in range(3))
+sdpa_dtype = torch.float16 if device == "cuda" else torch.float32
+qb, kb, vb = (torch.randn(1, 8, 512, 64, device=device, dtype=sdpa_dtype) for _ in range(3))
 usable = {}
 for name in sdpa_backends():
     try:
@@ -176,11 +182,12 @@ try:
     print(f"{'impl':<34}" + "".join(f"{n:>14}" for n in gpu_lengths))
     for impl in impls:
         cells = [table.get((impl, n)) for n in gpu_lengths]
-        print(f"{impl:<34}" + "".join(f"{c['ms']:>8.2f} ms  " if c and c["ms"] else f"{'-':>12}  " for c in cells))
-    plots.lines(gpu_lengths, {impl: [table[(impl, n)]["ms"] if (impl, n) in table and table[(impl, n)]["ms"] else None
-                                     for n in gpu_lengths] for impl in impls},
-                title=f"Causal attention forward, {records.label(att)}", xaxis="sequence length", yaxis="ms",
-                log_x=True, log_y=True).show()
+        print(f"{impl:<34}" + "".join(f"{c['ms']:>8.2f} ms  " if c and c["ms"] else f"{'-':>12}  "
+                                      for c in cells))
+    series = {impl: [(table.get((impl, n)) or {}).get("ms") for n in gpu_lengths]
+              for impl in impls}
+    plots.lines(gpu_lengths, series, title=f"Causal attention forward, {records.label(att)}",
+                xaxis="sequence length", yaxis="ms", log_x=True, log_y=True).show()
     flash_8k, naive_8k = table.get(("sdpa flash", 8192)), table.get(("naive", 8192))
 except FileNotFoundError as missing:
     att, flash_8k, naive_8k = None, None, None
@@ -192,8 +199,8 @@ except FileNotFoundError as missing:
 # %%
 if device == "cuda" and not grading():
     from inferlab.engine.tiled_attention import benchmark_attention
-    live = benchmark_attention(pick([1024, 4096, 8192], [1024, 2048]), device="cuda", repeats=pick(5, 2),
-                               naive_limit=8192, tiled_limit=4096)
+    live = benchmark_attention(pick([1024, 4096, 8192], [1024, 2048]), device="cuda",
+                               repeats=pick(5, 2), naive_limit=8192, tiled_limit=4096)
 else:
     print("skipped: needs a CUDA GPU" if device != "cuda" else "skipped while grading")
 
@@ -221,11 +228,13 @@ for record_name in ("engine_gpu", "engine_gpu_h100"):
         print(missing)
         continue
     res = eng["results"]
-    print(f"{records.label(eng)}: {res['model']}, {res['prompt_tokens']} prompt + {res['decode_tokens']} new tokens; "
-          f"roofline {res['roofline_tok_s']} tok/s (measured copy bandwidth / bytes read per token)")
+    print(f"{records.label(eng)}: {res['model']}, {res['prompt_tokens']} prompt + "
+          f"{res['decode_tokens']} new tokens; roofline {res['roofline_tok_s']} tok/s "
+          "(measured copy bandwidth / bytes read per token)")
     for run in res["runs"]:
         if "tok_s" in run:
-            print(f"  {run['tok_s']:6.1f} tok/s  {run['fraction_of_roofline']:5.1%} of roofline  {run['name']}")
+            print(f"  {run['tok_s']:6.1f} tok/s  {run['fraction_of_roofline']:5.1%} of roofline  "
+                  f"{run['name']}")
     if "earlier" in res:
         print(f"earlier ({res['earlier']['date']}): {res['earlier']['best']}")
     print()
@@ -251,16 +260,20 @@ n_backend_tokens = pick(24, 8)
 backend_names = ["sdpa", "math", "fused"] + (["triton"] if gpu_kernels.available(device) else [])
 backend_runs = {}
 for name in backend_names:
-    eng = LLMEngine(model, tokenizer, EngineConfig(attention_backend=name, max_model_len=256, device=device))
+    config = EngineConfig(attention_backend=name, max_model_len=256, device=device)
+    eng = LLMEngine(model, tokenizer, config)
     eng.generate(backend_prompts[:1], SamplingParams(max_tokens=2))                 # warm-up
     start = time.perf_counter()
-    outs = eng.generate(backend_prompts, SamplingParams(max_tokens=n_backend_tokens, ignore_eos=True))
+    params = SamplingParams(max_tokens=n_backend_tokens, ignore_eos=True)
+    outs = eng.generate(backend_prompts, params)
     seconds = time.perf_counter() - start
-    backend_runs[name] = ([o.token_ids for o in outs], len(backend_prompts) * n_backend_tokens / seconds)
+    tok_s = len(backend_prompts) * n_backend_tokens / seconds
+    backend_runs[name] = ([o.token_ids for o in outs], tok_s)
 reference_tokens = backend_runs["sdpa"][0]
 for name, (tokens, tps) in backend_runs.items():
     same = sum(a == b for a, b in zip(tokens, reference_tokens))
-    print(f"{name:<7} {tps:7.1f} tok/s   greedy outputs equal to sdpa's: {same}/{len(backend_prompts)}")
+    print(f"{name:<7} {tps:7.1f} tok/s   "
+          f"greedy outputs equal to sdpa's: {same}/{len(backend_prompts)}")
 
 # %% [markdown]
 # Same tokens, different routes to them. At these short contexts attention is a small part of a
@@ -283,6 +296,7 @@ for name, (tokens, tps) in backend_runs.items():
 
 # %%
 import ipywidgets as w
+
 from inferlab.lab.widgets import guarded, show
 
 n_pick = w.SelectionSlider(options=[128, 256, 512, 1024, 2048], value=512, description="N")
@@ -295,7 +309,8 @@ def draw_flash():
         raise ValueError("the block is longer than the sequence: it would be a single tile")
     qw, kw, vw = (torch.randn(n_pick.value, 64) for _ in range(3))
     t_naive = time_fn(lambda: torch.softmax(qw @ kw.T / 8, 1) @ vw, repeats=3).median * 1e3
-    t_tiled = time_fn(lambda: online_softmax_attention(qw, kw, vw, block_pick.value), repeats=3).median * 1e3
+    t_tiled = time_fn(lambda: online_softmax_attention(qw, kw, vw, block_pick.value),
+                      repeats=3).median * 1e3
     scores_kib = n_pick.value * n_pick.value * 4 / 1024
     tile_kib = n_pick.value * block_pick.value * 4 / 1024
     print(f"N={n_pick.value}: naive {t_naive:.2f} ms holding {scores_kib:.0f} KiB of scores; "
@@ -314,12 +329,18 @@ show(w.VBox([n_pick, block_pick, flash_out]))
 # ## Claims vs measured
 
 # %%
+gpu_here = "no record"
+if flash_8k and naive_8k:
+    saving = naive_8k["peak_MB"] / max(flash_8k["peak_MB"], 1e-9)
+    gpu_here = (f"{records.label(att)}: flash {flash_8k['ms']:.2f} ms "
+                f"({flash_8k['TFLOPs']} TFLOP/s) vs naive {naive_8k['ms']:.1f} ms at N=8192, "
+                f"{saving:.0f}x less memory")
 claims = [("FlashAttention (2022)", "memory linear in N; 10-20x memory saving at N = 2k-4k",
-           f"CPU here at N={lengths[-1]}: naive {mem['naive'][-1]:.0f} MiB vs tiled {mem['tiled (block 128)'][-1]:.0f} MiB extra"),
-          ("FlashAttention-2 (2023)", "~2x FlashAttention; 50-73% of A100 peak FLOP/s",
-           (f"{records.label(att)}: flash {flash_8k['ms']:.2f} ms ({flash_8k['TFLOPs']} TFLOP/s) vs naive {naive_8k['ms']:.1f} ms "
-            f"at N=8192, {naive_8k['peak_MB'] / max(flash_8k['peak_MB'], 1e-9):.0f}x less memory") if flash_8k and naive_8k else "no record"),
-          ("T4 / Turing", "FlashAttention-2 unsupported (needs Ampere+)", "SDPA uses the memory-efficient kernel there")]
+           f"CPU here at N={lengths[-1]}: naive {mem['naive'][-1]:.0f} MiB vs tiled "
+           f"{mem['tiled (block 128)'][-1]:.0f} MiB extra"),
+          ("FlashAttention-2 (2023)", "~2x FlashAttention; 50-73% of A100 peak FLOP/s", gpu_here),
+          ("T4 / Turing", "FlashAttention-2 unsupported (needs Ampere+)",
+           "SDPA uses the memory-efficient kernel there")]
 for who, claim, here in claims:
     print(f"{who:<24}| claim: {claim:<56}| here: {here}")
 
