@@ -138,7 +138,7 @@ endef
 # --------------------------------------------------------------------------------- set-up
 # Lesson 00's packages and the course package: the venv is updated when the pins change.
 $(CORE): requirements.txt constraints.txt pyproject.toml
-	@$(SAY) "creating $(VENV): lesson 00's pinned packages (requirements.txt), the course package"
+	@$(SAY) "$$(test -x $(BIN)/python && echo updating || echo creating) $(VENV): lesson 00's pinned packages (requirements.txt), the course package"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(llama_start)
 	$(PIP_INSTALL) -r requirements.txt -c constraints.txt $(HUSH)
