@@ -19,14 +19,22 @@
 # is measured in *this* run, or cited with its source.
 
 # %%
-import time
 import statistics
+import time
 
 import torch
 
 from inferlab.lab import plots, records
-from inferlab.lab.bench import (DATASHEET_BANDWIDTH, achieved_bandwidth, datasheet_for, decode_roofline,
-                            default_device, device_name, measure_bandwidth, pin_threads)
+from inferlab.lab.bench import (
+    DATASHEET_BANDWIDTH,
+    achieved_bandwidth,
+    datasheet_for,
+    decode_roofline,
+    default_device,
+    device_name,
+    measure_bandwidth,
+    pin_threads,
+)
 from inferlab.lab.generation import batch_throughput, request_latency, timed_greedy
 from inferlab.lab.models import DEFAULT_MODEL, load_model, parameter_count, weight_bytes
 from inferlab.lab.settings import fast_mode, grading, pick
@@ -130,8 +138,9 @@ print(f"decode roofline for {DEFAULT_MODEL} ({model_bytes / 1e6:.0f} MB per toke
 
 # %%
 prompt = "Explain in simple words why the sky is blue."
-chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                     return_tensors="pt", return_dict=True)
+chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                     add_generation_prompt=True, return_tensors="pt",
+                                     return_dict=True)
 steps = timed_greedy(model, chat["input_ids"], new_tokens=pick(64, 12))
 decode_tps = 1 / statistics.median(steps.decode_s)
 print(tokenizer.decode(steps.token_ids, skip_special_tokens=True)[:300])
@@ -161,6 +170,7 @@ def decode_tokens_per_s_bound(n_params: float, bytes_per_param: float, bandwidth
 
 # %% tests id=test_decode_tokens_per_s_bound points=2
 import math
+
 # Llama-2-7B in fp16 on an H100 SXM (3.35 TB/s, ~989 TFLOP/s dense bf16): memory-bound at batch 1.
 bound = decode_tokens_per_s_bound(6.74e9, 2, 3.35e12, 989e12, batch_size=1)
 assert math.isclose(bound, 3.35e12 / (6.74e9 * 2), rel_tol=1e-9), bound
@@ -180,14 +190,15 @@ assert math.isclose(decode_tokens_per_s_bound(1e9, 0.5, 1e11, 1e15), 200.0, rel_
 # vendors' published figures; the first row is what *this* run measured.
 
 # %%
+# dense fp16/bf16 tensor-core TFLOP/s, vendors' datasheets
 FP16_TFLOPS = {"T4": 65, "L4": 121, "A10G": 70, "A100 40GB": 312, "A100 80GB": 312, "H100 SXM": 989,
-               "H100 PCIe": 756, "H200": 989}  # dense fp16/bf16 tensor-core TFLOP/s, vendors' datasheets
+               "H100 PCIe": 756, "H200": 989}
 LLAMA2_7B = 6_738_415_616
 rows = {f"this device (measured {bandwidth / 1e9:.0f} GB/s)": decode_tokens_per_s_bound(
     LLAMA2_7B, 2, bandwidth, float("inf"))}
 for gpu, gb_s in DATASHEET_BANDWIDTH.items():
-    rows[f"{gpu} ({gb_s:.0f} GB/s, datasheet)"] = decode_tokens_per_s_bound(LLAMA2_7B, 2, gb_s * 1e9,
-                                                                          FP16_TFLOPS[gpu] * 1e12)
+    rows[f"{gpu} ({gb_s:.0f} GB/s, datasheet)"] = decode_tokens_per_s_bound(
+        LLAMA2_7B, 2, gb_s * 1e9, FP16_TFLOPS[gpu] * 1e12)
 for name, value in rows.items():
     print(f"{name:<42} Llama-2-7B fp16, batch 1: at most {value:7.1f} tokens/s")
 plots.bars(list(rows), list(rows.values()), title="Batch-1 decode speed limit, Llama-2-7B fp16",
@@ -221,10 +232,11 @@ except FileNotFoundError as missing:
 prefill_tps = steps.prompt_tokens / steps.prefill_s
 print(f"prefill: {steps.prompt_tokens} prompt tokens in {steps.prefill_s * 1e3:.0f} ms "
       f"= {prefill_tps:.0f} tokens/s")
-print(f"decode: median {statistics.median(steps.decode_s) * 1e3:.1f} ms per token = {decode_tps:.1f} tokens/s "
-      f"-> prefill handles tokens {prefill_tps / decode_tps:.0f}x faster")
+print(f"decode: median {statistics.median(steps.decode_s) * 1e3:.1f} ms per token = "
+      f"{decode_tps:.1f} tokens/s -> prefill handles tokens {prefill_tps / decode_tps:.0f}x faster")
 plots.lines(range(2, len(steps.decode_s) + 2), {"decode step": [s * 1e3 for s in steps.decode_s]},
-            title="Time of each decode step (batch 1)", xaxis="generated token #", yaxis="ms").show()
+            title="Time of each decode step (batch 1)", xaxis="generated token #",
+            yaxis="ms").show()
 
 # %% [markdown]
 # ## 3 · Idle hardware: batching
@@ -235,12 +247,13 @@ plots.lines(range(2, len(steps.decode_s) + 2), {"decode step": [s * 1e3 for s in
 batch_sizes = [1, 4, 16]
 new_tokens = pick(32, 8)
 batch_prompts = [f"Write a short note about topic number {i}." for i in range(max(batch_sizes))]
-throughput = {b: batch_throughput(model, tokenizer, batch_prompts[:b], new_tokens) for b in batch_sizes}
+throughput = {b: batch_throughput(model, tokenizer, batch_prompts[:b], new_tokens)
+              for b in batch_sizes}
 for b, tps in throughput.items():
     print(f"batch {b:>2}: {tps:7.1f} tokens/s ({tps / throughput[1]:.1f}x batch 1)")
 plots.bars([f"batch {b}" for b in batch_sizes], list(throughput.values()),
-           title=f"Generation throughput with transformers ({device_name(device)})", yaxis="tokens/s",
-           text=[f"{t:.0f}" for t in throughput.values()]).show()
+           title=f"Generation throughput with transformers ({device_name(device)})",
+           yaxis="tokens/s", text=[f"{t:.0f}" for t in throughput.values()]).show()
 
 # %% [markdown]
 # ## 4 · Overheads: one request, end to end
@@ -253,12 +266,14 @@ n_request_tokens = pick(50, 10)
 stages = request_latency(model, tokenizer, prompt, n_request_tokens)
 per_token_ms = stages["decode"] / max(1, n_request_tokens - 1) * 1e3
 measured_ms = {k: v * 1e3 for k, v in stages.items()}
-tutorial_ms = {"tokenize": 7.5, "prefill": 200.0, "decode": 50.0 * (n_request_tokens - 1), "detokenize": 0.0}
+tutorial_ms = {"tokenize": 7.5, "prefill": 200.0, "decode": 50.0 * (n_request_tokens - 1),
+               "detokenize": 0.0}
 print(f"{'stage':<12}{'measured (ms)':>15}{'tutorial (ms)':>15}")
 for stage in measured_ms:
     print(f"{stage:<12}{measured_ms[stage]:>15.1f}{tutorial_ms[stage]:>15.1f}")
 print(f"{'total':<12}{sum(measured_ms.values()):>15.1f}{sum(tutorial_ms.values()):>15.1f}"
-      f"   ({n_request_tokens} tokens; decode {per_token_ms:.1f} ms/token here vs 50 in the tutorial)")
+      f"   ({n_request_tokens} tokens; decode {per_token_ms:.1f} ms/token here vs 50 in "
+      "the tutorial)")
 print(f"model load (once per process): {load_seconds * 1e3:.0f} ms")
 plots.stacked_bars({"measured here": measured_ms, "tutorial (cited)": tutorial_ms},
                    title=f"One request of {n_request_tokens} tokens, by stage", xaxis="ms").show()
@@ -290,13 +305,16 @@ def monthly_gpu_cost(queries_per_day: float, tokens_per_query: float, tokens_per
 
 # %% tests id=test_monthly_gpu_cost points=1
 import math
+
 # 1M queries x 50 tokens a day at 1,389 tokens/s on a $2/hour GPU: ~$600 a month.
 assert math.isclose(monthly_gpu_cost(1e6, 50, 50e6 / 36000, 2.0), 600.0, rel_tol=1e-9)
 ### BEGIN HIDDEN TESTS
 assert math.isclose(monthly_gpu_cost(1e6, 50, 50e6 / 36000 * 10, 2.0), 60.0, rel_tol=1e-9)
 # Paying for idle time: at 50 % utilisation the bill doubles.
-assert math.isclose(monthly_gpu_cost(1e6, 50, 50e6 / 36000, 2.0, utilization=0.5), 1200.0, rel_tol=1e-9)
-assert math.isclose(monthly_gpu_cost(1000, 100, 10.0, 1.0, days=7), 1000 * 100 / 10 / 3600 * 7, rel_tol=1e-9)
+assert math.isclose(monthly_gpu_cost(1e6, 50, 50e6 / 36000, 2.0, utilization=0.5), 1200.0,
+                    rel_tol=1e-9)
+assert math.isclose(monthly_gpu_cost(1000, 100, 10.0, 1.0, days=7), 1000 * 100 / 10 / 3600 * 7,
+                    rel_tol=1e-9)
 for bad in [dict(tokens_per_s=0), dict(tokens_per_s=-5), dict(utilization=0)]:
     args = dict(queries_per_day=1e6, tokens_per_query=50, tokens_per_s=100.0, dollars_per_hour=2.0)
     args.update(bad)
@@ -318,7 +336,8 @@ for bad in [dict(tokens_per_s=0), dict(tokens_per_s=-5), dict(utilization=0)]:
 
 # %%
 best_measured = max(throughput.values())
-panel = cost_calculator(monthly_gpu_cost, best_measured, measured_label=f"measured here (batch {max(batch_sizes)})")
+panel = cost_calculator(monthly_gpu_cost, best_measured,
+                        measured_label=f"measured here (batch {max(batch_sizes)})")
 show(panel)
 
 # %% [markdown]
@@ -327,12 +346,18 @@ show(panel)
 
 # %%
 claims = [
-    ("tokenize", "5-10 ms", f"{measured_ms['tokenize']:.1f} ms", "fast Rust tokenizer, short prompt"),
-    ("first token", "~200 ms", f"{measured_ms['prefill']:.0f} ms", "135M parameters here vs ~7B; no server/network in between"),
-    ("per token", "~50 ms", f"{per_token_ms:.1f} ms", "decode time is weight bytes / bandwidth: tiny model, same wall"),
-    (f"{n_request_tokens} tokens", "~2.8 s (50 tokens)", f"{sum(measured_ms.values()) / 1e3:.2f} s", "scales with tokens x per-token time"),
-    ("$600 -> $60 / month", "10x optimization", f"${monthly_gpu_cost(1e6, 50, best_measured, 2.0):,.0f} / month at this "
-     f"machine's batch-{max(batch_sizes)} rate", "depends entirely on throughput, price and utilisation"),
+    ("tokenize", "5-10 ms", f"{measured_ms['tokenize']:.1f} ms",
+     "fast Rust tokenizer, short prompt"),
+    ("first token", "~200 ms", f"{measured_ms['prefill']:.0f} ms",
+     "135M parameters here vs ~7B; no server/network in between"),
+    ("per token", "~50 ms", f"{per_token_ms:.1f} ms",
+     "decode time is weight bytes / bandwidth: tiny model, same wall"),
+    (f"{n_request_tokens} tokens", "~2.8 s (50 tokens)", f"{sum(measured_ms.values()) / 1e3:.2f} s",
+     "scales with tokens x per-token time"),
+    ("$600 -> $60 / month", "10x optimization",
+     f"${monthly_gpu_cost(1e6, 50, best_measured, 2.0):,.0f} / month at this "
+     f"machine's batch-{max(batch_sizes)} rate",
+     "depends entirely on throughput, price and utilisation"),
 ]
 print(f"{'quantity':<22}{'tutorial':<22}{'measured here':<40}why")
 for row in claims:

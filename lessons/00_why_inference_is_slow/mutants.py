@@ -1,4 +1,5 @@
-"""Plausible wrong answers for lesson 00; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 00; each passes the visible tests and fails the hidden
+ones."""
 
 MUTANTS = {
     "llama_parameter_count": [
@@ -34,15 +35,18 @@ def decode_tokens_per_s_bound(n_params, bytes_per_param, bandwidth, peak_flops, 
     "monthly_gpu_cost": [
         # Ignores utilisation (and never validates).
         '''
-def monthly_gpu_cost(queries_per_day, tokens_per_query, tokens_per_s, dollars_per_hour, utilization=1.0, days=30):
+def monthly_gpu_cost(queries_per_day, tokens_per_query, tokens_per_s, dollars_per_hour,
+                     utilization=1.0, days=30):
     return queries_per_day * tokens_per_query / tokens_per_s / 3600 * dollars_per_hour * days
 ''',
         # Multiplies by utilisation instead of dividing.
         '''
-def monthly_gpu_cost(queries_per_day, tokens_per_query, tokens_per_s, dollars_per_hour, utilization=1.0, days=30):
+def monthly_gpu_cost(queries_per_day, tokens_per_query, tokens_per_s, dollars_per_hour,
+                     utilization=1.0, days=30):
     if tokens_per_s <= 0 or utilization <= 0:
         raise ValueError("bad input")
-    return queries_per_day * tokens_per_query / tokens_per_s * utilization / 3600 * dollars_per_hour * days
+    return (queries_per_day * tokens_per_query / tokens_per_s * utilization / 3600
+            * dollars_per_hour * days)
 ''',
     ],
 }

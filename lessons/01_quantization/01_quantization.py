@@ -18,22 +18,39 @@
 
 # %%
 import logging
-import statistics
 import warnings
 
 import torch
 import transformers
 
+from inferlab.compress.quant import (
+    NF4_CODEBOOK,
+    QuantLinear,
+    Scheme,
+    fake_quantize,
+    nf4_codebook_from_normal,
+    quantize_view,
+    relative_error,
+)
+from inferlab.compress.quant_eval import (
+    answer_accuracy,
+    corpora,
+    finetune,
+    measure,
+    quantized_model,
+)
+from inferlab.compress.quant_widgets import quantization_panel, three_charts
 from inferlab.lab import plots, records
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import calibration_tokens, eval_tokens
-from inferlab.lab.models import DEFAULT_MODEL, load_model, parameter_count, prepare_default_model, weight_bytes
+from inferlab.lab.models import (
+    DEFAULT_MODEL,
+    load_model,
+    parameter_count,
+    prepare_default_model,
+    weight_bytes,
+)
 from inferlab.lab.quality import logits_of, perplexity
-from inferlab.compress.quant import (NF4_CODEBOOK, QuantLinear, Scheme, fake_quantize, nf4_codebook_from_normal,
-                            quantize_view, relative_error)
-from inferlab.compress.quant_eval import (answer_accuracy, corpora, finetune, linear_weight_bytes, measure,
-                                 quantized_model)
-from inferlab.compress.quant_widgets import quantization_panel, three_charts
 from inferlab.lab.settings import fast_mode, grading, pick
 from inferlab.lab.widgets import show
 
@@ -59,9 +76,9 @@ prompt_ids = eval_ids[:, :32]
 ref_logits = logits_of(model, eval_ids)
 baseline = measure(model, eval_ids, ref_logits, model, prompt_ids, NEW_TOKENS)
 print(f"{DEFAULT_MODEL}: {parameter_count(model) / 1e6:.1f} M parameters, "
-      f"{baseline['memory_mb']:.0f} MB in fp32 ({baseline['linear_mb']:.0f} MB of it in the decoder's "
-      f"Linear layers), perplexity {baseline['perplexity']:.2f} on {eval_ids.shape[1]} tokens, "
-      f"{baseline['decode_tok_s']:.1f} tokens/s")
+      f"{baseline['memory_mb']:.0f} MB in fp32 ({baseline['linear_mb']:.0f} MB of it in the "
+      f"decoder's Linear layers), perplexity {baseline['perplexity']:.2f} on "
+      f"{eval_ids.shape[1]} tokens, {baseline['decode_tok_s']:.1f} tokens/s")
 
 # %% [markdown]
 # ## 1 · Numbers in a few bits
@@ -101,6 +118,7 @@ def absmax_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 # %% tests id=test_absmax points=2
 import torch
+
 x = torch.tensor([[-1.0, 0.5, 0.25, 1.0]])
 q, scale = absmax_quantize(x, bits=8)
 assert q.dtype == torch.int8 and q.shape == x.shape, (q.dtype, q.shape)
@@ -109,18 +127,22 @@ assert q.abs().max() == 127
 assert (absmax_dequantize(q, scale) - x).abs().max() <= scale.max() / 2 + 1e-7
 ### BEGIN HIDDEN TESTS
 from inferlab.compress.quant import absmax_quantize as reference_quantize
+
 torch.manual_seed(0)
 y = torch.randn(6, 40) * torch.logspace(-2, 1, 6).unsqueeze(1)   # rows of very different size
 for bits in (8, 4, 3):
     q, scale = absmax_quantize(y, bits)
     rq, rscale = reference_quantize(y, bits)
     assert scale.shape == (6, 1), "one scale per row"
-    assert torch.allclose(scale, rscale), f"scale = max|x| / (2^(bits-1) - 1), per row (bits={bits})"
-    assert torch.equal(q.to(torch.int16), rq.to(torch.int16)), f"round to nearest, clamp to +-qmax (bits={bits})"
+    assert torch.allclose(scale, rscale), (
+        f"scale = max|x| / (2^(bits-1) - 1), per row (bits={bits})")
+    assert torch.equal(q.to(torch.int16), rq.to(torch.int16)), (
+        f"round to nearest, clamp to +-qmax (bits={bits})")
     assert ((absmax_dequantize(q, scale) - y).abs() <= scale / 2 + 1e-6).all()
 zeros = torch.zeros(2, 8)
 q, scale = absmax_quantize(zeros, 4)
-assert (scale == 1).all() and torch.equal(absmax_dequantize(q, scale), zeros), "a zero row gets scale 1"
+assert (scale == 1).all() and torch.equal(absmax_dequantize(q, scale), zeros), (
+    "a zero row gets scale 1")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -162,6 +184,7 @@ def zeropoint_dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tenso
 
 # %% tests id=test_zeropoint points=2
 import torch
+
 x = torch.tensor([[-1.0, 0.0, 0.5, 3.0]])
 q, scale, zero = zeropoint_quantize(x, bits=8)
 assert q.dtype == torch.uint8 and q.shape == x.shape
@@ -169,13 +192,15 @@ assert q.min() == 0 and q.max() == 255, q
 assert (zeropoint_dequantize(q, scale, zero) - x).abs().max() <= scale.max() / 2 + 1e-6
 ### BEGIN HIDDEN TESTS
 from inferlab.compress.quant import zeropoint_quantize as reference_quantize
+
 torch.manual_seed(1)
 y = torch.randn(5, 33) * 2 + torch.tensor([[0.0], [3.0], [-4.0], [0.5], [10.0]])
 for bits in (8, 4):
     q, scale, zero = zeropoint_quantize(y, bits)
     rq, rscale, rzero = reference_quantize(y, bits)
     assert scale.shape == (5, 1) and zero.shape == (5, 1), "one scale and zero-point per row"
-    assert torch.allclose(scale, rscale), f"scale = (hi - lo) / (2^bits - 1) with lo <= 0 <= hi (bits={bits})"
+    assert torch.allclose(scale, rscale), (
+        f"scale = (hi - lo) / (2^bits - 1) with lo <= 0 <= hi (bits={bits})")
     assert torch.equal(zero.float(), torch.round(zero.float())), "the zero-point is an integer"
     assert torch.equal(zero.float(), rzero), "zero = round(-lo / scale)"
     assert torch.equal(q, rq)
@@ -246,7 +271,8 @@ def to_groups(w: torch.Tensor, granularity: str = "group", group_size: int = 128
     ### END SOLUTION
 
 
-def from_groups(view: torch.Tensor, shape, granularity: str = "group", group_size: int = 128) -> torch.Tensor:
+def from_groups(view: torch.Tensor, shape, granularity: str = "group",
+                group_size: int = 128) -> torch.Tensor:
     """Back to ``shape`` = (out, in), without the padding."""
     ### BEGIN SOLUTION
     out, width = shape
@@ -257,13 +283,15 @@ def from_groups(view: torch.Tensor, shape, granularity: str = "group", group_siz
 
 # %% tests id=test_groups points=2
 import torch
+
 w = torch.arange(24.0).reshape(3, 8)
 assert to_groups(w, "tensor").shape == (1, 24)
 assert to_groups(w, "channel").shape == (3, 8)
 assert to_groups(w, "group", 4).shape == (6, 4)
 assert torch.equal(from_groups(to_groups(w, "group", 4), (3, 8), "group", 4), w)
 ### BEGIN HIDDEN TESTS
-assert to_groups(w, "group", 4)[1].tolist() == [4.0, 5.0, 6.0, 7.0], "groups are consecutive inputs of one row"
+assert to_groups(w, "group", 4)[1].tolist() == [4.0, 5.0, 6.0, 7.0], (
+    "groups are consecutive inputs of one row")
 assert to_groups(w, "group", 4)[2].tolist() == [8.0, 9.0, 10.0, 11.0]
 padded = to_groups(w, "group", 3)                  # 8 is not a multiple of 3: pad to 9
 assert padded.shape == (9, 3), padded.shape
@@ -288,15 +316,16 @@ else:
 
 # %%
 gran_rows = {}
-for label, gran, g in [("per-tensor", "tensor", 0), ("per-channel", "channel", 0), ("group-256", "group", 256),
-                       ("group-128", "group", 128), ("group-100 (padded)", "group", 100),
-                       ("group-32", "group", 32)]:
+for label, gran, g in [("per-tensor", "tensor", 0), ("per-channel", "channel", 0),
+                       ("group-256", "group", 256), ("group-128", "group", 128),
+                       ("group-100 (padded)", "group", 100), ("group-32", "group", 32)]:
     view = to_groups(weight, gran, g or 1)
     q, s = absmax_quantize(view, 4)
     w_hat = from_groups(absmax_dequantize(q, s), tuple(weight.shape), gran, g or 1)
     bits_per_weight = 4 + 16 * view.shape[0] / weight.numel()
     gran_rows[label] = (relative_error(weight, w_hat), bits_per_weight)
-    print(f"{label:>20}: relative error {gran_rows[label][0]:.4f}, {bits_per_weight:.3f} bits per weight")
+    print(f"{label:>20}: relative error {gran_rows[label][0]:.4f}, "
+          f"{bits_per_weight:.3f} bits per weight")
 plots.bars(list(gran_rows), [v[0] for v in gran_rows.values()], yaxis="relative weight error",
            title="int4 absmax on layers.5.mlp.down_proj: finer scales, smaller error",
            text=[f"{v[1]:.2f} bit/w" for v in gran_rows.values()]).show()
@@ -317,9 +346,10 @@ print(f"rebuilt from normal quantiles, largest difference to bitsandbytes' table
       f"{(rebuilt - NF4_CODEBOOK).abs().max().item():.1e}")
 block = to_groups(weight, "group", 64)
 normed = (block / block.abs().amax(dim=1, keepdim=True)).flatten()
-fig = plots.lines([], {}, title="weights of layers.5.mlp.down_proj, each block of 64 scaled by its absmax",
-                  xaxis="scaled weight", yaxis="count")
-fig.add_histogram(x=normed[torch.randperm(normed.numel())[:50_000]].tolist(), nbinsx=120, name="weights")
+fig = plots.lines([], {}, title="weights of layers.5.mlp.down_proj, each block of 64 scaled "
+                                "by its absmax", xaxis="scaled weight", yaxis="count")
+fig.add_histogram(x=normed[torch.randperm(normed.numel())[:50_000]].tolist(), nbinsx=120,
+                  name="weights")
 for level in NF4_CODEBOOK.tolist():
     fig.add_vline(x=level, line_color="red", line_dash="dot")
 for level in (torch.arange(-7, 8) / 7).tolist():
@@ -336,11 +366,15 @@ fig.show()
 
 # %% solution id=nf4
 import torch
+
 from inferlab.compress.quant import NF4_CODEBOOK
 
 
 def nf4_quantize(x: torch.Tensor):
-    """Per-row absmax scaling, then the nearest NF4 level: returns (index uint8, absmax (rows, 1))."""
+    """Per-row absmax scaling, then the nearest NF4 level.
+
+    Returns (index uint8, absmax (rows, 1)).
+    """
     ### BEGIN SOLUTION
     absmax = x.abs().amax(dim=-1, keepdim=True)
     absmax = torch.where(absmax == 0, torch.ones_like(absmax), absmax)
@@ -354,7 +388,9 @@ def nf4_dequantize(index: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
 
 # %% tests id=test_nf4 points=2
 import torch
+
 from inferlab.compress.quant import NF4_CODEBOOK
+
 x = NF4_CODEBOOK.unsqueeze(0) * 2.0               # every level once, scaled by 2
 index, absmax = nf4_quantize(x)
 assert index.dtype == torch.uint8 and index.shape == x.shape
@@ -364,10 +400,12 @@ assert torch.allclose(nf4_dequantize(index, absmax), x)
 torch.manual_seed(3)
 y = torch.randn(8, 64) * torch.logspace(-3, 0, 8).unsqueeze(1)
 index, absmax = nf4_quantize(y)
-assert absmax.shape == (8, 1) and torch.allclose(absmax, y.abs().amax(1, keepdim=True)), "absmax per row"
+assert absmax.shape == (8, 1) and torch.allclose(absmax, y.abs().amax(1, keepdim=True)), (
+    "absmax per row")
 scaled = y / absmax
 best = (scaled.unsqueeze(-1) - NF4_CODEBOOK).abs().min(-1).values
-assert torch.allclose((scaled - NF4_CODEBOOK[index.long()]).abs(), best, atol=1e-7), "pick the NEAREST level"
+assert torch.allclose((scaled - NF4_CODEBOOK[index.long()]).abs(), best, atol=1e-7), (
+    "pick the NEAREST level")
 index, absmax = nf4_quantize(torch.zeros(2, 5))
 assert torch.isfinite(absmax).all() and (NF4_CODEBOOK[index.long()] == 0).all()
 ### END HIDDEN TESTS
@@ -378,10 +416,13 @@ assert torch.isfinite(absmax).all() and (NF4_CODEBOOK[index.long()] == 0).all()
 # %%
 view = to_groups(weight, "group", 64)
 q, s = absmax_quantize(view, 4)
-err_int4 = relative_error(weight, from_groups(absmax_dequantize(q, s), tuple(weight.shape), "group", 64))
-err_nf4 = relative_error(weight, from_groups(nf4_dequantize(*nf4_quantize(view)), tuple(weight.shape), "group", 64))
-print(f"int4 absmax group-64: relative error {err_int4:.4f}\nNF4 group-64:         relative error {err_nf4:.4f} "
-      f"({1 - err_nf4 / err_int4:.0%} lower; 16 levels used instead of 15, placed where weights are dense)")
+err_int4 = relative_error(weight, from_groups(absmax_dequantize(q, s), tuple(weight.shape),
+                                              "group", 64))
+err_nf4 = relative_error(weight, from_groups(nf4_dequantize(*nf4_quantize(view)),
+                                             tuple(weight.shape), "group", 64))
+print(f"int4 absmax group-64: relative error {err_int4:.4f}\n"
+      f"NF4 group-64:         relative error {err_nf4:.4f} ({1 - err_nf4 / err_int4:.0%} lower; "
+      "16 levels used instead of 15, placed where weights are dense)")
 
 # %% [markdown]
 # ## 4 · Two codes per byte: the saving becomes real
@@ -417,13 +458,15 @@ def unpack_int4(packed: torch.Tensor, n: int) -> torch.Tensor:
 
 # %% tests id=test_pack points=2
 import torch
+
 torch.manual_seed(4)
 q = torch.randint(0, 16, (3, 8), dtype=torch.uint8)
 packed = pack_int4(q)
 assert packed.dtype == torch.uint8 and packed.shape == (3, 4), packed.shape
 assert torch.equal(unpack_int4(packed, 8), q)
 ### BEGIN HIDDEN TESTS
-assert pack_int4(torch.tensor([1, 2], dtype=torch.uint8)).tolist() == [0x21], "element 0 in the LOW nibble"
+assert pack_int4(torch.tensor([1, 2], dtype=torch.uint8)).tolist() == [0x21], (
+    "element 0 in the LOW nibble")
 assert pack_int4(torch.tensor([15, 0, 3, 12], dtype=torch.uint8)).tolist() == [0x0F, 0xC3]
 odd = torch.tensor([[7, 8, 9]], dtype=torch.uint8)
 assert pack_int4(odd).tolist() == [[0x87, 0x09]], "odd length: a zero code is appended"
@@ -439,17 +482,22 @@ assert torch.equal(unpack_int4(pack_int4(big), 33), big)
 
 # %%
 linear = model.model.layers[5].mlp.down_proj
-for scheme in [Scheme(8, "absmax", "channel"), Scheme(4, "absmax", "group", 128), Scheme(4, "nf4", "group", 64)]:
+for scheme in [Scheme(8, "absmax", "channel"), Scheme(4, "absmax", "group", 128),
+               Scheme(4, "nf4", "group", 64)]:
     layer = QuantLinear.from_linear(linear, scheme)
-    print(f"{scheme.describe():>24}: {weight_bytes(layer) / 1e3:7.1f} kB (fp32: {weight_bytes(linear) / 1e3:.1f} kB, "
-          f"{weight_bytes(linear) / weight_bytes(layer):.1f}x smaller; {scheme.bits_per_weight(linear.in_features):.3f} "
-          f"bits per weight); matches your quantizer: "
-          f"{torch.allclose(layer.dequantized_weight(), fake_quantize(linear.weight.data, scheme))}")
+    matches = torch.allclose(layer.dequantized_weight(), fake_quantize(linear.weight.data, scheme))
+    print(f"{scheme.describe():>24}: {weight_bytes(layer) / 1e3:7.1f} kB "
+          f"(fp32: {weight_bytes(linear) / 1e3:.1f} kB, "
+          f"{weight_bytes(linear) / weight_bytes(layer):.1f}x smaller; "
+          f"{scheme.bits_per_weight(linear.in_features):.3f} bits per weight); "
+          f"matches your quantizer: {matches}")
 view = to_groups(weight, "group", 128)
 q_mine, s_mine = absmax_quantize(view, 4)
-codes, s_package, _ = quantize_view(view, Scheme(4, "absmax", "group", 128))   # scales rounded to fp16
+# the package's scales are rounded to fp16
+codes, s_package, _ = quantize_view(view, Scheme(4, "absmax", "group", 128))
 same_codes = (q_mine.to(torch.int16) + 8 == codes.to(torch.int16)).float().mean().item()
-print(f"your int4 group-128 codes vs the package's (whose scales are stored in fp16): {same_codes:.2%} identical; "
+print("your int4 group-128 codes vs the package's (whose scales are stored in fp16): "
+      f"{same_codes:.2%} identical; "
       f"relative error {relative_error(view, absmax_dequantize(q_mine, s_mine)):.4f} vs "
       f"{relative_error(view, (codes.float() - 8) * s_package):.4f}")
 
@@ -464,22 +512,26 @@ print(f"your int4 group-128 codes vs the package's (whose scales are stored in f
 # was trained in 16 bits. Other schemes show real error. Measured on every decoder Linear:
 
 # %%
-linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")]
+linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+           and not n.endswith("lm_head")]
 
 
 def whole_error(scheme):
-    num = sum((l.weight - fake_quantize(l.weight.data, scheme)).pow(2).sum().item() for l in linears)
-    return (num / sum(l.weight.pow(2).sum().item() for l in linears)) ** 0.5
+    num = sum((lin.weight - fake_quantize(lin.weight.data, scheme)).pow(2).sum().item()
+              for lin in linears)
+    return (num / sum(lin.weight.pow(2).sum().item() for lin in linears)) ** 0.5
 
 
 q4_1_rows = {s.describe(): whole_error(s) for s in [
-    Scheme(4, "minmax", "group", 32), Scheme(4, "zeropoint", "group", 32), Scheme(4, "absmax", "group", 32),
+    Scheme(4, "minmax", "group", 32), Scheme(4, "zeropoint", "group", 32),
+    Scheme(4, "absmax", "group", 32),
     Scheme(4, "minmax", "group", 64), Scheme(8, "absmax", "channel")]}
 for name, err in q4_1_rows.items():
     print(f"{name:>28}: relative error {err:.6f}")
-bf16 = sum((l.weight - l.weight.bfloat16().float()).pow(2).sum().item() for l in linears) ** 0.5 / \
-    sum(l.weight.pow(2).sum().item() for l in linears) ** 0.5
-print(f"{'bf16 cast':>28}: relative error {bf16:.6f}  (why the quantization lessons keep an fp32 copy)")
+bf16 = (sum((lin.weight - lin.weight.bfloat16().float()).pow(2).sum().item() for lin in linears)
+        ** 0.5 / sum(lin.weight.pow(2).sum().item() for lin in linears) ** 0.5)
+print(f"{'bf16 cast':>28}: relative error {bf16:.6f}  "
+      "(why the quantization lessons keep an fp32 copy)")
 
 # %% [markdown]
 # Note the integer zero-point version of the same 4-bit group-32 grid is *not* exact: Q4_1's
@@ -504,8 +556,8 @@ SCHEMES = {
     "int3 absmax group-32": Scheme(3, "absmax", "group", 32),
 }
 if fast_mode():
-    SCHEMES = {k: SCHEMES[k] for k in ("int8 absmax per-channel", "int4 absmax group-128", "NF4 group-64",
-                                       "int4 minmax group-32 (Q4_1 grid)")}
+    SCHEMES = {k: SCHEMES[k] for k in ("int8 absmax per-channel", "int4 absmax group-128",
+                                       "NF4 group-64", "int4 minmax group-32 (Q4_1 grid)")}
 results = {"fp32": baseline}
 if HEAVY:
     bf16_model, _ = load_model(dtype=torch.bfloat16)
@@ -519,9 +571,10 @@ if HEAVY:
           f"{'top-1':>7}{'KL':>7}{'tok/s':>7}")
     for label, r in results.items():
         print(f"{label:<34}{r['memory_mb']:>10.0f}{r['linear_mb']:>10.0f}{r['disk_mb']:>9.0f}"
-              f"{r['weight_error']:>9.4f}{r['perplexity']:>8.2f}{r['top1_agreement']:>7.1%}{r['kl']:>7.3f}"
-              f"{r['decode_tok_s']:>7.1f}")
-    three_charts(results, title=f"SmolLM2-135M on this CPU ({threads} thread(s)), {eval_ids.shape[1]} eval tokens").show()
+              f"{r['weight_error']:>9.4f}{r['perplexity']:>8.2f}{r['top1_agreement']:>7.1%}"
+              f"{r['kl']:>7.3f}{r['decode_tok_s']:>7.1f}")
+    three_charts(results, title=f"SmolLM2-135M on this CPU ({threads} thread(s)), "
+                                f"{eval_ids.shape[1]} eval tokens").show()
 else:
     print("skipped while grading: quantizing and measuring the whole model takes minutes")
 
@@ -558,8 +611,8 @@ def load_bnb(kind: str, device: str = "cpu"):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
     compute = torch.float32 if device == "cpu" else torch.float16
     config = (BitsAndBytesConfig(load_in_8bit=True) if kind == "int8" else
-              BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                 bnb_4bit_compute_dtype=compute))
+              BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                 bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute))
     return AutoModelForCausalLM.from_pretrained(prepare_default_model(), quantization_config=config,
                                                 dtype=compute, device_map=device).eval()
 
@@ -570,7 +623,8 @@ try:
     bnb_version = bitsandbytes.__version__
 except ImportError:
     bnb_version = None
-    print("bitsandbytes is not installed: pip install bitsandbytes (the rest of the lesson works without it)")
+    print("bitsandbytes is not installed: pip install bitsandbytes "
+          "(the rest of the lesson works without it)")
 if HEAVY and bnb_version:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
@@ -578,17 +632,19 @@ if HEAVY and bnb_version:
             try:
                 bnb_model = load_bnb(kind, device)
                 label = f"bnb {'LLM.int8' if kind == 'int8' else 'NF4+DQ'} ({device})"
-                bnb_rows[label] = measure(bnb_model, eval_ids, ref_logits, None, prompt_ids.to(device), NEW_TOKENS,
-                                          disk=False)
+                bnb_rows[label] = measure(bnb_model, eval_ids, ref_logits, None,
+                                          prompt_ids.to(device), NEW_TOKENS, disk=False)
                 del bnb_model
             except Exception as error:  # an unsupported device/backend must not stop the lesson
                 print(f"bitsandbytes {kind} on {device} failed: {type(error).__name__}: {error}")
-    ours = {k: results[k] for k in ("fp32", "int8 absmax per-channel", "NF4 group-64") if k in results}
+    ours = {k: results[k] for k in ("fp32", "int8 absmax per-channel", "NF4 group-64")
+            if k in results}
     print(f"bitsandbytes {bnb_version}")
     for label, r in {**ours, **bnb_rows}.items():
         print(f"{label:<28} memory {r['memory_mb']:6.0f} MB   ppl {r['perplexity']:7.2f}   "
               f"top-1 {r['top1_agreement']:6.1%}   {r['decode_tok_s']:6.1f} tokens/s")
-    three_charts({**ours, **bnb_rows}, title="Your schemes (QuantLinear) beside bitsandbytes").show()
+    three_charts({**ours, **bnb_rows},
+                 title="Your schemes (QuantLinear) beside bitsandbytes").show()
 elif not HEAVY:
     print("skipped while grading: loads two more models")
 
@@ -605,7 +661,8 @@ try:
     res = gpu["results"]
     print(f"bitsandbytes on a GPU, {gpu_label} (versions {res['versions']})")
     print(f"  {gpu['source']}")
-    print(f"{'format':<8}{'weights GB':>11}" + "".join(f"{'batch ' + b + ' tok/s':>17}" for b in res["generate"]["fp16"]))
+    print(f"{'format':<8}{'weights GB':>11}"
+          + "".join(f"{'batch ' + b + ' tok/s':>17}" for b in res["generate"]["fp16"]))
     for kind, by_batch in res["generate"].items():
         print(f"{kind:<8}{res['weight_bytes'][kind] / 1e9:>11.2f}"
               + "".join(f"{row['tokens_per_s']:>17.1f}" for row in by_batch.values()))
@@ -613,8 +670,10 @@ try:
           {k: v for k, v in res["linear_ms"].items()})
     batches = list(res["generate"]["fp16"])
     plots.grouped_bars([f"batch {b}" for b in batches],
-                       {k: [v[b]["tokens_per_s"] for b in batches] for k, v in res["generate"].items()},
-                       title=f"Llama-2-7B shape, transformers generate ({gpu_label})", yaxis="tokens/s").show()
+                       {k: [v[b]["tokens_per_s"] for b in batches]
+                        for k, v in res["generate"].items()},
+                       title=f"Llama-2-7B shape, transformers generate ({gpu_label})",
+                       yaxis="tokens/s").show()
 except FileNotFoundError as missing:
     gpu = None
     print(missing)
@@ -677,9 +736,11 @@ if HEAVY:
         print(f"{label:<40} perplexity {ppl:7.2f}")
     gain_qat = list(qat_rows.values())[0] - list(qat_rows.values())[1]
     gain_control = qat_rows["fp32"] - list(qat_rows.values())[2]
-    print(f"QAT lowered the int4 perplexity by {gain_qat:.2f}; the same fine-tuning lowered fp32's by "
-          f"{gain_control:.2f} - the difference is what training *with* rounding repaired.")
-    plots.lines(range(1, qat_steps + 1), {"QAT (int4 forward)": qat_losses, "fp32 fine-tuning": control_losses},
+    print(f"QAT lowered the int4 perplexity by {gain_qat:.2f}; the same fine-tuning lowered "
+          f"fp32's by {gain_control:.2f} - the difference is what training *with* rounding "
+          "repaired.")
+    plots.lines(range(1, qat_steps + 1),
+                {"QAT (int4 forward)": qat_losses, "fp32 fine-tuning": control_losses},
                 title="Training loss on calibration text", xaxis="step", yaxis="loss").show()
 else:
     print("skipped while grading: QAT trains the model")
@@ -706,20 +767,24 @@ if HEAVY and len(results) > 2:
         if label == "fp32":
             continue
         print(f"{label:<34}{baseline['memory_mb'] - r['memory_mb']:>9.0f}"
-              f"{r['decode_tok_s'] / baseline['decode_tok_s']:>14.2f}x{r['perplexity'] / baseline['perplexity']:>12.2f}x")
+              f"{r['decode_tok_s'] / baseline['decode_tok_s']:>14.2f}x"
+              f"{r['perplexity'] / baseline['perplexity']:>12.2f}x")
 emb_small = model.model.embed_tokens.weight.numel() / parameter_count(model)
 print(f"embedding share of parameters: {emb_small:.0%} here; "
-      f"{32000 * 4096 * 2 / 6_738_415_616:.0%} in Llama-2-7B (embedding + untied lm_head, from its config)")
+      f"{32000 * 4096 * 2 / 6_738_415_616:.0%} in Llama-2-7B "
+      "(embedding + untied lm_head, from its config)")
 
 domain_rows = {}
 if HEAVY:
     texts = corpora(tokenizer, pick(1024, 256))
-    for label, scheme in [("fp32", None), ("int8 absmax per-channel", Scheme(8, "absmax", "channel")),
+    for label, scheme in [("fp32", None),
+                          ("int8 absmax per-channel", Scheme(8, "absmax", "channel")),
                           ("int4 absmax group-128", Scheme(4, "absmax", "group", 128)),
                           ("NF4 group-64", Scheme(4, "nf4", "group", 64))]:
         m = quantized_model(scheme, fake=True)
         domain_rows[label] = {kind: perplexity(m, ids) for kind, ids in texts.items()}
-        domain_rows[label]["addition answers correct"] = answer_accuracy(m, tokenizer, n_lines=pick(100, 30))
+        domain_rows[label]["addition answers correct"] = answer_accuracy(
+            m, tokenizer, n_lines=pick(100, 30))
         del m
     kinds = list(next(iter(domain_rows.values())))
     print(f"{'':<26}" + "".join(f"{k:>26}" for k in kinds))
@@ -727,18 +792,22 @@ if HEAVY:
         cells = []
         for k in kinds:
             ratio = row[k] / domain_rows["fp32"][k] if domain_rows["fp32"][k] else float("nan")
-            cells.append(f"{row[k]:>14.3f} ({ratio:5.2f}x)" if "correct" not in k else f"{row[k]:>18.1%} ({ratio:4.2f}x)")
+            cells.append(f"{row[k]:>14.3f} ({ratio:5.2f}x)" if "correct" not in k
+                         else f"{row[k]:>18.1%} ({ratio:4.2f}x)")
         print(f"{label:<26}" + "".join(f"{c:>26}" for c in cells))
     plots.grouped_bars(kinds, {label: [row[k] / domain_rows["fp32"][k] for k in kinds]
                                for label, row in domain_rows.items() if label != "fp32"},
-                       title="Quantized / fp32, per kind of text (perplexity: higher is worse; answers: lower is worse)",
+                       title="Quantized / fp32, per kind of text (perplexity: higher is worse; "
+                             "answers: lower is worse)",
                        yaxis="ratio to fp32").show()
     for label, row in domain_rows.items():
         if label != "fp32":
             base = domain_rows["fp32"]
-            print(f"{label}: perplexity x{row['prose'] / base['prose']:.2f} on prose, x{row['code'] / base['code']:.2f} "
-                  f"on code; correct addition answers x{row['addition answers correct'] / max(base['addition answers correct'], 1e-9):.2f}"
-                  f" ({pick(100, 30)} additions: a few answers more or less move this ratio a lot)")
+            answers = row["addition answers correct"] / max(base["addition answers correct"], 1e-9)
+            print(f"{label}: perplexity x{row['prose'] / base['prose']:.2f} on prose, "
+                  f"x{row['code'] / base['code']:.2f} on code; correct addition answers "
+                  f"x{answers:.2f} ({pick(100, 30)} additions: a few answers more or less "
+                  "move this ratio a lot)")
 else:
     print("skipped while grading: evaluates several models on three texts")
 
@@ -752,7 +821,8 @@ else:
 def ratio(key, label, invert=False):
     if label not in results or key not in results[label]:
         return "n/a (not measured in this mode)"
-    value = results["fp32"][key] / results[label][key] if not invert else results[label][key] / results["fp32"][key]
+    value = (results["fp32"][key] / results[label][key] if not invert
+             else results[label][key] / results["fp32"][key])
     return f"{value:.2f}x"
 
 
@@ -762,7 +832,8 @@ gpu_res = gpu["results"] if gpu else None
 def gpu_ratio(kind, batch):
     if not gpu_res or kind not in gpu_res["generate"]:
         return "n/a"
-    return f"{gpu_res['generate'][kind][batch]['tokens_per_s'] / gpu_res['generate']['fp16'][batch]['tokens_per_s']:.2f}x"
+    by_kind = gpu_res["generate"]
+    return f"{by_kind[kind][batch]['tokens_per_s'] / by_kind['fp16'][batch]['tokens_per_s']:.2f}x"
 
 
 claims = [
@@ -770,7 +841,8 @@ claims = [
     ("FP16 ~2x", "bf16 decode speed (CPU)", ratio("decode_tok_s", "bf16", invert=True),
      "CPUs have few bf16 units; speed follows kernels, not only bytes"),
     ("INT8 ~3-4x", "int8 memory, whole model / Linear only",
-     f"{ratio('memory_mb', 'int8 absmax per-channel')} / {ratio('linear_mb', 'int8 absmax per-channel')}",
+     f"{ratio('memory_mb', 'int8 absmax per-channel')} / "
+     f"{ratio('linear_mb', 'int8 absmax per-channel')}",
      "vs fp32 the Linear bytes fall 4x; the fp32 embedding stays"),
     ("INT8 ~3-4x", "int8 decode speed: this CPU / GPU batch 1 (bnb)",
      f"{ratio('decode_tok_s', 'int8 absmax per-channel', invert=True)} / {gpu_ratio('int8', '1')}",
@@ -778,14 +850,18 @@ claims = [
     ("NF4 ~6-8x", "NF4 memory, whole model / Linear only",
      f"{ratio('memory_mb', 'NF4 group-64')} / {ratio('linear_mb', 'NF4 group-64')}",
      "8x on Linear bytes minus scales; the embedding dilutes it in a small model"),
-    ("NF4 ~6-8x", "NF4 speed: GPU batch 1 / batch 32 (bnb)", f"{gpu_ratio('nf4', '1')} / {gpu_ratio('nf4', '32')}",
+    ("NF4 ~6-8x", "NF4 speed: GPU batch 1 / batch 32 (bnb)",
+     f"{gpu_ratio('nf4', '1')} / {gpu_ratio('nf4', '32')}",
      "memory, not speed: dequantization kernels; larger batches are compute-bound"),
     ("INT4 ~8-10x", "int4 g128 memory, whole model / Linear only",
-     f"{ratio('memory_mb', 'int4 absmax group-128')} / {ratio('linear_mb', 'int4 absmax group-128')}",
+     f"{ratio('memory_mb', 'int4 absmax group-128')} / "
+     f"{ratio('linear_mb', 'int4 absmax group-128')}",
      "at most 8x from bits (vs fp32), less with scales; >8x is not possible from bits alone"),
     ("LLM.int8(): no degradation (Dettmers et al. 2022, at 175B)", "int8 perplexity vs fp32",
-     ratio("perplexity", "int8 absmax per-channel", invert=True), "int8 per-channel is near-lossless here too"),
-    ("NF4 optimal for normal weights (QLoRA, Dettmers et al. 2023)", "NF4 vs int4 absmax error, group 64 (layer 5)",
+     ratio("perplexity", "int8 absmax per-channel", invert=True),
+     "int8 per-channel is near-lossless here too"),
+    ("NF4 optimal for normal weights (QLoRA, Dettmers et al. 2023)",
+     "NF4 vs int4 absmax error, group 64 (layer 5)",
      f"{err_nf4:.4f} vs {err_int4:.4f}", "measured on one real layer in section 3"),
 ]
 for claim, what, value, why in claims:

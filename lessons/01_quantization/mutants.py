@@ -1,6 +1,8 @@
-"""Plausible wrong answers for lesson 01; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 01; each passes the visible tests and fails the hidden
+ones."""
 
-CONTEXT = "import torch\nimport torch.nn.functional as F\nfrom inferlab.compress.quant import NF4_CODEBOOK\n"
+CONTEXT = ("import torch\nimport torch.nn.functional as F\n"
+           "from inferlab.compress.quant import NF4_CODEBOOK\n")
 
 _ABSMAX_DEQ = '''
 def absmax_dequantize(q, scale):

@@ -26,18 +26,30 @@ import warnings
 import torch
 import transformers
 
+from inferlab.compress.awq import awq_quantize_model, awq_search_clip
+from inferlab.compress.awq import awq_search_scale as reference_awq_search
+from inferlab.compress.gguf_blocks import (
+    gguf_summary,
+    q4_0_dequantize,
+    q8_0_dequantize,
+    write_requantized,
+)
+from inferlab.compress.gptq import (
+    LINEAR_GROUPS,
+    block_linear_inputs,
+    decoder_blocks,
+    gptq_quantize_model,
+    gptq_quantize_weight,
+    inverse_hessian_factor,
+)
+from inferlab.compress.quant import Scheme, absmax_quantize, fake_quantize, from_groups, to_groups
+from inferlab.compress.quant_widgets import layer_panel
 from inferlab.lab import plots
-from inferlab.compress.awq import awq_quantize_model, awq_search_clip, awq_search_scale as reference_awq_search
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import calibration_tokens, eval_tokens
 from inferlab.lab.generation import timed_greedy
-from inferlab.compress.gguf_blocks import gguf_summary, q4_0_dequantize, q8_0_dequantize, write_requantized
-from inferlab.compress.gptq import (LINEAR_GROUPS, block_linear_inputs, decoder_blocks, gptq_quantize_model,
-                           gptq_quantize_weight, inverse_hessian_factor)
-from inferlab.lab.models import DEFAULT_MODEL, embedded_gguf, load_model
-from inferlab.lab.quality import kl_divergence, logits_of, perplexity, top1_agreement
-from inferlab.compress.quant import Scheme, absmax_quantize, fake_quantize, from_groups, to_groups
-from inferlab.compress.quant_widgets import layer_panel
+from inferlab.lab.models import embedded_gguf, load_model
+from inferlab.lab.quality import kl_divergence, logits_of, top1_agreement
 from inferlab.lab.settings import cache_dir, fast_mode, grading, pick
 from inferlab.lab.widgets import show
 
@@ -73,7 +85,8 @@ def rtn_model(scheme):
 def quality(m):
     logits = logits_of(m, eval_ids)
     nll = torch.nn.functional.cross_entropy(logits[0, :-1], eval_ids[0, 1:])
-    return {"perplexity": float(torch.exp(nll)), "top1_agreement": top1_agreement(ref_logits, logits),
+    return {"perplexity": float(torch.exp(nll)),
+            "top1_agreement": top1_agreement(ref_logits, logits),
             "kl": kl_divergence(ref_logits, logits)}
 
 
@@ -81,7 +94,8 @@ results = {"fp32": quality(model)}
 results["RTN int4 g128 (absmax)"] = quality(rtn_model(SCHEME))
 results["RTN int4 g128 (zero-point)"] = quality(rtn_model(Scheme(4, "zeropoint", "group", 128)))
 for label, r in results.items():
-    print(f"{label:<30} perplexity {r['perplexity']:7.2f}   top-1 agreement {r['top1_agreement']:6.1%}")
+    print(f"{label:<30} perplexity {r['perplexity']:7.2f}   top-1 agreement "
+          f"{r['top1_agreement']:6.1%}")
 
 # %% [markdown]
 # ## 1 · GPTQ: quantize a column, fix the rest
@@ -118,6 +132,7 @@ def hessian(x: torch.Tensor) -> torch.Tensor:
 
 # %% tests id=test_hessian points=1
 import torch
+
 torch.manual_seed(0)
 x = torch.randn(50, 6)
 H = hessian(x)
@@ -145,8 +160,12 @@ assert torch.allclose(hessian(torch.ones(10, 2)), torch.full((2, 2), 2.0, dtype=
 import torch
 
 
-def gptq_quantize_columns(W: torch.Tensor, U: torch.Tensor, bits: int = 4, group_size: int = 128) -> torch.Tensor:
-    """GPTQ, plain column loop, symmetric absmax per row and group; returns the dequantized weight."""
+def gptq_quantize_columns(W: torch.Tensor, U: torch.Tensor, bits: int = 4,
+                          group_size: int = 128) -> torch.Tensor:
+    """GPTQ, plain column loop, symmetric absmax per row and group.
+
+    Returns the dequantized weight.
+    """
     ### BEGIN SOLUTION
     W = W.clone().float()
     U = U.float()
@@ -164,7 +183,9 @@ def gptq_quantize_columns(W: torch.Tensor, U: torch.Tensor, bits: int = 4, group
 
 # %% tests id=test_gptq_columns points=3
 import torch
+
 from inferlab.compress.gptq import inverse_hessian_factor
+
 torch.manual_seed(1)
 X = torch.randn(200, 16) @ (torch.eye(16) + 0.3 * torch.randn(16, 16))
 W = torch.randn(8, 16) * 0.1
@@ -177,18 +198,23 @@ for group in Q.split(8, dim=1):            # 4 bits: at most 15 levels in every 
 assert (W - Q).norm() / W.norm() < 0.5
 ### BEGIN HIDDEN TESTS
 from inferlab.compress.gptq import gptq_quantize_columns as reference
-from inferlab.compress.quant import absmax_quantize, to_groups, from_groups
+from inferlab.compress.quant import absmax_quantize, from_groups, to_groups
+
 W0 = W.clone()
-assert torch.allclose(Q, reference(W, U, 4, 8), atol=1e-5), "compare with the column loop described above"
+assert torch.allclose(Q, reference(W, U, 4, 8), atol=1e-5), (
+    "compare with the column loop described above")
 assert torch.equal(W, W0), "do not modify the caller's W"
 q_rtn, s_rtn = absmax_quantize(to_groups(W, "group", 8), 4)
 rtn = from_groups(q_rtn.float() * s_rtn, tuple(W.shape), "group", 8)
-assert (X @ (W - Q).T).norm() < 0.9 * (X @ (W - rtn).T).norm(), "GPTQ's output error must beat round-to-nearest"
+assert (X @ (W - Q).T).norm() < 0.9 * (X @ (W - rtn).T).norm(), (
+    "GPTQ's output error must beat round-to-nearest")
 torch.manual_seed(2)
 W2 = torch.randn(5, 24) * 0.2
-U2 = torch.linalg.cholesky(torch.linalg.inv(2 * torch.eye(24, dtype=torch.float64) + 0.5), upper=True)
+U2 = torch.linalg.cholesky(torch.linalg.inv(2 * torch.eye(24, dtype=torch.float64) + 0.5),
+                           upper=True)
 for bits, group in [(3, 8), (4, 24), (8, 6)]:
-    assert torch.allclose(gptq_quantize_columns(W2, U2, bits, group), reference(W2, U2, bits, group), atol=1e-5), (bits, group)
+    assert torch.allclose(gptq_quantize_columns(W2, U2, bits, group),
+                          reference(W2, U2, bits, group), atol=1e-5), (bits, group)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -228,7 +254,8 @@ layer_rows = {"round-to-nearest": output_error(rtn(W)), "GPTQ (your loop)": outp
               "GPTQ (inferlab, lazy batches)": output_error(Q_blocked)}
 for label, err in layer_rows.items():
     print(f"{label:<32} relative output error {err:.4f}")
-print(f"{X.shape[0]} calibration tokens; your loop {t_yours:.2f} s, the blocked version {t_blocked:.2f} s")
+print(f"{X.shape[0]} calibration tokens; your loop {t_yours:.2f} s, the blocked version "
+      f"{t_blocked:.2f} s")
 plots.bars(list(layer_rows), list(layer_rows.values()), yaxis="relative output error",
            title=f"block {BLOCK} mlp.down_proj, int4 group-128").show()
 
@@ -247,14 +274,17 @@ if HEAVY:
     from tqdm.auto import tqdm
     gptq_model, _ = load_model()
     bar = tqdm(total=gptq_model.config.num_hidden_layers, desc="GPTQ blocks")
-    stats = gptq_quantize_model(gptq_model, calib_ids, SCHEME, progress=lambda done, total: bar.update(1))
+    stats = gptq_quantize_model(gptq_model, calib_ids, SCHEME,
+                                progress=lambda done, total: bar.update(1))
     bar.close()
     timings["GPTQ"] = stats["seconds"]
     results["GPTQ int4 g128 (absmax)"] = quality(gptq_model)
     del gptq_model
-    print(f"GPTQ on {calib_ids.numel()} calibration tokens: {stats['linears']} Linears in {stats['seconds']:.0f} s; "
+    print(f"GPTQ on {calib_ids.numel()} calibration tokens: {stats['linears']} Linears in "
+          f"{stats['seconds']:.0f} s; "
           f"perplexity {results['GPTQ int4 g128 (absmax)']['perplexity']:.2f} "
-          f"(RTN {results['RTN int4 g128 (absmax)']['perplexity']:.2f}, fp32 {results['fp32']['perplexity']:.2f})")
+          f"(RTN {results['RTN int4 g128 (absmax)']['perplexity']:.2f}, "
+          f"fp32 {results['fp32']['perplexity']:.2f})")
 else:
     print("skipped while grading: GPTQ over the whole model takes a minute or more")
 
@@ -272,7 +302,8 @@ else:
 X_attn = inputs[("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")]
 magnitude = X_attn.abs().mean(dim=0)
 top = magnitude.topk(5)
-print(f"mean |activation| per input channel of block {BLOCK}'s q/k/v: median {magnitude.median():.3f}, "
+print(f"mean |activation| per input channel of block {BLOCK}'s q/k/v: "
+      f"median {magnitude.median():.3f}, "
       f"largest {[round(v, 2) for v in top.values.tolist()]} at channels {top.indices.tolist()}")
 plots.bars(list(range(magnitude.numel())), magnitude.tolist(), yaxis="mean |x|",
            title=f"block {BLOCK}: activation magnitude of each input channel (q/k/v input)").show()
@@ -293,10 +324,12 @@ plots.bars(list(range(magnitude.numel())), magnitude.tolist(), yaxis="mean |x|",
 
 # %% solution id=awq_search
 import torch
+
 from inferlab.compress.quant import Scheme, fake_quantize
 
 
-def awq_search_scale(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int = 128, n_grid: int = 20):
+def awq_search_scale(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size: int = 128,
+                     n_grid: int = 20):
     """Activation-aware per-input-channel scales: returns (scales (in,), alpha)."""
     ### BEGIN SOLUTION
     scheme = Scheme(bits, "absmax", "group", group_size)
@@ -317,6 +350,7 @@ def awq_search_scale(W: torch.Tensor, X: torch.Tensor, bits: int = 4, group_size
 
 # %% tests id=test_awq_search points=3
 import torch
+
 torch.manual_seed(3)
 X = torch.randn(128, 64)
 X[:, :2] *= 20                               # two loud channels
@@ -327,9 +361,11 @@ assert alpha in [i / 10 for i in range(10)], alpha
 ### BEGIN HIDDEN TESTS
 from inferlab.compress.awq import awq_search_scale as reference
 from inferlab.compress.quant import Scheme, fake_quantize
+
 ref_s, ref_alpha, losses = reference(W, X, Scheme(4, "absmax", "group", 32), n_grid=10)
 assert alpha == ref_alpha, f"alpha {alpha} but the lowest output error is at {ref_alpha}"
-assert torch.allclose(s, ref_s, rtol=1e-5), "s = (mean|x|)^alpha, clamped at 1e-4, divided by sqrt(max * min)"
+assert torch.allclose(s, ref_s, rtol=1e-5), (
+    "s = (mean|x|)^alpha, clamped at 1e-4, divided by sqrt(max * min)")
 assert alpha > 0 and min(losses) < losses[0], "on loud channels AWQ must beat round-to-nearest"
 torch.manual_seed(4)
 X2, W2 = torch.randn(64, 32) * torch.linspace(0.1, 3, 32), torch.randn(8, 32)
@@ -348,9 +384,10 @@ W_attn = torch.cat([decoder_blocks(model)[BLOCK].get_submodule(n).weight.detach(
 s_yours, alpha_yours = awq_search_scale(W_attn, X_attn, 4, 128, 20)
 _, _, alpha_losses = reference_awq_search(W_attn, X_attn, SCHEME, 20)
 print(f"your search: alpha = {alpha_yours}; output error "
-      f"{output_error(fake_quantize(W_attn * s_yours, SCHEME) / s_yours, X_attn, W_attn):.4f} vs round-to-nearest "
-      f"{output_error(fake_quantize(W_attn, SCHEME), X_attn, W_attn):.4f}")
-plots.lines([i / 20 for i in range(20)], {"output MSE": alpha_losses}, xaxis="alpha", yaxis="mean squared output error",
+      f"{output_error(fake_quantize(W_attn * s_yours, SCHEME) / s_yours, X_attn, W_attn):.4f} "
+      f"vs round-to-nearest {output_error(fake_quantize(W_attn, SCHEME), X_attn, W_attn):.4f}")
+plots.lines([i / 20 for i in range(20)], {"output MSE": alpha_losses}, xaxis="alpha",
+            yaxis="mean squared output error",
             title=f"AWQ grid search, block {BLOCK} q/k/v (alpha = 0 is round-to-nearest)").show()
 
 # %% [markdown]
@@ -365,15 +402,18 @@ if HEAVY:
     from tqdm.auto import tqdm
     awq_model, _ = load_model()
     bar = tqdm(total=awq_model.config.num_hidden_layers, desc="AWQ blocks")
-    stats = awq_quantize_model(awq_model, calib_ids, SCHEME, n_grid=pick(20, 10), clip=not fast_mode(),
-                               n_tokens=pick(512, 256), progress=lambda done, total: bar.update(1))
+    stats = awq_quantize_model(awq_model, calib_ids, SCHEME, n_grid=pick(20, 10),
+                               clip=not fast_mode(), n_tokens=pick(512, 256),
+                               progress=lambda done, total: bar.update(1))
     bar.close()
     timings["AWQ"] = stats["seconds"]
     results["AWQ int4 g128 (absmax)"] = quality(awq_model)
     del awq_model
     alphas = list(stats["alphas"].values())
-    print(f"AWQ: {stats['linears']} Linears in {stats['seconds']:.0f} s (clip search: {not fast_mode()}); "
-          f"alpha chosen: median {statistics.median(alphas):.2f}, range {min(alphas):.2f}-{max(alphas):.2f}; "
+    print(f"AWQ: {stats['linears']} Linears in {stats['seconds']:.0f} s "
+          f"(clip search: {not fast_mode()}); "
+          f"alpha chosen: median {statistics.median(alphas):.2f}, "
+          f"range {min(alphas):.2f}-{max(alphas):.2f}; "
           f"perplexity {results['AWQ int4 g128 (absmax)']['perplexity']:.2f}")
 else:
     print("skipped while grading: AWQ over the whole model takes a minute")
@@ -389,7 +429,8 @@ ALSO_ZERO_POINT = False
 if ALSO_ZERO_POINT and HEAVY:
     zp = Scheme(4, "zeropoint", "group", 128)
     for name, run in [("GPTQ", lambda m: gptq_quantize_model(m, calib_ids, zp)),
-                      ("AWQ", lambda m: awq_quantize_model(m, calib_ids, zp, n_grid=pick(20, 10), clip=not fast_mode(),
+                      ("AWQ", lambda m: awq_quantize_model(m, calib_ids, zp, n_grid=pick(20, 10),
+                                                           clip=not fast_mode(),
                                                            n_tokens=pick(512, 256)))]:
         zp_model, _ = load_model()
         timings[f"{name} zp"] = run(zp_model)["seconds"]
@@ -399,15 +440,18 @@ print(f"{'method':<30}{'perplexity':>11}{'top-1':>8}{'KL':>8}{'time (s)':>10}")
 for label, r in results.items():
     key = label.split()[0] + (" zp" if "zero-point" in label else "")
     seconds = f"{timings[key]:.0f}" if key in timings else "-"
-    print(f"{label:<30}{r['perplexity']:>11.2f}{r['top1_agreement']:>8.1%}{r['kl']:>8.3f}{seconds:>10}")
+    print(f"{label:<30}{r['perplexity']:>11.2f}{r['top1_agreement']:>8.1%}{r['kl']:>8.3f}"
+          f"{seconds:>10}")
 fp32_ppl, rtn_ppl = results["fp32"]["perplexity"], results["RTN int4 g128 (absmax)"]["perplexity"]
 for label in ("GPTQ int4 g128 (absmax)", "AWQ int4 g128 (absmax)"):
     if label in results:
         closed = (rtn_ppl - results[label]["perplexity"]) / (rtn_ppl - fp32_ppl)
-        print(f"{label.split()[0]} closes {closed:.0%} of round-to-nearest's perplexity gap to fp32")
-plots.bars(list(results), [r["perplexity"] for r in results.values()], yaxis="perplexity (lower is better)",
-           title=f"int4 group-128 on {eval_ids.shape[1]} evaluation tokens ({pick('', 'fast mode: ')}"
-                 f"{calib_ids.numel()} calibration tokens)",
+        print(f"{label.split()[0]} closes {closed:.0%} "
+              "of round-to-nearest's perplexity gap to fp32")
+plots.bars(list(results), [r["perplexity"] for r in results.values()],
+           yaxis="perplexity (lower is better)",
+           title=f"int4 group-128 on {eval_ids.shape[1]} evaluation tokens "
+                 f"({pick('', 'fast mode: ')}{calib_ids.numel()} calibration tokens)",
            text=[f"{r['perplexity']:.2f}" for r in results.values()]).show()
 
 # %% [markdown]
@@ -469,7 +513,8 @@ def layer_errors(block, linear, bits, group):
 
 linear_names = [name for group in LINEAR_GROUPS for name in group]
 if HEAVY:
-    panel = layer_panel(layer_errors, model.config.num_hidden_layers, linear_names, default_block=BLOCK)
+    panel = layer_panel(layer_errors, model.config.num_hidden_layers, linear_names,
+                        default_block=BLOCK)
     show(panel)
 else:
     print("skipped while grading: the panel runs GPTQ and AWQ on real layers")
@@ -490,7 +535,8 @@ for key in ("general.architecture", "general.name", "general.file_type", "llama.
     print(f"  {key:<36} {summary['metadata'][key]}")
 print(f"{'type':<6}{'tensors':>8}{'weights':>14}{'MB':>8}{'bits/weight':>13}")
 for kind, row in summary["types"].items():
-    print(f"{kind:<6}{row['tensors']:>8}{row['weights']:>14,}{row['bytes'] / 1e6:>8.1f}{row['bits_per_weight']:>13.2f}")
+    print(f"{kind:<6}{row['tensors']:>8}{row['weights']:>14,}{row['bytes'] / 1e6:>8.1f}"
+          f"{row['bits_per_weight']:>13.2f}")
 
 # %% [markdown]
 # The Linear weights are **Q4_1**: blocks of 32 weights, each 20 bytes - an fp16 scale `d`, an
@@ -542,6 +588,7 @@ def q8_0_quantize(x: torch.Tensor) -> torch.Tensor:
 
 # %% tests id=test_q8_0 points=2
 import torch
+
 x = torch.arange(32, dtype=torch.float32) / 10 - 1.0       # one block, max |x| = 2.1
 blocks = q8_0_quantize(x)
 assert blocks.dtype == torch.uint8 and blocks.shape == (1, 34), (blocks.dtype, blocks.shape)
@@ -553,17 +600,19 @@ assert (q * d - x).abs().max() <= d.item() * 0.51
 import numpy as np
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
+
 torch.manual_seed(5)
 values = torch.randn(16, 128) * 0.05
 values[0, :32] = 0                                           # all-zero block
 values[1, :32] = torch.tensor([127.0] + [k + 0.5 for k in range(-16, 15)])   # d = 1: exact halves
-values[2, :32] = torch.tensor([127.0, 0.49999997] + [0.0] * 30)              # the floor(a + 0.5) trap
+values[2, :32] = torch.tensor([127.0, 0.49999997] + [0.0] * 30)   # the floor(a + 0.5) trap
 values[3, :32] = -torch.linspace(0, 3, 32)
 expected = quantize(values.numpy(), GGMLQuantizationType.Q8_0).reshape(-1, 34)
 mine = q8_0_quantize(values).numpy()
 assert mine.shape == expected.shape, mine.shape
 bad = np.argwhere((mine != expected).any(axis=1)).flatten().tolist()
-assert not bad, f"blocks {bad[:5]} differ from gguf's reference (halves away from zero? 1/d before fp16?)"
+assert not bad, (f"blocks {bad[:5]} differ from gguf's reference "
+                 "(halves away from zero? 1/d before fp16?)")
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -593,6 +642,7 @@ def q4_0_quantize(x: torch.Tensor) -> torch.Tensor:
 
 # %% tests id=test_q4_0 points=2
 import torch
+
 torch.manual_seed(6)
 x = torch.randn(64)
 blocks = q4_0_quantize(x)
@@ -604,16 +654,19 @@ assert torch.allclose(d.abs(), amax / 8, rtol=1e-3), (d, amax)
 import numpy as np
 from gguf import GGMLQuantizationType
 from gguf.quants import quantize
+
 torch.manual_seed(7)
 values = torch.randn(8, 96) * 0.1
 values[0, :32] = 0
-values[1, :32] = torch.tensor([-8.0] + [k + 0.5 for k in range(-8, 7)] + [0.25 * k for k in range(16)])  # d = 1
+values[1, :32] = torch.tensor([-8.0] + [k + 0.5 for k in range(-8, 7)]  # d = 1
+                              + [0.25 * k for k in range(16)])
 values[2, 3], values[2, 9] = 0.9, -0.9                         # a tie for the largest magnitude
 values[3, :32] = torch.linspace(0, 1, 32)                      # the extreme value is positive
 expected = quantize(values.numpy(), GGMLQuantizationType.Q4_0).reshape(-1, 18)
 mine = q4_0_quantize(values).numpy()
 assert mine.shape == expected.shape
-assert np.array_equal(mine[:, :2], expected[:, :2]), "d = (value of largest magnitude, with its sign) / -8, as fp16"
+assert np.array_equal(mine[:, :2], expected[:, :2]), (
+    "d = (value of largest magnitude, with its sign) / -8, as fp16")
 bad = np.argwhere((mine != expected).any(axis=1)).flatten().tolist()
 assert not bad, f"blocks {bad[:5]} differ from gguf's reference (nibble order? trunc(x/d + 8.5)?)"
 ### END HIDDEN TESTS
@@ -625,9 +678,11 @@ assert not bad, f"blocks {bad[:5]} differ from gguf's reference (nibble order? t
 
 # %%
 flat = W.flatten()
-for name, data, back in [("Q8_0", q8_0_quantize(flat), q8_0_dequantize), ("Q4_0", q4_0_quantize(flat), q4_0_dequantize)]:
+for name, data, back in [("Q8_0", q8_0_quantize(flat), q8_0_dequantize),
+                         ("Q4_0", q4_0_quantize(flat), q4_0_dequantize)]:
     err = ((back(data) - flat).norm() / flat.norm()).item()
-    print(f"{name}: {data.numel() * 8 / flat.numel():.2f} bits per weight, relative weight error {err:.4f}")
+    print(f"{name}: {data.numel() * 8 / flat.numel():.2f} bits per weight, relative weight error "
+          f"{err:.4f}")
 print(f"int4 absmax group-32: 4.50 bits per weight, relative weight error "
       f"{((fake_quantize(W, Scheme(4, 'absmax', 'group', 32)) - W).norm() / W.norm()).item():.4f}")
 
@@ -643,9 +698,11 @@ q8_path = cache_dir() / "gguf" / "SmolLM2-135M-Instruct.Q8_0-from-Q4_1.gguf"
 if HEAVY:
     start = time.perf_counter()
     write_requantized(gguf_path, q8_path, quantize=q8_0_quantize)
-    print(f"wrote {q8_path.name}: {q8_path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - start:.1f} s "
+    print(f"wrote {q8_path.name}: {q8_path.stat().st_size / 1e6:.1f} MB in "
+          f"{time.perf_counter() - start:.1f} s "
           f"(Q4_1 file: {gguf_path.stat().st_size / 1e6:.1f} MB)")
-    print({k: (v["tensors"], round(v["bits_per_weight"], 2)) for k, v in gguf_summary(q8_path)["types"].items()})
+    print({k: (v["tensors"], round(v["bits_per_weight"], 2))
+           for k, v in gguf_summary(q8_path)["types"].items()})
 else:
     print("skipped while grading: writes a 145 MB file")
 
@@ -680,8 +737,9 @@ engine_rows = {}
 
 
 def run_llama_cpp(path):
-    llm = Llama(model_path=str(path), n_ctx=max(N_EVAL, prompt_len + gen_tokens) + 16, n_threads=threads,
-                n_threads_batch=threads, n_batch=512, logits_all=True, verbose=False)
+    llm = Llama(model_path=str(path), n_ctx=max(N_EVAL, prompt_len + gen_tokens) + 16,
+                n_threads=threads, n_threads_batch=threads, n_batch=512, logits_all=True,
+                verbose=False)
     llm.reset()
     llm.eval(eval_ids[0].tolist())
     logits = torch.from_numpy(np.array(llm.scores[:eval_ids.shape[1]], dtype=np.float32))
@@ -690,15 +748,18 @@ def run_llama_cpp(path):
     llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
     llm.create_completion(prompt, max_tokens=gen_tokens, temperature=0.0)
     perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
-    row = {"perplexity": float(torch.exp(nll)), "prefill_tok_s": perf.n_p_eval / (perf.t_p_eval_ms / 1e3),
-           "decode_tok_s": perf.n_eval / (perf.t_eval_ms / 1e3), "file_mb": path.stat().st_size / 1e6}
+    row = {"perplexity": float(torch.exp(nll)),
+           "prefill_tok_s": perf.n_p_eval / (perf.t_p_eval_ms / 1e3),
+           "decode_tok_s": perf.n_eval / (perf.t_eval_ms / 1e3),
+           "file_mb": path.stat().st_size / 1e6}
     del llm
     return row
 
 
 if llama_cpp is not None and HEAVY:
     print(f"llama-cpp-python {llama_cpp.__version__}, {threads} thread(s)")
-    for label, path in [("llama.cpp Q4_1 (shipped)", gguf_path), ("llama.cpp Q8_0 (yours)", q8_path)]:
+    for label, path in [("llama.cpp Q4_1 (shipped)", gguf_path),
+                        ("llama.cpp Q8_0 (yours)", q8_path)]:
         if path.is_file():
             engine_rows[label] = run_llama_cpp(path)
     ids = torch.tensor([prompt])
@@ -707,15 +768,19 @@ if llama_cpp is not None and HEAVY:
         model(ids)
     prefill = prompt_len / (time.perf_counter() - start)
     steps = timed_greedy(model, ids, gen_tokens)
-    engine_rows["transformers fp32"] = {"perplexity": results["fp32"]["perplexity"], "prefill_tok_s": prefill,
-                                        "decode_tok_s": 1 / statistics.median(steps.decode_s),
-                                        "file_mb": sum(p.numel() * 4 for p in model.parameters()) / 1e6}
-    print(f"{'engine':<28}{'perplexity':>11}{'prefill tok/s':>15}{'decode tok/s':>14}{'weights MB':>12}")
+    engine_rows["transformers fp32"] = {
+        "perplexity": results["fp32"]["perplexity"], "prefill_tok_s": prefill,
+        "decode_tok_s": 1 / statistics.median(steps.decode_s),
+        "file_mb": sum(p.numel() * 4 for p in model.parameters()) / 1e6}
+    print(f"{'engine':<28}{'perplexity':>11}{'prefill tok/s':>15}{'decode tok/s':>14}"
+          f"{'weights MB':>12}")
     for label, r in engine_rows.items():
-        print(f"{label:<28}{r['perplexity']:>11.2f}{r['prefill_tok_s']:>15.1f}{r['decode_tok_s']:>14.1f}{r['file_mb']:>12.1f}")
+        print(f"{label:<28}{r['perplexity']:>11.2f}{r['prefill_tok_s']:>15.1f}"
+              f"{r['decode_tok_s']:>14.1f}{r['file_mb']:>12.1f}")
     plots.grouped_bars(["prefill tokens/s", "decode tokens/s"],
                        {k: [r["prefill_tok_s"], r["decode_tok_s"]] for k, r in engine_rows.items()},
-                       title=f"This CPU, {threads} thread(s): {prompt_len}-token prompt, {gen_tokens} generated",
+                       title=f"This CPU, {threads} thread(s): {prompt_len}-token prompt, "
+                             f"{gen_tokens} generated",
                        yaxis="tokens/s").show()
 elif llama_cpp is not None:
     print("skipped while grading: runs two models with llama.cpp")
@@ -735,8 +800,8 @@ def measured(label, key="perplexity"):
 
 
 claims = [
-    ("GPTQ: 3-4 bits per weight 'with negligible accuracy degradation' (Frantar et al. 2022, abstract; "
-     "for 175B-parameter models)",
+    ("GPTQ: 3-4 bits per weight 'with negligible accuracy degradation' "
+     "(Frantar et al. 2022, abstract; for 175B-parameter models)",
      f"int4 g128 perplexity: fp32 {measured('fp32')}, RTN {measured('RTN int4 g128 (absmax)')}, "
      f"GPTQ {measured('GPTQ int4 g128 (absmax)')}",
      "a 135M model has little redundancy: every weight matters more, so 4 bits cost more; "
@@ -744,7 +809,8 @@ claims = [
     ("GPTQ: a 175B model quantized in about four GPU hours (same source)",
      f"{timings.get('GPTQ', float('nan')):.0f} s on this CPU for 135M parameters",
      "cost grows with layers x width^2 (the Hessians) and calibration tokens"),
-    ("AWQ: protecting ~1% of salient weights (by activation) greatly reduces the error (Lin et al. 2023)",
+    ("AWQ: protecting ~1% of salient weights (by activation) greatly reduces the error "
+     "(Lin et al. 2023)",
      "see the one-layer check below", "measured on block 5's q/k/v"),
     ("AWQ: TinyChat runs 4-bit models >3x faster than Hugging Face FP16 (same source, GPU)",
      "not measured here: needs AWQ's GPU kernels",
@@ -769,10 +835,11 @@ W_keep[:, salient] = W_attn[:, salient]
 W_random = fake_quantize(W_attn, SCHEME)
 random_channels = torch.randperm(X_attn.shape[1], generator=torch.Generator().manual_seed(0))[:k]
 W_random[:, random_channels] = W_attn[:, random_channels]
-print(f"\nblock {BLOCK} q/k/v, int4 g128 output error: RTN {output_error(fake_quantize(W_attn, SCHEME), X_attn, W_attn):.4f}; "
+print(f"\nblock {BLOCK} q/k/v, int4 g128 output error: RTN "
+      f"{output_error(fake_quantize(W_attn, SCHEME), X_attn, W_attn):.4f}; "
       f"{k} salient channels (1%) kept in fp32 {output_error(W_keep, X_attn, W_attn):.4f}; "
-      f"{k} random channels kept {output_error(W_random, X_attn, W_attn):.4f}; "
-      f"AWQ scaling {output_error(fake_quantize(W_attn * s_yours, SCHEME) / s_yours, X_attn, W_attn):.4f}")
+      f"{k} random channels kept {output_error(W_random, X_attn, W_attn):.4f}; AWQ scaling "
+      f"{output_error(fake_quantize(W_attn * s_yours, SCHEME) / s_yours, X_attn, W_attn):.4f}")
 
 # %% [markdown]
 # ## Summary

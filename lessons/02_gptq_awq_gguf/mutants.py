@@ -1,4 +1,5 @@
-"""Plausible wrong answers for lesson 02; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 02; each passes the visible tests and fails the hidden
+ones."""
 
 CONTEXT = "import torch\nfrom inferlab.compress.quant import Scheme, fake_quantize\n"
 
@@ -129,7 +130,8 @@ def q8_0_quantize(x):
     d = blocks.abs().amax(dim=1, keepdim=True) / 127
     inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
     q = torch.round(blocks * inv)
-    return torch.cat([d.to(torch.float16).view(torch.uint8).reshape(-1, 2), q.to(torch.int8).view(torch.uint8)], dim=1)
+    return torch.cat([d.to(torch.float16).view(torch.uint8).reshape(-1, 2),
+                      q.to(torch.int8).view(torch.uint8)], dim=1)
 ''',
         # floor(a + 0.5): rounds up before the floor in rare cases.
         '''
@@ -139,7 +141,8 @@ def q8_0_quantize(x):
     inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
     v = blocks * inv
     q = torch.sign(v) * torch.floor(v.abs() + 0.5)
-    return torch.cat([d.to(torch.float16).view(torch.uint8).reshape(-1, 2), q.to(torch.int8).view(torch.uint8)], dim=1)
+    return torch.cat([d.to(torch.float16).view(torch.uint8).reshape(-1, 2),
+                      q.to(torch.int8).view(torch.uint8)], dim=1)
 ''',
         # Divides by the fp16-rounded scale.
         '''
@@ -149,7 +152,8 @@ def q8_0_quantize(x):
     v = torch.where(d == 0, torch.zeros_like(blocks), blocks / d.float())
     a = v.abs()
     q = torch.sign(v) * (torch.floor(a) + torch.floor(2 * (a - torch.floor(a))))
-    return torch.cat([d.view(torch.uint8).reshape(-1, 2), q.to(torch.int8).view(torch.uint8)], dim=1)
+    return torch.cat([d.view(torch.uint8).reshape(-1, 2), q.to(torch.int8).view(torch.uint8)],
+                     dim=1)
 ''',
     ],
     "q4_0": [

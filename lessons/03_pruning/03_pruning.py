@@ -18,15 +18,13 @@
 
 # %%
 import copy
-import warnings
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from inferlab.lab import plots, records
 from inferlab.compress import prune
-from inferlab.lab.bench import default_device, device_name, pin_threads, time_fn
+from inferlab.lab import plots, records
+from inferlab.lab.bench import device_name, pin_threads, time_fn
 from inferlab.lab.data import calibration_tokens, eval_tokens
 from inferlab.lab.models import load_model, parameter_count, weight_bytes
 from inferlab.lab.quality import perplexity
@@ -65,12 +63,14 @@ def fastest(models: dict, rounds: int = 1 if grading() else pick(5, 3)) -> dict:
     return best
 
 
-baseline = {"ppl": perplexity(model, eval_ids), "bytes": weight_bytes(model), "ms": forward_ms(model)}
+baseline = {"ppl": perplexity(model, eval_ids), "bytes": weight_bytes(model),
+            "ms": forward_ms(model)}
 nonzero, n_decoder = prune.decoder_weights(model)
-print(f"{parameter_count(model) / 1e6:.1f} M parameters, of which {n_decoder / 1e6:.1f} M in the decoder "
-      f"layers' Linear weights (the rest is mostly the tied embedding, never pruned)")
+print(f"{parameter_count(model) / 1e6:.1f} M parameters, of which {n_decoder / 1e6:.1f} M in "
+      f"the decoder layers' Linear weights (the rest is mostly the tied embedding, never pruned)")
 print(f"dense fp32: perplexity {baseline['ppl']:.2f} on {eval_ids.shape[1]} tokens, "
-      f"{baseline['bytes'] / 1e6:.0f} MB, forward over {prompt_ids.shape[1]} tokens {baseline['ms']:.0f} ms")
+      f"{baseline['bytes'] / 1e6:.0f} MB, forward over {prompt_ids.shape[1]} tokens "
+      f"{baseline['ms']:.0f} ms")
 
 # %% [markdown]
 # ## 2 · Unstructured magnitude pruning
@@ -96,6 +96,7 @@ def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
 
 # %% tests id=test_magnitude_mask points=2
 import torch
+
 w = torch.tensor([[0.5, 0.1, 0.9, 0.3]])
 assert magnitude_mask(w, 0.5).tolist() == [[True, False, True, False]]
 torch.manual_seed(0)
@@ -105,7 +106,8 @@ assert mask.dtype == torch.bool and mask.shape == w.shape
 assert int(mask.sum()) == 20 and w[mask].min() >= w[~mask].max()
 ### BEGIN HIDDEN TESTS
 # absolute values: a large negative weight matters
-assert magnitude_mask(torch.tensor([[-5.0, 0.1, 3.0, -0.2]]), 0.5).tolist() == [[True, False, True, False]]
+assert (magnitude_mask(torch.tensor([[-5.0, 0.1, 3.0, -0.2]]), 0.5).tolist()
+        == [[True, False, True, False]])
 # one threshold for the whole matrix, not per row
 w = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]])
 assert magnitude_mask(w, 0.5).tolist() == [[False] * 4, [True] * 4]
@@ -116,6 +118,7 @@ assert magnitude_mask(w, 0.0).all() and not magnitude_mask(w, 1.0).any()
 assert int(magnitude_mask(torch.ones(4, 4), 0.5).sum()) == 8
 # same choice as PyTorch's own pruning utility on random weights
 import torch.nn.utils.prune as torch_prune
+
 torch.manual_seed(3)
 layer = torch.nn.Linear(24, 16)
 torch_prune.l1_unstructured(layer, "weight", amount=0.3)
@@ -132,7 +135,8 @@ import torch.nn.utils.prune as torch_prune
 
 probe = copy.deepcopy(model.model.layers[0].mlp.up_proj)
 torch_prune.l1_unstructured(probe, "weight", amount=0.5)
-same = (magnitude_mask(model.model.layers[0].mlp.up_proj.weight.detach(), 0.5) == probe.weight_mask.bool())
+same = (magnitude_mask(model.model.layers[0].mlp.up_proj.weight.detach(), 0.5)
+        == probe.weight_mask.bool())
 print(f"your mask agrees with torch.nn.utils.prune.l1_unstructured on {same.float().mean():.2%} of "
       f"layer 0's up_proj entries")
 
@@ -141,7 +145,8 @@ reached = prune.prune_linears(magnitude50, lambda w: magnitude_mask(w.detach(), 
 unstructured = {"ppl": perplexity(magnitude50, eval_ids), "bytes": weight_bytes(magnitude50)}
 baseline["ms"], unstructured["ms"] = fastest({"dense": model, "magnitude": magnitude50}).values()
 print(f"magnitude 50%: sparsity {reached:.1%}, perplexity {unstructured['ppl']:.1f} "
-      f"(dense {baseline['ppl']:.2f}); {unstructured['bytes'] / 1e6:.0f} MB (dense {baseline['bytes'] / 1e6:.0f} MB); "
+      f"(dense {baseline['ppl']:.2f}); {unstructured['bytes'] / 1e6:.0f} MB "
+      f"(dense {baseline['bytes'] / 1e6:.0f} MB); "
       f"forward {unstructured['ms']:.0f} ms (dense {baseline['ms']:.0f} ms)")
 
 # %% [markdown]
@@ -170,7 +175,8 @@ else:
     for tokens, s, size, dense_us, csr_us in rows:
         print(f"{tokens:>6} {s:>8.0%} {size:>17.2f} {dense_us:>9.0f} {csr_us:>9.0f}")
     plots.lines([f"{s:.0%}" for s in (0.0, 0.5, 0.9, 0.99)],
-                {f"{kind}, {t} token(s)": [r[3 if kind == 'dense' else 4] for r in rows if r[0] == t]
+                {f"{kind}, {t} token(s)": [r[3 if kind == 'dense' else 4]
+                                           for r in rows if r[0] == t]
                  for t in sorted({r[0] for r in rows}) for kind in ("dense", "CSR")},
                 title=f"F.linear on a {tuple(W.shape)} fp32 matrix ({device_name('cpu')})",
                 xaxis="sparsity", yaxis="microseconds", log_y=True).show()
@@ -219,6 +225,7 @@ def two_four_mask(weight: torch.Tensor) -> torch.Tensor:
 
 # %% tests id=test_two_four_mask points=2
 import torch
+
 w = torch.tensor([[0.1, 0.9, 0.5, 0.2, 3.0, 1.0, 2.0, 4.0]])
 assert two_four_mask(w).tolist() == [[False, True, True, False, True, False, False, True]]
 torch.manual_seed(0)
@@ -228,7 +235,8 @@ assert mask.dtype == torch.bool and mask.shape == w.shape
 assert mask.view(-1, 4).sum(1).eq(2).all()
 ### BEGIN HIDDEN TESTS
 # absolute values
-assert two_four_mask(torch.tensor([[-5.0, 0.1, 0.2, -3.0]])).tolist() == [[True, False, False, True]]
+assert (two_four_mask(torch.tensor([[-5.0, 0.1, 0.2, -3.0]])).tolist()
+        == [[True, False, False, True]])
 # exactly two per group, even with ties
 assert two_four_mask(torch.ones(3, 8)).view(-1, 4).sum(1).eq(2).all()
 # the kept pair is the largest in magnitude, on random signed weights
@@ -236,7 +244,8 @@ torch.manual_seed(1)
 w = torch.randn(16, 32)
 mask = two_four_mask(w)
 assert mask.view(-1, 4).sum(1).eq(2).all()
-assert torch.allclose((w.abs() * mask).view(-1, 4).sum(1), w.abs().view(-1, 4).topk(2, dim=1).values.sum(1))
+assert torch.allclose((w.abs() * mask).view(-1, 4).sum(1),
+                      w.abs().view(-1, 4).topk(2, dim=1).values.sum(1))
 # groups run along the last dimension of any shape
 assert two_four_mask(torch.randn(2, 3, 8)).view(-1, 4).sum(1).eq(2).all()
 try:
@@ -276,7 +285,8 @@ try:
 except Exception as error:  # expected on a CPU
     print(f"on the CPU: {type(error).__name__}: {str(error).splitlines()[0][:160]}")
 print(f"storage in fp16: dense {prune.storage_bytes(w24) / 1e6:.2f} MB, 2:4 compressed "
-      f"{prune.storage_bytes(w24, '2:4') / 1e6:.2f} MB ({prune.storage_bytes(w24, '2:4') / prune.storage_bytes(w24):.1%})")
+      f"{prune.storage_bytes(w24, '2:4') / 1e6:.2f} MB "
+      f"({prune.storage_bytes(w24, '2:4') / prune.storage_bytes(w24):.1%})")
 
 # %% [markdown]
 # ### 2:4 on a GPU
@@ -289,7 +299,8 @@ print(f"storage in fp16: dense {prune.storage_bytes(w24) / 1e6:.2f} MB, 2:4 comp
 # %%
 gpu = records.load("sparsity_2of4")
 info = gpu["results"]["info"]
-print(records.label(gpu), f"- torch {info['torch']}, CUDA {info['cuda']}, cuSPARSELt {info['cusparselt_version']}, "
+print(records.label(gpu),
+      f"- torch {info['torch']}, CUDA {info['cuda']}, cuSPARSELt {info['cusparselt_version']}, "
       f"default backend {info['default_backend']}")
 
 
@@ -300,30 +311,39 @@ def graph_ms(result):
 for shape, row in gpu["results"]["linear"].items():
     if "tokens" not in row:
         continue
-    backends = {k: (v if isinstance(v, str) else f"{v['bytes'] / row['dense_bytes']:.1%} of dense bytes")
+    backends = {k: (v if isinstance(v, str)
+                    else f"{v['bytes'] / row['dense_bytes']:.1%} of dense bytes")
                 for k, v in row["backends"].items()}
     print(f"\n{shape}: {backends}")
-    print(f"{'tokens':>6} {'dense ms':>9} {'cuSPARSELt F.linear':>20} {'cuSPARSELt tuned kernel':>24} {'CUTLASS':>9}")
+    print(f"{'tokens':>6} {'dense ms':>9} {'cuSPARSELt F.linear':>20} "
+          f"{'cuSPARSELt tuned kernel':>24} {'CUTLASS':>9}")
     for tokens, res in row["tokens"].items():
         dense = graph_ms(res["dense F.linear"])
         linear = res.get("cusparselt F.linear", {})
         tuned = next((v for k, v in res.items() if k.startswith("cusparselt raw")), {})
         cutlass = res.get("cutlass F.linear", {})
-        fmt = lambda r: f"{dense / graph_ms(r):.2f}x" if graph_ms(r) else "n/a"
+
+        def fmt(r):
+            return f"{dense / graph_ms(r):.2f}x" if graph_ms(r) else "n/a"
+
         print(f"{tokens:>6} {dense:>9.4f} {fmt(linear):>20} {fmt(tuned):>24} {fmt(cutlass):>9}")
-cutlass_error = next((r["error"] for r in gpu["results"]["mlp"].values() if isinstance(r, dict) and "error" in r), None)
+cutlass_error = next((r["error"] for r in gpu["results"]["mlp"].values() if isinstance(r, dict)
+                      and "error" in r), None)
 if cutlass_error is None:
     cutlass_error = next((v["error"] for row in gpu["results"]["linear"].values() if "tokens" in row
                           for res in row["tokens"].values() for k, v in res.items()
                           if k.startswith("cutlass") and "error" in v), "none")
-print(f"\nn/a: the tuned kernel's algorithm search refused a 1-column input; CUTLASS backend: {cutlass_error[:120]}")
+print("\nn/a: the tuned kernel's algorithm search refused a 1-column input; CUTLASS backend: "
+      f"{cutlass_error[:120]}")
 mlp = gpu["results"]["mlp"]
 tokens_mlp = [t for t in mlp["dense"]]
-speedups = {"cuSPARSELt (CUDA graph)": [mlp["dense"][t]["graph_ms"] / mlp["cusparselt"][t]["graph_ms"] for t in tokens_mlp],
-            "cuSPARSELt (eager, launch overhead included)": [mlp["dense"][t]["eager_ms"] / mlp["cusparselt"][t]["eager_ms"]
-                                                           for t in tokens_mlp]}
+speedups = {"cuSPARSELt (CUDA graph)":
+            [mlp["dense"][t]["graph_ms"] / mlp["cusparselt"][t]["graph_ms"] for t in tokens_mlp],
+            "cuSPARSELt (eager, launch overhead included)":
+            [mlp["dense"][t]["eager_ms"] / mlp["cusparselt"][t]["eager_ms"] for t in tokens_mlp]}
 for name, values in speedups.items():
-    print(f"whole MLP block, {name}: " + ", ".join(f"{t} tok {v:.2f}x" for t, v in zip(tokens_mlp, values)))
+    print(f"whole MLP block, {name}: "
+          + ", ".join(f"{t} tok {v:.2f}x" for t, v in zip(tokens_mlp, values)))
 plots.grouped_bars([f"{t} tokens" for t in tokens_mlp], speedups,
                    title=f"Llama-2-7B MLP block, 2:4 sparse vs dense fp16 ({records.label(gpu)})",
                    yaxis="speed-up over dense (>1 = faster)").show()
@@ -399,10 +419,12 @@ g, u, d = select_mlp_channels(gate, up, down, hidden_norm, 3)
 assert g.shape == (3, 4) and u.shape == (3, 4) and d.shape == (4, 3)
 # the smaller MLP computes what the full one computes with channels 0-2 switched off
 x = torch.randn(5, 4)
-assert torch.allclose(_mlp(g, u, d, x), _mlp(gate, up, down * torch.tensor([0, 0, 0, 1, 1, 1.0]), x), atol=1e-5)
+assert torch.allclose(_mlp(g, u, d, x),
+                      _mlp(gate, up, down * torch.tensor([0, 0, 0, 1, 1, 1.0]), x), atol=1e-5)
 ### BEGIN HIDDEN TESTS
 # original order
-assert torch.equal(g, gate[[3, 4, 5]]) and torch.equal(u, up[[3, 4, 5]]) and torch.equal(d, down[:, [3, 4, 5]])
+assert (torch.equal(g, gate[[3, 4, 5]]) and torch.equal(u, up[[3, 4, 5]])
+        and torch.equal(d, down[:, [3, 4, 5]]))
 # both factors count: a loud channel that writes weakly, a strong writer that is quiet
 torch.manual_seed(1)
 gate, up = torch.randn(5, 3), torch.randn(5, 3)
@@ -428,18 +450,20 @@ structured = {}
 for label, use_norms in (("activation-aware (yours)", True), ("weights only", False)):
     m = copy.deepcopy(model)
     if use_norms:
-        n_keep = prune.prune_mlp_channels(m, 0.5, norms, select=lambda g, u, d, h, k: select_mlp_channels(
-            g.detach(), u.detach(), d.detach(), h, k))
+        n_keep = prune.prune_mlp_channels(m, 0.5, norms, select=lambda g, u, d, h, k: (
+            select_mlp_channels(g.detach(), u.detach(), d.detach(), h, k)))
     else:
         n_keep = prune.prune_mlp_channels(m, 0.5, None)
-    structured[label] = {"ppl": perplexity(m, eval_ids), "bytes": weight_bytes(m), "ms": forward_ms(m)}
+    structured[label] = {"ppl": perplexity(m, eval_ids), "bytes": weight_bytes(m),
+                         "ms": forward_ms(m)}
     print(f"MLP channels 1536 -> {n_keep}, {label}: perplexity {structured[label]['ppl']:.1f}, "
           f"{structured[label]['bytes'] / 1e6:.0f} MB, forward {structured[label]['ms']:.0f} ms")
     if use_norms:
         mlp_half = m
     else:
         del m
-print(f"(dense: perplexity {baseline['ppl']:.2f}, {baseline['bytes'] / 1e6:.0f} MB, forward {baseline['ms']:.0f} ms)")
+print(f"(dense: perplexity {baseline['ppl']:.2f}, {baseline['bytes'] / 1e6:.0f} MB, "
+      f"forward {baseline['ms']:.0f} ms)")
 
 # %% [markdown]
 # Attention heads can go too. SmolLM2 uses grouped-query attention (9 query heads share 3 key/value
@@ -449,10 +473,10 @@ print(f"(dense: perplexity {baseline['ppl']:.2f}, {baseline['bytes'] / 1e6:.0f} 
 # %%
 heads = copy.deepcopy(model)
 n_heads = prune.prune_attention_heads(heads, 2, norms)
-head_result = {"ppl": perplexity(heads, eval_ids), "bytes": weight_bytes(heads), "ms": forward_ms(heads),
-               "removed": 1 - prune.decoder_weights(heads)[1] / n_decoder}
-print(f"attention heads 9 -> {n_heads}: perplexity {head_result['ppl']:.1f}, {head_result['bytes'] / 1e6:.0f} MB, "
-      f"forward {head_result['ms']:.0f} ms")
+head_result = {"ppl": perplexity(heads, eval_ids), "bytes": weight_bytes(heads),
+               "ms": forward_ms(heads), "removed": 1 - prune.decoder_weights(heads)[1] / n_decoder}
+print(f"attention heads 9 -> {n_heads}: perplexity {head_result['ppl']:.1f}, "
+      f"{head_result['bytes'] / 1e6:.0f} MB, forward {head_result['ms']:.0f} ms")
 
 # %% [markdown]
 # ## 5 · Perplexity against sparsity
@@ -470,7 +494,8 @@ SWEEP = {
 curve: dict[str, dict[float, float]] = {method: {0.0: baseline["ppl"]} for method in prune.METHODS}
 # the points measured in the sections above
 curve["magnitude"][0.5], curve["wanda"][0.5] = unstructured["ppl"], wanda_ppl
-curve["2:4 magnitude"][0.5], curve["2:4 wanda"][0.5] = two_four["2:4 magnitude"], two_four["2:4 wanda"]
+curve["2:4 magnitude"][0.5] = two_four["2:4 magnitude"]
+curve["2:4 wanda"][0.5] = two_four["2:4 wanda"]
 mlp_removed = 1 - prune.decoder_weights(mlp_half)[1] / n_decoder
 curve["mlp channels"][round(mlp_removed, 4)] = structured["activation-aware (yours)"]["ppl"]
 curve["mlp channels (weights only)"][round(mlp_removed, 4)] = structured["weights only"]["ppl"]
@@ -486,8 +511,10 @@ def ppl_point(method: str, sparsity: float) -> tuple[float, float]:
 
 
 def draw_curve(highlight=None):
-    fig = plots.lines([], {}, title=f"Perplexity vs sparsity, {eval_ids.shape[1]} evaluation tokens",
-                      xaxis="fraction of decoder weights removed", yaxis="perplexity (log)", log_y=True)
+    fig = plots.lines([], {},
+                      title=f"Perplexity vs sparsity, {eval_ids.shape[1]} evaluation tokens",
+                      xaxis="fraction of decoder weights removed", yaxis="perplexity (log)",
+                      log_y=True)
     for method, points in curve.items():
         if len(points) > 1:
             xs = sorted(points)
@@ -527,17 +554,19 @@ def pruning_panel():
 
     def render():
         if method.value.startswith("2:4") and amount.value != 0.5:
-            print(f"2:4 keeps exactly 2 of every 4 weights: sparsity is always 50% (slider: {amount.value:.0%})")
+            print("2:4 keeps exactly 2 of every 4 weights: sparsity is always 50% "
+                  f"(slider: {amount.value:.0%})")
         removed, ppl = ppl_point(method.value, amount.value)
-        print(f"{method.value}: removed {removed:.1%} of the decoder weights -> perplexity {ppl:.1f} "
-              f"(dense {baseline['ppl']:.2f})")
+        print(f"{method.value}: removed {removed:.1%} of the decoder weights -> "
+              f"perplexity {ppl:.1f} (dense {baseline['ppl']:.2f})")
         draw_curve((removed, ppl)).show()
 
     update = guarded(output, render)
     method.observe(update, names="value")
     amount.observe(update, names="value")
     update()
-    panel = widgets.VBox([widgets.HTML("<b>Pruning explorer</b>"), widgets.HBox([method, amount]), output])
+    panel = widgets.VBox([widgets.HTML("<b>Pruning explorer</b>"), widgets.HBox([method, amount]),
+                          output])
     panel.render = update
     return panel
 
@@ -593,19 +622,25 @@ wanda30 = f"Wanda {near30:.0%}: {ratio(swept[near30])}; " if near30 is not None 
 claims = [
     ("30-50% sparsity, minimal loss", "tutorial; LLaMA-7B Wanda 50%: 5.68 -> 7.26 (1.3x)",
      f"{wanda30}Wanda 50%: {ratio(wanda_ppl)}; magnitude 50%: {ratio(unstructured['ppl'])}",
-     "holds near 30% with an activation-aware method; at 50% a 135M model has less redundancy than 7B+ ones"),
+     "holds near 30% with an activation-aware method; "
+     "at 50% a 135M model has less redundancy than 7B+ ones"),
     ("magnitude pruning at 50%", "LLaMA-7B: 5.68 -> 17.29 (3.0x)", ratio(unstructured['ppl']),
      "same ranking (magnitude far worse than Wanda), larger gap on a small model"),
     ("unstructured sparsity makes models faster", "common assumption",
      f"forward {baseline['ms']:.0f} -> {unstructured['ms']:.0f} ms, size unchanged",
      "dense kernels multiply zeros; CSR only wins at ~90%+ sparsity (table in section 2)"),
     ("2:4 sparsity: up to 2x faster", "NVIDIA Ampere whitepaper",
-     f"{records.label(gpu)}: MLP block " + ", ".join(f"{v:.2f}x@{t}" for t, v in zip(tokens_mlp, speedups['cuSPARSELt (CUDA graph)'])),
-     "2x is tensor-core math peak; decode-sized matmuls are memory-bound and pay padding/transposes"),
+     f"{records.label(gpu)}: MLP block "
+     + ", ".join(f"{v:.2f}x@{t}" for t, v in zip(tokens_mlp, speedups['cuSPARSELt (CUDA graph)'])),
+     "2x is tensor-core math peak; "
+     "decode-sized matmuls are memory-bound and pay padding/transposes"),
     ("structured pruning shrinks the model", "tutorial",
-     f"MLP channels 50%: {baseline['bytes'] / 1e6:.0f} -> {structured['activation-aware (yours)']['bytes'] / 1e6:.0f} MB, "
-     f"{baseline['ms'] / structured['activation-aware (yours)']['ms']:.2f}x faster, {ratio(structured['activation-aware (yours)']['ppl'])}",
-     "real savings, but the tied embedding (28% of the bytes) is untouched, and quality drops fast"),
+     f"MLP channels 50%: {baseline['bytes'] / 1e6:.0f} -> "
+     f"{structured['activation-aware (yours)']['bytes'] / 1e6:.0f} MB, "
+     f"{baseline['ms'] / structured['activation-aware (yours)']['ms']:.2f}x faster, "
+     f"{ratio(structured['activation-aware (yours)']['ppl'])}",
+     "real savings, but the tied embedding (28% of the bytes) is untouched, "
+     "and quality drops fast"),
 ]
 for claim, source, measured, why in claims:
     print(f"- {claim}\n    claimed: {source}\n    measured here: {measured}\n    why: {why}")

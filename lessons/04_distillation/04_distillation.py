@@ -73,8 +73,8 @@ def decode_speed(models: dict, rounds: int = pick(3, 1)) -> dict:
 
 teacher_report = measure(teacher)
 teacher_logits = logits_of(teacher, eval_ids)
-print(f"teacher: {teacher_report['layers']} layers, {teacher_report['params'] / 1e6:.1f} M parameters, "
-      f"perplexity {teacher_report['ppl']:.2f} on {eval_ids.shape[1]} tokens")
+print(f"teacher: {teacher_report['layers']} layers, {teacher_report['params'] / 1e6:.1f} M "
+      f"parameters, perplexity {teacher_report['ppl']:.2f} on {eval_ids.shape[1]} tokens")
 print("teacher says:", tokenizer.decode(teacher_report["tokens"][0]))
 
 # %% [markdown]
@@ -93,13 +93,15 @@ def soft_targets(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 # %% tests id=test_soft_targets points=1
 import torch
+
 logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
 p = soft_targets(logits, 1.0)
 assert p.shape == logits.shape and torch.allclose(p.sum(-1), torch.ones(1))
 assert torch.allclose(p, torch.softmax(logits, -1))
 ### BEGIN HIDDEN TESTS
 p2 = soft_targets(logits, 2.0)
-assert torch.allclose(p2, torch.softmax(logits / 2, -1)) and torch.allclose(p2.sum(-1), torch.ones(1))
+assert (torch.allclose(p2, torch.softmax(logits / 2, -1))
+        and torch.allclose(p2.sum(-1), torch.ones(1)))
 assert p2[0, 0] < p[0, 0] and p2[0, 3] > p[0, 3]  # higher temperature: flatter
 assert torch.allclose(soft_targets(logits, 0.5), torch.softmax(logits * 2, -1))
 torch.manual_seed(0)
@@ -121,7 +123,7 @@ for t in (1.0, 1.5, 2.0):
     p = soft_targets(last, t)
     series[f"T = {t:g}"] = p[top].tolist() + [1 - p[top].sum().item()]
 for name, probs in series.items():
-    print(f"{name}: " + ", ".join(f"{l} {p:.2%}" for l, p in zip(labels, probs)))
+    print(f"{name}: " + ", ".join(f"{label} {p:.2%}" for label, p in zip(labels, probs)))
 plots.grouped_bars(labels, series, title=f"Next token after {prompts[0]!r}",
                    yaxis="probability (log)").update_yaxes(type="log").show()
 
@@ -149,8 +151,9 @@ plots.grouped_bars(labels, series, title=f"Next token after {prompts[0]!r}",
 # returning a scalar tensor that gradients can flow through (into `student_logits`).
 
 # %% solution id=distillation_loss
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, input_ids: torch.Tensor,
-                      temperature: float = 2.0, alpha: float = 0.5) -> torch.Tensor:
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      input_ids: torch.Tensor, temperature: float = 2.0,
+                      alpha: float = 0.5) -> torch.Tensor:
     """``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, next token)``."""
     ### BEGIN SOLUTION
     t = temperature
@@ -158,13 +161,15 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     log_p_student = torch.log_softmax(student_logits.float() / t, dim=-1).reshape(-1, vocab)
     log_p_teacher = torch.log_softmax(teacher_logits.float() / t, dim=-1).reshape(-1, vocab)
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1).mean()
-    ce = F.cross_entropy(student_logits[:, :-1].float().reshape(-1, vocab), input_ids[:, 1:].reshape(-1))
+    ce = F.cross_entropy(student_logits[:, :-1].float().reshape(-1, vocab),
+                         input_ids[:, 1:].reshape(-1))
     return alpha * t * t * kl + (1 - alpha) * ce
     ### END SOLUTION
 
 # %% tests id=test_distillation_loss points=3
 import torch
 import torch.nn.functional as F
+
 torch.manual_seed(0)
 teacher_out = torch.randn(2, 5, 7)
 ids = torch.randint(0, 7, (2, 5))
@@ -189,8 +194,10 @@ def _kl(s, t, T):
 ce = F.cross_entropy(s[:, :-1].reshape(-1, 11), ids[:, 1:].reshape(-1))
 for T in (1.0, 2.0, 4.0):
     expected = T * T * _kl(s, t, T)
-    assert torch.allclose(distillation_loss(s, t, ids, T, 1.0), expected, rtol=1e-4), f"soft term at T={T}"
-assert torch.allclose(distillation_loss(s, t, ids, 2.0, 0.0), ce, rtol=1e-4), "hard term: shift by one"
+    assert torch.allclose(distillation_loss(s, t, ids, T, 1.0), expected, rtol=1e-4), (
+        f"soft term at T={T}")
+assert torch.allclose(distillation_loss(s, t, ids, 2.0, 0.0), ce, rtol=1e-4), (
+    "hard term: shift by one")
 mixed = 0.3 * 4 * _kl(s, t, 2.0) + 0.7 * ce
 assert torch.allclose(distillation_loss(s, t, ids, 2.0, 0.3), mixed, rtol=1e-4)
 # gradients flow into the student
@@ -261,9 +268,11 @@ speed = decode_speed({"teacher": teacher, "student": student})
 teacher_report["tok_s"] = speed["teacher"]
 before["tok_s"] = speed["student"]
 print(f"student: teacher layers {layers}")
-print(f"{before['params'] / 1e6:.1f} M parameters ({teacher_report['params'] / before['params']:.2f}x fewer), "
+print(f"{before['params'] / 1e6:.1f} M parameters "
+      f"({teacher_report['params'] / before['params']:.2f}x fewer), "
       f"perplexity {before['ppl']:.1f}, top-1 agreement with the teacher {before['top1']:.1%}")
-print(f"greedy decode: teacher {speed['teacher']:.1f} tokens/s, student {speed['student']:.1f} tokens/s "
+print(f"greedy decode: teacher {speed['teacher']:.1f} tokens/s, "
+      f"student {speed['student']:.1f} tokens/s "
       f"({speed['student'] / speed['teacher']:.2f}x); training changes the weights, not this speed")
 
 # %% [markdown]
@@ -281,7 +290,8 @@ print(f"greedy decode: teacher {speed['teacher']:.1f} tokens/s, student {speed['
 
 # %%
 SETTINGS = {
-    "cpu": dict(steps=150, batch_size=4, seq_len=64, lr=1e-3, teacher_text=0),      # ~2-4 min on 2 cores
+    # cpu: ~2-4 min on 2 cores
+    "cpu": dict(steps=150, batch_size=4, seq_len=64, lr=1e-3, teacher_text=0),
     "gpu": dict(steps=2000, batch_size=16, seq_len=256, lr=5e-4, teacher_text=4096),
     "fast": dict(steps=6, batch_size=2, seq_len=32, lr=1e-3, teacher_text=0),
 }
@@ -292,10 +302,12 @@ if grading():
     windows = calibration_tokens(tokenizer, n_samples=4, seq_len=setting["seq_len"])
 else:
     # course text: at most ~one pass over it; the rest (GPU) written by the teacher
-    n_course = min(n_windows, 32_000 // setting["seq_len"]) if setting["teacher_text"] else n_windows
+    n_course = (min(n_windows, 32_000 // setting["seq_len"]) if setting["teacher_text"]
+                else n_windows)
     parts = [calibration_tokens(tokenizer, n_samples=n_course, seq_len=setting["seq_len"])]
     if setting["teacher_text"]:
-        parts.append(distill.teacher_windows(teacher, tokenizer, setting["teacher_text"], setting["seq_len"]))
+        parts.append(distill.teacher_windows(teacher, tokenizer, setting["teacher_text"],
+                                             setting["seq_len"]))
     windows = torch.cat(parts)
 print(f"settings: {setting}, temperature {TEMPERATURE}, alpha {ALPHA}; "
       f"{windows.shape[0]} training windows of {windows.shape[1]} tokens")
@@ -304,8 +316,9 @@ if grading():
     print("skipped while grading: training takes minutes")
 else:
     start = time.perf_counter()
-    history = distill.distill(student, teacher, windows, steps=setting["steps"], batch_size=setting["batch_size"],
-                              lr=setting["lr"], temperature=TEMPERATURE, alpha=ALPHA, loss_fn=distillation_loss)
+    history = distill.distill(student, teacher, windows, steps=setting["steps"],
+                              batch_size=setting["batch_size"], lr=setting["lr"],
+                              temperature=TEMPERATURE, alpha=ALPHA, loss_fn=distillation_loss)
     train_s = time.perf_counter() - start
     print(f"trained {len(history)} steps in {train_s:.0f} s ({train_s / len(history):.2f} s/step); "
           f"loss {history[0]:.2f} -> {history[-1]:.2f}")
@@ -320,8 +333,9 @@ import ipywidgets as widgets
 
 
 def loss_panel(losses: list[float]):
-    window = widgets.IntSlider(value=min(10, max(1, len(losses) // 5)), min=1, max=max(1, len(losses)),
-                               description="smoothing", continuous_update=False)
+    window = widgets.IntSlider(value=min(10, max(1, len(losses) // 5)), min=1,
+                               max=max(1, len(losses)), description="smoothing",
+                               continuous_update=False)
     log_y = widgets.Checkbox(value=False, description="log scale")
     output = widgets.Output()
 
@@ -332,7 +346,8 @@ def loss_panel(losses: list[float]):
         k = window.value
         smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1])
                   for i in range(len(losses))]
-        plots.lines(range(1, len(losses) + 1), {"per batch": losses, f"moving average ({k})": smooth},
+        plots.lines(range(1, len(losses) + 1),
+                    {"per batch": losses, f"moving average ({k})": smooth},
                     title="Distillation loss", xaxis="step", yaxis="loss", log_y=log_y.value,
                     markers=False).show()
         print(f"last {k} steps: mean loss {smooth[-1]:.3f} (first step {losses[0]:.3f})")
@@ -361,17 +376,21 @@ after = measure(student)
 after["tok_s"] = before["tok_s"]  # same architecture, same speed (measured before training)
 after["top1"] = top1_agreement(teacher_logits, logits_of(student, eval_ids))
 for report in (before, after):
-    report["agree"] = sum(token_agreement(t, s) for t, s in zip(teacher_report["tokens"], report["tokens"])) / len(prompts)
+    report["agree"] = sum(token_agreement(t, s) for t, s in zip(teacher_report["tokens"],
+                                                                report["tokens"])) / len(prompts)
 rows = [("teacher (30 layers)", teacher_report, 1.0, 1.0),
         (f"student before ({N_STUDENT} layers)", before, before["top1"], before["agree"]),
         (f"student after {len(history)} steps", after, after["top1"], after["agree"])]
-print(f"{'model':<28}{'params M':>9}{'MB':>6}{'perplexity':>12}{'top-1 agree':>12}{'greedy agree':>13}{'tokens/s':>10}")
+print(f"{'model':<28}{'params M':>9}{'MB':>6}{'perplexity':>12}{'top-1 agree':>12}"
+      f"{'greedy agree':>13}{'tokens/s':>10}")
 for name, r, top1, agree in rows:
-    print(f"{name:<28}{r['params'] / 1e6:>9.1f}{r['bytes'] / 1e6:>6.0f}{r['ppl']:>12.1f}{top1:>12.1%}{agree:>13.1%}"
-          f"{r['tok_s']:>10.1f}")
+    print(f"{name:<28}{r['params'] / 1e6:>9.1f}{r['bytes'] / 1e6:>6.0f}{r['ppl']:>12.1f}"
+          f"{top1:>12.1%}{agree:>13.1%}{r['tok_s']:>10.1f}")
 print("\nstudent says:", tokenizer.decode(after["tokens"][0]))
-plots.grouped_bars(["perplexity", "tokens/s"], {name: [r["ppl"], r["tok_s"]] for name, r, _, _ in rows},
-                   title="Teacher vs student (log scale: perplexities differ by orders of magnitude)",
+plots.grouped_bars(["perplexity", "tokens/s"],
+                   {name: [r["ppl"], r["tok_s"]] for name, r, _, _ in rows},
+                   title="Teacher vs student "
+                         "(log scale: perplexities differ by orders of magnitude)",
                    yaxis="value").update_yaxes(type="log").show()
 
 # %% [markdown]
@@ -388,12 +407,15 @@ else:
     name = distill.DEFAULT_STUDENT + (distill.FAST_SUFFIX if fast_mode() else "")
     folder = distill.save_student(student, tokenizer, name, info={
         "steps": len(history), "settings": setting, "temperature": TEMPERATURE, "alpha": ALPHA,
-        "perplexity": after["ppl"], "teacher_perplexity": teacher_report["ppl"], "eval_tokens": eval_ids.shape[1],
-        "top1_agreement": after["top1"], "device": device_name(device), "date": time.strftime("%Y-%m-%d")})
+        "perplexity": after["ppl"], "teacher_perplexity": teacher_report["ppl"],
+        "eval_tokens": eval_ids.shape[1], "top1_agreement": after["top1"],
+        "device": device_name(device), "date": time.strftime("%Y-%m-%d")})
     reloaded, _ = load_model(str(folder), device=device)
-    same = torch.allclose(logits_of(reloaded, eval_ids[:, :32]), logits_of(student, eval_ids[:, :32]), atol=1e-5)
+    same = torch.allclose(logits_of(reloaded, eval_ids[:, :32]),
+                          logits_of(student, eval_ids[:, :32]), atol=1e-5)
     print(f"saved to {folder}; reloaded with load_model: identical logits = {same}")
-    print(f"lesson 08 finds it with inferlab.compress.distill.find_student() -> {distill.find_student()}")
+    print("lesson 08 finds it with inferlab.compress.distill.find_student() -> "
+          f"{distill.find_student()}")
 
 # %% [markdown]
 # ## Claims vs measured
@@ -405,14 +427,18 @@ else:
 # %%
 quality_ratio = teacher_report["ppl"] / after["ppl"]
 claims = [
-    ("2-10x smaller", "tutorial", f"{teacher_report['params'] / after['params']:.2f}x fewer parameters "
-     f"({N_STUDENT} of 30 layers)", "the tied embedding (28M of 135M parameters) is kept whole; layers shrink 3x"),
+    ("2-10x smaller", "tutorial",
+     f"{teacher_report['params'] / after['params']:.2f}x fewer parameters "
+     f"({N_STUDENT} of 30 layers)",
+     "the tied embedding (28M of 135M parameters) is kept whole; layers shrink 3x"),
     ("90-95% of the quality", "tutorial; DistilBERT 97% of GLUE",
-     f"teacher/student perplexity {quality_ratio:.1%}, top-1 agreement {after['top1']:.0%}, greedy agreement "
-     f"{after['agree']:.0%}", f"{len(history)} steps of {setting['batch_size']}x{setting['seq_len']} tokens here "
+     f"teacher/student perplexity {quality_ratio:.1%}, top-1 agreement {after['top1']:.0%}, "
+     f"greedy agreement {after['agree']:.0%}",
+     f"{len(history)} steps of {setting['batch_size']}x{setting['seq_len']} tokens here "
      "vs DistilBERT's ~90 hours on 8 V100s over BERT's corpus; the student has not converged"),
-    ("faster inference", "DistilBERT 60% faster", f"greedy decode {after['tok_s'] / teacher_report['tok_s']:.2f}x "
-     "the teacher's tokens/s", "fewer layers, but the 49k-token output head costs the same for both"),
+    ("faster inference", "DistilBERT 60% faster",
+     f"greedy decode {after['tok_s'] / teacher_report['tok_s']:.2f}x the teacher's tokens/s",
+     "fewer layers, but the 49k-token output head costs the same for both"),
 ]
 for claim, source, measured, why in claims:
     print(f"- {claim}\n    claimed: {source}\n    measured here: {measured}\n    why: {why}")

@@ -1,4 +1,5 @@
-"""Plausible wrong answers for lesson 04; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 04; each passes the visible tests and fails the hidden
+ones."""
 
 CONTEXT = "import torch\nimport torch.nn.functional as F\n"
 

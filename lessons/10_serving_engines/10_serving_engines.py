@@ -38,12 +38,18 @@ from inferlab.lab import plots, records
 from inferlab.lab.bench import default_device, device_name, pin_threads
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import DEFAULT_MODEL, embedded_gguf, load_model
+from inferlab.lab.settings import fast_mode, grading, pick
 from inferlab.serving.clients import completion_body, get_text, openai_client, stream_completion
 from inferlab.serving.engines import TransformersEngine, eos_ids
 from inferlab.serving.latency import format_table, summarize
-from inferlab.serving.launch import SERVED_NAME, bf16_model_dir, llama_cpp_server, vllm_server, what_is_missing
+from inferlab.serving.launch import (
+    SERVED_NAME,
+    bf16_model_dir,
+    llama_cpp_server,
+    vllm_server,
+    what_is_missing,
+)
 from inferlab.serving.loadgen import closed_loop
-from inferlab.lab.settings import fast_mode, grading, pick
 
 threads = pin_threads()
 device = default_device()  # the in-notebook engines run on a GPU where there is one
@@ -82,6 +88,7 @@ def ttft_and_itl(sent_at: float, arrivals: list[float]) -> tuple[float, list[flo
 
 # %% tests id=test_ttft_and_itl points=1
 import math
+
 ttft, itls = ttft_and_itl(10.0, [10.5, 10.7, 11.0])
 assert math.isclose(ttft, 0.5), ttft
 assert len(itls) == 2 and math.isclose(sum(itls), 0.5), itls
@@ -124,6 +131,7 @@ assert percentile([7.0], 95) == 7.0
 ### BEGIN HIDDEN TESTS
 import math
 import random
+
 assert math.isclose(percentile([1, 2, 3, 4], 50), 2.5)
 assert math.isclose(percentile(list(range(1, 101)), 95), 95.05)
 assert percentile([5, 1, 4, 2, 3], 0) == 1 and percentile([5, 1, 4, 2, 3], 100) == 5
@@ -164,6 +172,7 @@ def throughput(requests: list[tuple[float, list[float]]]) -> float:
 
 # %% tests id=test_throughput points=2
 import math
+
 assert math.isclose(throughput([(0.0, [0.5, 1.0, 1.5, 2.0])]), 2.0)
 ### BEGIN HIDDEN TESTS
 # Two requests served one after the other: 8 tokens in 4 s, although each ran at 2 tokens/s.
@@ -195,8 +204,8 @@ n_prompts = pick(16, 4)
 max_tokens = pick(64, 16)
 concurrency = pick(4, 2)
 prompts = sample_prompts(n_prompts, min_words=8, max_words=200, seed=0)
-model, tokenizer = load_model(DEFAULT_MODEL, dtype=torch.float32 if device == "cpu" else torch.bfloat16,
-                              device=device)
+model, tokenizer = load_model(DEFAULT_MODEL, device=device,
+                              dtype=torch.float32 if device == "cpu" else torch.bfloat16)
 prompt_lengths = [len(tokenizer(p).input_ids) for p in prompts]
 banned = eos_ids(tokenizer)
 print(f"{n_prompts} prompts, {min(prompt_lengths)}-{max(prompt_lengths)} tokens "
@@ -217,7 +226,8 @@ traces = closed_loop(lambda p: engine.stream(p, max_tokens), prompts, concurrenc
 results["transformers generate"] = summarize(traces)
 mine = throughput([(t.start, t.token_times) for t in traces])
 print(f"transformers generate: {results['transformers generate']['throughput_tok_s']:.1f} tokens/s "
-      f"(your throughput(): {mine:.1f}); TTFT p50 {percentile([t.ttft for t in traces], 50) * 1e3:.0f} ms, "
+      f"(your throughput(): {mine:.1f}); "
+      f"TTFT p50 {percentile([t.ttft for t in traces], 50) * 1e3:.0f} ms, "
       f"p95 {percentile([t.ttft for t in traces], 95) * 1e3:.0f} ms")
 
 # %% [markdown]
@@ -261,11 +271,12 @@ elif what_is_missing("vllm"):
 else:
     from inferlab.serving.vllm_offline import run_in_child
     try:
-        offline = run_in_child(bf16_model_dir(), prompts, max_tokens, max_num_seqs=max(16, concurrency),
-                               cpu_threads=threads)
+        offline = run_in_child(bf16_model_dir(), prompts, max_tokens,
+                               max_num_seqs=max(16, concurrency), cpu_threads=threads)
         startup["vLLM offline (LLM)"] = offline["startup_s"]
-        print(f"vLLM LLM.generate: {offline['output_tokens']} tokens in {offline['generate_s']:.2f} s = "
-              f"{offline['throughput_tok_s']:.1f} tokens/s (start-up {offline['startup_s']:.0f} s)")
+        print(f"vLLM LLM.generate: {offline['output_tokens']} tokens in "
+              f"{offline['generate_s']:.2f} s = {offline['throughput_tok_s']:.1f} tokens/s "
+              f"(start-up {offline['startup_s']:.0f} s)")
         print("first answer:", repr(offline["first_text"][:120]))
     except Exception as error:
         print("vLLM offline failed:", str(error)[-2000:])
@@ -288,7 +299,8 @@ else:
 def show_raw_stream(url: str, prompt: str, n_tokens: int, n_lines: int = 3) -> list[str]:
     """POST one streaming completion and return the first raw lines of the reply."""
     connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=120)
-    connection.request("POST", "/v1/completions", json.dumps(completion_body(SERVED_NAME, prompt, n_tokens)),
+    connection.request("POST", "/v1/completions",
+                       json.dumps(completion_body(SERVED_NAME, prompt, n_tokens)),
                        {"Content-Type": "application/json"})
     lines = connection.getresponse().read().decode().splitlines()
     connection.close()
@@ -312,14 +324,16 @@ else:
             reply = client.completions.create(model=SERVED_NAME, prompt="The capital of France is",
                                               max_tokens=8, temperature=0)
             print("openai client:", repr(reply.choices[0].text), reply.usage)
-            traces = closed_loop(lambda p: stream_completion(server.url, SERVED_NAME, p, max_tokens),
-                                 prompts, concurrency)
+            traces = closed_loop(
+                lambda p: stream_completion(server.url, SERVED_NAME, p, max_tokens),
+                prompts, concurrency)
             results["vLLM server"] = summarize(traces)
             metrics_page = get_text(server.url + "/metrics")
             print("\nfrom vLLM's /metrics:")
             for line in metrics_page.splitlines():
                 if line.startswith(("vllm:num_requests_running", "vllm:generation_tokens_total",
-                                    "vllm:time_to_first_token_seconds_count", "vllm:kv_cache_usage_perc")):
+                                    "vllm:time_to_first_token_seconds_count",
+                                    "vllm:kv_cache_usage_perc")):
                     print("  " + line)
     except Exception as error:
         results["vLLM server"] = f"{error.__class__.__name__}: {str(error)[-1500:]}"
@@ -364,7 +378,8 @@ tricky = [': keep-alive', '', 'data: {"choices": [{"text": "Hello", "index": 0}]
           'data: {"choices": [{"text": "IGNORED", "index": 0}]}']
 assert stream_text(tricky) == "Hello world", stream_text(tricky)
 assert stream_text(['data: [DONE]']) == ""
-assert stream_text(['data: {"choices": [{"text": null, "index": 0, "finish_reason": "length"}]}']) == ""
+assert stream_text(
+    ['data: {"choices": [{"text": null, "index": 0, "finish_reason": "length"}]}']) == ""
 ### END HIDDEN TESTS
 
 # %%
@@ -394,7 +409,8 @@ else:
     llama.stream(prompts[0], 2)  # warm-up
     results["llama.cpp (in-process)"] = summarize(closed_loop(lambda p: llama.stream(p, max_tokens),
                                                               prompts, concurrency))
-    print(f"llama.cpp in-process: {results['llama.cpp (in-process)']['throughput_tok_s']:.1f} tokens/s")
+    print("llama.cpp in-process: "
+          f"{results['llama.cpp (in-process)']['throughput_tok_s']:.1f} tokens/s")
 
 if grading():
     print("skipped while grading: the llama.cpp server is a separate process")
@@ -407,7 +423,8 @@ else:
             startup["llama.cpp server"] = server.startup_seconds
             print(f"{server} answered after {server.startup_seconds:.1f} s")
             results["llama.cpp server"] = summarize(closed_loop(
-                lambda p: stream_completion(server.url, SERVED_NAME, p, max_tokens, banned_tokens=banned),
+                lambda p: stream_completion(server.url, SERVED_NAME, p, max_tokens,
+                                            banned_tokens=banned),
                 prompts, concurrency))
     except Exception as error:
         results["llama.cpp server"] = f"{error.__class__.__name__}: {str(error)[-1500:]}"
@@ -432,7 +449,8 @@ print(format_table(results_with_offline))
 if startup:
     print("\nstart-up until the first answer was possible:",
           ", ".join(f"{k} {v:.1f} s" for k, v in startup.items()))
-throughputs = {n: s["throughput_tok_s"] for n, s in results_with_offline.items() if isinstance(s, dict)}
+throughputs = {n: s["throughput_tok_s"] for n, s in results_with_offline.items()
+               if isinstance(s, dict)}
 plots.bars(list(throughputs), list(throughputs.values()), yaxis="tokens/s",
            title=f"Throughput, {concurrency} concurrent clients ({device_name(device)})",
            text=[f"{v:.0f}" for v in throughputs.values()]).show()
@@ -456,36 +474,45 @@ import ipywidgets as widgets
 from IPython.display import display
 
 
-def run_comparison(engines: list[str], clients: int, max_words: int, new_tokens: int, n: int) -> dict:
+def run_comparison(engines: list[str], clients: int, max_words: int, new_tokens: int,
+                   n: int) -> dict:
     """Run the workload with the chosen settings on the chosen engines; return summaries."""
     chosen_prompts = sample_prompts(n, min_words=8, max_words=max_words, seed=1)
     out = {}
     for name in engines:
         if name == "transformers generate":
-            out[name] = summarize(closed_loop(lambda p: engine.stream(p, new_tokens), chosen_prompts, clients))
+            out[name] = summarize(closed_loop(lambda p: engine.stream(p, new_tokens),
+                                              chosen_prompts, clients))
         elif name == "course engine":
             out[name] = summarize(course.closed_loop(chosen_prompts, new_tokens, clients))
         elif name == "llama.cpp (in-process)":
-            out[name] = summarize(closed_loop(lambda p: llama.stream(p, new_tokens), chosen_prompts, clients))
+            out[name] = summarize(closed_loop(lambda p: llama.stream(p, new_tokens),
+                                              chosen_prompts, clients))
         elif name == "vLLM server":
-            with vllm_server(bf16_model_dir(), max_num_seqs=max(16, clients), cpu_threads=threads) as srv:
+            with vllm_server(bf16_model_dir(), max_num_seqs=max(16, clients),
+                             cpu_threads=threads) as srv:
                 out[name] = summarize(closed_loop(
-                    lambda p: stream_completion(srv.url, SERVED_NAME, p, new_tokens), chosen_prompts, clients))
+                    lambda p: stream_completion(srv.url, SERVED_NAME, p, new_tokens),
+                    chosen_prompts, clients))
         elif name == "llama.cpp server":
             with llama_cpp_server(n_threads=threads) as srv:
                 out[name] = summarize(closed_loop(
-                    lambda p: stream_completion(srv.url, SERVED_NAME, p, new_tokens, banned_tokens=banned),
+                    lambda p: stream_completion(srv.url, SERVED_NAME, p, new_tokens,
+                                                banned_tokens=banned),
                     chosen_prompts, clients))
     return out
 
 
 available = [n for n in ["transformers generate", "course engine", "llama.cpp (in-process)"]
              if isinstance(results.get(n), dict)]
-available += [n for n in ["vLLM server", "llama.cpp server"] if not grading() and isinstance(results.get(n), dict)]
-choose = widgets.SelectMultiple(options=available, value=tuple(available[:2]), description="engines", rows=5)
+available += [n for n in ["vLLM server", "llama.cpp server"]
+              if not grading() and isinstance(results.get(n), dict)]
+choose = widgets.SelectMultiple(options=available, value=tuple(available[:2]),
+                                description="engines", rows=5)
 clients_slider = widgets.IntSlider(value=concurrency, min=1, max=16, description="clients")
 words_slider = widgets.IntSlider(value=200, min=16, max=400, step=16, description="max words")
-tokens_slider = widgets.IntSlider(value=max_tokens, min=4, max=128, step=4, description="new tokens")
+tokens_slider = widgets.IntSlider(value=max_tokens, min=4, max=128, step=4,
+                                  description="new tokens")
 count_slider = widgets.IntSlider(value=n_prompts, min=2, max=32, description="requests")
 run_button = widgets.Button(description="Run", button_style="primary")
 panel_output = widgets.Output()
@@ -504,18 +531,21 @@ def on_run(*_):
             panel_output.clear_output(wait=True)
             print(format_table(summaries))
             names = list(summaries)
-            plots.grouped_bars(names, {"tokens/s": [s["throughput_tok_s"] for s in summaries.values()]},
+            plots.grouped_bars(names,
+                               {"tokens/s": [s["throughput_tok_s"] for s in summaries.values()]},
                                title="Throughput", yaxis="tokens/s").show()
-            plots.grouped_bars(names, {"TTFT p50": [s["ttft_p50"] * 1e3 for s in summaries.values()],
-                                       "TTFT p95": [s["ttft_p95"] * 1e3 for s in summaries.values()]},
+            plots.grouped_bars(names,
+                               {"TTFT p50": [s["ttft_p50"] * 1e3 for s in summaries.values()],
+                                "TTFT p95": [s["ttft_p95"] * 1e3 for s in summaries.values()]},
                                title="Time to first token", yaxis="ms", cited=("TTFT p95",)).show()
         except Exception as error:  # the panel must survive any combination
             print(f"Cannot run this combination: {error.__class__.__name__}: {error}")
 
 
 run_button.on_click(on_run)
-display(widgets.VBox([widgets.HTML("<b>Serving engines: run the workload</b>"), choose, clients_slider,
-                      words_slider, tokens_slider, count_slider, run_button, panel_output]))
+display(widgets.VBox([widgets.HTML("<b>Serving engines: run the workload</b>"), choose,
+                      clients_slider, words_slider, tokens_slider, count_slider, run_button,
+                      panel_output]))
 
 # %% [markdown]
 # ## 10 · Claims vs measured
@@ -536,7 +566,8 @@ display(widgets.VBox([widgets.HTML("<b>Serving engines: run the workload</b>"), 
 
 # %%
 base = results.get("transformers generate")
-rows = [("vLLM: 5-10x throughput (tutorial); up to 24x vs transformers (vLLM blog, GPU)", "vLLM server"),
+rows = [("vLLM: 5-10x throughput (tutorial); up to 24x vs transformers (vLLM blog, GPU)",
+         "vLLM server"),
         ("vLLM offline", "vLLM offline (LLM.generate)"),
         ("serving engines: 2x-10x speedup (tutorial)", "llama.cpp server"),
         ("", "llama.cpp (in-process)"), ("", "course engine")]
@@ -566,7 +597,8 @@ for claim, name in rows:
 
 # %%
 if ran:
-    for key, label, best in [("throughput_tok_s", "highest throughput", max), ("ttft_p50", "lowest TTFT p50", min),
+    for key, label, best in [("throughput_tok_s", "highest throughput", max),
+                             ("ttft_p50", "lowest TTFT p50", min),
                              ("itl_p50", "lowest inter-token latency p50", min)]:
         winner = best(ran, key=lambda name: ran[name][key])
         scale, unit = (1, "tokens/s") if key == "throughput_tok_s" else (1e3, "ms")

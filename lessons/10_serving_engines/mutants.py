@@ -1,4 +1,5 @@
-"""Plausible wrong answers for lesson 10; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 10; each passes the visible tests and fails the hidden
+ones."""
 
 MUTANTS = {
     "ttft_and_itl": [

@@ -28,13 +28,13 @@ import time
 
 import torch
 
-from inferlab.serving import metrics
 from inferlab.lab import plots, records
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import sample_prompts
+from inferlab.lab.settings import fast_mode, grading, pick
+from inferlab.serving import metrics
 from inferlab.serving.latency import summarize
 from inferlab.serving.launch import what_is_missing
-from inferlab.lab.settings import fast_mode, grading, pick
 
 threads = pin_threads()
 print(f"device: {device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
@@ -56,8 +56,10 @@ print(f"  ray serve: {what_is_missing('ray serve') or 'installed'}")
 
 # %%
 demo = metrics.Registry()
-requests_total = demo.counter("llm_requests_total", "Requests answered, by status.", labelnames=("status",))
-latency = demo.histogram("llm_request_latency_seconds", "Request latency.", buckets=(0.1, 0.5, 1.0, 5.0))
+requests_total = demo.counter("llm_requests_total", "Requests answered, by status.",
+                              labelnames=("status",))
+latency = demo.histogram("llm_request_latency_seconds", "Request latency.",
+                         buckets=(0.1, 0.5, 1.0, 5.0))
 in_flight = demo.gauge("llm_requests_in_flight", "Requests queued or running.")
 for seconds in (0.05, 0.2, 0.3, 0.7, 2.0, 9.0):
     latency.observe(seconds)
@@ -123,13 +125,15 @@ assert parse_metrics(text) == [("req", {"status": "ok"}, 3.0), ("req", {"status"
                                ("queue", {}, 2.0)], parse_metrics(text)
 ### BEGIN HIDDEN TESTS
 import math
+
 tricky = ('http_requests_total{path="/a,b",msg="say \\"hi\\" there"} 1.5e3\n'
           'lat_bucket{le="+Inf"} 7\n'
           'temp{room="lab 1"} 21.5 1700000000000\n'
           'odd{a="x\\\\y",b="two\\nlines"} NaN\n'
           'inf_gauge +Inf\n')
 parsed = parse_metrics(tricky)
-assert parsed[0] == ("http_requests_total", {"path": "/a,b", "msg": 'say "hi" there'}, 1500.0), parsed[0]
+assert parsed[0] == ("http_requests_total", {"path": "/a,b", "msg": 'say "hi" there'}, 1500.0), (
+    parsed[0])
 assert parsed[1] == ("lat_bucket", {"le": "+Inf"}, 7.0), parsed[1]
 assert parsed[2] == ("temp", {"room": "lab 1"}, 21.5), parsed[2]
 assert parsed[3][1] == {"a": "x\\y", "b": "two\nlines"} and math.isnan(parsed[3][2]), parsed[3]
@@ -139,7 +143,8 @@ assert parse_metrics("# only comments\n\n") == []
 
 # %%
 mine = parse_metrics(page)
-assert [(n, l, v) for n, l, v in mine if v == v] == [s for s in metrics.parse(page) if s[2] == s[2]]
+assert ([(name, labels, value) for name, labels, value in mine if value == value]
+        == [s for s in metrics.parse(page) if s[2] == s[2]])
 print(f"your parser read {len(mine)} samples; errors so far: "
       f"{metrics.value(mine, 'llm_requests_total', status='error'):.0f}")
 
@@ -179,13 +184,14 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 
 # %% tests id=test_histogram_quantile points=2
 import math
+
 cumulative = [(0.1, 5), (0.5, 10), (math.inf, 10)]
 assert math.isclose(histogram_quantile(0.5, cumulative), 0.1)
 ### BEGIN HIDDEN TESTS
 assert math.isclose(histogram_quantile(0.75, cumulative), 0.3)      # inside (0.1, 0.5]
 assert math.isclose(histogram_quantile(0.25, cumulative), 0.05)     # first bucket starts at 0
 mostly_slow = [(1.0, 2), (2.0, 3), (math.inf, 10)]
-assert histogram_quantile(0.99, mostly_slow) == 2.0                 # in +Inf: the largest finite bound
+assert histogram_quantile(0.99, mostly_slow) == 2.0     # in +Inf: the largest finite bound
 assert math.isclose(histogram_quantile(0.2, mostly_slow), 1.0)
 wide = [(0.25, 0), (0.5, 4), (1.0, 8), (math.inf, 8)]
 assert math.isclose(histogram_quantile(0.5, wide), 0.5)
@@ -228,8 +234,9 @@ from plotly.subplots import make_subplots
 
 cores = len(os.sched_getaffinity(0))
 autoscaling = {"min_replicas": 1, "initial_replicas": 1, "max_replicas": max(2, min(4, cores)),
-               "target_ongoing_requests": 1, "upscale_delay_s": 1.0, "downscale_delay_s": pick(10.0, 5.0),
-               "metrics_interval_s": 0.5, "look_back_period_s": 2.0}
+               "target_ongoing_requests": 1, "upscale_delay_s": 1.0,
+               "downscale_delay_s": pick(10.0, 5.0), "metrics_interval_s": 0.5,
+               "look_back_period_s": 2.0}
 ray_tokens = pick(32, 12)
 ray_prompts = sample_prompts(32, min_words=8, max_words=60, seed=2)
 timeline, ray_traces, ray_summary = [], [], None
@@ -251,9 +258,10 @@ else:
         calibration = [generate_request(url, p, ray_tokens) for p in ray_prompts[1:4]]
         service_s = sorted(t.end - t.start for t in calibration)[1]  # the median of 3
         capacity = 1 / service_s
-        schedule = [(pick(20, 6), 0.5 * capacity), (pick(45, 15), 1.5 * capacity), (pick(40, 12), 0.25 * capacity)]
-        print(f"one request of {ray_tokens} tokens: {service_s:.2f} s (median of 3) -> one replica serves "
-              f"~{capacity:.2f} req/s")
+        schedule = [(pick(20, 6), 0.5 * capacity), (pick(45, 15), 1.5 * capacity),
+                    (pick(40, 12), 0.25 * capacity)]
+        print(f"one request of {ray_tokens} tokens: {service_s:.2f} s (median of 3) -> "
+              f"one replica serves ~{capacity:.2f} req/s")
         print("schedule (seconds, requests/s):", [(d, round(r, 2)) for d, r in schedule])
 
         def sample(elapsed):
@@ -271,12 +279,14 @@ else:
         final_page = get_text(url + "/metrics")
         ray_summary = summarize(ray_traces)
     print(f"{ray_summary['requests']} requests ({ray_summary['failed']} failed) in "
-          f"{time.perf_counter() - started:.0f} s; {ray_summary['throughput_tok_s']:.1f} tokens/s overall")
+          f"{time.perf_counter() - started:.0f} s; "
+          f"{ray_summary['throughput_tok_s']:.1f} tokens/s overall")
 
 # %%
 if timeline:
     t = [row["t"] for row in timeline]
-    rates = [0.0] + [(b["tokens"] - a["tokens"]) / (b["t"] - a["t"]) for a, b in zip(timeline, timeline[1:])]
+    rates = [0.0] + [(b["tokens"] - a["tokens"]) / (b["t"] - a["t"])
+                     for a, b in zip(timeline, timeline[1:])]
     window = 2.0
     latency_t, latency_p50 = [], []
     for edge in range(0, int(t[-1]) + 1, int(window)):
@@ -287,28 +297,37 @@ if timeline:
             latency_p50.append(sorted(done)[len(done) // 2])
     fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.04,
                         subplot_titles=("Model replicas", "Requests in flight (queued + running)",
-                                        "Throughput (tokens/s)", "Request latency, median per 2 s (s)"))
-    fig.add_scatter(x=t, y=[row["running"] for row in timeline], name="running", line_shape="hv", row=1, col=1)
-    fig.add_scatter(x=t, y=[row["starting"] for row in timeline], name="starting", line_shape="hv", row=1, col=1)
+                                        "Throughput (tokens/s)",
+                                        "Request latency, median per 2 s (s)"))
+    fig.add_scatter(x=t, y=[row["running"] for row in timeline], name="running",
+                    line_shape="hv", row=1, col=1)
+    fig.add_scatter(x=t, y=[row["starting"] for row in timeline], name="starting",
+                    line_shape="hv", row=1, col=1)
     fig.add_scatter(x=t, y=[row["in_flight"] for row in timeline], name="in flight", row=2, col=1)
     fig.add_scatter(x=t, y=rates, name="tokens/s", row=3, col=1)
-    fig.add_scatter(x=latency_t, y=latency_p50, name="latency p50", mode="lines+markers", row=4, col=1)
+    fig.add_scatter(x=latency_t, y=latency_p50, name="latency p50", mode="lines+markers",
+                    row=4, col=1)
     boundary = 0.0
     for duration, rate in schedule:
-        fig.add_vrect(x0=boundary, x1=boundary + duration, fillcolor="orange" if rate > capacity else "green",
+        fig.add_vrect(x0=boundary, x1=boundary + duration,
+                      fillcolor="orange" if rate > capacity else "green",
                       opacity=0.07, line_width=0)
         boundary += duration
-    fig.update_layout(height=800, template="plotly_white", xaxis4_title="seconds since the load started",
-                      title="Ray Serve autoscaling under a ramped request rate (green: below capacity, orange: above)")
+    fig.update_layout(height=800, template="plotly_white",
+                      xaxis4_title="seconds since the load started",
+                      title="Ray Serve autoscaling under a ramped request rate "
+                            "(green: below capacity, orange: above)")
     fig.show()
     peak = max(row["running"] for row in timeline)
-    print(f"replicas: 1 -> {peak} at peak; largest queue {max(row['in_flight'] for row in timeline):.0f} requests")
+    print(f"replicas: 1 -> {peak} at peak; largest queue "
+          f"{max(row['in_flight'] for row in timeline):.0f} requests")
     gateway = metrics.parse(final_page)
     hist = metrics.buckets(gateway, "llm_request_latency_seconds")
     exact = [tr.end - tr.start for tr in ray_traces if tr.error is None]
     from inferlab.serving.latency import percentile as exact_percentile
     for q in (0.5, 0.95):
-        print(f"latency p{q * 100:.0f}: from the gateway's histogram {histogram_quantile(q, hist):.2f} s, "
+        print(f"latency p{q * 100:.0f}: "
+              f"from the gateway's histogram {histogram_quantile(q, hist):.2f} s, "
               f"exact from the client {exact_percentile(exact, q * 100):.2f} s")
 
 # %% [markdown]
@@ -362,8 +381,10 @@ def tp_mlp_partials(x, gate_w, up_w, down_w, world: int) -> list:
 # %% tests id=test_tp_mlp_partials points=2
 import torch
 import torch.nn.functional as F
+
 torch.manual_seed(0)
-x, gate_w, up_w, down_w = torch.randn(3, 8), torch.randn(12, 8), torch.randn(12, 8), torch.randn(8, 12)
+x, gate_w, up_w, down_w = (torch.randn(3, 8), torch.randn(12, 8), torch.randn(12, 8),
+                           torch.randn(8, 12))
 full = (F.silu(x @ gate_w.T) * (x @ up_w.T)) @ down_w.T
 parts = tp_mlp_partials(x, gate_w, up_w, down_w, 2)
 assert len(parts) == 2 and torch.allclose(sum(parts), full, atol=1e-5)
@@ -373,7 +394,8 @@ assert len(parts) == 4 and torch.allclose(sum(parts), full, atol=1e-5)
 for rank, part in enumerate(parts):
     block = slice(rank * 3, rank * 3 + 3)
     expected = (F.silu(x @ gate_w[block].T) * (x @ up_w[block].T)) @ down_w[:, block].T
-    assert torch.allclose(part, expected, atol=1e-5), f"rank {rank} must hold the {rank}-th contiguous block"
+    assert torch.allclose(part, expected, atol=1e-5), (
+        f"rank {rank} must hold the {rank}-th contiguous block")
 assert len(tp_mlp_partials(x, gate_w, up_w, down_w, 1)) == 1
 try:
     tp_mlp_partials(x, gate_w, up_w, down_w, 5)
@@ -401,6 +423,7 @@ def ring_allreduce_bytes(n_bytes: float, world: int) -> float:
 assert ring_allreduce_bytes(1000, 2) == 1000
 ### BEGIN HIDDEN TESTS
 import math
+
 assert ring_allreduce_bytes(1000, 1) == 0
 assert math.isclose(ring_allreduce_bytes(1000, 4), 1500)
 assert math.isclose(ring_allreduce_bytes(4096 * 2 * 16, 8), 2 * 7 / 8 * 4096 * 2 * 16)
@@ -420,11 +443,12 @@ with torch.no_grad():
     reference = mlp(x)
     parts = tp_mlp_partials(x, mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight, 2)
     package = sum(TensorParallelMLP(mlp, rank, 2, reduce=lambda t: t)(x) for rank in range(2))
-print(f"your 2-way split: max |difference| to the full MLP {float((sum(parts) - reference).abs().max()):.2e} "
+print("your 2-way split: max |difference| to the full MLP "
+      f"{float((sum(parts) - reference).abs().max()):.2e} "
       f"(outputs up to {float(reference.abs().max()):.1f}); inferlab.serving.parallel's: "
       f"{float((package - reference).abs().max()):.2e}")
-print(f"all-reduce of one [tokens, 576] fp32 activation: {ring_allreduce_bytes(576 * 4, 2):.0f} bytes "
-      "sent per rank per token")
+print("all-reduce of one [tokens, 576] fp32 activation: "
+      f"{ring_allreduce_bytes(576 * 4, 2):.0f} bytes sent per rank per token")
 
 # %% [markdown]
 # ### The real thing: 2 processes, `torch.distributed`
@@ -439,18 +463,19 @@ tp_cpu = None
 if grading():
     print("skipped while grading: starts 2 processes")
 else:
-    tp_cpu = run_tp(world_size=2, backend="gloo", tokens=pick((1, 16, 128, 512), (1, 64)), weights="smollm2",
-                    repeats=pick(20, 5), threads=1)
+    tp_cpu = run_tp(world_size=2, backend="gloo", tokens=pick((1, 16, 128, 512), (1, 64)),
+                    weights="smollm2", repeats=pick(20, 5), threads=1)
 
 
 def tp_table(result: dict, title: str) -> None:
     print(f"{title}: {result['world_size']} ranks, {result['backend']}, MLP {result['hidden']}->"
           f"{result['intermediate']}, {result['dtype']}")
-    print(f"{'tokens':>7}{'1 process ms':>14}{'split ms':>10}{'compute ms':>12}{'all-reduce ms':>15}"
-          f"{'bytes':>11}{'speed-up':>10}{'max |diff|':>12}")
+    print(f"{'tokens':>7}{'1 process ms':>14}{'split ms':>10}{'compute ms':>12}"
+          f"{'all-reduce ms':>15}{'bytes':>11}{'speed-up':>10}{'max |diff|':>12}")
     for run in result["runs"]:
-        print(f"{run['tokens']:>7}{run['single_forward_s'] * 1e3:>14.3f}{run['tp_forward_s'] * 1e3:>10.3f}"
-              f"{run['shard_compute_s'] * 1e3:>12.3f}{run['all_reduce_s'] * 1e3:>15.3f}{run['all_reduce_bytes']:>11}"
+        print(f"{run['tokens']:>7}{run['single_forward_s'] * 1e3:>14.3f}"
+              f"{run['tp_forward_s'] * 1e3:>10.3f}{run['shard_compute_s'] * 1e3:>12.3f}"
+              f"{run['all_reduce_s'] * 1e3:>15.3f}{run['all_reduce_bytes']:>11}"
               f"{run['single_forward_s'] / run['tp_forward_s']:>9.2f}x{run['max_abs_diff']:>12.2e}")
 
 
@@ -459,14 +484,16 @@ if tp_cpu:
 
 tp_live_gpu = None
 if not grading() and torch.cuda.device_count() >= 2:  # a machine with 2 GPUs: measure NCCL live
-    tp_live_gpu = run_tp(world_size=2, backend="nccl", tokens=(1, 128, 1024, 4096), weights="random",
-                         hidden=4096, intermediate=11008, dtype="bfloat16", repeats=20)
-    tp_table(tp_live_gpu, f"measured here (2x {torch.cuda.get_device_name(0)}), Llama-2-7B MLP size")
+    tp_live_gpu = run_tp(world_size=2, backend="nccl", tokens=(1, 128, 1024, 4096),
+                         weights="random", hidden=4096, intermediate=11008, dtype="bfloat16",
+                         repeats=20)
+    tp_table(tp_live_gpu,
+             f"measured here (2x {torch.cuda.get_device_name(0)}), Llama-2-7B MLP size")
 
 try:
     tp_gpu = records.load("tp_gpu")
     print()
-    for dtype, result in tp_gpu["results"].items():
+    for result in tp_gpu["results"].values():
         if isinstance(result, dict) and "runs" in result:
             tp_table(result, f"{records.label(tp_gpu)}, Llama-2-7B MLP size")
 except FileNotFoundError as missing:
@@ -477,18 +504,20 @@ except FileNotFoundError as missing:
 series, xs = {}, None
 if tp_cpu:
     xs = [r["tokens"] for r in tp_cpu["runs"]]
-    series["CPU gloo: split / 1 process"] = [r["tp_forward_s"] / r["single_forward_s"] for r in tp_cpu["runs"]]
+    series["CPU gloo: split / 1 process"] = [r["tp_forward_s"] / r["single_forward_s"]
+                                             for r in tp_cpu["runs"]]
 if tp_gpu and "bfloat16" in tp_gpu["results"]:
     gpu_runs = tp_gpu["results"]["bfloat16"]["runs"]
     fig = plots.lines([r["tokens"] for r in gpu_runs],
                       {"1 GPU": [r["single_forward_s"] * 1e3 for r in gpu_runs],
                        "2 GPUs, split": [r["tp_forward_s"] * 1e3 for r in gpu_runs],
                        "all-reduce alone": [r["all_reduce_s"] * 1e3 for r in gpu_runs]},
-                      title=f"Tensor-parallel MLP, bf16 ({records.label(tp_gpu)})", xaxis="tokens in the batch",
-                      yaxis="ms per forward", log_x=True, log_y=True)
+                      title=f"Tensor-parallel MLP, bf16 ({records.label(tp_gpu)})",
+                      xaxis="tokens in the batch", yaxis="ms per forward", log_x=True, log_y=True)
     fig.show()
 if series:
-    plots.lines(xs, series, title="Split MLP time relative to one process (CPU, this run; < 1 is faster)",
+    plots.lines(xs, series,
+                title="Split MLP time relative to one process (CPU, this run; < 1 is faster)",
                 xaxis="tokens in the batch", yaxis="ratio", log_x=True).show()
 
 # %% [markdown]
@@ -513,8 +542,8 @@ if series:
 if grading():
     print("skipped while grading: starts 2 processes")
 else:
-    pp = run_pp(microbatches=pick((1, 2, 4, 8), (1, 2, 4)), layers=pick(8, 4), tokens=pick(256, 128),
-                repeats=pick(5, 2))
+    pp = run_pp(microbatches=pick((1, 2, 4, 8), (1, 2, 4)), layers=pick(8, 4),
+                tokens=pick(256, 128), repeats=pick(5, 2))
     single = pp["single_process_s"]
     print(f"{pp['layers']} blocks, {pp['tokens']} tokens; one process: {single * 1e3:.1f} ms")
     print(f"{'micro-batches':>14}{'measured ms':>13}{'ideal ms':>10}{'bubble (theory)':>17}")
@@ -522,8 +551,8 @@ else:
         m = int(m)
         ideal = single / 2 * (m + 1) / m
         print(f"{m:>14}{seconds * 1e3:>13.1f}{ideal * 1e3:>10.1f}{1 / (m + 1):>17.0%}")
-    print("(ideal: perfect halves, free communication, a core per stage; the difference is communication, "
-          "Python overhead and cores shared with other processes)")
+    print("(ideal: perfect halves, free communication, a core per stage; the difference is "
+          "communication, Python overhead and cores shared with other processes)")
 
 # %% [markdown]
 # Pipeline parallelism sends activations only between neighbouring stages (cheap; fine even
@@ -540,7 +569,8 @@ else:
 # `ValueError` if `tokens_per_s` or `utilization` is not positive.
 
 # %% solution id=cost_per_million_tokens
-def cost_per_million_tokens(dollars_per_hour: float, tokens_per_s: float, utilization: float = 1.0) -> float:
+def cost_per_million_tokens(dollars_per_hour: float, tokens_per_s: float,
+                            utilization: float = 1.0) -> float:
     """Dollars per 1,000,000 generated tokens."""
     ### BEGIN SOLUTION
     if tokens_per_s <= 0 or utilization <= 0:
@@ -551,6 +581,7 @@ def cost_per_million_tokens(dollars_per_hour: float, tokens_per_s: float, utiliz
 
 # %% tests id=test_cost_per_million_tokens points=1
 import math
+
 assert math.isclose(cost_per_million_tokens(3.6, 1000), 1.0)
 ### BEGIN HIDDEN TESTS
 assert math.isclose(cost_per_million_tokens(3.6, 1000, utilization=0.5), 2.0)
@@ -583,7 +614,8 @@ try:
     serving_record = records.load("serving_cpu")
     for engine, summary in serving_record["results"]["engines"].items():
         if isinstance(summary, dict) and summary.get("throughput_tok_s"):
-            throughput_sources[f"{engine} ({records.label(serving_record)})"] = summary["throughput_tok_s"]
+            throughput_sources[f"{engine} ({records.label(serving_record)})"] = (
+                summary["throughput_tok_s"])
 except FileNotFoundError:
     pass
 if not throughput_sources:
@@ -602,9 +634,11 @@ def draw_cost(*_):
             costs = {name: cost_per_million_tokens(price.value, tps, busy.value)
                      for name, tps in throughput_sources.items()}
             for name, dollars in costs.items():
-                print(f"{name:<75} {throughput_sources[name]:8.1f} tok/s -> ${dollars:,.2f} per 1M tokens")
+                print(f"{name:<75} {throughput_sources[name]:8.1f} tok/s -> ${dollars:,.2f} "
+                      "per 1M tokens")
             plots.bars(list(costs), list(costs.values()), yaxis="$ per 1M tokens",
-                       title=f"Cost per million tokens at ${price.value:.2f}/hour, {busy.value:.0%} busy").show()
+                       title=f"Cost per million tokens at ${price.value:.2f}/hour, "
+                             f"{busy.value:.0%} busy").show()
         except Exception as error:
             print(f"Cannot compute this combination: {error.__class__.__name__}: {error}")
 
@@ -651,8 +685,8 @@ if ray_summary:
           f"{max(row['running'] for row in timeline) if timeline else 1}")
 if tp_cpu:
     best = max(tp_cpu["runs"], key=lambda r: r["tokens"])
-    print(f"  tensor parallel on CPU, {best['tokens']} tokens: {best['single_forward_s'] / best['tp_forward_s']:.2f}x "
-          "the single process")
+    print(f"  tensor parallel on CPU, {best['tokens']} tokens: "
+          f"{best['single_forward_s'] / best['tp_forward_s']:.2f}x the single process")
 if tp_gpu and "bfloat16" in tp_gpu["results"]:
     best = max(tp_gpu["results"]["bfloat16"]["runs"], key=lambda r: r["tokens"])
     print(f"  tensor parallel, {records.label(tp_gpu)}, {best['tokens']} tokens bf16: "
@@ -662,10 +696,12 @@ if "serving_cpu" in available_records:
     engines = records.load("serving_cpu")["results"]["engines"]
     base = engines.get("transformers generate")
     if isinstance(base, dict):
-        print(f"\nlesson 10's engines against transformers generate ({records.label(records.load('serving_cpu'))}):")
+        print("\nlesson 10's engines against transformers generate "
+              f"({records.label(records.load('serving_cpu'))}):")
         for name, summary in engines.items():
             if isinstance(summary, dict) and name != "transformers generate":
-                print(f"  {name:<30} {summary['throughput_tok_s'] / base['throughput_tok_s']:5.1f}x throughput")
+                print(f"  {name:<30} "
+                      f"{summary['throughput_tok_s'] / base['throughput_tok_s']:5.1f}x throughput")
 
 # %% [markdown]
 # ## Summary

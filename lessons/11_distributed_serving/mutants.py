@@ -1,4 +1,5 @@
-"""Plausible wrong answers for lesson 11; each passes the visible tests and fails the hidden ones."""
+"""Plausible wrong answers for lesson 11; each passes the visible tests and fails the hidden
+ones."""
 
 MUTANTS = {
     "parse_metrics": [

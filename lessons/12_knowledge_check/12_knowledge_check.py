@@ -44,12 +44,13 @@ _well_formed = _choice in ("A", "B", "C", "D")
 _problem = (f"answer_q1 must be one letter, 'A', 'B', 'C' or 'D' (a string), "
             f"but it is {_given!r}: this question scores 0 until that is fixed")
 ### BEGIN HIDDEN TESTS
-print("Question 1 - the answer is B. Quantization stores numbers with fewer bits (INT8, INT4, NF4, "
-      "the GGUF formats): fewer bytes to hold and, since decoding reads every weight once per token, "
-      "fewer bytes to move - the memory wall of lesson 00. Accuracy drops a little, more so at 4 bits "
-      "and below (lessons 01-02). A is pruning (lesson 03), C is distillation (lesson 04), D is tensor "
-      "parallelism (lesson 11).")
-assert not _well_formed or _choice == "B", f"Question 1: you answered {_choice}; the answer is B (see above)."
+print("Question 1 - the answer is B. Quantization stores numbers with fewer bits (INT8, INT4, "
+      "NF4, the GGUF formats): fewer bytes to hold and, since decoding reads every weight once "
+      "per token, fewer bytes to move - the memory wall of lesson 00. Accuracy drops a little, "
+      "more so at 4 bits and below (lessons 01-02). A is pruning (lesson 03), C is distillation "
+      "(lesson 04), D is tensor parallelism (lesson 11).")
+assert not _well_formed or _choice == "B", (
+    f"Question 1: you answered {_choice}; the answer is B (see above).")
 ### END HIDDEN TESTS
 assert _well_formed, _problem
 
@@ -79,12 +80,13 @@ _well_formed = _choice in ("A", "B", "C", "D")
 _problem = (f"answer_q2 must be one letter, 'A', 'B', 'C' or 'D' (a string), "
             f"but it is {_given!r}: this question scores 0 until that is fixed")
 ### BEGIN HIDDEN TESTS
-print("Question 2 - the answer is D. Without a cache every step recomputes the keys and values of "
-      "the whole sequence; with it, each step adds one token's worth (lesson 05). The cache then "
-      "becomes the memory that limits how many requests run together, which is what paging "
+print("Question 2 - the answer is D. Without a cache every step recomputes the keys and values "
+      "of the whole sequence; with it, each step adds one token's worth (lesson 05). The cache "
+      "then becomes the memory that limits how many requests run together, which is what paging "
       "(PagedAttention, lesson 07), prefix sharing and cache quantization optimize. It does not "
       "change answer quality (A), training (B) or the weights (C).")
-assert not _well_formed or _choice == "D", f"Question 2: you answered {_choice}; the answer is D (see above)."
+assert not _well_formed or _choice == "D", (
+    f"Question 2: you answered {_choice}; the answer is D (see above).")
 ### END HIDDEN TESTS
 assert _well_formed, _problem
 
@@ -115,11 +117,13 @@ _problem = (f"answer_q3 must be one letter, 'A', 'B', 'C' or 'D' (a string), "
             f"but it is {_given!r}: this question scores 0 until that is fixed")
 ### BEGIN HIDDEN TESTS
 print("Question 3 - the answer is A. At batch size 1 the device mostly waits for memory; a batch "
-      "turns one weight read into work for many sequences, so throughput grows nearly with the batch "
-      "until compute or memory runs out (lessons 00 and 06). Latency per request does not improve "
-      "(B) - it usually grows a little - each sequence needs its own KV cache (C), and requests "
-      "never see each other (D). Continuous batching keeps the batch full as requests come and go.")
-assert not _well_formed or _choice == "A", f"Question 3: you answered {_choice}; the answer is A (see above)."
+      "turns one weight read into work for many sequences, so throughput grows nearly with the "
+      "batch until compute or memory runs out (lessons 00 and 06). Latency per request does not "
+      "improve (B) - it usually grows a little - each sequence needs its own KV cache (C), and "
+      "requests never see each other (D). Continuous batching keeps the batch full as requests "
+      "come and go.")
+assert not _well_formed or _choice == "A", (
+    f"Question 3: you answered {_choice}; the answer is A (see above).")
 ### END HIDDEN TESTS
 assert _well_formed, _problem
 
@@ -149,12 +153,13 @@ _well_formed = _choice in ("A", "B", "C", "D")
 _problem = (f"answer_q4 must be one letter, 'A', 'B', 'C' or 'D' (a string), "
             f"but it is {_given!r}: this question scores 0 until that is fixed")
 ### BEGIN HIDDEN TESTS
-print("Question 4 - the answer is C. Standard attention writes the whole score matrix (quadratic in "
-      "the sequence length) to main memory and reads it back for the softmax; FlashAttention fuses "
-      "the steps and keeps tiles in on-chip SRAM, rescaling partial softmax sums as it goes (lesson "
-      "09). It is exact: no heads are merged (A), precision is unchanged (B), and the KV cache is "
-      "untouched (D).")
-assert not _well_formed or _choice == "C", f"Question 4: you answered {_choice}; the answer is C (see above)."
+print("Question 4 - the answer is C. Standard attention writes the whole score matrix (quadratic "
+      "in the sequence length) to main memory and reads it back for the softmax; FlashAttention "
+      "fuses the steps and keeps tiles in on-chip SRAM, rescaling partial softmax sums as it "
+      "goes (lesson 09). It is exact: no heads are merged (A), precision is unchanged (B), and "
+      "the KV cache is untouched (D).")
+assert not _well_formed or _choice == "C", (
+    f"Question 4: you answered {_choice}; the answer is C (see above).")
 ### END HIDDEN TESTS
 assert _well_formed, _problem
 
@@ -185,11 +190,13 @@ _problem = (f"answer_q5 must be one letter, 'A', 'B', 'C' or 'D' (a string), "
             f"but it is {_given!r}: this question scores 0 until that is fixed")
 ### BEGIN HIDDEN TESTS
 print("Question 5 - the answer is B. Distillation trains a smaller student on the teacher's soft "
-      "targets (its full output distributions carry more signal than hard labels) - lesson 04. It "
-      "costs training compute and data (not D), the student is a different model whose outputs "
-      "differ from the teacher's (not A), and it does not touch prompts (C). Speculative decoding "
-      "(lesson 08) is the technique that keeps outputs identical while using a small model.")
-assert not _well_formed or _choice == "B", f"Question 5: you answered {_choice}; the answer is B (see above)."
+      "targets (its full output distributions carry more signal than hard labels) - lesson 04. "
+      "It costs training compute and data (not D), the student is a different model whose "
+      "outputs differ from the teacher's (not A), and it does not touch prompts (C). Speculative "
+      "decoding (lesson 08) is the technique that keeps outputs identical while using a small "
+      "model.")
+assert not _well_formed or _choice == "B", (
+    f"Question 5: you answered {_choice}; the answer is B (see above).")
 ### END HIDDEN TESTS
 assert _well_formed, _problem
 
@@ -214,38 +221,49 @@ from inferlab.lab.settings import grading
 
 PRACTICE = [
     ("00 why inference is slow", "What does a roofline plot tell you about a workload?",
-     ["Its accuracy", "The best speed the hardware allows for its arithmetic intensity: limited "
-      "either by memory bandwidth or by peak compute", "How many GPUs it needs", "Its cost per month"], 1,
+     ["Its accuracy",
+      "The best speed the hardware allows for its arithmetic intensity: limited either by memory "
+      "bandwidth or by peak compute",
+      "How many GPUs it needs", "Its cost per month"], 1,
      "Below the ridge point a kernel is memory-bound (speed = bandwidth x intensity); above it, "
      "compute-bound. Measuring where a workload sits tells you which optimizations can help."),
-    ("01 quantization fundamentals", "Why does per-channel (or per-group) scaling beat one scale per tensor?",
-     ["It uses fewer bits per weight", "Outliers in one channel no longer stretch the range of all others",
+    ("01 quantization fundamentals",
+     "Why does per-channel (or per-group) scaling beat one scale per tensor?",
+     ["It uses fewer bits per weight",
+      "Outliers in one channel no longer stretch the range of all others",
       "It removes the need to dequantize", "It makes the model smaller than per-tensor scaling"], 1,
-     "One large value forces a coarse step size on everything sharing its scale; smaller groups confine "
-     "that damage, at the price of storing more scales."),
+     "One large value forces a coarse step size on everything sharing its scale; smaller groups "
+     "confine that damage, at the price of storing more scales."),
     ("02 GPTQ, AWQ and GGUF", "What does GPTQ do that round-to-nearest quantization does not?",
-     ["Trains the model again in 4 bits", "Uses calibration data to compensate each weight's rounding "
-      "error by adjusting the not-yet-quantized weights", "Stores the weights as floats", "Skips the attention layers"], 1,
-     "GPTQ quantizes column by column and updates the remaining weights using second-order (Hessian) "
-     "information from calibration activations, so the layer's outputs move as little as possible."),
+     ["Trains the model again in 4 bits",
+      "Uses calibration data to compensate each weight's rounding error by adjusting the "
+      "not-yet-quantized weights",
+      "Stores the weights as floats", "Skips the attention layers"], 1,
+     "GPTQ quantizes column by column and updates the remaining weights using second-order "
+     "(Hessian) information from calibration activations, so the layer's outputs move as little "
+     "as possible."),
     ("03 pruning", "Why does unstructured sparsity often fail to speed up inference?",
      ["Zeros scattered anywhere do not map onto dense matrix kernels, so the work is not skipped",
-      "Pruned models are always larger", "Sparsity only applies to training", "It changes the tokenizer"], 0,
-     "Speed needs structure the hardware can exploit: whole heads or channels, or patterns like 2:4 "
-     "with dedicated kernels. Measure before promising a speed-up."),
+      "Pruned models are always larger", "Sparsity only applies to training",
+      "It changes the tokenizer"], 0,
+     "Speed needs structure the hardware can exploit: whole heads or channels, or patterns like "
+     "2:4 with dedicated kernels. Measure before promising a speed-up."),
     ("04 distillation", "What does the temperature do in a distillation loss?",
-     ["Speeds up training", "Softens both distributions so the student also learns the teacher's "
-      "ranking of wrong answers", "Quantizes the logits", "Removes the need for a teacher"], 1,
+     ["Speeds up training",
+      "Softens both distributions so the student also learns the teacher's ranking of wrong "
+      "answers",
+      "Quantizes the logits", "Removes the need for a teacher"], 1,
      "Dividing logits by a temperature above one spreads probability over more tokens; the 'dark "
      "knowledge' in those small probabilities is what the student learns from."),
     ("05 KV cache", "How does the KV cache's memory grow?",
-     ["Constant per request", "With layers x KV heads x head size x tokens x batch", "Only with the "
-      "vocabulary size", "Quadratically with the number of layers"], 1,
+     ["Constant per request", "With layers x KV heads x head size x tokens x batch",
+      "Only with the vocabulary size", "Quadratically with the number of layers"], 1,
      "Every layer stores a key and a value vector per KV head for every token of every sequence; "
      "grouped-query attention shrinks it by using fewer KV heads."),
     ("06 batching", "What does continuous batching change compared to static batching?",
      ["Requests join and leave the running batch at every step instead of waiting for the slowest",
-      "Batches are always of size one", "It pads all requests to the same length", "It batches only prompts"], 0,
+      "Batches are always of size one", "It pads all requests to the same length",
+      "It batches only prompts"], 0,
      "Static batches finish together, so short requests wait for long ones and slots sit idle; "
      "continuous batching refills freed slots immediately."),
     ("07 PagedAttention", "Which problem does paging the KV cache solve?",
@@ -254,27 +272,35 @@ PRACTICE = [
      "Fixed-size blocks allocated on demand (like virtual-memory pages) remove fragmentation and "
      "over-reservation, and let requests share blocks of a common prefix."),
     ("08 speculative decoding", "Why can speculative decoding keep the output exactly the same?",
-     ["The draft model is always right", "The large model verifies the drafted tokens in one forward "
-      "pass and keeps only what it would have produced itself", "It only works with sampling turned off "
-      "and a cache", "It retrains the draft model online"], 1,
-     "With greedy decoding, accepted tokens are exactly the target model's own choices; with sampling, "
-     "the acceptance rule preserves the target's distribution. Speed depends on the acceptance rate."),
+     ["The draft model is always right",
+      "The large model verifies the drafted tokens in one forward pass and keeps only what it "
+      "would have produced itself",
+      "It only works with sampling turned off and a cache",
+      "It retrains the draft model online"], 1,
+     "With greedy decoding, accepted tokens are exactly the target model's own choices; with "
+     "sampling, the acceptance rule preserves the target's distribution. Speed depends on the "
+     "acceptance rate."),
     ("09 FlashAttention", "How does PyTorch code usually get FlashAttention?",
-     ["By retraining the model", "By calling torch.nn.functional.scaled_dot_product_attention: "
-      "PyTorch picks the flash backend when the device, dtype and shapes allow it", "By installing a "
-      "new tokenizer", "It is always on, on every CPU"], 1,
+     ["By retraining the model",
+      "By calling torch.nn.functional.scaled_dot_product_attention: PyTorch picks the flash "
+      "backend when the device, dtype and shapes allow it",
+      "By installing a new tokenizer", "It is always on, on every CPU"], 1,
      "SDPA dispatches to the flash, memory-efficient or plain math backend; on a CPU or with an "
-     "unsupported dtype it falls back, which is why lesson 09 measures which backend actually ran."),
-    ("10 serving engines", "What mainly makes engines like vLLM faster than a plain generate loop under load?",
-     ["A different model architecture", "Scheduling: continuous batching with a paged KV cache, plus "
-      "fused kernels and graph capture", "Lower numerical precision only", "Running on the client"], 1,
-     "The same weights served by a scheduler that keeps the device full is the big win; kernels and "
-     "CUDA graphs remove per-step overhead."),
-    ("11 distributed serving", "When do you need tensor (model) parallelism rather than more replicas?",
-     ["When one copy of the model does not fit, or is too slow, on a single device", "Always: it is "
-      "free", "Only for CPU inference", "When requests are very short"], 0,
-     "Replicas multiply throughput when the model fits; splitting layers across devices is for models "
-     "too big (or latency targets too tight) for one device, and it costs communication."),
+     "unsupported dtype it falls back, which is why lesson 09 measures which backend "
+     "actually ran."),
+    ("10 serving engines",
+     "What mainly makes engines like vLLM faster than a plain generate loop under load?",
+     ["A different model architecture",
+      "Scheduling: continuous batching with a paged KV cache, plus fused kernels and graph capture",
+      "Lower numerical precision only", "Running on the client"], 1,
+     "The same weights served by a scheduler that keeps the device full is the big win; kernels "
+     "and CUDA graphs remove per-step overhead."),
+    ("11 distributed serving",
+     "When do you need tensor (model) parallelism rather than more replicas?",
+     ["When one copy of the model does not fit, or is too slow, on a single device",
+      "Always: it is free", "Only for CPU inference", "When requests are very short"], 0,
+     "Replicas multiply throughput when the model fits; splitting layers across devices is for "
+     "models too big (or latency targets too tight) for one device, and it costs communication."),
 ]
 
 
@@ -282,7 +308,8 @@ def practice_card(topic, question, options, correct, why):
     """One question as a small ipywidgets card: options, a Check button, the explanation."""
     import ipywidgets as widgets
 
-    choice = widgets.RadioButtons(options=[(f"{'ABCD'[i]}. {text}", i) for i, text in enumerate(options)],
+    choice = widgets.RadioButtons(options=[(f"{'ABCD'[i]}. {text}", i)
+                                           for i, text in enumerate(options)],
                                   value=None, layout=widgets.Layout(width="auto"))
     button = widgets.Button(description="Check")
     out = widgets.Output()
@@ -293,7 +320,8 @@ def practice_card(topic, question, options, correct, why):
             if choice.value is None:
                 print("Pick an option first.")
             else:
-                verdict = "Right." if choice.value == correct else f"Not quite - it is {'ABCD'[correct]}."
+                verdict = ("Right." if choice.value == correct
+                           else f"Not quite - it is {'ABCD'[correct]}.")
                 print(f"{verdict} {why}")
 
     button.on_click(check)
@@ -303,8 +331,8 @@ def practice_card(topic, question, options, correct, why):
 if grading():
     print(f"skipped while grading: {len(PRACTICE)} interactive practice questions (ungraded)")
 else:
-    from IPython.display import display
     import ipywidgets as widgets
+    from IPython.display import display
 
     display(widgets.VBox([practice_card(*q) for q in PRACTICE]))
 

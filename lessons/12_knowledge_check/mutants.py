@@ -4,7 +4,8 @@ They are well-formed (so the visible format checks pass) and wrong (so the hidde
 lower case and stray spaces are accepted as answers, so some mutants use them.
 """
 
-_CORRECT = {"answer_q1": "B", "answer_q2": "D", "answer_q3": "A", "answer_q4": "C", "answer_q5": "B"}
+_CORRECT = {"answer_q1": "B", "answer_q2": "D", "answer_q3": "A", "answer_q4": "C",
+            "answer_q5": "B"}
 
 
 def _wrong(grade_id: str) -> list[str]:
