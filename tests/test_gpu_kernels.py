@@ -10,6 +10,7 @@ pytest.importorskip("triton")
 HERE = Path(__file__).resolve().parent
 
 
+@pytest.mark.slow  # the Triton interpreter runs every kernel program in Python: minutes on a CPU
 def test_triton_kernels_match_pytorch_in_the_interpreter():
     env = dict(os.environ, TRITON_INTERPRET="1")
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
