@@ -814,8 +814,8 @@ else:
 # %% [markdown]
 # ## Claims vs measured
 # The tutorial this course follows gives a precision table (FP32 1x, FP16 ~2x, INT8 ~3-4x,
-# NF4 ~6-8x, INT4 ~8-10x, as quoted in the course's issue 3). The papers behind the libraries make
-# quality claims. Beside them, what this run measured:
+# NF4 ~6-8x, INT4 ~8-10x). The papers behind the libraries make quality claims. Beside them, what
+# this run measured on your machine:
 
 # %%
 def ratio(key, label, invert=False):

@@ -592,8 +592,8 @@ for claim, name in rows:
 # fp32 eager PyTorch. Engines that serve one request at a time show it in their TTFT, which grows
 # with the number of clients waiting. The cell below names the winner of each column in this run.
 # On a GPU with a 7B model and hundreds of concurrent requests the setting is the one the cited
-# numbers come from. The GPU machines available to this course have no vLLM installed, so its GPU
-# numbers above are vLLM's published ones.
+# numbers come from. The GPU numbers in the table above are vLLM's published ones: cited, not
+# measured in this run.
 
 # %%
 if ran:
@@ -606,8 +606,9 @@ if ran:
 
 # %% [markdown]
 # ## 11 · TensorRT-LLM and Ollama (described, not run here)
-# Neither can be installed on this offline machine, so there are **no measurements** of them in
-# this course.
+# Neither runs inside this notebook: TensorRT-LLM needs an NVIDIA GPU and a build step per model,
+# Ollama is a separate daemon that downloads its models. So this lesson **measures neither**; what
+# follows describes them.
 #
 # * **TensorRT-LLM** (NVIDIA) compiles a model into TensorRT engines tuned for one GPU
 #   generation: fused kernels, FP8/INT4 quantization, in-flight batching, paged KV cache, tensor
