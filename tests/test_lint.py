@@ -1,4 +1,5 @@
 """Style the project keeps: ruff passes everywhere, and lesson code fits a Colab cell's width."""
+import re
 import shutil
 import subprocess
 import sys
@@ -34,3 +35,19 @@ def test_lesson_code_lines_fit_a_colab_cell(lesson):
             if len(line) > LESSON_LINE_LIMIT]
     assert not long, (f"{lesson}: {len(long)} code line(s) over {LESSON_LINE_LIMIT} "
                       f"characters, e.g. cell {long[0][0]}: {long[0][1]!r}")
+
+
+# Lesson text speaks to the student about the student's machine, never about how the course was
+# made: no issue numbers, no "machines available to this course", no "this offline machine".
+ABOUT_THE_BUILD = re.compile(r"\bissue #?\d+|\bcourse's issue|available to this course|"
+                             r"this offline machine|machines? this course (?:was|is) built",
+                             re.IGNORECASE)
+
+
+@pytest.mark.parametrize("lesson", nbt.lesson_ids())
+def test_lesson_text_speaks_to_the_student(lesson):
+    found = [(index, match.group(0))
+             for index, cell in enumerate(nbt.read(nbt.solution_path(lesson)).cells)
+             for match in ABOUT_THE_BUILD.finditer(cell.source)]
+    assert not found, f"{lesson}: text about the course's own build, e.g. cell {found[0][0]}: " \
+                      f"{found[0][1]!r} - say what the student's run shows instead"
