@@ -8,7 +8,6 @@ builds it into ``solutions/`` and then ``course/`` (``autograder.release``);
 from __future__ import annotations
 
 import re
-import sys
 
 import nbformat
 
@@ -106,17 +105,3 @@ def problems(nb: nbformat.NotebookNode) -> list[str]:
         found.append("no graded test cell")
     return found
 
-
-def main(argv: list[str] | None = None) -> int:
-    """The older spelling ``python -m autograder.authoring build SCRIPT NOTEBOOK`` /
-    ``check NOTEBOOK...``, passed on to ``python -m autograder build|check``."""
-    from .cli import main as cli_main
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) == 3 and argv[0] == "build":
-        argv = ["build", argv[1], "--out", argv[2]]
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,6 @@ import shutil
 import nbformat
 import pytest
 
-from autograder.authoring import main as authoring_main
 from autograder.authoring import parse_script, problems, setup_cell
 from autograder.cli import main
 from autograder.course import release_path, script_path, source_path
@@ -204,8 +203,5 @@ def test_build_a_draft_script(tmp_path, capsys):
     script.write_text(EXAMPLE)
     assert main(["build", str(script), "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out and problems(nbformat.read(out, as_version=4)) == []
-    out.unlink()
-    assert authoring_main(["build", str(script), str(out)]) == 0  # the older spelling still works
-    assert out.is_file()
     assert main(["build", str(script)]) == 2
     assert "--out" in capsys.readouterr().err

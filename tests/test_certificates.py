@@ -21,10 +21,10 @@ import pytest
 
 from autograder.certificates import keys, links, multikey, proof
 from autograder.certificates.canon import CanonicalizationError, canonicalize
-from autograder.certificates.cli import main
 from autograder.certificates.credential import build_credential
 from autograder.certificates.pdf import write_certificate_pdf
 from autograder.certificates.verifier import verify_credential
+from autograder.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -420,7 +420,7 @@ def test_module_entry_point_never_prints_a_traceback(tmp_path):
     bad.write_text("{nope")
     # the autograder is used from the repository (it is not in the installed package)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    result = subprocess.run([sys.executable, "-m", "autograder.certificates", "verify", str(bad),
+    result = subprocess.run([sys.executable, "-m", "autograder", "verify", str(bad),
                              "--trust", str(tmp_path / "missing.json")],
                             capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr + result.stdout

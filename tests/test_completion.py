@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from autograder.certificates import keys, registry
-from autograder.certificates.cli import demo_certify, main
+from autograder.certificates.cli import demo_certify
 from autograder.certificates.issuing import certify_all, certify_student
 from autograder.certificates.progress import GradebookError, student_progress
 from autograder.certificates.rule import DEFAULT_RULE, CompletionRule
 from autograder.certificates.verifier import verify_credential
+from autograder.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 # nbgrader's add_submission trips a harmless SQLAlchemy autoflush warning

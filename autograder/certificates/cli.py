@@ -167,13 +167,6 @@ COMMANDS = {"progress": cmd_progress, "certify": cmd_certify, "verify": cmd_veri
             "revoke": cmd_revoke, "keys": cmd_keys}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The course's command line (``autograder.cli.main``), kept here for existing callers."""
-    from ..cli import main as cli_main
-
-    return cli_main(argv)
-
-
 # ---------------------------------------------------------------------------------------------
 def demo_certify(course_root: Path, student: str, out_dir: Path) -> int:
     """End of ``make demo``: certify ``student`` with a throwaway DEMO key and verify the result.
