@@ -107,17 +107,14 @@ class CourseEngine:
 
         admit()
         while in_flight:
-            engine.step()
+            result = engine.step()
             now = time.perf_counter()
-            for rid, index in list(in_flight.items()):
-                seq = engine._seqs[rid]
-                produced = seq.num_output_tokens
-                while len(traces[index].token_times) < produced:
-                    traces[index].token_times.append(now)
-                if seq.is_finished:
-                    traces[index].n_tokens = produced
-                    traces[index].prompt_tokens = seq.num_prompt_tokens
-                    del in_flight[rid]
+            for rid in result.request_ids:          # each request that ran got one token
+                traces[in_flight[rid]].token_times.append(now)
+            for out in result.finished:
+                index = in_flight.pop(out.request_id)
+                traces[index].n_tokens = len(out.token_ids)
+                traces[index].prompt_tokens = len(out.prompt_token_ids)
             engine.pop_finished()
             admit()
         return traces
