@@ -1,0 +1,272 @@
+"""The sandbox a student's code runs in: Linux namespaces through bubblewrap, and resource limits.
+
+What the student's code can see and do (the threat model is in ``docs/grading.md``):
+
+* files: the operating system's programs and libraries, Python and the course's virtual
+  environment, the embedded model, all read-only; the course package with the reference
+  implementations of the lesson's exercises removed; a private, size-limited, empty scratch
+  folder (``/scratch``, also ``$HOME`` and ``/tmp``) that is thrown away afterwards. Not there:
+  ``solutions/``, the lesson sources, the gradebook, other students' submissions, the signing key,
+  the instructor's home and environment variables.
+* no network (a namespace of its own with only an unconfigured loopback), its own process ids,
+  hostname and IPC; it runs as an unprivileged user with no capabilities.
+* limits: CPU seconds, address space, file size, open files, processes (``Limits``); the checker
+  adds a wall-clock deadline per request and caps the output it keeps.
+* every process it starts dies with it: the sandbox is its own PID namespace, whose first process
+  takes all others down when it exits, and it is killed when grading the lesson ends.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import wire
+from .worker import read_message, write_message
+
+NOBODY = 65534
+BWRAP = "bwrap"
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces here; the message says what to do."""
+
+
+class SandboxTimeout(TimeoutError):
+    """The student's code ran past its deadline."""
+
+
+class SandboxCrashed(RuntimeError):
+    """The student's process ended (or closed its channel) in the middle of grading."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    cpu_seconds: int = 300          # CPU time of any one process
+    memory_bytes: int = 6 * 2**30   # address space of any one process (torch maps a lot)
+    file_bytes: int = 64 * 2**20    # largest file it may write
+    scratch_bytes: int = 256 * 2**20
+    open_files: int = 256
+    processes: int = 32             # processes alive at once (counted by the checker)
+    output_bytes: int = 64 * 2**10  # stdout + stderr kept for the report
+    request_seconds: float = 120.0  # wall clock for one request (a cell, a call)
+
+
+def bwrap_path() -> str:
+    found = shutil.which(BWRAP)
+    if not found:
+        raise SandboxUnavailable(
+            "grading needs bubblewrap (the `bwrap` program) to isolate student code: install it "
+            "(Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install bubblewrap), or run "
+            "`make setup`, which installs it when it can")
+    return found
+
+
+def _read_only_roots() -> list[str]:
+    """System folders and Python itself (outside any home folder but its own installation)."""
+    roots = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives",
+             "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs"]
+    roots += [sys.base_prefix, sys.prefix, os.path.realpath(sys.executable)]
+    return [r for r in dict.fromkeys(roots) if os.path.exists(r)]
+
+
+class Sandbox:
+    """One sandboxed worker process; use as a context manager.
+
+    ``package`` is the folder bound where the course package normally lives (a copy without the
+    exercises' reference implementations); ``runtime`` holds the worker's own modules; ``shared``
+    are extra read-only folders (the embedded model's cache).
+    """
+
+    def __init__(self, package: Path, runtime: Path, shared: list[Path] = (),
+                 limits: Limits | None = None, threads: int = 1):
+        import inferlab
+        self.limits = limits or Limits()
+        self.package_at = Path(inferlab.__file__).resolve().parent
+        self.package, self.runtime, self.shared = Path(package), Path(runtime), list(shared)
+        self.threads = threads
+        self.output = bytearray()
+        self.output_dropped = 0
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        cmd = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session",
+               "--cap-drop", "ALL", "--hostname", "sandbox",
+               "--uid", str(NOBODY), "--gid", str(NOBODY)]
+        for root in _read_only_roots():
+            cmd += ["--ro-bind", root, root]
+        cmd += ["--ro-bind", str(self.package), str(self.package_at)]
+        cmd += ["--ro-bind", str(self.runtime), "/grading"]
+        for folder in self.shared:
+            if Path(folder).exists():
+                cmd += ["--ro-bind", str(folder), str(folder)]
+        cmd += ["--proc", "/proc", "--dev", "/dev",
+                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/scratch",
+                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/tmp",
+                "--chdir", "/scratch", "--clearenv",
+                "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp",
+                "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                "--setenv", "PYTHONPATH", "/grading",
+                "--setenv", "PYTHONDONTWRITEBYTECODE", "1", "--setenv", "PYTHONUNBUFFERED", "1",
+                "--setenv", "INFERLAB_GRADING", "1",
+                "--setenv", "INFERLAB_FAST", "1",
+                "--setenv", "INFERLAB_THREADS", str(self.threads),
+                "--setenv", "OMP_NUM_THREADS", str(self.threads),
+                "--setenv", "HF_HUB_OFFLINE", "1", "--setenv", "TRANSFORMERS_OFFLINE", "1"]
+        cache = os.environ.get("INFERLAB_CACHE")
+        if cache:
+            cmd += ["--setenv", "INFERLAB_CACHE", cache]
+        cmd += ["--", sys.executable, "-m", "autograder.grading.worker"]
+        return cmd
+
+    def _limit(self):  # runs in the child before bwrap starts: limits are inherited
+        lim = self.limits
+        for what, value in ((resource.RLIMIT_CPU, lim.cpu_seconds),
+                            (resource.RLIMIT_AS, lim.memory_bytes),
+                            (resource.RLIMIT_FSIZE, lim.file_bytes),
+                            (resource.RLIMIT_NOFILE, lim.open_files),
+                            (resource.RLIMIT_CORE, 0)):
+            resource.setrlimit(what, (value, value))
+        os.setsid()
+
+    # ----------------------------------------------------------------------------- lifetime
+    def __enter__(self):
+        to_worker_r, to_worker_w = os.pipe()
+        from_worker_r, from_worker_w = os.pipe()
+        cmd = self.command()
+        # The worker reads requests on fd 3 and answers on fd 4.
+        self.process = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            pass_fds=(3, 4), preexec_fn=self._fds_and_limits(to_worker_r, from_worker_w))
+        os.close(to_worker_r)
+        os.close(from_worker_w)
+        self.requests, self.replies = to_worker_w, from_worker_r
+        self._reader = threading.Thread(target=self._collect_output, daemon=True)
+        self._reader.start()
+        return self
+
+    def _fds_and_limits(self, read_end: int, write_end: int):
+        def child():
+            os.dup2(read_end, 3)
+            os.dup2(write_end, 4)
+            self._limit()
+        return child
+
+    def _collect_output(self):
+        stream = self.process.stdout
+        while True:
+            chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
+            if not chunk:
+                return
+            room = self.limits.output_bytes - len(self.output)
+            self.output += chunk[:max(room, 0)]
+            self.output_dropped += max(len(chunk) - max(room, 0), 0)
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.process is None:
+            return
+        for fd in (self.requests, self.replies):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)   # bwrap and its PID namespace
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        self._reader.join(timeout=5)
+        self.process = None
+
+    def process_count(self) -> int:
+        """Processes alive in the sandbox (the kernel's process-count limit cannot tell the
+        sandbox's processes from the grader's when both run as the same user)."""
+        import psutil
+        try:
+            return len(psutil.Process(self.process.pid).children(recursive=True))
+        except psutil.Error:
+            return 0
+
+    def output_text(self) -> str:
+        text = self.output.decode("utf-8", "replace")
+        if self.output_dropped:
+            text += f"\n[... {self.output_dropped} more bytes of output not kept]"
+        return text
+
+    # ------------------------------------------------------------------------------ requests
+    def request(self, message, timeout: float | None = None):
+        """Send one request; return the worker's reply as a plain tree."""
+        timeout = self.limits.request_seconds if timeout is None else timeout
+        try:
+            write_message(self.requests, wire.dumps(message))
+        except (BrokenPipeError, OSError):
+            raise SandboxCrashed(self._ended()) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                raise SandboxTimeout(f"your code ran for more than {timeout:.0f} s")
+            ready, _, _ = select.select([self.replies], [], [], min(left, 0.1))
+            if ready:
+                break
+            if self.process.poll() is not None:
+                raise SandboxCrashed(self._ended())
+            if self.process_count() > self.limits.processes:
+                self.close()
+                raise SandboxCrashed(f"your code started more than {self.limits.processes} "
+                                     "processes at once")
+        data = read_message(self.replies)
+        if data is None:
+            raise SandboxCrashed(self._ended())
+        return wire.loads(data)
+
+    def _ended(self) -> str:
+        code = self.process.poll() if self.process else None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = {"SIGXCPU": "it used more CPU time than allowed",
+                    "SIGKILL": "it was killed (memory or time limit)",
+                    "SIGSEGV": "it crashed"}.get(name, "")
+            return f"your code's process ended by {name}" + (f": {hint}" if hint else "")
+        return f"your code's process ended (exit status {code}) before answering"
+
+
+def check_available() -> None:
+    """Raise :class:`SandboxUnavailable` unless a sandbox can start on this machine."""
+    cmd = [bwrap_path(), "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
+           "--uid", str(NOBODY), "--", "true"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SandboxUnavailable(
+            "bubblewrap cannot create namespaces on this machine "
+            f"({result.stderr.strip()[:200]}); allow unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1) or grade in a container that permits them")
+
+
+def scratch_runtime() -> Path:
+    """A folder with the worker's own modules (and nothing else of the grader) for /grading."""
+    runtime = Path(tempfile.mkdtemp(prefix="inferlab-runtime-"))
+    here = Path(__file__).resolve().parent
+    target = runtime / "autograder" / "grading"
+    target.mkdir(parents=True)
+    (runtime / "autograder" / "__init__.py").write_text("")
+    (target / "__init__.py").write_text("")
+    for name in ("wire.py", "worker.py"):
+        shutil.copy2(here / name, target / name)
+    os.chmod(runtime, 0o755)
+    for folder in (runtime / "autograder", target):
+        os.chmod(folder, 0o755)
+    return runtime
