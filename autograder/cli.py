@@ -9,7 +9,9 @@ Lessons (authoring and release)
 Grading
   demo                        release, submit the solutions as a demo student, autograde, print
                               the score table, write feedback, then certify and verify the student
-  grade STUDENT [LESSON...]   autograde STUDENT's submissions and print the score table
+  grade STUDENT [LESSON...]   autograde STUDENT's submissions (student code in a sandbox, tests
+                              outside it) and print the score table
+  grade --all [--workers N | --ray ADDRESS]   every student, in parallel
   scores STUDENT              print STUDENT's score table from the gradebook
 Completion and certificates
   progress [STUDENT]          what is done and what is missing for the certificate
@@ -32,6 +34,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -136,18 +139,33 @@ def cmd_check(args) -> int:
 
 # ------------------------------------------------------------------------------- grading
 def _grade(root: Path, student: str, lessons: list[str]) -> None:
-    from . import pipeline
+    """Grade one student's submissions in the sandbox and record them (autograder.grading)."""
+    from .grading.grader import grade_student, record
+    from .grading.sandbox import check_available
 
+    check_available()
     submitted = root / "submitted" / student
+    results = []
     for lesson in lessons:
         if not (submitted / lesson).is_dir():
             print(f"  {lesson:<28} no submission", flush=True)
             continue
-        start = time.perf_counter()
-        result = pipeline.autograde(student, lesson, root)
-        note = "" if result.returncode == 0 else "  (nbgrader reported errors; see the table)"
-        seconds = time.perf_counter() - start
-        print(f"  {lesson:<28} autograded in {seconds:5.1f} s{note}", flush=True)
+        result = grade_student(root, student, [lesson])[0]
+        results.append(result)
+        print(f"  {lesson:<28} graded in {result.seconds:5.1f} s  "
+              f"{result.score:g} / {result.max_score:g}", flush=True)
+        for line in _reasons(result):
+            print(f"      {line}", flush=True)
+    record(root, student, results)
+
+
+def _reasons(result) -> list[str]:
+    """Why points were lost, and what the student should know about the file."""
+    lines = [f"error: {result.error}"] if result.error else []
+    lines += [f"note: {note}" for note in result.notes]
+    lines += [f"{t.grade_id}: {t.status}: {t.message}" for t in result.tests
+              if t.status != "passed" and not result.error]
+    return lines
 
 
 def _known_student(root: Path, student: str) -> None:
@@ -169,6 +187,10 @@ def cmd_grade(args) -> int:
 
     root = require_course(args.root)
     graded = pipeline.assignments(root)
+    if args.all:
+        return _grade_class(root, args, graded)
+    if not args.student:
+        raise CourseError("name a STUDENT, or grade everyone with --all")
     lessons = [lesson for lesson in select(root, args.lessons) if lesson in graded]
     submitted = root / "submitted" / args.student
     if not submitted.is_dir():
@@ -176,6 +198,22 @@ def cmd_grade(args) -> int:
                           "(nbgrader collect, or copying the notebooks there, puts them there)")
     _grade(root, args.student, lessons)
     print(pipeline.format_table(pipeline.scores(args.student, root)))
+    return EXIT_OK
+
+
+def _grade_class(root: Path, args, graded: list[str]) -> int:
+    from .grading.grader import grade_class, students_of
+
+    if args.student:
+        raise CourseError("--all grades every student: name none")
+    lessons = [lesson for lesson in select(root, args.lessons) if lesson in graded]
+    students = students_of(root)
+    where = f"Ray at {args.ray}" if args.ray else f"{args.workers} local worker(s)"
+    print(f"grading {len(students)} students on {where}", flush=True)
+    start = time.perf_counter()
+    grade_class(root, students, lessons, workers=args.workers, ray_address=args.ray,
+                log=lambda line: print(line, flush=True))
+    print(f"{len(students)} students graded in {time.perf_counter() - start:.1f} s")
     return EXIT_OK
 
 
@@ -203,7 +241,7 @@ def cmd_demo(args) -> int:
                       "--last-name", "Student", root=root)
     for lesson in lessons:
         pipeline.submit(DEMO_STUDENT, lesson, pipeline.solved_release(lesson, root), root)
-    print("== 3/5 autograde (nbgrader, into gradebook.db)", flush=True)
+    print("== 3/5 autograde (in the sandbox, into gradebook.db)", flush=True)
     _grade(root, DEMO_STUDENT, lessons)
     print("== 4/5 scores", flush=True)
     print(pipeline.format_table(pipeline.scores(DEMO_STUDENT, root)))
@@ -256,9 +294,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("targets", nargs="*", metavar="LESSON|NOTEBOOK.ipynb")
 
     command("demo", cmd_demo, "release, autograde the solutions as a demo student, certify it")
-    p = command("grade", cmd_grade, "autograde a student's submissions and print the score table")
-    p.add_argument("student")
+    p = command("grade", cmd_grade, "autograde a student's submissions (in the sandbox) and print "
+                "the score table; or every student with --all")
+    p.add_argument("student", nargs="?")
     p.add_argument("lessons", nargs="*", metavar="LESSON", help=every)
+    p.add_argument("--all", action="store_true", help="every student under submitted/")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                   help="with --all: local worker processes (default: half the CPU cores)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="with --all: grade on this Ray cluster ('local' starts one here)")
     p = command("scores", cmd_scores, "print a student's score table from the gradebook")
     p.add_argument("student")
 

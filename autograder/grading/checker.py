@@ -50,6 +50,8 @@ class LessonResult:
     output: str = ""
     seconds: float = 0.0
     error: str = ""      # the whole lesson could not be graded (an unreadable file)
+    file: str = ""       # the notebook graded
+    sources: dict = field(default_factory=dict)   # grade_id -> the student's answer graded
 
     @property
     def score(self) -> float:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 STUB_MODULE = "_reference_removed"
-STUB_SOURCE = '''"""Raised while grading by the reference implementations of the lesson's exercises."""
+STUB_SOURCE = '''"""Raised while grading by the course's reference implementations."""
 
 
 class ReferenceImplementationUsed(RuntimeError):

@@ -122,9 +122,8 @@ class Sandbox:
                 "--setenv", "INFERLAB_THREADS", str(self.threads),
                 "--setenv", "OMP_NUM_THREADS", str(self.threads),
                 "--setenv", "HF_HUB_OFFLINE", "1", "--setenv", "TRANSFORMERS_OFFLINE", "1"]
-        cache = os.environ.get("INFERLAB_CACHE")
-        if cache:
-            cmd += ["--setenv", "INFERLAB_CACHE", cache]
+        from inferlab.lab.settings import cache_dir
+        cmd += ["--setenv", "INFERLAB_CACHE", str(cache_dir())]
         cmd += ["--", sys.executable, "-m", "autograder.grading.worker"]
         return cmd
 

@@ -1,4 +1,4 @@
-"""The process that runs a student's code inside the sandbox: ``python -m autograder.grading.worker``.
+"""The process that runs a student's code in the sandbox: `python -m autograder.grading.worker`.
 
 It holds the student's namespace: the lesson's imports and the student's answer cells run here.
 The trusted checker sends requests over file descriptors 3 (in) and 4 (out), framed as a 4-byte

@@ -1,0 +1,271 @@
+"""Grade students: find each submitted notebook, re-attach its answers, check them, record grades.
+
+    grade_student(root, student, lessons)   -> [LessonResult]   (runs anywhere: here, a worker
+                                                                 process, a Ray task)
+    record(root, student, results)          the one writer: gradebook.db, the autograded
+                                            notebooks (what nbgrader's feedback and export read)
+                                            and autograded/<student>/<lesson>/grading.json
+    grade_class(root, students, workers=, ray_address=)   many students in parallel
+
+Every zero says why: the test's own failure message, a timeout, a crash, a sandbox limit, a
+reference implementation used, an answer cell not found, an unreadable file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import nbformat
+
+from ..course import CourseError, course_root, mutants_path, release_path, source_path
+from .checker import LessonResult, TestResult, grade_lesson
+from .plan import Plan, build_plan
+from .redact import redacted_copy, references
+from .sandbox import Limits, check_available, scratch_runtime
+from .submission import SubmissionError, find_notebook, read_answers
+
+
+@dataclass(frozen=True)
+class Settings:
+    limits: Limits = Limits()
+    threads: int = 1
+
+
+# -------------------------------------------------------------------- per-process caches
+@lru_cache(maxsize=None)
+def _plan(root: str, lesson: str) -> Plan:
+    return build_plan(lesson, nbformat.read(source_path(Path(root), lesson), as_version=4))
+
+
+@lru_cache(maxsize=None)
+def _release(root: str, lesson: str) -> nbformat.NotebookNode:
+    return nbformat.read(release_path(Path(root), lesson), as_version=4)
+
+
+@lru_cache(maxsize=None)
+def _package(root: str, lesson: str) -> Path:
+    refs = references(_plan(root, lesson), mutants_path(Path(root), lesson))
+    return redacted_copy(sorted({name for names in refs.values() for name in names}))
+
+
+@lru_cache(maxsize=None)
+def _runtime() -> Path:
+    return scratch_runtime()
+
+
+def _shared() -> list[Path]:
+    """Read-only folders the student's code may read: the embedded model's cache."""
+    from inferlab.lab.settings import cache_dir
+    return [cache_dir()]
+
+
+# ------------------------------------------------------------------------------ grading
+def missing_result(root: Path, lesson: str, status: str, message: str) -> LessonResult:
+    """Every test of the lesson scored zero for one reason (an unreadable or missing file)."""
+    tests = [TestResult(s.grade_id, s.points, 0.0, status, message)
+             for s in _plan(str(root), lesson).tests]
+    return LessonResult(lesson, tests=tests, error=message)
+
+
+def grade_one(root: Path, student: str, lesson: str,
+              settings: Settings = Settings()) -> LessonResult:
+    folder = Path(root) / "submitted" / student / lesson
+    start = time.perf_counter()
+    try:
+        path, notes = find_notebook(folder, lesson)
+        answers = read_answers(path, _release(str(root), lesson))
+    except SubmissionError as error:
+        result = missing_result(root, lesson, "unreadable", str(error))
+        result.seconds = time.perf_counter() - start
+        return result
+    result = grade_lesson(_plan(str(root), lesson), answers.sources,
+                          _package(str(root), lesson), _runtime(), _shared(),
+                          settings.limits, notes=notes + answers.notes)
+    result.file, result.sources = path.name, answers.sources
+    return result
+
+
+def grade_student(root: Path, student: str, lessons: list[str],
+                  settings: Settings = Settings()) -> list[LessonResult]:
+    """Grade the lessons ``student`` submitted (a folder under submitted/<student>/)."""
+    root = Path(root)
+    results = []
+    for lesson in lessons:
+        if not (root / "submitted" / student / lesson).is_dir():
+            continue
+        results.append(grade_one(root, student, lesson, settings))
+    return results
+
+
+# ------------------------------------------------------------------------------ recording
+def record(root: Path, student: str, results: list[LessonResult]) -> None:
+    """Write the grades (the only place that writes the gradebook)."""
+    from nbgrader.api import Gradebook
+
+    root = Path(root)
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        gradebook.update_or_create_student(student)
+        for result in results:
+            lesson = result.lesson
+            _register(gradebook, root, lesson)
+            gradebook.update_or_create_submission(lesson, student)
+            for test in result.tests:
+                grade = gradebook.find_grade(test.grade_id, lesson, lesson, student)
+                grade.auto_score = test.score
+                grade.needs_manual_grade = False
+            gradebook.db.commit()
+            _write_autograded(root, student, result)
+
+
+def _register(gradebook, root: Path, lesson: str) -> None:
+    """The lesson's notebook, graded cells and locked cells in the gradebook (as nbgrader's
+    generate_assignment would record them)."""
+    source = nbformat.read(source_path(root, lesson), as_version=4)
+    released = _release(str(root), lesson)
+    gradebook.update_or_create_assignment(lesson)
+    gradebook.update_or_create_notebook(lesson, lesson)
+    for cell in released.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("grade_id"):
+            continue
+        grade_id = meta["grade_id"]
+        if meta.get("grade"):
+            gradebook.update_or_create_grade_cell(grade_id, lesson, lesson,
+                                                  max_score=float(meta.get("points", 0)),
+                                                  cell_type=cell.cell_type)
+        if meta.get("solution"):
+            gradebook.update_or_create_solution_cell(grade_id, lesson, lesson)
+        gradebook.update_or_create_source_cell(
+            grade_id, lesson, lesson, cell_type=cell.cell_type,
+            locked=bool(meta.get("locked")), source=cell.source, checksum=meta.get("checksum"))
+    del source
+
+
+def _write_autograded(root: Path, student: str, result: LessonResult) -> None:
+    """autograded/<student>/<lesson>/: the release with the student's answers and each test's
+    verdict as its output (nbgrader's feedback reads it), and grading.json, the full report."""
+    folder = root / "autograded" / student / result.lesson
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    nb = nbformat.from_dict(json.loads(json.dumps(_release(str(root), result.lesson))))
+    sources = result.sources
+    verdicts = {t.grade_id: t for t in result.tests}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        grade_id = meta.get("grade_id")
+        if meta.get("solution") and grade_id in sources:
+            cell.source = sources[grade_id]
+        if meta.get("grade") and grade_id in verdicts and cell.cell_type == "code":
+            cell.outputs = [_output(verdicts[grade_id])]
+    nbformat.write(nb, folder / f"{result.lesson}.ipynb")
+    report = result.to_dict()
+    (folder / "grading.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _output(test: TestResult):
+    if test.status == "passed":
+        text = test.details or f"passed: {test.score:g} / {test.points:g}\n"
+        return nbformat.v4.new_output("stream", name="stdout", text=text)
+    return nbformat.v4.new_output("error", ename=test.status, evalue=test.message,
+                                  traceback=[test.message, test.details])
+
+
+# ------------------------------------------------------------------------------ a class
+def _grade_and_return(root: str, student: str, lessons: list[str], settings: Settings):
+    """What a worker sends back: plain dictionaries."""
+    return [r.to_dict() for r in grade_student(Path(root), student, lessons, settings)]
+
+
+def _from_dicts(dicts) -> list[LessonResult]:
+    return [LessonResult.from_dict(dict(data)) for data in dicts]
+
+
+def grade_class(root: Path, students: list[str], lessons: list[str], workers: int = 1,
+                ray_address: str | None = None, settings: Settings = Settings(),
+                log=print, retries: int = 2) -> dict[str, list[LessonResult]]:
+    """Grade many students in parallel; this process alone writes the gradebook.
+
+    ``workers`` local processes, or tasks on the Ray cluster at ``ray_address`` ("local" starts
+    one on this machine). A student whose worker crashed is graded again (``retries`` times);
+    one who still fails is reported, never silently dropped."""
+    check_available()
+    root = Path(root)
+    done: dict[str, list[LessonResult]] = {}
+
+    def finished(student, dicts):
+        results = _from_dicts(dicts)
+        record(root, student, results)
+        done[student] = results
+        got = sum(r.score for r in results)
+        out_of = sum(r.max_score for r in results)
+        log(f"  {student:<24} {len(results):>2} lessons  {got:g} / {out_of:g}")
+
+    if ray_address:
+        _grade_on_ray(root, students, lessons, ray_address, settings, finished, retries, log)
+    elif workers <= 1:
+        for student in students:
+            finished(student, _grade_and_return(str(root), student, lessons, settings))
+    else:
+        _grade_in_processes(root, students, lessons, workers, settings, finished, retries, log)
+    return done
+
+
+def _grade_in_processes(root, students, lessons, workers, settings, finished, retries, log):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    todo, attempts = list(students), {s: 0 for s in students}
+    while todo:
+        context = multiprocessing.get_context("spawn")
+        broken = []
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = {pool.submit(_grade_and_return, str(root), s, lessons, settings): s
+                       for s in todo}
+            for future in as_completed(futures):
+                student = futures[future]
+                try:
+                    finished(student, future.result())
+                except BrokenProcessPool:
+                    broken.append(student)
+        todo = []
+        for student in broken:
+            attempts[student] += 1
+            if attempts[student] > retries:
+                raise CourseError(f"grading {student!r} crashed its worker {attempts[student]} "
+                                  "times; grade them alone to see why")
+            log(f"  {student}: a worker crashed; grading again")
+            todo.append(student)
+
+
+def _grade_on_ray(root, students, lessons, address, settings, finished, retries, log):
+    import ray
+
+    if not ray.is_initialized():
+        kwargs = {"address": None if address == "local" else address,
+                  "include_dashboard": False, "log_to_driver": False}
+        if address == "local":
+            kwargs["num_cpus"] = os.cpu_count()
+        ray.init(**kwargs)
+    task = ray.remote(max_retries=retries, num_cpus=1)(_grade_and_return)
+    pending = {task.remote(str(root), s, lessons, settings): s for s in students}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        student = pending.pop(ready[0])
+        finished(student, ray.get(ready[0]))
+
+
+def students_of(root: Path) -> list[str]:
+    folder = Path(root) / "submitted"
+    if not folder.is_dir():
+        raise CourseError(f"no submissions: {folder} does not exist")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def course(root=None) -> Path:
+    return course_root(root)
