@@ -119,6 +119,7 @@ class Session:
 
     def __init__(self, sandbox: Sandbox):
         self.sandbox = sandbox
+        self.storages: dict = {}    # the sandbox's tensor storages, mirrored by their number
 
     def proxy(self, node) -> StudentCode:
         return StudentCode(self, ("H", node[1]), str(node[2]))
@@ -137,7 +138,7 @@ class Session:
         if reply[0] == "stop":
             raise StopIteration
         self._raise_if_error(reply)
-        decoder = wire.Decoder(handle=self.proxy)
+        decoder = wire.Decoder(handle=self.proxy, storages=self.storages)
         return decoder.decode(reply[1])
 
     def call(self, target, args, kwargs):
@@ -145,10 +146,19 @@ class Session:
         request = ("call", target, encoder.encode(list(args)), encoder.encode(dict(kwargs)))
         reply = self.sandbox.request(request)
         self._raise_if_error(reply)
-        decoder = wire.Decoder(originals=encoder.sent, handle=self.proxy)
+        decoder = wire.Decoder(originals=encoder.sent, handle=self.proxy, storages=self.storages)
         result = decoder.decode(reply[1])
         decoder.decode(reply[2])     # the arguments' new state, written into the originals
+        if len(reply) > 3 and reply[3]:
+            number, refs = reply[3]
+            inputs = [encoder.sent[ref] for ref in refs]
+            result = _through_sandbox(self, number, result, inputs)
         return result
+
+    def backward(self, number, gradient, inputs):
+        """The gradients of ``inputs`` computed by the sandbox's autograd graph."""
+        grads = self.ask(("backward", number, self.outgoing(gradient)), "backward")
+        return [None if g is None else g.to(i.dtype) for g, i in zip(grads, inputs)]
 
     @staticmethod
     def _raise_if_error(reply):
@@ -170,6 +180,23 @@ class Session:
         error.student_type = name
         error.student_traceback = str(details)
         raise error
+
+
+def _through_sandbox(session: Session, number: int, value, inputs: list):
+    """``value`` as an autograd result of ``inputs``, its backward pass computed in the sandbox
+    (gradients come back as data, like every other value)."""
+    import torch
+
+    class ThroughSandbox(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *tensors):
+            return value.detach().clone()
+
+        @staticmethod
+        def backward(ctx, gradient):
+            return tuple(session.backward(number, gradient, inputs))
+
+    return ThroughSandbox.apply(*inputs)
 
 
 # ------------------------------------------------------------------------------ a lesson

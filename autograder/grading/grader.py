@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -108,6 +109,10 @@ def record(root: Path, student: str, results: list[LessonResult]) -> None:
     from nbgrader.api import Gradebook
 
     root = Path(root)
+    # A new gradebook is set up by nbgrader's migrations tool (alembic), looked up on PATH.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
         gradebook.update_or_create_student(student)
         for result in results:

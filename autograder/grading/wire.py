@@ -10,7 +10,10 @@ Nodes of the tree (tuples tagged by their first item):
     scalars            None, bool, int, float, str, bytes, as themselves; complex as ("c", re, im)
     ("L"|"Q"|"S", ref, items)  a list, deque or set; ("T", items) a tuple; ("F", items) frozenset
     ("D", ref, pairs)          a dict
-    ("t", ref, dtype, shape, raw bytes, requires_grad)   a tensor (copied to the CPU)
+    ("t", ref, dtype, shape, stride, offset, storage, raw bytes, requires_grad)   a tensor (on
+                            the CPU): a view into a storage, which the receiver keeps by number
+                            so that views of one storage stay views of one storage
+    ("g", ref, state)                                   a torch.Generator (its state)
     ("n", dtype, shape, raw bytes)                       a NumPy array
     ("y", dtype) ("z", dims) ("s", start, stop, step)    a torch dtype, torch.Size, slice
     ("O", ref, "module:Class", pairs)   an instance of a course class allowed as data (DATA_CLASSES)
@@ -99,8 +102,11 @@ class Encoder:
     """
 
     def __init__(self, fallback: Callable[[Any], tuple], refs: dict[int, int] | None = None,
-                 number_new: bool = False):
+                 number_new: bool = False, storages: list | None = None):
         self.fallback, self.refs, self.number_new = fallback, refs or {}, number_new
+        # storages: where to keep the storages sent (numbered by address, which must then stay
+        # unique: the sender keeps them alive); None sends every tensor as a fresh storage
+        self.storages = storages
         self.seen: dict[int, int] = {}
         self.sent: list[Any] = []        # objects given a reference number, by number
         self.count = 0
@@ -151,9 +157,10 @@ class Encoder:
         if torch is not None:
             if kind is torch.Tensor or kind is torch.nn.Parameter:
                 self._mark(obj)
-                t = obj.detach().to("cpu").contiguous()
-                return ("t", self.ref(obj), str(t.dtype).split(".")[-1], list(t.shape),
-                        _tensor_bytes(t), bool(obj.requires_grad))
+                return self._tensor(obj, torch)
+            if kind is torch.Generator:
+                self._mark(obj)
+                return ("g", self.ref(obj), _tensor_bytes(obj.get_state()))
             if kind is torch.dtype:
                 return ("y", str(obj).split(".")[-1])
             if kind is torch.Size:
@@ -173,6 +180,22 @@ class Encoder:
                 "inferlab.") and hasattr(obj, "__qualname__") and "<" not in obj.__qualname__:
             return ("P", f"{obj.__module__}:{obj.__qualname__}")
         return self.fallback(obj)
+
+
+    def _tensor(self, obj, torch):
+        t = obj.detach()
+        if t.device.type != "cpu" or self.storages is None or t.is_sparse:
+            t = t.to("cpu").contiguous()
+            key, offset, stride = None, 0, list(t.stride())
+            storage = t
+        else:
+            key, offset = t.untyped_storage().data_ptr(), t.storage_offset()
+            stride = list(t.stride())
+            self.storages.append(t)
+            storage = torch.empty(0, dtype=torch.uint8).set_(t.untyped_storage())
+        raw = _tensor_bytes(storage) if key is None else storage.numpy().tobytes()
+        return ("t", self.ref(obj), str(t.dtype).split(".")[-1], list(t.shape), stride, offset,
+                key, raw, bool(obj.requires_grad))
 
 
 _NUMPY_SCALARS = {"float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8",
@@ -207,8 +230,9 @@ class Decoder:
     ``handle(node)`` and ``global_(name)`` make what the tree cannot carry by value."""
 
     def __init__(self, originals: list | None = None, handle: Callable | None = None,
-                 global_: Callable | None = None):
+                 global_: Callable | None = None, storages: dict | None = None):
         self.originals = originals or []
+        self.storages = {} if storages is None else storages   # the sender's number -> storage
         self.handle, self.global_ = handle, global_
         self.nodes: list[Any] = []
         self.received: dict[int, int] = {}   # id(decoded object) -> the reference it came with
@@ -268,6 +292,8 @@ class Decoder:
                 return slice(dec(node[1], d), dec(node[2], d), dec(node[3], d))
             if tag == "t":
                 return self._tensor(node)
+            if tag == "g":
+                return self._generator(node)
             if tag == "y":
                 return _dtype(node[1])
             if tag == "z":
@@ -319,16 +345,19 @@ class Decoder:
 
     def _tensor(self, node):
         torch = _torch_module()
-        _, ref, dtype_name, shape, raw, requires_grad = node
+        _, ref, dtype_name, shape, stride, offset, key, raw, requires_grad = node
         dtype = _dtype(dtype_name)
-        shape = [int(x) for x in shape]
-        if dtype == torch.bfloat16:
-            flat = torch.frombuffer(bytearray(raw), dtype=torch.int16).view(torch.bfloat16)
-        elif len(raw):
-            flat = torch.frombuffer(bytearray(raw), dtype=dtype)
+        shape, stride = [int(x) for x in shape], [int(x) for x in stride]
+        data = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if len(raw) else \
+            torch.empty(0, dtype=torch.uint8)
+        storage = self.storages.get(key) if key is not None else None
+        if storage is not None and storage.nbytes() == len(raw):
+            torch.empty(0, dtype=torch.uint8).set_(storage).copy_(data)
         else:
-            flat = torch.empty(0, dtype=dtype)
-        value = flat.reshape(shape).clone()
+            storage = data.clone().untyped_storage()
+            if key is not None:
+                self.storages[key] = storage
+        value = torch.empty(0, dtype=dtype).set_(storage, int(offset), shape, stride)
         original = self._original(ref)
         if type(original) is torch.Tensor and original.shape == value.shape \
                 and original.dtype == value.dtype:
@@ -341,6 +370,16 @@ class Decoder:
             value.requires_grad_(True)
         self._remember(value, ref)
         return value
+
+    def _generator(self, node):
+        torch = _torch_module()
+        _, ref, state = node
+        generator = self._original(ref)
+        if type(generator) is not torch.Generator:
+            generator = torch.Generator()
+        generator.set_state(torch.frombuffer(bytearray(state), dtype=torch.uint8).clone())
+        self._remember(generator, ref)
+        return generator
 
 
 def _torch_module():

@@ -13,6 +13,9 @@ iterator is exhausted, or ``("error", type name, message, traceback)``:
     ("call", target, args, kwargs)    call it; the arguments come back with their new state
     ("getattr", target, name)  ("setattr", target, name, value)
     ("next", target)  ("len", target)  ("getitem", target, key)  ("iter", target)
+    ("backward", number, gradient)    backpropagate through a call's tensor result (a call whose
+                                      result autograd can differentiate is answered with a
+                                      fourth item: (number, references of the inputs))
 
 A target is ("N", name), a global of the namespace, or ("H", number), an object handed out
 before. Nothing here is trusted by the checker: the student's code can replace any of it, and
@@ -58,6 +61,8 @@ class Worker:
         self.wire = wire
         self.namespace: dict = {"__name__": "__main__"}
         self.handles: dict[int, object] = {}
+        self.kept: list = []        # tensors whose storages were sent (their numbers stay unique)
+        self.graphs: dict[int, tuple] = {}   # autograd results the checker may call backward on
 
     # A value that is not data stays here; the checker gets its number.
     def handle(self, obj):
@@ -78,8 +83,24 @@ class Worker:
 
     def answer(self, value, arguments=(), decoder=None):
         refs = decoder.received if decoder is not None else {}
-        encoder = self.wire.Encoder(self.handle, refs=refs)
+        encoder = self.wire.Encoder(self.handle, refs=refs, storages=self.kept)
         return ("ok", encoder.encode(value), encoder.encode(list(arguments)))
+
+    def graph(self, result, decoder) -> tuple:
+        """For a tensor result that autograd can differentiate with respect to tensors the
+        checker sent: a number for a later ("backward", number, gradient) request and the
+        references of those inputs."""
+        torch = sys.modules.get("torch")
+        if torch is None or type(result) is not torch.Tensor or result.grad_fn is None:
+            return ()
+        inputs = [(ref, node) for node in decoder.nodes
+                  if type(node) is torch.Tensor and node.requires_grad and node.is_leaf
+                  and (ref := decoder.received.get(id(node))) is not None]
+        if not inputs:
+            return ()
+        number = len(self.graphs) + 1
+        self.graphs[number] = (result, [node for _, node in inputs])
+        return ((number, [ref for ref, _ in inputs]),)
 
     def serve(self, request):
         kind = request[0]
@@ -87,6 +108,10 @@ class Worker:
             code = compile(request[1], request[2], "exec")
             exec(code, self.namespace)
             return ("ok", None, [])
+        if kind == "backward":
+            result, inputs = self.graphs.pop(request[1])
+            result.backward(self.decoder().decode(request[2]))
+            return self.answer([t.grad for t in inputs])
         target = self.target(request[1])
         if kind == "get":
             return self.answer(target)
@@ -95,7 +120,7 @@ class Worker:
             args = decoder.decode(request[2])
             kwargs = decoder.decode(request[3])
             result = target(*args, **kwargs)
-            return self.answer(result, [args, kwargs], decoder)
+            return self.answer(result, [args, kwargs], decoder) + self.graph(result, decoder)
         if kind == "getattr":
             return self.answer(getattr(target, request[2]))
         if kind == "setattr":
