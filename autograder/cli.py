@@ -140,7 +140,7 @@ def cmd_check(args) -> int:
 # ------------------------------------------------------------------------------- grading
 def _grade(root: Path, student: str, lessons: list[str]) -> None:
     """Grade one student's submissions in the sandbox and record them (autograder.grading)."""
-    from .grading.grader import grade_student, record
+    from .grading.grader import grade_one, record
     from .grading.sandbox import check_available
 
     check_available()
@@ -150,7 +150,7 @@ def _grade(root: Path, student: str, lessons: list[str]) -> None:
         if not (submitted / lesson).is_dir():
             print(f"  {lesson:<28} no submission", flush=True)
             continue
-        result = grade_student(root, student, [lesson])[0]
+        result = grade_one(root, student, lesson)
         results.append(result)
         print(f"  {lesson:<28} graded in {result.seconds:5.1f} s  "
               f"{result.score:g} / {result.max_score:g}", flush=True)

@@ -1,9 +1,10 @@
 """The instructor's pipeline: release, collect a submission, autograde, score table, feedback.
 
-Every step is the real nbgrader command line (what an instructor would type), run from the
-repository so nbgrader picks up the course configuration. ``root`` is the course root nbgrader
-works in (``autograder.course.course_root()`` when not given): the repository itself, or a
-scratch copy in tests.
+Release and feedback are the real nbgrader command line (what an instructor would type), run
+from the repository so nbgrader picks up the course configuration. Autograding is the course's
+own sandboxed grader (``autograder.grading``), which records into nbgrader's gradebook.
+``root`` is the course root nbgrader works in (``autograder.course.course_root()`` when not
+given): the repository itself, or a scratch copy in tests.
 """
 from __future__ import annotations
 
@@ -95,12 +96,16 @@ def submit(student: str, assignment: str, notebook: nbformat.NotebookNode,
     return path
 
 
-def autograde(student: str, assignment: str,
-              root: Path | None = None) -> subprocess.CompletedProcess:
-    """Autograde one submission into the gradebook (errors in the student's cells are graded,
-    not raised: nbgrader records the failing cells and keeps the other points)."""
-    return nbgrader("autograde", assignment, "--student", student, "--force", *kernel_flags(),
-                    root=root, check=False)
+def autograde(student: str, assignment: str, root: Path | None = None):
+    """Autograde one submission into the gradebook and return its result: the student's code
+    runs in the sandbox, the tests outside it (``autograder.grading``). Errors in the student's
+    cells are graded, not raised: a failing cell costs its own exercises only."""
+    from .grading.grader import grade_one, record
+
+    root = course_root(root)
+    result = grade_one(root, student, assignment)
+    record(root, student, [result])
+    return result
 
 
 def ipc_socket_base() -> str:

@@ -301,8 +301,8 @@ def _run_test(step, namespace, state, open_sandbox) -> TestResult:
         if kind == REFERENCE_ERROR:
             return verdict("reference", f"your answer uses the course's reference "
                            f"implementation: {error}")
-        details = getattr(error, "student_traceback", "") or "".join(
-            traceback.format_exception(error)[-4:])
+        details = printed.getvalue() + (getattr(error, "student_traceback", "") or "".join(
+            traceback.format_exception(error)[-4:]))
         text = f"{type(error).__name__}: {error}".strip().rstrip(":")
         if kind:
             text = f"your code raised {text}"

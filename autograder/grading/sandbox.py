@@ -258,7 +258,7 @@ def check_available() -> None:
 def scratch_runtime() -> Path:
     """A folder with the worker's own modules (and nothing else of the grader) for /grading."""
     runtime = Path(tempfile.mkdtemp(prefix="inferlab-runtime-"))
-    here = Path(__file__).resolve().parent
+    here = Path(wire.__file__).parent     # this package: wire.py and worker.py
     target = runtime / "autograder" / "grading"
     target.mkdir(parents=True)
     (runtime / "autograder" / "__init__.py").write_text("")
