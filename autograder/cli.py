@@ -204,9 +204,8 @@ def cmd_grade(args) -> int:
 def _grade_class(root: Path, args, graded: list[str]) -> int:
     from .grading.grader import grade_class, students_of
 
-    if args.student:
-        raise CourseError("--all grades every student: name none")
-    lessons = [lesson for lesson in select(root, args.lessons) if lesson in graded]
+    named = ([args.student] if args.student else []) + list(args.lessons)  # all are lessons here
+    lessons = [lesson for lesson in select(root, named) if lesson in graded]
     students = students_of(root)
     where = f"Ray at {args.ray}" if args.ray else f"{args.workers} local worker(s)"
     print(f"grading {len(students)} students on {where}", flush=True)

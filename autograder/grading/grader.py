@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -113,7 +114,9 @@ def record(root: Path, student: str, results: list[LessonResult]) -> None:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook, warnings.catch_warnings():
+        # nbgrader's own models make SQLAlchemy warn about autoflush while a submission is made
+        warnings.filterwarnings("ignore", message=".*not in session.*")
         gradebook.update_or_create_student(student)
         for result in results:
             lesson = result.lesson
@@ -251,9 +254,13 @@ def _grade_in_processes(root, students, lessons, workers, settings, finished, re
 def _grade_on_ray(root, students, lessons, address, settings, finished, retries, log):
     import ray
 
+    from ..course import REPOSITORY
+
     if not ray.is_initialized():
+        # Workers import the grader from this checkout (it is not an installed package).
         kwargs = {"address": None if address == "local" else address,
-                  "include_dashboard": False, "log_to_driver": False}
+                  "include_dashboard": False, "log_to_driver": False,
+                  "runtime_env": {"env_vars": {"PYTHONPATH": str(REPOSITORY)}}}
         if address == "local":
             kwargs["num_cpus"] = os.cpu_count()
         ray.init(**kwargs)
