@@ -51,6 +51,7 @@ class LessonResult:
     seconds: float = 0.0
     error: str = ""      # the whole lesson could not be graded (an unreadable file)
     file: str = ""       # the notebook graded
+    timestamp: str = ""  # when it was submitted (nbgrader's timestamp.txt, else the file's time)
     sources: dict = field(default_factory=dict)   # grade_id -> the student's answer graded
 
     @property

@@ -89,7 +89,23 @@ def grade_one(root: Path, student: str, lesson: str,
                           _package(str(root), lesson), _runtime(), _shared(),
                           settings.limits, notes=notes + answers.notes)
     result.file, result.sources = path.name, answers.sources
+    result.timestamp = submitted_at(folder, path)
     return result
+
+
+def submitted_at(folder: Path, notebook: Path) -> str:
+    """nbgrader collect's timestamp.txt when there is one, else the notebook's modification time
+    (ISO 8601, UTC); nbgrader's late-submission penalty reads it from the gradebook."""
+    from datetime import datetime, timezone
+
+    stamp = folder / "timestamp.txt"
+    if stamp.is_file():
+        text = stamp.read_text(errors="replace").strip()[:64]
+        try:
+            return datetime.fromisoformat(text.replace(" UTC", "+00:00")).isoformat()
+        except ValueError:
+            pass
+    return datetime.fromtimestamp(notebook.stat().st_mtime, timezone.utc).isoformat()
 
 
 def grade_student(root: Path, student: str, lessons: list[str],
@@ -121,7 +137,11 @@ def record(root: Path, student: str, results: list[LessonResult]) -> None:
         for result in results:
             lesson = result.lesson
             _register(gradebook, root, lesson)
-            gradebook.update_or_create_submission(lesson, student)
+            extra = {}
+            if result.timestamp:
+                from datetime import datetime
+                extra["timestamp"] = datetime.fromisoformat(result.timestamp)
+            gradebook.update_or_create_submission(lesson, student, **extra)
             for test in result.tests:
                 grade = gradebook.find_grade(test.grade_id, lesson, lesson, student)
                 grade.auto_score = test.score

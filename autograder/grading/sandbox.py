@@ -112,7 +112,7 @@ class Sandbox:
         cmd += ["--proc", "/proc", "--dev", "/dev",
                 "--size", str(self.limits.scratch_bytes), "--tmpfs", "/scratch",
                 "--size", str(self.limits.scratch_bytes), "--tmpfs", "/tmp",
-                "--chdir", "/scratch", "--clearenv",
+                "--remount-ro", "/", "--chdir", "/scratch", "--clearenv",
                 "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp",
                 "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin",
                 "--setenv", "PYTHONPATH", "/grading",
