@@ -215,14 +215,16 @@ def _from_dicts(dicts) -> list[LessonResult]:
 
 def grade_class(root: Path, students: list[str], lessons: list[str], workers: int = 1,
                 ray_address: str | None = None, settings: Settings = Settings(),
-                log=print, retries: int = 2) -> dict[str, list[LessonResult]]:
+                log=print, retries: int = 2, task=None) -> dict[str, list[LessonResult]]:
     """Grade many students in parallel; this process alone writes the gradebook.
 
     ``workers`` local processes, or tasks on the Ray cluster at ``ray_address`` ("local" starts
     one on this machine). A student whose worker crashed is graded again (``retries`` times);
-    one who still fails is reported, never silently dropped."""
+    one who still fails is reported, never silently dropped. ``task`` replaces the function a
+    worker runs (tests inject crashes with it)."""
     check_available()
     root = Path(root)
+    task = task or _grade_and_return
     done: dict[str, list[LessonResult]] = {}
 
     def finished(student, dicts):
@@ -234,44 +236,57 @@ def grade_class(root: Path, students: list[str], lessons: list[str], workers: in
         log(f"  {student:<24} {len(results):>2} lessons  {got:g} / {out_of:g}")
 
     if ray_address:
-        _grade_on_ray(root, students, lessons, ray_address, settings, finished, retries, log)
+        _grade_on_ray(task, root, students, lessons, ray_address, settings, finished, retries)
     elif workers <= 1:
         for student in students:
-            finished(student, _grade_and_return(str(root), student, lessons, settings))
+            finished(student, task(str(root), student, lessons, settings))
     else:
-        _grade_in_processes(root, students, lessons, workers, settings, finished, retries, log)
+        _grade_in_processes(task, root, students, lessons, workers, settings, finished, retries,
+                            log)
     return done
 
 
-def _grade_in_processes(root, students, lessons, workers, settings, finished, retries, log):
+def _grade_in_processes(task, root, students, lessons, workers, settings, finished, retries,
+                        log):
+    """A pool of ``workers`` processes. A worker that dies takes every pending student of its
+    pool with it: those are graded again one at a time, each in a fresh process, so a student
+    whose grading kills its worker every time is found (and reported) alone."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
-    todo, attempts = list(students), {s: 0 for s in students}
-    while todo:
-        context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("spawn")
+
+    def run(batch, size):
         broken = []
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = {pool.submit(_grade_and_return, str(root), s, lessons, settings): s
-                       for s in todo}
+        with ProcessPoolExecutor(size, mp_context=context) as pool:
+            futures = {pool.submit(task, str(root), s, lessons, settings): s for s in batch}
             for future in as_completed(futures):
-                student = futures[future]
                 try:
-                    finished(student, future.result())
+                    dicts = future.result()
                 except BrokenProcessPool:
-                    broken.append(student)
-        todo = []
-        for student in broken:
-            attempts[student] += 1
-            if attempts[student] > retries:
-                raise CourseError(f"grading {student!r} crashed its worker {attempts[student]} "
-                                  "times; grade them alone to see why")
-            log(f"  {student}: a worker crashed; grading again")
-            todo.append(student)
+                    broken.append(futures[future])
+                    continue
+                finished(futures[future], dicts)
+        return broken
+
+    for student in run(list(students), workers):
+        for attempt in range(1, retries + 1):
+            log(f"  {student}: a worker crashed; grading again alone ({attempt}/{retries})")
+            if not run([student], 1):
+                break
+        else:
+            log(f"  {student}: the worker crashed {retries + 1} times; recorded as not graded")
+            finished(student, [r.to_dict() for r in _crashed(root, student, lessons)])
 
 
-def _grade_on_ray(root, students, lessons, address, settings, finished, retries, log):
+def _crashed(root: Path, student: str, lessons: list[str]) -> list[LessonResult]:
+    message = "the grading worker crashed on every attempt: grade this student alone to see why"
+    return [missing_result(root, lesson, "crashed", message) for lesson in lessons
+            if (Path(root) / "submitted" / student / lesson).is_dir()]
+
+
+def _grade_on_ray(task, root, students, lessons, address, settings, finished, retries):
     import ray
 
     from ..course import REPOSITORY
@@ -284,8 +299,8 @@ def _grade_on_ray(root, students, lessons, address, settings, finished, retries,
         if address == "local":
             kwargs["num_cpus"] = os.cpu_count()
         ray.init(**kwargs)
-    task = ray.remote(max_retries=retries, num_cpus=1)(_grade_and_return)
-    pending = {task.remote(str(root), s, lessons, settings): s for s in students}
+    remote = ray.remote(max_retries=retries, num_cpus=1)(task)
+    pending = {remote.remote(str(root), s, lessons, settings): s for s in students}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         student = pending.pop(ready[0])
