@@ -211,6 +211,7 @@ def grade_lesson(plan: Plan, answers: dict[str, str], package: Path, runtime: Pa
     limits = limits or Limits()
     result = LessonResult(plan.lesson, notes=list(notes or []))
     start = time.perf_counter()
+    deadline = time.monotonic() + limits.lesson_seconds
     namespace: dict = {"__name__": "__main__"}
     ran: list[tuple[str, str]] = []          # (filename, code) of answer cells that ran
     state = {"sandbox": None, "session": None, "broken": ""}
@@ -221,6 +222,7 @@ def grade_lesson(plan: Plan, answers: dict[str, str], package: Path, runtime: Pa
             outputs.append(state["sandbox"].output_text())
             state["sandbox"].close()
         sandbox = Sandbox(package, runtime, shared, limits).__enter__()
+        sandbox.deadline = deadline
         state.update(sandbox=sandbox, session=Session(sandbox), broken="")
         for filename, code in ran:
             reply = sandbox.request(("exec", code, filename))

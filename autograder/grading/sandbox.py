@@ -59,6 +59,8 @@ class Limits:
     processes: int = 32             # processes alive at once (counted by the checker)
     output_bytes: int = 64 * 2**10  # stdout + stderr kept for the report
     request_seconds: float = 120.0  # wall clock for one request (a cell, a call)
+    lesson_seconds: float = 300.0   # wall clock for all of one lesson's requests
+    start_seconds: float = 120.0    # for the sandbox to start (Python, torch) on a busy machine
 
 
 def bwrap_path() -> str:
@@ -97,6 +99,7 @@ class Sandbox:
         self.output = bytearray()
         self.output_dropped = 0
         self.process: subprocess.Popen | None = None
+        self.deadline: float | None = None   # time.monotonic() after which every request fails
 
     def command(self) -> list[str]:
         cmd = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session",
@@ -151,6 +154,14 @@ class Sandbox:
         self.requests, self.replies = to_worker_w, from_worker_r
         self._reader = threading.Thread(target=self._collect_output, daemon=True)
         self._reader.start()
+        try:
+            ready = self._receive(self.limits.start_seconds, "the sandbox did not start in")
+        except BaseException:
+            self.close()
+            raise
+        if ready != ("ready",):
+            self.close()
+            raise SandboxCrashed("the sandbox started but did not say it was ready")
         return self
 
     def _fds_and_limits(self, read_end: int, write_end: int):
@@ -208,16 +219,23 @@ class Sandbox:
     def request(self, message, timeout: float | None = None):
         """Send one request; return the worker's reply as a plain tree."""
         timeout = self.limits.request_seconds if timeout is None else timeout
+        if self.deadline is not None:
+            timeout = min(timeout, max(self.deadline - time.monotonic(), 0.0))
         try:
             write_message(self.requests, wire.dumps(message))
         except (BrokenPipeError, OSError):
             raise SandboxCrashed(self._ended()) from None
+        return self._receive(timeout, "your code ran past its time: more than")
+
+    def _receive(self, timeout: float, late: str):
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 self.close()
-                raise SandboxTimeout(f"your code ran for more than {timeout:.0f} s")
+                raise SandboxTimeout(f"{late} {timeout:.0f} s (a request may take "
+                                     f"{self.limits.request_seconds:.0f} s, a lesson "
+                                     f"{self.limits.lesson_seconds:.0f} s)")
             ready, _, _ = select.select([self.replies], [], [], min(left, 0.1))
             if ready:
                 break

@@ -70,6 +70,17 @@ def resolve(name: str) -> Any:
     return target
 
 
+def course_function(name: str) -> Any:
+    """A function or class defined in the course package under exactly that name (never an
+    object a course module merely imports, such as ``os.system``)."""
+    target = resolve(name)
+    module, _, qualname = name.partition(":")
+    if not (callable(target) and getattr(target, "__module__", None) == module
+            and getattr(target, "__qualname__", None) == qualname):
+        raise WireError(f"{name} is not a function of the course package")
+    return target
+
+
 class PlainUnpickler(pickle.Unpickler):
     """Unpickles built-in containers and scalars only: every class lookup is refused."""
 
@@ -308,7 +319,7 @@ class Decoder:
             if tag == "O":
                 return self._object(node, d)
             if tag == "P":
-                return resolve(str(node[1]))
+                return course_function(str(node[1]))
             if tag == "H" and self.handle is not None:
                 return self.handle(node)
             if tag == "G" and self.global_ is not None:
