@@ -8,7 +8,7 @@ stderr, which the checker reads separately and never interprets.
 Requests, each answered by ``("ok", value, arguments after the call)``, ``("stop",)`` when an
 iterator is exhausted, or ``("error", type name, message, traceback)``:
 
-    ("exec", code, filename)          run code in the namespace
+    ("exec", code, filename)          run a cell in the namespace (IPython syntax allowed)
     ("get", target)                   a global's value (or a handle to it)
     ("call", target, args, kwargs)    call it; the arguments come back with their new state
     ("getattr", target, name)  ("setattr", target, name, value)
@@ -63,6 +63,7 @@ class Worker:
         self.handles: dict[int, object] = {}
         self.kept: list = []        # tensors whose storages were sent (their numbers stay unique)
         self.graphs: dict[int, tuple] = {}   # autograd results the checker may call backward on
+        self.shell = None
 
     # A value that is not data stays here; the checker gets its number.
     def handle(self, obj):
@@ -86,6 +87,23 @@ class Worker:
         encoder = self.wire.Encoder(self.handle, refs=refs, storages=self.kept)
         return ("ok", encoder.encode(value), encoder.encode(list(arguments)))
 
+    def run_cell(self, source: str) -> None:
+        """Run a cell as Jupyter would (magics such as %time, display(), shell escapes fail
+        quietly in the sandbox), in the namespace the checker reads from."""
+        if self.shell is None:
+            from IPython.core.interactiveshell import InteractiveShell
+            from traitlets.config import Config
+
+            config = Config()
+            config.HistoryManager.enabled = False
+            config.InteractiveShell.colors = "nocolor"
+            self.shell = InteractiveShell.instance(config=config, user_ns=self.namespace)
+        result = self.shell.run_cell(source, store_history=False)
+        if result.error_before_exec is not None:
+            raise result.error_before_exec
+        if result.error_in_exec is not None:
+            raise result.error_in_exec
+
     def graph(self, result, decoder) -> tuple:
         """For a tensor result that autograd can differentiate with respect to tensors the
         checker sent: a number for a later ("backward", number, gradient) request and the
@@ -105,8 +123,7 @@ class Worker:
     def serve(self, request):
         kind = request[0]
         if kind == "exec":
-            code = compile(request[1], request[2], "exec")
-            exec(code, self.namespace)
+            self.run_cell(request[1])
             return ("ok", None, [])
         if kind == "backward":
             result, inputs = self.graphs.pop(request[1])
