@@ -17,14 +17,19 @@ Ray Serve runs Python classes as *deployments*: each deployment has one or more 
   system (queued + running). ``GET /metrics`` returns them in the Prometheus text format
   (``inferlab.serving.metrics``).
 
-``serve_session`` starts Ray (local, loopback only, no dashboard) and Serve, deploys the app and
-**always** shuts both down when the ``with`` block ends.
+``serve_session`` starts Ray (local, loopback only, no dashboard) and Serve, deploys the app,
+waits until its HTTP route answers, and **always** shuts both down when the ``with`` block ends.
+Starting takes about half a minute on an idle 2-core machine and minutes on a busy one: it waits
+for readiness (the raylet registered, the route served) rather than a fixed time, starts Ray again
+when its raylet gave up, and after ``RAY_START_TIMEOUT_S`` raises ``ServerStartError`` saying
+which step did not come up.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import signal
 import time
 
 from inferlab.serving.metrics import Registry
@@ -34,6 +39,16 @@ DEFAULT_AUTOSCALING = {"min_replicas": 1, "initial_replicas": 1, "max_replicas":
                        "target_ongoing_requests": 1, "upscale_delay_s": 1.0,
                        "downscale_delay_s": 6.0, "metrics_interval_s": 0.5,
                        "look_back_period_s": 2.0}
+# How long ``serve_session`` waits for Ray + Serve to come up, in seconds (override with the
+# environment variable INFERLAB_RAY_START_TIMEOUT_S).
+RAY_START_TIMEOUT_S = float(os.environ.get("INFERLAB_RAY_START_TIMEOUT_S", "300"))
+# Ray's and Serve's own start-up deadlines that a busy 2-core machine overruns, raised (a value
+# already in the environment wins). Ray's processes inherit them from this one. Serve gives its
+# HTTP proxy 5 s to become ready and kills it when it is late (serve.start then fails with
+# "killed by ray.kill"); the GCS gets 30 s to write its port.
+PATIENT_RAY_SETTINGS = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+                        "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+                        "RAY_gcs_server_port_wait_time_s": str(int(RAY_START_TIMEOUT_S))}
 
 
 def loopback_only_replica() -> None:
@@ -171,30 +186,161 @@ def replica_counts(app_name: str = "llm", deployment: str = "Model") -> dict[str
     return {str(getattr(k, "value", k)): v for k, v in replica_states.items()}
 
 
+class RayletExited(Exception):
+    """Ray's raylet process died while ``ray.init`` waited for it."""
+
+
+def _raylet_alive() -> bool:
+    """Whether a ``raylet`` child of this process is running (True when psutil is missing)."""
+    try:
+        import psutil
+    except ImportError:
+        return True
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.name() == "raylet" and child.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            pass
+    return False
+
+
+def _stop_new_processes(before: set[int]) -> None:
+    """SIGTERM, then SIGKILL, this process's descendants that are not in ``before`` (by pid),
+    and reap those that were its own children (a failed ``ray.init`` keeps no handle on them)."""
+    from .process import _alive, _descendants
+    new = [pid for pid in _descendants(os.getpid()) if pid not in before]
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+        for pid in new:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while any(_alive(pid) for pid in new) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for pid in new:
+        with contextlib.suppress(ChildProcessError):  # not our child: its parent reaps it
+            os.waitpid(pid, os.WNOHANG)
+
+
+def start_local_ray(num_cpus: int, timeout_s: float, attempts: int = 3) -> None:
+    """``ray.init`` a local cluster on loopback, waiting up to ``timeout_s`` for it in all.
+
+    Two of Ray 2.60's start-up deadlines are fixed in its code and too short on a busy 2-core
+    machine: the raylet aborts when its dashboard agent (a Python process) has not written its
+    port within 15 s ("Timed out waiting for file .../metrics_agent_port_..." in raylet.out), and
+    ``ray.init`` gives the raylet 30 s to register with the GCS ("The current node timed out
+    during startup"). So, while ``ray.init`` runs, its registration check
+    (``services.get_node``) keeps polling until the node is registered, the raylet has died, or
+    ``timeout_s`` has passed; and a start that failed (the raylet died) is cleaned up - the
+    processes it started are stopped - and tried again, up to ``attempts`` times while time is
+    left. If none succeeds, ``ServerStartError`` says why.
+    """
+    import ray
+    import ray._private.services as services
+
+    from .process import ServerStartError, _descendants
+    started = time.monotonic()
+    deadline = started + timeout_s
+    check = services.get_node
+
+    def get_node_once_registered(gcs_address, node_id):
+        while True:
+            try:
+                return check(gcs_address, node_id)
+            except RuntimeError:  # not registered yet
+                if not _raylet_alive():  # not a RuntimeError: ends Ray's own 30 s loop at once
+                    raise RayletExited("the raylet exited before it registered") from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    for attempt in range(1, attempts + 1):
+        before = set(_descendants(os.getpid()))
+        services.get_node = get_node_once_registered
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False,
+                     ignore_reinit_error=True)
+            return
+        except (TypeError, ValueError):  # a wrong argument: trying again will not help
+            _stop_new_processes(before)
+            raise
+        except Exception as error:
+            raylet = "running" if _raylet_alive() else "exited"
+            _stop_new_processes(before)
+            spent = time.monotonic() - started
+            if attempt < attempts and deadline - time.monotonic() > 30:
+                print(f"Ray did not start (attempt {attempt} of {attempts}, {spent:.0f} s so far, "
+                      f"raylet {raylet}): trying again", flush=True)
+                continue
+            try:
+                from ray._common.utils import get_default_ray_temp_dir
+                logs = os.path.join(get_default_ray_temp_dir(), "session_latest", "logs")
+            except Exception:  # noqa: BLE001 - only for the message
+                logs = "/tmp/ray/session_latest/logs"
+            raise ServerStartError(
+                f"Ray did not start: {attempt} attempt(s) in {spent:.0f} s (limit {timeout_s:.0f} "
+                f"s); the raylet {raylet}. Last error: {error.__class__.__name__}: {error}\n"
+                f"Is the machine busy? Close other work, or set INFERLAB_RAY_START_TIMEOUT_S to "
+                f"wait longer. Ray's own logs: {logs} (raylet.out)") from error
+        finally:
+            services.get_node = check
+
+
+def wait_for_route(url: str, app_name: str, deadline: float) -> None:
+    """Poll Serve's ``/-/routes`` on ``url`` until it lists ``app_name``; raise at ``deadline``."""
+    from .clients import get_json
+    from .process import ServerStartError
+    last = "no answer yet"
+    while True:
+        try:
+            routes = get_json(url + "/-/routes", timeout=5.0)
+            if app_name in routes.values():
+                return
+            last = f"routes {routes}"
+        except Exception as error:  # noqa: BLE001 - not listening yet, or 503 while starting
+            last = f"{error.__class__.__name__}: {error}"
+        if time.monotonic() > deadline:
+            raise ServerStartError(f"Ray Serve's HTTP proxy on {url} did not serve the app "
+                                   f"{app_name!r} in time (last: {last}).")
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
-def serve_session(port: int, app=None, app_name: str = "llm", num_cpus: int = 4):
+def serve_session(port: int, app=None, app_name: str = "llm", num_cpus: int = 4,
+                  start_timeout_s: float | None = None):
     """Start Ray + Serve on 127.0.0.1:``port``, deploy ``app``, yield its URL; always shut down.
 
+    Yields once the app is RUNNING and the HTTP proxy routes to it. Ray's start (with its
+    retries) gets ``start_timeout_s`` (default ``RAY_START_TIMEOUT_S``); Serve's HTTP proxy then
+    gets until the same deadline, but at least 120 s; past that ``ServerStartError`` is raised.
     Every socket Ray opens listens on loopback only (see the comment below); ``ray.shutdown``
     stops all of its processes (GCS, raylet, agents, replicas)."""
     # On Linux Ray binds its internal servers (GCS, raylet, workers) to the machine's network
     # address, whatever _node_ip_address says; with "clusters" switched off it uses loopback only.
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    for name, value in PATIENT_RAY_SETTINGS.items():
+        os.environ.setdefault(name, value)
     import ray
     import ray._private.ray_constants as ray_constants
     from ray import serve
     ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before the variable was set
+    timeout_s = RAY_START_TIMEOUT_S if start_timeout_s is None else start_timeout_s
     started = time.perf_counter()
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-             _node_ip_address="127.0.0.1", log_to_driver=False, configure_logging=False,
-             ignore_reinit_error=True)
+    deadline = time.monotonic() + timeout_s
+    start_local_ray(num_cpus, timeout_s)
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port},
-                    logging_config={"log_level": "WARNING"})
-        serve.run(app if app is not None else build_app(), name=app_name, route_prefix="/",
-                  blocking=False)
         url = f"http://127.0.0.1:{port}"
+        # serve.start and serve.run wait a fixed 60 s for the HTTP proxy; a slow proxy is waited
+        # for below, until the deadline, on the condition that matters: the route answers.
+        with contextlib.suppress(TimeoutError):
+            serve.start(http_options={"host": "127.0.0.1", "port": port},
+                        logging_config={"log_level": "WARNING"})
+        with contextlib.suppress(TimeoutError):
+            serve.run(app if app is not None else build_app(), name=app_name, route_prefix="/",
+                      blocking=False)
+        wait_for_route(url, app_name, max(deadline, time.monotonic() + 120))
         print(f"Ray Serve answering on {url} after {time.perf_counter() - started:.1f} s",
               flush=True)
         yield url
