@@ -78,3 +78,9 @@ def student_layers(n_teacher, n_student):
 ''',
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "student_layers": ["inferlab.compress.distill:spread_layers"],
+}

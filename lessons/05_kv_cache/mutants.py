@@ -80,3 +80,10 @@ class StaticKVCache:
 ''',
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "kv_cache_size": ["inferlab.engine.kv_cache:kv_cache_bytes",
+                      "inferlab.engine.kv_cache:kv_bytes_per_token"],
+}

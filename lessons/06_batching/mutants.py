@@ -97,3 +97,12 @@ def schedule_step(sched):
 ''',
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "schedule_step": ["inferlab.engine.scheduler:continuous_step",
+                      "inferlab.engine.scheduler:Scheduler.schedule",
+                      "inferlab.engine.scheduler:Scheduler.schedule_prefill",
+                      "inferlab.engine.scheduler:Scheduler.schedule_decode"],
+}

@@ -98,3 +98,11 @@ MUTANTS = {
                        "v = v_cache[blocks].flatten(0, 1)"),
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "block_manager": ["inferlab.engine.block_manager:BlockManager"],
+    "paged_attention": ["inferlab.engine.attention:paged_decode_attention",
+                        "inferlab.engine.gpu_kernels:decode_attention"],
+}

@@ -31,3 +31,9 @@ MUTANTS = {
                        "    return out"),
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "speculative_accept": ["inferlab.engine.spec_decode:accept_reject"],
+}

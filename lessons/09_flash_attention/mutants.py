@@ -42,3 +42,10 @@ def online_softmax_attention(q, k, v, block=64):
                        "for start in range(0, k.shape[0] // block * block, block):"),
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "online_softmax_attention": ["inferlab.engine.tiled_attention:tiled_attention",
+                                 "inferlab.engine.gpu_kernels:decode_attention"],
+}

@@ -120,3 +120,13 @@ def stream_text(lines):
 ''',
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "ttft_and_itl": ["inferlab.serving.latency:RequestTrace.ttft",
+                     "inferlab.serving.latency:RequestTrace.itls"],
+    "throughput": ["inferlab.serving.latency:summarize"],
+    "stream_text": ["inferlab.serving.clients:iter_sse_data",
+                    "inferlab.serving.clients:chunk_text"],
+}

@@ -170,3 +170,10 @@ def cost_per_million_tokens(dollars_per_hour, tokens_per_s, utilization=1.0):
 ''',
     ],
 }
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "parse_metrics": ["inferlab.serving.metrics:parse", "inferlab.serving.metrics:parse_labels"],
+    "tp_mlp_partials": ["inferlab.serving.parallel:TensorParallelMLP"],
+}
