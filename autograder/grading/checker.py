@@ -86,6 +86,10 @@ class StudentCode:
         return self._session.call(self._target, args, kwargs)
 
     def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            # protocols that libraries probe for (__torch_function__, __array__, ...): a
+            # student's object takes part in none of them
+            raise AttributeError(name)
         return self._session.ask(("getattr", self._target, name), f"{self._label}.{name}")
 
     def __setattr__(self, name, value):
@@ -139,7 +143,7 @@ class Session:
         if reply[0] == "stop":
             raise StopIteration
         self._raise_if_error(reply)
-        decoder = wire.Decoder(handle=self.proxy, storages=self.storages)
+        decoder = wire.Decoder(handle=self.proxy, storages=self.storages, course_functions=False)
         return decoder.decode(reply[1])
 
     def call(self, target, args, kwargs):
@@ -147,7 +151,8 @@ class Session:
         request = ("call", target, encoder.encode(list(args)), encoder.encode(dict(kwargs)))
         reply = self.sandbox.request(request)
         self._raise_if_error(reply)
-        decoder = wire.Decoder(originals=encoder.sent, handle=self.proxy, storages=self.storages)
+        decoder = wire.Decoder(originals=encoder.sent, handle=self.proxy, storages=self.storages,
+                               course_functions=False)
         result = decoder.decode(reply[1])
         decoder.decode(reply[2])     # the arguments' new state, written into the originals
         if len(reply) > 3 and reply[3]:
@@ -214,7 +219,8 @@ def grade_lesson(plan: Plan, answers: dict[str, str], package: Path, runtime: Pa
     deadline = time.monotonic() + limits.lesson_seconds
     namespace: dict = {"__name__": "__main__"}
     ran: list[tuple[str, str]] = []          # (filename, code) of answer cells that ran
-    state = {"sandbox": None, "session": None, "broken": ""}
+    state = {"sandbox": None, "session": None, "broken": "",
+             "lost": {}}   # name -> (status, why) for names of answer cells that never finished
     outputs: list[str] = []
 
     def open_sandbox():
@@ -261,6 +267,9 @@ def _run_answer(step, answers, state, ran, namespace, result, open_sandbox):
     except (SandboxTimeout, SandboxCrashed) as error:
         result.notes.append(f"answer cell {step.grade_id!r}: {error}")
         state["broken"] = str(error)
+        status = "timeout" if isinstance(error, SandboxTimeout) else "crashed"
+        for name in step.names:
+            state["lost"][name] = (status, f"answer cell {step.grade_id!r}: {error}")
         return
     if reply[0] == "ok":
         ran.append((filename, program))
@@ -301,6 +310,10 @@ def _run_test(step, namespace, state, open_sandbox) -> TestResult:
         return verdict("error", f"grader error, tell the instructor: {error}")
     except BaseException as error:  # noqa: BLE001 - any failure of a test fails it
         kind = getattr(error, "student_type", "")
+        lost = state["lost"].get(getattr(error, "name", None)) if isinstance(
+            error, NameError) else None
+        if lost:
+            return verdict(*lost)
         if kind == REFERENCE_ERROR:
             return verdict("reference", f"your answer uses the course's reference "
                            f"implementation: {error}")

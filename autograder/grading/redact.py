@@ -13,6 +13,7 @@ with other names that ``lessons/NN_name/mutants.py`` lists in ``REFERENCES`` (le
 from __future__ import annotations
 
 import ast
+import atexit
 import runpy
 import shutil
 import tempfile
@@ -65,7 +66,9 @@ def redacted_copy(targets: list[str], package: Path | None = None) -> Path:
     """A temporary copy of the package (a folder named like it) with ``targets`` replaced by stubs
     that raise; the caller removes it."""
     package = package or package_root()
-    folder = Path(tempfile.mkdtemp(prefix="inferlab-redacted-")) / package.name
+    scratch = Path(tempfile.mkdtemp(prefix="inferlab-redacted-"))
+    atexit.register(shutil.rmtree, scratch, True)
+    folder = scratch / package.name
     shutil.copytree(package, folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (folder / f"{STUB_MODULE}.py").write_text(STUB_SOURCE)
     by_file: dict[Path, list[str]] = {}
@@ -96,7 +99,10 @@ def _stubbed(source: str, qualnames: list[str], package: str, module: str) -> st
         node, owner = _find(tree, qualname)
         if node is None:
             raise ValueError(f"reference {module}:{qualname} not found")
-        start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+        # A function keeps its decorators (a property stays a property that raises); a class
+        # loses them (a dataclass would write its own __init__ over the stub's).
+        start = node.lineno if not isinstance(node, ast.ClassDef) else min(
+            [d.lineno for d in node.decorator_list] + [node.lineno])
         indent = " " * node.col_offset
         message = (f"{module}.{qualname} is the course's own implementation of this exercise: "
                    "while grading it is not available - write your own")

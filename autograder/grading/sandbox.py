@@ -17,6 +17,7 @@ What the student's code can see and do (the threat model is in ``docs/grading.md
 """
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import select
@@ -113,9 +114,11 @@ class Sandbox:
             if Path(folder).exists():
                 cmd += ["--ro-bind", str(folder), str(folder)]
         cmd += ["--proc", "/proc", "--dev", "/dev",
+                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/dev/shm",
                 "--size", str(self.limits.scratch_bytes), "--tmpfs", "/scratch",
                 "--size", str(self.limits.scratch_bytes), "--tmpfs", "/tmp",
-                "--remount-ro", "/", "--chdir", "/scratch", "--clearenv",
+                "--remount-ro", "/", "--remount-ro", "/dev",
+                "--chdir", "/scratch", "--clearenv",
                 "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp",
                 "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin",
                 "--setenv", "PYTHONPATH", "/grading",
@@ -146,8 +149,11 @@ class Sandbox:
         from_worker_r, from_worker_w = os.pipe()
         cmd = self.command()
         # The worker reads requests on fd 3 and answers on fd 4.
+        # bwrap itself (the sandbox's process 1, readable in /proc/1/environ) gets no variable
+        # of the grader's: its children's environment is set by --clearenv/--setenv.
         self.process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            cmd, env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             pass_fds=(3, 4), preexec_fn=self._fds_and_limits(to_worker_r, from_worker_w))
         os.close(to_worker_r)
         os.close(from_worker_w)
@@ -283,6 +289,7 @@ def scratch_runtime() -> Path:
     (target / "__init__.py").write_text("")
     for name in ("wire.py", "worker.py"):
         shutil.copy2(here / name, target / name)
+    atexit.register(shutil.rmtree, runtime, True)
     os.chmod(runtime, 0o755)
     for folder in (runtime / "autograder", target):
         os.chmod(folder, 0o755)

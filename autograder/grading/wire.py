@@ -18,7 +18,9 @@ Nodes of the tree (tuples tagged by their first item):
     ("y", dtype) ("z", dims) ("s", start, stop, step)    a torch dtype, torch.Size, slice
     ("O", ref, "module:Class", pairs)   an instance of a course class allowed as data (DATA_CLASSES)
     ("E", "module:Class", name)         an enum member of an allowed class
-    ("P", "module:name")                a course function (e.g. a scheduler's default step)
+    ("P", "module:name")                a course function (e.g. a scheduler's default step),
+                                        only from the checker: the sandbox's course functions
+                                        may be the stubs of redact.py, so they stay handles
     ("H", handle, type name)            an object that stays in the sandbox (a student's class
                                         instance, a generator): the checker gets a proxy
     ("G", name)                         a global of the lesson, the same on both sides
@@ -113,8 +115,10 @@ class Encoder:
     """
 
     def __init__(self, fallback: Callable[[Any], tuple], refs: dict[int, int] | None = None,
-                 number_new: bool = False, storages: list | None = None):
+                 number_new: bool = False, storages: list | None = None,
+                 course_functions: bool = True):
         self.fallback, self.refs, self.number_new = fallback, refs or {}, number_new
+        self.course_functions = course_functions
         # storages: where to keep the storages sent (numbered by address, which must then stay
         # unique: the sender keeps them alive); None sends every tensor as a fresh storage
         self.storages = storages
@@ -187,7 +191,8 @@ class Encoder:
             self._mark(obj)
             state = [(attr, enc(value, depth)) for attr, value in _state(obj)]
             return ("O", self.ref(obj), name, state)
-        if callable(obj) and getattr(obj, "__module__", "") and str(obj.__module__).startswith(
+        if self.course_functions and callable(obj) and str(
+                getattr(obj, "__module__", "")).startswith(
                 "inferlab.") and hasattr(obj, "__qualname__") and "<" not in obj.__qualname__:
             return ("P", f"{obj.__module__}:{obj.__qualname__}")
         return self.fallback(obj)
@@ -241,8 +246,10 @@ class Decoder:
     ``handle(node)`` and ``global_(name)`` make what the tree cannot carry by value."""
 
     def __init__(self, originals: list | None = None, handle: Callable | None = None,
-                 global_: Callable | None = None, storages: dict | None = None):
+                 global_: Callable | None = None, storages: dict | None = None,
+                 course_functions: bool = True):
         self.originals = originals or []
+        self.course_functions = course_functions
         self.storages = {} if storages is None else storages   # the sender's number -> storage
         self.handle, self.global_ = handle, global_
         self.nodes: list[Any] = []
@@ -318,7 +325,7 @@ class Decoder:
                 return cls[str(node[2])]
             if tag == "O":
                 return self._object(node, d)
-            if tag == "P":
+            if tag == "P" and self.course_functions:
                 return course_function(str(node[1]))
             if tag == "H" and self.handle is not None:
                 return self.handle(node)

@@ -84,7 +84,8 @@ class Worker:
 
     def answer(self, value, arguments=(), decoder=None):
         refs = decoder.received if decoder is not None else {}
-        encoder = self.wire.Encoder(self.handle, refs=refs, storages=self.kept)
+        encoder = self.wire.Encoder(self.handle, refs=refs, storages=self.kept,
+                                    course_functions=False)
         return ("ok", encoder.encode(value), encoder.encode(list(arguments)))
 
     def run_cell(self, source: str) -> None:
