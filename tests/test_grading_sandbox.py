@@ -575,3 +575,29 @@ def test_huge_output_is_capped(package, runtime):
     assert sb.output_dropped >= 11_000_000 - 4096
     assert "more bytes of output not kept" in sb.output_text()
     assert len(sb.output_text()) < 4096 + 200
+
+
+def test_the_kernel_refuses_forks_past_the_task_limit(package, runtime):
+    """Where the grader may make a pids control group, a fork past ``Limits.tasks`` fails in the
+    student's code at once (the checker's count of processes is the limit everywhere else)."""
+    limits = Limits(tasks=48, processes=10_000)
+    with Sandbox(package, runtime, limits=limits) as sb:
+        if sb.pids.path is None:
+            pytest.skip("no pids control group can be made on this machine")
+        group = sb.pids.path
+        forked = run(sb, textwrap.dedent("""
+            import os, time
+            children = []
+            try:
+                for _ in range(200):
+                    pid = os.fork()
+                    if pid == 0:
+                        time.sleep(60)
+                        os._exit(0)
+                    children.append(pid)
+            except OSError:
+                pass
+            result = len(children)
+        """))
+    assert 0 < int(forked) < 48
+    assert not group.exists()            # removed with the sandbox

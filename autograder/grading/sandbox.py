@@ -10,8 +10,10 @@ What the student's code can see and do (the threat model is in ``docs/grading.md
   the instructor's home and environment variables.
 * no network (a namespace of its own with only an unconfigured loopback), its own process ids,
   hostname and IPC; it runs as an unprivileged user with no capabilities.
-* limits: CPU seconds, address space, file size, open files, processes (``Limits``); the checker
-  adds a wall-clock deadline per request and caps the output it keeps.
+* limits: CPU seconds, address space, file size, open files (kernel resource limits); processes
+  and threads (a pids control group where the machine allows one, and the checker's own count of
+  the sandbox's processes everywhere); a wall-clock deadline per request and per lesson; the
+  output kept (``Limits``).
 * every process it starts dies with it: the sandbox is its own PID namespace, whose first process
   takes all others down when it exits, and it is killed when grading the lesson ends.
 """
@@ -58,6 +60,7 @@ class Limits:
     scratch_bytes: int = 256 * 2**20
     open_files: int = 256
     processes: int = 32             # processes alive at once (counted by the checker)
+    tasks: int = 256                # processes and threads, enforced by the kernel (PidsGroup)
     output_bytes: int = 64 * 2**10  # stdout + stderr kept for the report
     request_seconds: float = 120.0  # wall clock for one request (a cell, a call)
     lesson_seconds: float = 300.0   # wall clock for all of one lesson's requests
@@ -80,6 +83,51 @@ def _read_only_roots() -> list[str]:
              "/etc/ld.so.cache", "/etc/localtime", "/etc/ssl/certs"]
     roots += [sys.base_prefix, sys.prefix, os.path.realpath(sys.executable)]
     return [r for r in dict.fromkeys(roots) if os.path.exists(r)]
+
+
+class PidsGroup:
+    """A pids control group for one sandbox, where the machine lets the grader make one (as root,
+    with cgroup v1's pids hierarchy or a cgroup v2 tree that delegates the pids controller): the
+    kernel then refuses any fork past ``limit`` tasks (threads count). Elsewhere the checker's
+    count of the sandbox's processes is the limit."""
+
+    ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+
+    def __init__(self, limit: int):
+        self.path: Path | None = None
+        for root in self.ROOTS:
+            delegated = root / "cgroup.subtree_control"
+            if not (root / "cgroup.procs").exists() or (
+                    delegated.exists() and "pids" not in delegated.read_text()):
+                continue
+            path = root / f"inferlab-sandbox-{os.getpid()}-{id(self):x}"
+            try:
+                path.mkdir()
+                (path / "pids.max").write_text(str(limit))
+            except OSError:
+                try:
+                    path.rmdir()
+                except OSError:
+                    pass
+                continue
+            self.path = path
+            return
+
+    def join(self) -> None:
+        """Called in the child before it starts bwrap: it and all it starts are in the group."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        for _ in range(50):   # the kernel lets a group go once its last task has exited
+            try:
+                self.path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.path = None
 
 
 class Sandbox:
@@ -145,6 +193,7 @@ class Sandbox:
 
     # ----------------------------------------------------------------------------- lifetime
     def __enter__(self):
+        self.pids = PidsGroup(self.limits.tasks)
         to_worker_r, to_worker_w = os.pipe()
         from_worker_r, from_worker_w = os.pipe()
         cmd = self.command()
@@ -175,6 +224,7 @@ class Sandbox:
             os.dup2(read_end, 3)
             os.dup2(write_end, 4)
             self._limit()
+            self.pids.join()
         return child
 
     def _collect_output(self):
@@ -204,6 +254,7 @@ class Sandbox:
             pass
         self.process.wait()
         self._reader.join(timeout=5)
+        self.pids.remove()
         self.process = None
 
     def process_count(self) -> int:
