@@ -434,6 +434,8 @@ def test_only_scratch_and_tmp_are_writable(box, folder):
     finally:
         if path.exists():
             path.unlink()
+    if Path(folder).is_relative_to("/tmp"):
+        return  # (a checkout under /tmp) inside, that is the sandbox's own private /tmp
     assert not succeeded(results), results
 
 

@@ -154,6 +154,12 @@ class Sandbox:
         cmd = [bwrap_path(), "--unshare-all", "--die-with-parent", "--new-session",
                "--cap-drop", "ALL", "--hostname", "sandbox",
                "--uid", str(NOBODY), "--gid", str(NOBODY)]
+        # The private file systems first: what is bound afterwards may lie below them (a
+        # checkout or virtual environment under /tmp stays visible, read-only).
+        cmd += ["--proc", "/proc", "--dev", "/dev",
+                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/dev/shm",
+                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/scratch",
+                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/tmp"]
         for root in _read_only_roots():
             cmd += ["--ro-bind", root, root]
         cmd += ["--ro-bind", str(self.package), str(self.package_at)]
@@ -161,11 +167,7 @@ class Sandbox:
         for folder in self.shared:
             if Path(folder).exists():
                 cmd += ["--ro-bind", str(folder), str(folder)]
-        cmd += ["--proc", "/proc", "--dev", "/dev",
-                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/dev/shm",
-                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/scratch",
-                "--size", str(self.limits.scratch_bytes), "--tmpfs", "/tmp",
-                "--remount-ro", "/", "--remount-ro", "/dev",
+        cmd += ["--remount-ro", "/", "--remount-ro", "/dev",
                 "--chdir", "/scratch", "--clearenv",
                 "--setenv", "HOME", "/scratch", "--setenv", "TMPDIR", "/tmp",
                 "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin",
