@@ -11,6 +11,8 @@
 #      background from the start of step 1 (log: .venv/.jobs/llama.log, a progress line every 30 s),
 #      and the set-up waits for it at the end. The stamp .venv/.inferlab-installed is written last,
 #      only when everything is installed and imports.
+# Between steps 1 and 2, bubblewrap (`bwrap`, a system package), the sandbox the grader runs
+# students' code in: installed with apt-get when make runs as root, else a message says how.
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -32,13 +34,14 @@ NPROC       := $(shell nproc 2>/dev/null || echo 2)
 T0          := $(shell date +%s)
 export INFERLAB_CACHE ?= $(HOME)/.cache/inferlab
 
-.PHONY: setup model demo test test-fast release browser browser-start lab clean-state help
+.PHONY: setup model sandbox demo test test-fast release browser browser-start lab clean-state help
 
 help:
 	@echo "make demo       set up, regenerate course/, autograde a sample submission, print scores"
 	@echo "make test       set up, then run the whole test suite"
 	@echo "make test-fast  set up, then the tests not marked slow or browser"
 	@echo "make release    regenerate course/ from lessons/ (nbgrader generate_assignment)"
+	@echo "make sandbox    install bubblewrap (bwrap), the grader's sandbox, when it is missing"
 	@echo "make lab        open the course in JupyterLab (works as soon as lesson 00 is ready)"
 
 # Quiet pip, minus the noise some machines' pip configuration prints for every package.
@@ -163,7 +166,43 @@ $(STAMP): $(CORE) requirements-serving.txt
 	touch $(STAMP)
 	@$(SAY) "set-up complete"
 
-setup: model $(STAMP)
+# True when make can install system packages: root, with apt-get.
+define can_apt_install
+[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+endef
+
+# bubblewrap, the sandbox the grader runs students' code in (autograder/grading/sandbox.py,
+# docs/grading.md), from the system's packages: nothing to do when `bwrap` is there; as root with
+# apt-get, installed (after the chromium install of `make test`, if one is running: one apt at a
+# time); otherwise a message says how. Only grading needs it (make demo, make test, grade), so
+# without it the set-up goes on; a failed install stops it.
+SANDBOX_APT     := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                   -o DPkg::Lock::Timeout=300 bubblewrap
+SANDBOX_INSTALL := { $(SANDBOX_APT) || { apt-get update -qq && $(SANDBOX_APT); }; }
+SANDBOX_HOW     := Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf install bubblewrap
+SANDBOX_WORKS   := bwrap --unshare-all --die-with-parent --ro-bind / / --uid 65534 --gid 65534 -- true
+
+sandbox:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if $(can_apt_install); then \
+	    mkdir -p $(JOBS); \
+	    while $(call bg_running,browser); do sleep 2; done; \
+	    $(SAY) "installing bubblewrap (system package): the sandbox the grader runs student code in"; \
+	    $(SANDBOX_INSTALL) > $(JOBS)/sandbox.log 2>&1 && command -v bwrap >/dev/null 2>&1 || { \
+	      tail -n 20 $(JOBS)/sandbox.log >&2; \
+	      echo "== installing bubblewrap FAILED (log: $(JOBS)/sandbox.log); grading needs it: $(SANDBOX_HOW)" >&2; \
+	      exit 1; }; \
+	  else \
+	    echo "== bubblewrap (bwrap) is missing and only root with apt-get can install it here; grading"; \
+	    echo "   (make demo, make test, python -m autograder grade) needs it. $(SANDBOX_HOW)"; \
+	    exit 0; \
+	  fi; \
+	fi; \
+	err=$$($(SANDBOX_WORKS) 2>&1) || { \
+	  echo "== note: bwrap cannot create namespaces here ($$(echo $$err | head -c 150)): grading will fail"; \
+	  echo "   until unprivileged user namespaces are allowed (or in a container that permits them; docs/grading.md)"; }
+
+setup: model sandbox $(STAMP)
 
 demo: setup
 	$(BIN)/python -m autograder demo
@@ -174,18 +213,15 @@ release: setup
 # Headless Chromium from the system's packages, for the JupyterLab browser test. `make test`
 # starts it in the background (browser-start) and waits for it after the set-up.
 BROWSER_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
-define browser_can_install
-[ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
-endef
 
 browser-start:
-	@command -v chromium >/dev/null 2>&1 || ! { $(browser_can_install); } || { \
+	@command -v chromium >/dev/null 2>&1 || ! { $(can_apt_install); } || { \
 	  $(call bg_start,browser,$(BROWSER_INSTALL)); \
 	  $(SAY) "installing chromium (system package) in the background for the browser test"; }
 
 browser: browser-start
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if $(browser_can_install); then \
+	  if $(can_apt_install); then \
 	    ( $(call bg_wait,browser,the chromium install) ) || echo "chromium could not be installed: the browser test will be skipped"; \
 	  else echo "chromium not found and cannot install it: the browser test will be skipped"; fi; }
 
