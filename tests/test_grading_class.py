@@ -96,3 +96,19 @@ def test_ray_grades_like_the_local_workers(klass):
     finally:
         ray.shutdown()
     assert _totals(results) == EXPECTED
+
+
+def grader_error_for_cat(root, student, lessons, settings):
+    if student == "cat":
+        raise ValueError("a grader bug")
+    return grader._grade_and_return(root, student, lessons, settings)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_grader_error_on_one_student_never_stops_the_class(klass, workers):
+    lines = []
+    results = grader.grade_class(klass, grader.students_of(klass), [LESSON], workers=workers,
+                                 log=lines.append, task=grader_error_for_cat)
+    assert _totals(results) == dict(EXPECTED, cat=0.0)
+    assert {t.status for t in results["cat"][0].tests} == {"error"}
+    assert "a grader bug" in results["cat"][0].tests[0].message

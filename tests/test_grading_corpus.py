@@ -713,3 +713,44 @@ def test_malformed_file_is_unreadable_and_the_next_student_is_graded(course):
             if s.assignment == QUANT} == dict.fromkeys(POINTS[QUANT], 0.0)
     assert {s.exercise: s.score for s in pipeline.scores("fine", course)
             if s.assignment == QUANT} == POINTS[QUANT]
+
+
+# ------------------------------------------------------------------ the channel to the checker
+def test_junk_on_the_reply_channel_is_a_crash_of_that_exercise(course):
+    """Writing to the worker's reply pipe is the student's own process talking nonsense: that
+    exercise crashes, the others keep their points."""
+    junk = "\nimport os\nos.write(4, b'\\x00\\x00\\x00\\x04abcd')\n"
+    code = solution(course, QUANT, "groups") + junk
+    result = grade(course, "mallory", QUANT, notebook(course, QUANT, {"groups": code}))
+    expect(result, zero={"test_groups": "crashed"})
+
+
+@pytest.mark.slow
+def test_a_reply_stalled_half_way_times_out(course):
+    code = (solution(course, QUANT, "groups")
+            + "\nimport os, time\nos.write(4, b'\\x00\\x00\\x01\\x00')\ntime.sleep(600)\n")
+    result = grade(course, "mallory", QUANT, notebook(course, QUANT, {"groups": code}), SHORT)
+    expect(result, zero={"test_groups": "timeout"})
+
+
+REFERENCE_BUILT_FROM_ITS_STUB = '''
+from collections import deque
+
+from inferlab.engine.block_manager import Block, BlockManager
+
+
+def MyBlockManager(num_blocks, block_size):
+    bm = object.__new__(BlockManager)           # the sandbox's stub class, the checker's real one
+    bm.num_blocks, bm.block_size, bm.enable_prefix_caching = num_blocks, block_size, False
+    bm.blocks = [Block(i) for i in range(num_blocks)]
+    bm.free_block_ids = deque(range(num_blocks))
+    bm.used_block_ids, bm.hash_to_block = set(), {}
+    bm.free_blocks = bm.free_block_ids
+    return bm
+'''
+
+
+def test_the_reference_class_is_never_rebuilt_in_the_checker(course):
+    result = grade(course, "mallory", PAGED,
+                   notebook(course, PAGED, {"block_manager": REFERENCE_BUILT_FROM_ITS_STUB}))
+    expect(result, zero={"test_block_manager": "reference"}, lesson=PAGED)

@@ -122,8 +122,9 @@ class StudentCode:
 class Session:
     """The checker's side of the conversation with one sandbox."""
 
-    def __init__(self, sandbox: Sandbox):
+    def __init__(self, sandbox: Sandbox, refused: frozenset = frozenset()):
         self.sandbox = sandbox
+        self.refused = refused      # the lesson's reference classes: never rebuilt from data
         self.storages: dict = {}    # the sandbox's tensor storages, mirrored by their number
 
     def proxy(self, node) -> StudentCode:
@@ -143,7 +144,8 @@ class Session:
         if reply[0] == "stop":
             raise StopIteration
         self._raise_if_error(reply)
-        decoder = wire.Decoder(handle=self.proxy, storages=self.storages, course_functions=False)
+        decoder = wire.Decoder(handle=self.proxy, storages=self.storages, course_functions=False,
+                               refused=self.refused)
         return decoder.decode(reply[1])
 
     def call(self, target, args, kwargs):
@@ -152,7 +154,7 @@ class Session:
         reply = self.sandbox.request(request)
         self._raise_if_error(reply)
         decoder = wire.Decoder(originals=encoder.sent, handle=self.proxy, storages=self.storages,
-                               course_functions=False)
+                               course_functions=False, refused=self.refused)
         result = decoder.decode(reply[1])
         decoder.decode(reply[2])     # the arguments' new state, written into the originals
         if len(reply) > 3 and reply[3]:
@@ -208,12 +210,15 @@ def _through_sandbox(session: Session, number: int, value, inputs: list):
 # ------------------------------------------------------------------------------ a lesson
 def grade_lesson(plan: Plan, answers: dict[str, str], package: Path, runtime: Path,
                  shared: list[Path] = (), limits: Limits | None = None,
-                 notes: list[str] | None = None) -> LessonResult:
+                 notes: list[str] | None = None, references: list[str] = ()) -> LessonResult:
     """Run the plan: answers in the sandbox, tests here; one result per test cell.
 
     If the student's process crashes or runs out of time, a new sandbox is started and the answer
-    cells that ran cleanly are replayed, so one bad cell costs only its own tests."""
+    cells that ran cleanly are replayed, so one bad cell costs only its own tests. ``references``
+    (the names ``package`` has stubbed) are classes the checker never rebuilds from data."""
     limits = limits or Limits()
+    refused = frozenset(f"{module}:{qualname.split('.')[0]}" for module, _, qualname in (
+        ref.partition(":") for ref in references))
     result = LessonResult(plan.lesson, notes=list(notes or []))
     start = time.perf_counter()
     deadline = time.monotonic() + limits.lesson_seconds
@@ -229,7 +234,7 @@ def grade_lesson(plan: Plan, answers: dict[str, str], package: Path, runtime: Pa
             state["sandbox"].close()
         sandbox = Sandbox(package, runtime, shared, limits).__enter__()
         sandbox.deadline = deadline
-        state.update(sandbox=sandbox, session=Session(sandbox), broken="")
+        state.update(sandbox=sandbox, session=Session(sandbox, refused), broken="")
         for filename, code in ran:
             reply = sandbox.request(("exec", code, filename))
             if reply[0] != "ok":
@@ -309,6 +314,9 @@ def _run_test(step, namespace, state, open_sandbox) -> TestResult:
     except GraderError as error:
         return verdict("error", f"grader error, tell the instructor: {error}")
     except BaseException as error:  # noqa: BLE001 - any failure of a test fails it
+        if isinstance(error, wire.ReferenceCrossing):
+            return verdict("reference", f"your answer uses the course's reference "
+                           f"implementation: {error}")
         kind = getattr(error, "student_type", "")
         lost = state["lost"].get(getattr(error, "name", None)) if isinstance(
             error, NameError) else None

@@ -24,7 +24,14 @@ from pathlib import Path
 
 import nbformat
 
-from ..course import CourseError, course_root, mutants_path, release_path, source_path
+from ..course import (
+    REPOSITORY,
+    CourseError,
+    course_root,
+    mutants_path,
+    release_path,
+    source_path,
+)
 from .checker import LessonResult, TestResult, grade_lesson
 from .plan import Plan, build_plan
 from .redact import redacted_copy, references
@@ -50,9 +57,19 @@ def _release(root: str, lesson: str) -> nbformat.NotebookNode:
 
 
 @lru_cache(maxsize=None)
+def _references(root: str, lesson: str) -> tuple[str, ...]:
+    """The lesson's reference implementations; their renamed twins are listed beside the lesson
+    script (the course's, else this repository's: a course folder may hold only notebooks)."""
+    mutants = mutants_path(Path(root), lesson)
+    if not mutants.is_file():
+        mutants = mutants_path(REPOSITORY, lesson)
+    refs = references(_plan(root, lesson), mutants)
+    return tuple(sorted({name for names in refs.values() for name in names}))
+
+
+@lru_cache(maxsize=None)
 def _package(root: str, lesson: str) -> Path:
-    refs = references(_plan(root, lesson), mutants_path(Path(root), lesson))
-    return redacted_copy(sorted({name for names in refs.values() for name in names}))
+    return redacted_copy(list(_references(root, lesson)))
 
 
 @lru_cache(maxsize=None)
@@ -87,7 +104,8 @@ def grade_one(root: Path, student: str, lesson: str,
         return result
     result = grade_lesson(_plan(str(root), lesson), answers.sources,
                           _package(str(root), lesson), _runtime(), _shared(),
-                          settings.limits, notes=notes + answers.notes)
+                          settings.limits, notes=notes + answers.notes,
+                          references=_references(str(root), lesson))
     result.file, result.sources = path.name, answers.sources
     result.timestamp = submitted_at(folder, path)
     return result
@@ -239,7 +257,11 @@ def grade_class(root: Path, students: list[str], lessons: list[str], workers: in
         _grade_on_ray(task, root, students, lessons, ray_address, settings, finished, retries)
     elif workers <= 1:
         for student in students:
-            finished(student, task(str(root), student, lessons, settings))
+            try:
+                dicts = task(str(root), student, lessons, settings)
+            except Exception as error:  # noqa: BLE001 - one student never stops a class
+                dicts = _failed(root, student, lessons, error, log)
+            finished(student, dicts)
     else:
         _grade_in_processes(task, root, students, lessons, workers, settings, finished, retries,
                             log)
@@ -267,6 +289,8 @@ def _grade_in_processes(task, root, students, lessons, workers, settings, finish
                 except BrokenProcessPool:
                     broken.append(futures[future])
                     continue
+                except Exception as error:  # noqa: BLE001 - one student never stops a class
+                    dicts = _failed(root, futures[future], lessons, error, log)
                 finished(futures[future], dicts)
         return broken
 
@@ -278,6 +302,14 @@ def _grade_in_processes(task, root, students, lessons, workers, settings, finish
         else:
             log(f"  {student}: the worker crashed {retries + 1} times; recorded as not graded")
             finished(student, [r.to_dict() for r in _crashed(root, student, lessons)])
+
+
+def _failed(root: Path, student: str, lessons: list[str], error: Exception, log) -> list[dict]:
+    """A grader error while grading one student: reported on each lesson, the class goes on."""
+    log(f"  {student}: grader error ({type(error).__name__}: {error}); recorded as not graded")
+    message = f"grader error, tell the instructor: {type(error).__name__}: {error}"[:400]
+    return [missing_result(root, lesson, "error", message).to_dict() for lesson in lessons
+            if (Path(root) / "submitted" / student / lesson).is_dir()]
 
 
 def _crashed(root: Path, student: str, lessons: list[str]) -> list[LessonResult]:
@@ -304,7 +336,11 @@ def _grade_on_ray(task, root, students, lessons, address, settings, finished, re
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         student = pending.pop(ready[0])
-        finished(student, ray.get(ready[0]))
+        try:
+            dicts = ray.get(ready[0])
+        except Exception as error:  # noqa: BLE001 - one student never stops a class
+            dicts = _failed(root, student, lessons, error, print)
+        finished(student, dicts)
 
 
 def students_of(root: Path) -> list[str]:

@@ -25,6 +25,7 @@ import resource
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import wire
-from .worker import read_message, write_message
+from .worker import write_message
 
 NOBODY = 65534
 BWRAP = "bwrap"
@@ -287,27 +288,45 @@ class Sandbox:
         return self._receive(timeout, "your code ran past its time: more than")
 
     def _receive(self, timeout: float, late: str):
+        """The next message from the worker, all of it before the deadline; a process that
+        dies, stalls half-way through a message or sends one that is not plain data has
+        crashed (and the sandbox is closed)."""
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        try:
+            header = self._read(4, deadline, timeout, late)
+            data = self._read(struct.unpack(">I", header)[0], deadline, timeout, late)
+            return wire.loads(data)
+        except wire.WireError as error:
+            self.close()
+            raise SandboxCrashed(f"your code's process sent a message the grader cannot read "
+                                 f"({error})") from None
+
+    def _read(self, n: int, deadline: float, timeout: float, late: str) -> bytes:
+        if n > wire.MAX_MESSAGE:
+            raise wire.WireError(f"a message of {n} bytes is over the limit")
+        chunks, left = [], n
+        while left:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 self.close()
                 raise SandboxTimeout(f"{late} {timeout:.0f} s (a request may take "
                                      f"{self.limits.request_seconds:.0f} s, a lesson "
                                      f"{self.limits.lesson_seconds:.0f} s)")
-            ready, _, _ = select.select([self.replies], [], [], min(left, 0.1))
-            if ready:
-                break
-            if self.process.poll() is not None:
+            ready, _, _ = select.select([self.replies], [], [], min(remaining, 0.1))
+            if not ready:
+                if self.process.poll() is not None:
+                    raise SandboxCrashed(self._ended())
+                if self.process_count() > self.limits.processes:
+                    self.close()
+                    raise SandboxCrashed(f"your code started more than "
+                                         f"{self.limits.processes} processes at once")
+                continue
+            chunk = os.read(self.replies, min(left, 1 << 20))
+            if not chunk:
                 raise SandboxCrashed(self._ended())
-            if self.process_count() > self.limits.processes:
-                self.close()
-                raise SandboxCrashed(f"your code started more than {self.limits.processes} "
-                                     "processes at once")
-        data = read_message(self.replies)
-        if data is None:
-            raise SandboxCrashed(self._ended())
-        return wire.loads(data)
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
 
     def _ended(self) -> str:
         code = self.process.poll() if self.process else None

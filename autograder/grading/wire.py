@@ -57,6 +57,11 @@ class WireError(ValueError):
     """A value that cannot cross the sandbox's boundary; the message names it."""
 
 
+class ReferenceCrossing(WireError):
+    """The sandbox sent a new instance of a class that is the lesson's reference implementation
+    (built from the stub's class, it would become the real one on the checker's side)."""
+
+
 def qualified(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -247,9 +252,10 @@ class Decoder:
 
     def __init__(self, originals: list | None = None, handle: Callable | None = None,
                  global_: Callable | None = None, storages: dict | None = None,
-                 course_functions: bool = True):
+                 course_functions: bool = True, refused: frozenset = frozenset()):
         self.originals = originals or []
         self.course_functions = course_functions
+        self.refused = refused      # "module:Class" names never built here from new state
         self.storages = {} if storages is None else storages   # the sender's number -> storage
         self.handle, self.global_ = handle, global_
         self.nodes: list[Any] = []
@@ -348,6 +354,9 @@ class Decoder:
         cls = self._data_class(name)
         obj = self._original(ref)
         if type(obj) is not cls:
+            if name in self.refused:
+                raise ReferenceCrossing(f"your code made a {name.split(':')[1]}: that class is "
+                                        "the course's own implementation of this exercise")
             obj = object.__new__(cls)
         self._remember(obj, ref)
         state = {}
