@@ -27,7 +27,6 @@ import nbformat
 from ..course import (
     REPOSITORY,
     CourseError,
-    course_root,
     mutants_path,
     release_path,
     source_path,
@@ -41,8 +40,8 @@ from .submission import SubmissionError, find_notebook, read_answers
 
 @dataclass(frozen=True)
 class Settings:
+    """How to grade (passed to worker processes and Ray tasks as data)."""
     limits: Limits = Limits()
-    threads: int = 1
 
 
 # -------------------------------------------------------------------- per-process caches
@@ -171,7 +170,6 @@ def record(root: Path, student: str, results: list[LessonResult]) -> None:
 def _register(gradebook, root: Path, lesson: str) -> None:
     """The lesson's notebook, graded cells and locked cells in the gradebook (as nbgrader's
     generate_assignment would record them)."""
-    source = nbformat.read(source_path(root, lesson), as_version=4)
     released = _release(str(root), lesson)
     gradebook.update_or_create_assignment(lesson)
     gradebook.update_or_create_notebook(lesson, lesson)
@@ -189,7 +187,6 @@ def _register(gradebook, root: Path, lesson: str) -> None:
         gradebook.update_or_create_source_cell(
             grade_id, lesson, lesson, cell_type=cell.cell_type,
             locked=bool(meta.get("locked")), source=cell.source, checksum=meta.get("checksum"))
-    del source
 
 
 def _write_autograded(root: Path, student: str, result: LessonResult) -> None:
@@ -348,7 +345,3 @@ def students_of(root: Path) -> list[str]:
     if not folder.is_dir():
         raise CourseError(f"no submissions: {folder} does not exist")
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def course(root=None) -> Path:
-    return course_root(root)

@@ -96,7 +96,7 @@ def _stubbed(source: str, qualnames: list[str], package: str, module: str) -> st
     lines = source.splitlines(keepends=True)
     edits = []
     for qualname in qualnames:
-        node, owner = _find(tree, qualname)
+        node = _find(tree, qualname)
         if node is None:
             raise ValueError(f"reference {module}:{qualname} not found")
         # A function keeps its decorators (a property stays a property that raises); a class
@@ -122,12 +122,11 @@ def _stubbed(source: str, qualnames: list[str], package: str, module: str) -> st
 
 
 def _find(tree: ast.Module, qualname: str):
-    scope, owner = tree, None
-    node = None
+    """The function or class ``qualname`` ("f", "Class.method") defines in a module, or None."""
+    node = tree
     for part in qualname.split("."):
-        node = next((n for n in getattr(scope, "body", []) if isinstance(
+        node = next((n for n in getattr(node, "body", []) if isinstance(
             n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == part), None)
         if node is None:
-            return None, None
-        owner, scope = scope, node
-    return node, owner
+            return None
+    return node

@@ -23,7 +23,6 @@ Nodes of the tree (tuples tagged by their first item):
                                         may be the stubs of redact.py, so they stay handles
     ("H", handle, type name)            an object that stays in the sandbox (a student's class
                                         instance, a generator): the checker gets a proxy
-    ("G", name)                         a global of the lesson, the same on both sides
     ("@", index)                        the index-th mutable node again (shared objects, cycles)
 
 ``ref`` tells the sandbox's answer which of the checker's objects a node came from: objects sent
@@ -248,16 +247,17 @@ def _tensor_bytes(t) -> bytes:
 class Decoder:
     """Builds values from a tree. ``originals[ref]`` are this side's objects that the tree may
     carry back with a new state: they are updated in place and returned, so identity holds.
-    ``handle(node)`` and ``global_(name)`` make what the tree cannot carry by value."""
+    ``handle(node)`` makes what the tree cannot carry by value (an object left on the other
+    side)."""
 
     def __init__(self, originals: list | None = None, handle: Callable | None = None,
-                 global_: Callable | None = None, storages: dict | None = None,
+                 storages: dict | None = None,
                  course_functions: bool = True, refused: frozenset = frozenset()):
         self.originals = originals or []
         self.course_functions = course_functions
         self.refused = refused      # "module:Class" names never built here from new state
         self.storages = {} if storages is None else storages   # the sender's number -> storage
-        self.handle, self.global_ = handle, global_
+        self.handle = handle
         self.nodes: list[Any] = []
         self.received: dict[int, int] = {}   # id(decoded object) -> the reference it came with
 
@@ -335,8 +335,6 @@ class Decoder:
                 return course_function(str(node[1]))
             if tag == "H" and self.handle is not None:
                 return self.handle(node)
-            if tag == "G" and self.global_ is not None:
-                return self.global_(str(node[1]))
         except WireError:
             raise
         except (ValueError, TypeError, KeyError, IndexError, AttributeError,

@@ -79,8 +79,7 @@ class Worker:
         return self.handles[node[1]]
 
     def decoder(self):
-        return self.wire.Decoder(handle=lambda node: self.handles[node[1]],
-                                 global_=lambda name: self.namespace[name])
+        return self.wire.Decoder(handle=lambda node: self.handles[node[1]])
 
     def answer(self, value, arguments=(), decoder=None):
         refs = decoder.received if decoder is not None else {}
