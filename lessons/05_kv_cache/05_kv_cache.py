@@ -395,3 +395,24 @@ for what, claim, measured in claims:
 # * A static cache is allocated once at the maximum length: simple and fast, but every sequence
 #   reserves `max_len` tokens. Lesson 06 batches many requests; lesson 07 measures how much of a
 #   static cache a realistic mix of requests leaves empty, and fixes it with paged blocks.
+
+# %% [markdown]
+# ## Submit this lesson
+# Your graded answers can be checked in either of two ways:
+# * **By the course service** (self-paced, with a certificate): sign up on the course service,
+#   confirm your e-mail address and copy the API token from your dashboard. Save this notebook
+#   (Ctrl+S), enter the service's address and your token below and press **Submit**. The service
+#   grades your answers in a sandbox and the form shows the points of every exercise. Submit as
+#   often as you like; your best score counts, and your dashboard shows what is still needed for
+#   the certificate. Tick "remember on this computer" to keep the address and token in a file
+#   only you can read.
+# * **By an instructor** who grades with nbgrader: hand in this notebook the way your instructor
+#   says (for example nbgrader's Assignments tab); it is graded by the same tests.
+#
+# Showing the form sends nothing; only the **Submit** button does. Without widgets, run
+# `from inferlab.lab.submit import submit; submit("05_kv_cache")` in a cell instead.
+
+# %%
+from inferlab.lab.submit import submit_form
+
+submit_form("05_kv_cache")

@@ -352,3 +352,24 @@ for who, claim, here in claims:
 #   kernel (recorded above: the flash and cuDNN kernels against the naive one).
 # * PyTorch's SDPA picks flash, memory-efficient, cuDNN or math depending on GPU, dtype and inputs;
 #   on a T4 you get the memory-efficient kernel.
+
+# %% [markdown]
+# ## Submit this lesson
+# Your graded answers can be checked in either of two ways:
+# * **By the course service** (self-paced, with a certificate): sign up on the course service,
+#   confirm your e-mail address and copy the API token from your dashboard. Save this notebook
+#   (Ctrl+S), enter the service's address and your token below and press **Submit**. The service
+#   grades your answers in a sandbox and the form shows the points of every exercise. Submit as
+#   often as you like; your best score counts, and your dashboard shows what is still needed for
+#   the certificate. Tick "remember on this computer" to keep the address and token in a file
+#   only you can read.
+# * **By an instructor** who grades with nbgrader: hand in this notebook the way your instructor
+#   says (for example nbgrader's Assignments tab); it is graded by the same tests.
+#
+# Showing the form sends nothing; only the **Submit** button does. Without widgets, run
+# `from inferlab.lab.submit import submit; submit("09_flash_attention")` in a cell instead.
+
+# %%
+from inferlab.lab.submit import submit_form
+
+submit_form("09_flash_attention")

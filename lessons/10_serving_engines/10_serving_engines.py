@@ -655,3 +655,24 @@ for name in ["serving_cpu", "serving_setup"]:
 #
 # Next: lesson 11 runs several copies of a model behind Ray Serve, splits one model across
 # processes, and monitors the whole thing.
+
+# %% [markdown]
+# ## Submit this lesson
+# Your graded answers can be checked in either of two ways:
+# * **By the course service** (self-paced, with a certificate): sign up on the course service,
+#   confirm your e-mail address and copy the API token from your dashboard. Save this notebook
+#   (Ctrl+S), enter the service's address and your token below and press **Submit**. The service
+#   grades your answers in a sandbox and the form shows the points of every exercise. Submit as
+#   often as you like; your best score counts, and your dashboard shows what is still needed for
+#   the certificate. Tick "remember on this computer" to keep the address and token in a file
+#   only you can read.
+# * **By an instructor** who grades with nbgrader: hand in this notebook the way your instructor
+#   says (for example nbgrader's Assignments tab); it is graded by the same tests.
+#
+# Showing the form sends nothing; only the **Submit** button does. Without widgets, run
+# `from inferlab.lab.submit import submit; submit("10_serving_engines")` in a cell instead.
+
+# %%
+from inferlab.lab.submit import submit_form
+
+submit_form("10_serving_engines")
