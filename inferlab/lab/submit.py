@@ -38,6 +38,7 @@ MAX_BYTES = 8 * 1024 * 1024       # the service refuses larger notebooks (HTTP 4
 STALE_AFTER_S = 180               # a notebook file older than this may miss unsaved work
 HTTP_TIMEOUT_S = 30               # one request to the service
 WAIT_TIMEOUT_S = 600              # waiting for the grade
+POLL_S = 1.0                      # first pause between two questions about the grade
 FINAL = ("graded", "error")
 LESSON_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 
@@ -428,10 +429,11 @@ def send(lesson: str, content: bytes, service: str, token: str) -> dict:
 
 
 def wait_for_grade(service: str, token: str, submission: dict, timeout: float = WAIT_TIMEOUT_S,
-                   report: Report = print, poll_s: float = 1.0) -> dict:
+                   report: Report = print, poll_s: float | None = None) -> dict:
     """Ask for the submission's state until it is graded (or failed) or ``timeout`` s passed;
     the last answer (its ``status`` still queued/grading after a timeout)."""
     deadline = time.monotonic() + timeout
+    poll_s = POLL_S if poll_s is None else poll_s
     current, said = submission, None
     while True:
         try:
