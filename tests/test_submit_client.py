@@ -5,8 +5,8 @@ notebook is found where Jupyter, Colab or the working folder put it, and the for
 from __future__ import annotations
 
 import email.parser
-import io
 import email.policy
+import io
 import json
 import os
 import re
@@ -281,7 +281,7 @@ def test_progress(service):
     assert progress["complete"] is False and progress["lessons"][0]["lesson"] == LESSON
 
 
-# --- every failure says what to do -----------------------------------------------------------------
+# --- every failure says what to do ---------------------------------------------------------------
 
 def test_no_service_configured_says_how():
     message = error_of(lesson=LESSON)
@@ -390,7 +390,7 @@ def test_a_token_with_a_line_break_is_refused(service):
     assert "line breaks" in message and service.requests == []
 
 
-# --- where the service and the token come from -------------------------------------------------------
+# --- where the service and the token come from ---------------------------------------------------
 
 def test_save_login_writes_a_private_file_and_submit_uses_it(service, tmp_path):
     path = sub.save_login(service.url + "/", TOKEN)
@@ -419,7 +419,7 @@ def test_a_saved_token_is_never_sent_to_another_service():
         sub.resolve_login("https://other.example.org")
 
 
-# --- which notebook ---------------------------------------------------------------------------------
+# --- which notebook ------------------------------------------------------------------------------
 
 def test_jupyter_names_the_notebook(service, student, tmp_path, monkeypatch):
     elsewhere = tmp_path / "somewhere" / "my copy.ipynb"
@@ -499,7 +499,7 @@ def test_colab_hands_over_the_notebook_in_the_browser(service, monkeypatch):
     assert not any("save the notebook" in line for line in said)
 
 
-# --- the form -----------------------------------------------------------------------------------------
+# --- the form ------------------------------------------------------------------------------------
 
 def test_the_form_builds_without_contacting_anything_and_never_holds_the_token(service):
     sub.save_login(service.url, TOKEN)
