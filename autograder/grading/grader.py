@@ -93,9 +93,21 @@ def missing_result(root: Path, lesson: str, status: str, message: str) -> Lesson
 def grade_one(root: Path, student: str, lesson: str,
               settings: Settings = Settings()) -> LessonResult:
     folder = Path(root) / "submitted" / student / lesson
-    start = time.perf_counter()
     try:
         path, notes = find_notebook(folder, lesson)
+    except SubmissionError as error:
+        return missing_result(root, lesson, "unreadable", str(error))
+    result = grade_notebook(root, lesson, path, settings, notes)
+    if not result.error:
+        result.timestamp = submitted_at(folder, path)
+    return result
+
+
+def grade_notebook(root: Path, lesson: str, path: Path, settings: Settings = Settings(),
+                   notes: list[str] | None = None) -> LessonResult:
+    """Grade one notebook file as ``lesson`` (a submission folder, or a course service's upload)."""
+    start = time.perf_counter()
+    try:
         answers = read_answers(path, _release(str(root), lesson))
     except SubmissionError as error:
         result = missing_result(root, lesson, "unreadable", str(error))
@@ -103,10 +115,9 @@ def grade_one(root: Path, student: str, lesson: str,
         return result
     result = grade_lesson(_plan(str(root), lesson), answers.sources,
                           _package(str(root), lesson), _runtime(), _shared(),
-                          settings.limits, notes=notes + answers.notes,
+                          settings.limits, notes=list(notes or []) + answers.notes,
                           references=_references(str(root), lesson))
-    result.file, result.sources = path.name, answers.sources
-    result.timestamp = submitted_at(folder, path)
+    result.file, result.sources = Path(path).name, answers.sources
     return result
 
 
