@@ -17,8 +17,8 @@ Completion and certificates
   progress [STUDENT]          what is done and what is missing for the certificate
   certify [--student S]...    certificates for everyone who meets the completion rule
   verify CREDENTIAL           check a credential.json (or a verification link)
-  revoke CREDENTIAL_ID        add a credential to the issuer's revocation list
-  keys init|show|publish      the issuer's signing key and its public profile
+  revoke CREDENTIAL_ID        set the credential's bit in the issuer's status list
+  keys init|rotate|show|publish   the did:web issuer: its keys, DID document and trust entry
 
 A LESSON is its folder name (03_pruning) or number (03). The course folder is --root DIR, else
 $INFERLAB_COURSE_ROOT, else the current folder when it holds lessons/ or solutions/, else this
@@ -30,6 +30,8 @@ Exit codes:
      date or breaking the authoring rules, the demo student not certified
   2  usage or input error (unknown command, lesson or student; missing file or folder; bad key):
      one `error:` line on stderr, never a traceback
+  3  verify: a valid credential of the throwaway DEMO issuer (never a real certificate)
+  4  verify: valid only by an issuer you supplied with --trust (UNOFFICIAL)
 """
 from __future__ import annotations
 
@@ -316,35 +318,48 @@ def parser() -> argparse.ArgumentParser:
                    "$INFERLAB_ISSUER_DIR or ~/.config/inferlab/issuer)")
     p.add_argument("--out", type=Path, help="output root (default: <course>/feedback)")
     p = command("verify", _certificates("verify"), "verify a credential.json or verification link "
-                "(exit 0 = valid, 1 = not valid)", course=False)
+                "(exit 0 VALID, 1 INVALID or REVOKED, 2 bad input, 3 DEMO, 4 UNOFFICIAL)",
+                course=False)
     p.add_argument("credential", help="path, '-' for stdin, or a link containing #vc=")
-    p.add_argument("--issuer-dir", type=Path, action="append",
-                   help="trust the issuer profile in this folder (repeatable)")
-    p.add_argument("--trust", type=Path, action="append",
-                   help="trust the issuers in this trusted-issuers.json / issuer.json (repeatable)")
+    p.add_argument("--trust", type=Path, action="append", metavar="FILE",
+                   help="also accept the issuers of this trust list (repeatable); a credential "
+                   "they vouch for is UNOFFICIAL (exit 4); the published list wins for its DIDs")
+    p.add_argument("--demo-list", type=Path, action="append", metavar="FILE",
+                   help="demo issuers besides docs/verify/demo-issuers.json (verdict DEMO, exit 3)")
+    p.add_argument("--online", action="store_true",
+                   help="fetch the issuer's DID document and status list now (https; http only "
+                   "for 127.0.0.1/localhost) instead of the trust list's copies")
     p.add_argument("--at", help="verify as of this date-time instead of now (ISO 8601)")
-    p = command("revoke", _certificates("revoke"), "revoke a credential by id")
+    p = command("revoke", _certificates("revoke"), "revoke a credential by id: set its bit in "
+                "the issuer's status list and re-sign the list (no reason is published)")
     p.add_argument("credential_id")
-    p.add_argument("--reason", default="")
+    p.add_argument("--reason", default="", help="a private note kept in the gradebook only")
     p.add_argument("--issuer-dir", type=Path)
 
-    p = command("keys", _certificates("keys"), "the issuer's key: init, show, publish",
+    p = command("keys", _certificates("keys"), "the issuer: init, rotate, show, publish",
                 course=False)
     keys = p.add_subparsers(dest="keys_command", metavar="ACTION", required=True,
                             parser_class=_Parser)
-    k = keys.add_parser("init", help="create the issuer's Ed25519 key and public profile")
-    k.add_argument("--dir", type=Path)
+    k = keys.add_parser("init", help="create the did:web issuer (bound to --base-url) and key-1")
+    k.add_argument("--base-url", required=True, metavar="URL",
+                   help="the course service's address, e.g. https://certs.example.org: the DID "
+                   "is did:web:certs.example.org (http only for 127.0.0.1/localhost)")
+    k.add_argument("--dir", type=Path, help="issuer folder (default: $INFERLAB_ISSUER_DIR or "
+                   "~/.config/inferlab/issuer)")
     k.add_argument("--name", help="the issuer's name (default: inferlab)")
-    k.add_argument("--url", help="the issuer's web address (default: the course repository)")
-    k.add_argument("--verify-url", help="the verification page (default: the course's)")
-    k.add_argument("--demo", action="store_true", help="label the key as a throwaway demo key")
-    k = keys.add_parser("show", help="print the public issuer profile")
+    k.add_argument("--demo", action="store_true", help="label the issuer as a throwaway demo")
+    k = keys.add_parser("rotate", help="add a new key and retire the current one")
     k.add_argument("--dir", type=Path)
-    k = keys.add_parser("publish",
-                        help="add the public profile to a verification page's trust list")
+    k.add_argument("--retire-at", metavar="DATE",
+                   help="when the old key stops being valid (ISO 8601; default: now)")
+    k = keys.add_parser("show", help="print the issuer and its DID document")
     k.add_argument("--dir", type=Path)
-    k.add_argument("--to", type=Path,
-                   help="the page's folder (default: docs/verify of the repository)")
+    k = keys.add_parser("publish", help="write the files to host (did.json, status/1, trust.json)"
+                        " and the issuer's entry in the trust list")
+    k.add_argument("--dir", type=Path)
+    k.add_argument("--out", type=Path, metavar="DIR",
+                   help="write everything here: DIR/site/ to host, DIR/trusted-issuers.json "
+                   "(default: <issuer folder>/site and docs/verify of the repository)")
     return top
 
 

@@ -10,6 +10,11 @@ changes the hash.
 "Safe mode" (as jsonld.js's ``safe: true``): a property that the contexts do not define would be
 *silently dropped* by JSON-LD expansion, so it would not be signed - a verifier showing it would
 show unsigned data. Here such a property, or an IRI that is not absolute, is an error.
+
+Cost: canonicalization gives blank nodes names by hashing their neighbourhoods, which for many
+mutually-referring blank nodes takes time far beyond linear. So the nodes are counted after
+expansion and a document with more than ``limits.MAX_NODES`` is refused *before* normalization
+(a credential has fewer than 20).
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import re
 from pyld import jsonld
 
 from .contexts import make_loader
+from .limits import MAX_NODES, count_nodes
 
 _ABSOLUTE_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 
@@ -62,6 +68,11 @@ def canonicalize(document: dict, extra_contexts: dict | None = None) -> str:
             f"property {dropped[0]!r} is not defined by the credential's contexts, so it would not "
             "be signed")
     _check_iris(expanded)
+    nodes = count_nodes(expanded)
+    if nodes > MAX_NODES:
+        raise CanonicalizationError(
+            f"{nodes} nodes after JSON-LD expansion: more than the limit of {MAX_NODES} "
+            "(a real credential has fewer than 20), refused before canonicalization")
     try:
         return jsonld.normalize(expanded, {"algorithm": "URDNA2015",
                                            "format": "application/n-quads",

@@ -2,12 +2,14 @@
 
 For each student: read their progress (``progress.py``); skip them if they are not complete (and
 say why) or already have a credential (``registry.py``: re-running is idempotent); otherwise
-build the Open Badges credential (``credential.py``), sign it (``proof.py``), record it, and
-write three files into ``<out>/<student>/certificate/``:
+give it a random revocation index in the issuer's status list (``keys.allocate_status_index``)
+and a random short id, build the Open Badges credential (``credential.py``), sign it
+(``proof.py``), record it, and write three files into ``<out>/<student>/certificate/``:
 
 * ``credential.json`` - the signed credential: the thing that verifies;
-* ``certificate.pdf`` - the printable page with its QR code;
-* ``links.txt``       - the verification link and LinkedIn's "add to profile" link.
+* ``certificate.pdf`` - the printable page; its QR code is the short URL ``<base>/c/<short_id>``;
+* ``links.txt``       - the short URL, LinkedIn's "add to profile" link (carrying the short
+  URL) and the long self-verifying ``#vc=`` link for offline use.
 
 A student who already has a credential gets missing files re-written from the *stored*
 credential (no new signature, same id), so outputs can be regenerated safely.
@@ -18,10 +20,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import proof, registry
+from . import proof, registry, status_list
 from .credential import build_credential
-from .keys import Issuer, now_utc
-from .links import linkedin_url, verification_url
+from .keys import VERIFY_URL, Issuer, allocate_status_index, now_utc
+from .links import linkedin_url, short_id, short_url, verification_url
 from .pdf import write_certificate_pdf
 from .progress import Progress, student_progress
 from .rule import DEFAULT_RULE, CompletionRule
@@ -44,24 +46,24 @@ class IssueResult:
         return f"{self.student}: {self.status} {self.credential['id']}{where}"
 
 
-def write_outputs(out_dir: Path, credential: dict, verify_page: str, demo: bool,
-                  overwrite: bool = False) -> tuple[Path, str]:
+def write_outputs(out_dir: Path, credential: dict, cert_url: str, demo: bool,
+                  overwrite: bool = False, verify_page: str = VERIFY_URL) -> tuple[Path, str]:
     """Write credential.json, certificate.pdf and links.txt (all of them for a new credential,
-    only the missing ones when ``overwrite`` is False)."""
+    only the missing ones when ``overwrite`` is False). ``cert_url`` is the short public URL."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    link = verification_url(verify_page, credential)
-    linkedin = linkedin_url(credential, link)
+    linkedin = linkedin_url(credential, cert_url)
     path = out_dir / "credential.json"
     if overwrite or not path.exists():
         path.write_text(json.dumps(credential, indent=2, ensure_ascii=False) + "\n",
                         encoding="utf-8")
     if overwrite or not (out_dir / "certificate.pdf").exists():
-        write_certificate_pdf(out_dir / "certificate.pdf", credential, link, demo=demo)
+        write_certificate_pdf(out_dir / "certificate.pdf", credential, cert_url, demo=demo)
     if overwrite or not (out_dir / "links.txt").exists():
         (out_dir / "links.txt").write_text(
-            "Verify this certificate (the link carries the signed credential):\n"
-            f"{link}\n\nAdd it to your LinkedIn profile (Licenses & certifications):\n"
-            f"{linkedin}\n", encoding="utf-8")
+            f"The certificate's public page (the PDF's QR code):\n{cert_url}\n\n"
+            f"Add it to your LinkedIn profile (Licenses & certifications):\n{linkedin}\n\n"
+            "Self-verifying link for offline use (it carries the whole signed credential):\n"
+            f"{verification_url(verify_page, credential)}\n", encoding="utf-8")
     return out_dir, linkedin
 
 
@@ -70,13 +72,17 @@ def certify_student(course_root: Path, student: str, issuer: Issuer, out_root: P
                     gradebook=None) -> IssueResult:
     """Certify one student if eligible; see the module docstring."""
     db_path = Path(db_path or Path(course_root) / "gradebook.db")
-    verify_page = issuer.profile.get("verifyUrl", "")
+    out = Path(out_root) / student / "certificate"
     existing = registry.for_student(db_path, student)
     if existing is not None:
         if existing.revoked_at:
             return IssueResult(student, "revoked", credential=existing.credential)
-        out, linkedin = write_outputs(Path(out_root) / student / "certificate", existing.credential,
-                                      verify_page, issuer.is_demo)
+        sid = existing.short_id
+        if sid is None:
+            sid = short_id()
+            registry.set_short_id(db_path, existing.credential_id, sid)
+        out, linkedin = write_outputs(out, existing.credential, short_url(issuer.base_url, sid),
+                                      issuer.is_demo)
         return IssueResult(student, "already certified", credential=existing.credential,
                            out_dir=out, linkedin=linkedin)
     progress = student_progress(course_root, student, rule, gradebook=gradebook)
@@ -86,11 +92,14 @@ def certify_student(course_root: Path, student: str, issuer: Issuer, out_root: P
         raise ValueError("certify needs the issuer's private key")
     issued = now_utc()
     criteria = rule.narrative([s.name for s in progress.statuses])
-    unsigned = build_credential(progress.full_name, issuer.profile, issued, criteria)
+    status = status_list.status_entry(issuer.status_list_url, allocate_status_index(issuer))
+    unsigned = build_credential(progress.full_name, issuer.issuer_profile, issued, criteria,
+                                status=status)
     signed = proof.sign(unsigned, issuer.private_key, issuer.verification_method, issued)
-    registry.record(db_path, student, signed)
-    out, linkedin = write_outputs(Path(out_root) / student / "certificate", signed, verify_page,
-                                  issuer.is_demo, overwrite=True)
+    sid = short_id()
+    registry.record(db_path, student, signed, short_id=sid)
+    out, linkedin = write_outputs(out, signed, short_url(issuer.base_url, sid), issuer.is_demo,
+                                  overwrite=True)
     return IssueResult(student, "issued", progress=progress, credential=signed, out_dir=out,
                        linkedin=linkedin)
 

@@ -1,23 +1,47 @@
-"""The two links a certificate carries: the verification address and LinkedIn's "add to profile".
+"""The links a certificate carries: a short public URL, LinkedIn's "add to profile", and an
+offline self-verifying link.
 
-**Verification address.** The verification page is static (no server, no database), so it cannot
-look a credential up by id. Instead the link *carries the credential*: ``<page>#vc=<data>``, where
-``<data>`` is the compact JSON, raw-DEFLATE compressed and base64url encoded. The part after ``#``
-never leaves the browser (it is not sent to the web server), and the page verifies it offline.
-The same link is printed as the QR code on the PDF, so the paper certificate verifies itself.
+**Short URL** (``<base>/c/<short_id>``): what the PDF's QR code and LinkedIn's ``certUrl`` point
+to. The course service answers it with the credential and its verification. It is short (a QR
+code stays small and scannable, LinkedIn keeps it intact) and it reveals nothing by itself: the
+id is random (:func:`short_id`), not derived from the name or the credential.
 
-**LinkedIn.** LinkedIn's documented "Add to profile" URL pre-fills a *Licenses & certifications*
-entry: ``https://www.linkedin.com/profile/add?startTask=CERTIFICATION_NAME&name=...
+**Self-verifying link** (``<page>#vc=<data>``, for offline use): carries the whole credential -
+compact JSON, raw DEFLATE, base64url. The part after ``#`` never leaves the browser, and the
+static page verifies it offline. It is long (a few KB), so it is *not* what LinkedIn or the QR
+code carry. :func:`unpack` caps inflation while inflating, so a small hostile link cannot expand
+into gigabytes.
+
+**LinkedIn.** The documented "Add to profile" URL pre-fills a *Licenses & certifications* entry:
+``https://www.linkedin.com/profile/add?startTask=CERTIFICATION_NAME&name=...
 &organizationName=...&issueYear=...&issueMonth=...&certUrl=...&certId=...``.
 """
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import secrets
 import zlib
 from urllib.parse import urlencode
 
 LINKEDIN_ADD = "https://www.linkedin.com/profile/add"
+MAX_PACKED_CHARS = 100_000     # a real credential packs to ~2 KB
+MAX_UNPACKED_BYTES = 64_000    # the verifier's size limit for a credential
+
+
+class LinkError(ValueError):
+    """A ``#vc=`` link that does not decode, or inflates beyond the limit."""
+
+
+def short_id() -> str:
+    """A random, URL-safe id of 12 characters (72 bits): the credential's public short name."""
+    return secrets.token_urlsafe(9)
+
+
+def short_url(base_url: str, sid: str) -> str:
+    """``<base>/c/<short_id>``: the public address of one credential at the course service."""
+    return f"{base_url.rstrip('/')}/c/{sid}"
 
 
 def pack(credential: dict) -> str:
@@ -28,10 +52,26 @@ def pack(credential: dict) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
+def unpack_text(packed: str, max_bytes: int = MAX_UNPACKED_BYTES) -> bytes:
+    """The credential's JSON bytes from a packed link, refusing more than ``max_bytes``."""
+    if len(packed) > MAX_PACKED_CHARS:
+        raise LinkError(f"the #vc= part is longer than {MAX_PACKED_CHARS} characters")
+    try:
+        data = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
+        inflater = zlib.decompressobj(-15)
+        text = inflater.decompress(data, max_bytes + 1)
+    except (binascii.Error, ValueError, zlib.error):
+        raise LinkError("the verification link is damaged (its #vc= part does not decode)") \
+            from None
+    if len(text) > max_bytes or inflater.unconsumed_tail:
+        raise LinkError(f"the #vc= link inflates to more than {max_bytes} bytes: refused "
+                        "(a real credential is a few KB)")
+    return text
+
+
 def unpack(packed: str) -> dict:
-    """Inverse of :func:`pack` (used by tests and by ``verify`` given a link instead of a file)."""
-    data = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
-    return json.loads(zlib.decompress(data, -15).decode("utf-8"))
+    """Inverse of :func:`pack` (plain ``json.loads``: use the verifier for untrusted input)."""
+    return json.loads(unpack_text(packed))
 
 
 def verification_url(verify_page: str, credential: dict) -> str:
@@ -40,7 +80,7 @@ def verification_url(verify_page: str, credential: dict) -> str:
 
 
 def linkedin_url(credential: dict, cert_url: str) -> str:
-    """LinkedIn "add to profile" link for ``credential`` (name, issuer, month, id and URL)."""
+    """LinkedIn "add to profile" link; ``cert_url`` is the credential's short public URL."""
     issued = credential["validFrom"]
     params = {
         "startTask": "CERTIFICATION_NAME",

@@ -1,4 +1,4 @@
-"""Multibase, Multikey and did:key: how an Ed25519 public key is written as text.
+"""Multibase and Multikey: how an Ed25519 public key is written as text.
 
 The W3C Data Integrity specs never put raw bytes in JSON. Two small encodings are used instead:
 
@@ -7,10 +7,8 @@ The W3C Data Integrity specs never put raw bytes in JSON. Two small encodings ar
 * **multicodec** - a varint prefix names what the bytes are. ``0xed 0x01`` = an Ed25519 public
   key, so an Ed25519 public key in Multikey form always starts with ``z6Mk``.
 
-A ``did:key`` identifier is just ``did:key:`` + that Multikey text: the key *is* the identifier, so
-anyone can turn it back into the public key offline, with no registry to look up. The verification
-method of a did:key is ``did:key:<mk>#<mk>``. Trust therefore does not come from the identifier
-itself: a verifier must also know that this key belongs to the course (see ``trust.py``).
+A DID document (``didweb.py``) lists each key as a ``Multikey`` verification method with its
+``publicKeyMultibase`` in this form.
 
 The ``proofValue`` of a proof is the 64-byte signature in multibase base58btc (no multicodec).
 """
@@ -22,7 +20,7 @@ ED25519_PUB_PREFIX = b"\xed\x01"  # multicodec 'ed25519-pub' as an unsigned vari
 
 
 class MultikeyError(ValueError):
-    """A multibase string, Multikey or did:key that cannot be decoded."""
+    """A multibase string or Multikey that cannot be decoded."""
 
 
 def b58encode(data: bytes) -> str:
@@ -73,28 +71,3 @@ def multikey_to_public_key(multikey: str) -> bytes:
     if data[:2] != ED25519_PUB_PREFIX or len(data) != 34:
         raise MultikeyError("not an Ed25519 Multikey (expected multicodec 0xed01 + 32 bytes)")
     return data[2:]
-
-
-def did_key(multikey: str) -> str:
-    """The did:key identifier of a Multikey."""
-    return f"did:key:{multikey}"
-
-
-def did_key_verification_method(multikey: str) -> str:
-    """The verification method id of a did:key: ``did:key:<mk>#<mk>``."""
-    return f"did:key:{multikey}#{multikey}"
-
-
-def public_key_from_verification_method(vm: str) -> tuple[str, bytes]:
-    """Resolve a did:key verification method offline: returns (controller DID, raw public key).
-
-    Only ``did:key:z6Mk...#z6Mk...`` is accepted (fragment equal to the key), as the did:key
-    method specifies; any other form is a :class:`MultikeyError` naming what was expected.
-    """
-    if not isinstance(vm, str) or not vm.startswith("did:key:"):
-        raise MultikeyError(f"verificationMethod {vm!r} is not a did:key")
-    did, _, fragment = vm.partition("#")
-    multikey = did[len("did:key:"):]
-    if fragment != multikey:
-        raise MultikeyError("a did:key verification method must be did:key:<key>#<key>")
-    return did, multikey_to_public_key(multikey)

@@ -1,9 +1,9 @@
 """The printable certificate: one landscape A4 page drawn with reportlab.
 
 It shows the name, the course and achievement, the date, the issuer, the credential id and a QR
-code of the verification link (``links.py``) - the link carries the whole signed credential, so
-scanning the paper verifies it. The PDF itself is *not* the proof: anyone can draw a PDF. The
-signed ``credential.json`` (and its QR code) is what verifies.
+code of the credential's short public URL (``links.short_url``: ``<service>/c/<short_id>``), where
+the course service shows the credential and verifies it. The PDF itself is *not* the proof:
+anyone can draw a PDF. The signed ``credential.json`` is what verifies.
 
 Fonts: the name may use any script, so it is drawn with DejaVu Sans when the system has it and
 reportlab's bundled Bitstream Vera otherwise; fixed English text uses the PDF base fonts.
@@ -60,9 +60,10 @@ def _qr(c, value: str, x: float, y: float, size: float) -> None:
     renderPDF.draw(drawing, c, x, y)
 
 
-def write_certificate_pdf(path: Path, credential: dict, verify_link: str,
+def write_certificate_pdf(path: Path, credential: dict, short_url: str,
                           demo: bool = False) -> Path:
-    """Draw the certificate for a *signed* credential into ``path``."""
+    """Draw the certificate for a *signed* credential into ``path``; the QR code is
+    ``short_url`` (the credential's public address, not the packed credential)."""
     sans, sans_bold = _unicode_fonts()
     width, height = landscape(A4)
     name = subject_name(credential) or "?"
@@ -129,7 +130,7 @@ def write_certificate_pdf(path: Path, credential: dict, verify_link: str,
             ("Issuer", issuer["name"]),
             ("Credential ID", credential["id"]),
             ("Signature", f"Ed25519 ({credential['proof']['cryptosuite']}), key "
-                          f"{issuer['id'][:20]}…{issuer['id'][-6:]}")]
+                          f"{credential['proof']['verificationMethod'][-40:]}")]
     for i, (label, value) in enumerate(rows):
         yy = base - i * 22
         c.setFillColor(GOLD)
@@ -148,13 +149,12 @@ def write_certificate_pdf(path: Path, credential: dict, verify_link: str,
 
     qr_size = 150
     qx, qy = width - 70 - qr_size, 52
-    _qr(c, verify_link, qx, qy, qr_size)
+    _qr(c, short_url, qx, qy, qr_size)
     c.setFillColor(NAVY)
     c.setFont("Helvetica-Bold", 9)
     c.drawCentredString(qx + qr_size / 2, qy + qr_size + 6, "Scan to verify")
     c.setFont("Helvetica", 7)
-    page = verify_link.split("#")[0]
-    c.drawCentredString(qx + qr_size / 2, qy - 8, page)
+    c.drawCentredString(qx + qr_size / 2, qy - 8, short_url)
     c.showPage()
     c.save()
     return Path(path)

@@ -57,6 +57,18 @@ def sign(document: dict, private_key: Ed25519PrivateKey, verification_method: st
     return secured
 
 
+def single_proof(secured: dict) -> dict:
+    """``secured`` with its proof as one object: a one-element ``proof`` array (as Open Badges'
+    JSON schema allows) is unwrapped; several proofs are refused - this verifier would have to
+    decide which one counts, and a second proof by an unknown key must not ride along."""
+    proof = secured.get("proof")
+    if isinstance(proof, list):
+        if len(proof) != 1:
+            raise ProofError(f"{len(proof)} proofs in a 'proof' array: exactly one is accepted")
+        return dict(secured, proof=proof[0])
+    return secured
+
+
 def check_proof_shape(proof) -> dict:
     """Validate the proof object's fields before any cryptography; returns it."""
     if not isinstance(proof, dict):

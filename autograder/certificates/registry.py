@@ -4,6 +4,11 @@ One row per student (``student_id`` is the primary key), so running ``certify`` 
 nothing new: a student who already has a credential - valid or revoked - is skipped. A revoked
 credential is never silently re-issued; an instructor who wants that deletes the row on purpose.
 nbgrader ignores tables it does not own (this one is prefixed ``inferlab_``).
+
+Each row also records where the credential's revocation bit is (``status_index`` in the issuer's
+status list, ``status.json`` beside its keys) and its random ``short_id`` (the public address
+``<base>/c/<short_id>``). ``revocation_reason`` is a private note for the instructor: it is never
+published - the status list carries one bit per credential, nothing more.
 """
 from __future__ import annotations
 
@@ -22,8 +27,11 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     issued_at         TEXT NOT NULL,
     credential_json   TEXT NOT NULL,
     revoked_at        TEXT,
-    revocation_reason TEXT
+    revocation_reason TEXT,
+    status_index      INTEGER,
+    short_id          TEXT
 )"""
+_ADDED = {"status_index": "INTEGER", "short_id": "TEXT"}   # columns newer than the first table
 
 
 @dataclass
@@ -35,6 +43,8 @@ class Issued:
     credential: dict
     revoked_at: str | None
     revocation_reason: str | None
+    status_index: int | None = None
+    short_id: str | None = None
 
 
 @contextmanager
@@ -43,6 +53,10 @@ def connect(db_path: Path):
     con = sqlite3.connect(str(db_path), timeout=30)
     try:
         con.execute(SCHEMA)
+        have = {row[1] for row in con.execute(f"PRAGMA table_info({TABLE})")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                con.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {kind}")
         yield con
         con.commit()
     finally:
@@ -52,11 +66,11 @@ def connect(db_path: Path):
 def _row(row) -> Issued | None:
     if row is None:
         return None
-    return Issued(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6])
+    return Issued(row[0], row[1], row[2], row[3], json.loads(row[4]), *row[5:])
 
 
 _COLUMNS = ("student_id, credential_id, issuer, issued_at, credential_json, revoked_at, "
-            "revocation_reason")
+            "revocation_reason, status_index, short_id")
 
 
 def for_student(db_path: Path, student_id: str) -> Issued | None:
@@ -71,20 +85,30 @@ def by_id(db_path: Path, credential_id: str) -> Issued | None:
                                 (credential_id,)).fetchone())
 
 
-def record(db_path: Path, student_id: str, credential: dict) -> None:
+def record(db_path: Path, student_id: str, credential: dict, short_id: str | None = None) -> None:
     """Store a newly issued credential (fails if the student already has one)."""
+    status = credential.get("credentialStatus") or {}
+    index = int(status["statusListIndex"]) if "statusListIndex" in status else None
     with connect(db_path) as con:
         con.execute(f"INSERT INTO {TABLE} (student_id, credential_id, issuer, issued_at, "
-                    "credential_json) VALUES (?, ?, ?, ?, ?)",
+                    "credential_json, status_index, short_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (student_id, credential["id"], credential["issuer"]["id"],
-                     credential["validFrom"], json.dumps(credential, ensure_ascii=False)))
+                     credential["validFrom"], json.dumps(credential, ensure_ascii=False),
+                     index, short_id))
 
 
-def mark_revoked(db_path: Path, credential_id: str, when: str, reason: str) -> bool:
-    """Flag a credential as revoked; False when this gradebook never issued it."""
+def set_short_id(db_path: Path, credential_id: str, short_id: str) -> None:
+    with connect(db_path) as con:
+        con.execute(f"UPDATE {TABLE} SET short_id = ? WHERE credential_id = ?",
+                    (short_id, credential_id))
+
+
+def mark_revoked(db_path: Path, credential_id: str, when: str, note: str = "") -> bool:
+    """Flag a credential as revoked (``note``: private, never published); False when this
+    gradebook never issued it."""
     with connect(db_path) as con:
         cur = con.execute(f"UPDATE {TABLE} SET revoked_at = ?, revocation_reason = ? "
-                          "WHERE credential_id = ?", (when, reason, credential_id))
+                          "WHERE credential_id = ?", (when, note, credential_id))
         return cur.rowcount > 0
 
 
