@@ -19,6 +19,7 @@ module                   lessons  what it holds
 ``lab.records``          all      GPU measurements recorded elsewhere, with card and date
 ``lab.plots``            all      the plotly figures the lessons share
 ``lab.widgets``          all      ipywidgets panels that re-run a comparison
+``lab.submit``           all      hand a lesson to the course service, see its grade
 **compress/** (making the model smaller)
 ``compress.quant``       01, 02   absmax / zero-point / NF4 quantization, packing, QuantLinear
 ``compress.quant_eval``  01, 02   a quantized model measured: quality, size, speed; PTQ vs QAT

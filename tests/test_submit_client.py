@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from inferlab.lab import submit as sub
+from tests import notebooks as nbt
 
 TOKEN = "tok-3f9a1c-SECRET"
 LESSON = "05_kv_cache"
@@ -545,3 +546,30 @@ def test_the_form_shows_failures_and_stays_usable(service):
     form.token.value = TOKEN
     form.button.click()
     assert "3 / 5 points" in form.status.value
+
+
+# --- every lesson ends with the form -------------------------------------------------------------
+
+@pytest.mark.parametrize("lesson", nbt.lesson_ids())
+def test_every_lesson_ends_with_its_own_submit_form(lesson):
+    for path in (nbt.solution_path(lesson), nbt.release_path(lesson)):
+        cells = nbt.read(path).cells
+        explain, form = cells[-2], cells[-1]
+        assert explain.cell_type == "markdown" and "## Submit this lesson" in explain.source
+        assert "nbgrader" in explain.source and "course service" in explain.source
+        assert form.cell_type == "code" and not form.metadata.get("nbgrader")
+        assert form.source == ("from inferlab.lab.submit import submit_form\n\n"
+                               f'submit_form("{lesson}")'), path
+
+
+def test_the_form_cell_runs_in_a_kernel_and_contacts_nothing(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    cell = nbt.read(nbt.solution_path(LESSON)).cells[-1]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell.source)])
+    path = tmp_path / f"{LESSON}.ipynb"
+    nbformat.write(notebook, path)
+    ran = nbt.execute(path, timeout=120, extra_env={
+        "XDG_CONFIG_HOME": str(tmp_path / "config"), sub.ENV_SERVICE: "http://127.0.0.1:9"})
+    outputs = ran.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["execute_result"], outputs
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0].data
