@@ -28,6 +28,7 @@
   var TRUST_FORMAT = 'inferlab-trusted-issuers/2';
   var ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
   var CLOCK_SKEW_MS = 5 * 60 * 1000;
+  var FETCH_TIMEOUT_MS = 10000;
   var DATETIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
   var LOOPBACK = ['127.0.0.1', 'localhost', '[::1]', '::1'];
 
@@ -37,10 +38,11 @@
     depth: 24,                    // nesting of objects and arrays
     containers: 100,              // JSON objects and arrays (a credential has about 20)
     nodes: 40,                    // objects that become RDF nodes (a credential has fewer than 20)
-    linkChars: 2 * 1024 * 1024,   // the #vc= part of a link, before inflating
+    linkChars: 100000,            // the #vc= part of a link, before inflating (a real one: ~3000)
     fetchBytes: 256 * 1024,       // a DID document or status list credential fetched online
     uploadBytes: 1024 * 1024,     // an issuer list uploaded on the page
-    statusListBytes: 1024 * 1024  // a status list's bitstring, once inflated (8 M entries)
+    statusListBytes: 1024 * 1024, // a status list's bitstring, once inflated (8 M entries)
+    statusListMinBytes: 16384     // ... and at least 131072 entries (the spec's minimum)
   };
 
   function fail(message) { throw new Error(message); }
@@ -307,7 +309,8 @@
   async function fetchJson(url, didInfo) {
     if (!onIssuerDomain(url, didInfo)) fail(url + ' is not on the issuer\'s domain ' + didInfo.host);
     var response = await fetch(url, {cache: 'no-store', credentials: 'omit', redirect: 'error',
-                                      headers: {Accept: 'application/json'}});
+                                      headers: {Accept: 'application/json'},
+                                      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS)});
     if (!response.ok) fail(url + ' answered HTTP ' + response.status);
     var bytes = await readCapped(response.body, LIMITS.fetchBytes, url);
     return parseJson(utf8(bytes), LIMITS.fetchBytes, LIMITS.containers).data;
@@ -449,7 +452,11 @@
   /** Bits of a status list's encodedList: "u" + base64url(GZIP(bits)), inflation capped. */
   async function decodeStatusList(encoded) {
     if (typeof encoded !== 'string' || encoded[0] !== 'u') fail('encodedList is not multibase base64url ("u...")');
-    return inflate(base64urlDecode(encoded.slice(1)), 'gzip', LIMITS.statusListBytes, 'the status list');
+    var bits = await inflate(base64urlDecode(encoded.slice(1)), 'gzip', LIMITS.statusListBytes, 'the status list');
+    if (bits.length < LIMITS.statusListMinBytes) {
+      fail('a status list has at least ' + LIMITS.statusListMinBytes * 8 + ' entries, this one ' + bits.length * 8);
+    }
+    return bits;
   }
 
   function bitIsSet(bits, index) {
