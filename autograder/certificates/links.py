@@ -57,9 +57,11 @@ def unpack_text(packed: str, max_bytes: int = MAX_UNPACKED_BYTES) -> bytes:
     if len(packed) > MAX_PACKED_CHARS:
         raise LinkError(f"the #vc= part is longer than {MAX_PACKED_CHARS} characters")
     try:
-        data = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
+        data = base64.b64decode(packed + "=" * (-len(packed) % 4), altchars=b"-_", validate=True)
         inflater = zlib.decompressobj(-15)
         text = inflater.decompress(data, max_bytes + 1)
+        if not text:
+            raise ValueError("empty")
     except (binascii.Error, ValueError, zlib.error):
         raise LinkError("the verification link is damaged (its #vc= part does not decode)") \
             from None
