@@ -65,6 +65,7 @@ class Service:
         self.final = "graded"
         self.sleep_s = 0.0
         self.redirect = False
+        self.fail_polls = False
         self.lock = threading.Lock()
 
     def result(self, number: int) -> dict:
@@ -149,6 +150,8 @@ def make_handler(service: Service):
             if not self.authorized():
                 return
             match = re.fullmatch(r"/api/submissions/(\d+)", self.path)
+            if match and service.fail_polls:
+                return self.reply(500, {"detail": "database is locked"})
             if match:
                 return self.reply(200, service.result(int(match.group(1))))
             if self.path == "/api/progress":
@@ -275,6 +278,14 @@ def test_waiting_gives_up_after_the_timeout_with_the_address_to_look_at(service)
     result, said = quiet_submit(lesson=LESSON, service=service.url, token=TOKEN, timeout=0.2)
     assert result["status"] == "grading"
     assert f"the grade will appear at {service.url}/submissions/17" in said[-1]
+
+
+def test_a_failure_while_waiting_says_the_submission_was_received(service):
+    service.fail_polls = True
+    message = error_of(lesson=LESSON, service=service.url, token=TOKEN)
+    assert "course service failed (HTTP 500)" in message and "database is locked" in message
+    assert f"Submission 17 was received: its grade will appear at {service.url}/submissions/17" \
+        in message
 
 
 def test_progress(service):
@@ -511,6 +522,15 @@ def test_the_form_builds_without_contacting_anything_and_never_holds_the_token(s
                                    default=str)
     assert service.requests == []
     assert form.button.description == "Submit" and not form.button.disabled
+
+
+def test_the_form_builds_despite_a_broken_login_file():
+    sub.login_path().parent.mkdir(parents=True)
+    sub.login_path().write_text("{not json")
+    form = sub.submit_form(LESSON)
+    assert form.service.value == "" and form.token.value == ""
+    form.button.click()
+    assert "delete it and run save_login" in form.status.value
 
 
 def test_the_forms_button_submits_and_shows_the_score(service):

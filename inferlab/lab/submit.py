@@ -19,6 +19,7 @@ Every failure raises ``SubmitError`` with a message that says what to do.
 from __future__ import annotations
 
 import html
+import http.client
 import ipaddress
 import json
 import os
@@ -355,7 +356,7 @@ def request(service: str, token: str, method: str, path: str, body: bytes | None
         raise SubmitError(_http_error(service, error)) from None
     except urllib.error.URLError as error:
         raise SubmitError(_connection_error(service, error.reason)) from None
-    except (TimeoutError, ConnectionError, OSError) as error:
+    except (OSError, http.client.HTTPException) as error:
         raise SubmitError(_connection_error(service, error)) from None
     try:
         data = json.loads(raw)
@@ -511,7 +512,12 @@ def submit(lesson: str | None = None, *, service: str | None = None, token: str 
            f"{submission['id']}.")
     if not wait:
         return submission
-    result = wait_for_grade(service, token, submission, timeout, report)
+    try:
+        result = wait_for_grade(service, token, submission, timeout, report)
+    except SubmitError as error:
+        where = submission.get("url") or f"{service}/submissions/{submission['id']}"
+        raise SubmitError(f"{error} (Submission {submission['id']} was received: its grade "
+                          f"will appear at {where}.)") from None
     if result.get("status") in FINAL:
         report(format_result(result))
     return result
@@ -534,7 +540,7 @@ def _result_html(result: dict) -> str:
         f"<tr><td>{html.escape(str(t.get('grade_id', '')))}</td>"
         f"<td>{html.escape(str(t.get('status', '')))}</td>"
         f"<td>{_points(t.get('score'))} / {_points(t.get('points'))}</td>"
-        f"<td>{html.escape(str(t.get('message') or ''))[:300]}</td></tr>"
+        f"<td>{html.escape(str(t.get('message') or '')[:300])}</td></tr>"
         for t in result.get("tests") or [])
     link = (f"<br><a href=\"{html.escape(result['url'])}\" target=\"_blank\">details</a>"
             if result.get("url") else "")
@@ -553,8 +559,11 @@ def submit_form(lesson: str, *, background: bool = True):
     try:
         known_service, known_token = resolve_login()
     except SubmitError:
-        known_service = os.environ.get(ENV_SERVICE) or _saved_login().get("service", "")
         known_token = ""
+        try:
+            known_service = os.environ.get(ENV_SERVICE) or _saved_login().get("service", "")
+        except SubmitError:
+            known_service = ""
     style = {"description_width": "110px"}
     layout = w.Layout(width="520px")
     service = w.Text(value=known_service, description="service",
