@@ -433,10 +433,16 @@ def test_uploaded_issuer_is_unofficial_and_published_wins(browser, world, tmp_pa
     hijack["didDocument"] = stranger.did_document() | {"id": course.did}
     uploaded = json.loads(world["stranger_list"].read_text())
     uploaded["issuers"].append(hijack)
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text('{"format": "inferlab-trusted-issuers/2", "issuers": [{"did": 1}]}')
+    p.page.set_input_files("#extra-issuer", str(garbage))
+    p.page.wait_for_selector("#extra-note:not(:empty)", state="attached")
+    assert p.page.text_content("#extra-note").startswith("Not an issuer list")
+    assert p.verify(world["stranger_credential"])["verdict"] == "INVALID"
     path = tmp_path / "trust.json"
     path.write_text(json.dumps(uploaded))
     p.page.set_input_files("#extra-issuer", str(path))
-    p.page.wait_for_selector("#extra-note:not(:empty)", state="attached")
+    p.page.wait_for_selector("#extra-note:has-text('UNOFFICIAL')", state="attached")
     note = p.page.text_content("#extra-note")
     assert "Also trusting, as UNOFFICIAL" in note and "Ignored (already published" in note
 
