@@ -84,7 +84,9 @@ class Service:
                 {"grade_id": "test_static_cache", "points": 3, "score": 1.0,
                  "status": "failed", "message": "AssertionError: the cache\nlost row 2"}])
         if status == "error":
-            answer["message"] = "the grader stopped"
+            answer["error"] = "the grader stopped"
+        if status == "graded":
+            answer["notes"] = ["cell 12 was edited: its original was used"]
         return answer
 
 
@@ -222,6 +224,7 @@ def test_the_notebook_arrives_intact_and_the_grade_is_polled_to_the_end(service,
     assert re.search(r"passed\s+test_kv_cache_size: 2 / 2", shown)
     assert re.search(r"failed\s+test_static_cache: 1 / 3\s+AssertionError: the cache lost row 2",
                      shown)
+    assert "note: cell 12 was edited: its original was used" in shown
     assert "queued" in shown and "grading" in shown
     assert TOKEN not in shown
 
@@ -545,7 +548,7 @@ def test_the_forms_button_submits_and_shows_the_score(service):
     status = form.status.value
     assert "05_kv_cache: 3 / 5 points" in status
     assert "test_static_cache" in status and "AssertionError: the cache" in status
-    assert "1 / 3" in status and "passed" in status
+    assert "1 / 3" in status and "passed" in status and "note: cell 12 was edited" in status
     assert TOKEN not in status and not form.button.disabled
 
 

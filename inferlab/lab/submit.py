@@ -467,7 +467,8 @@ def format_result(result: dict) -> str:
         lines.append(f"{lesson}: {_points(result.get('score'))} / "
                      f"{_points(result.get('max_score'))} points")
     elif status == "error":
-        reason = result.get("message") or result.get("detail") or "no reason given"
+        reason = (result.get("error") or result.get("message") or result.get("detail")
+                  or "no reason given")
         lines.append(f"{lesson}: the service could not grade this submission ({reason}).")
     else:
         lines.append(f"{lesson}: {status}")
@@ -478,6 +479,8 @@ def format_result(result: dict) -> str:
         lines.append(f"  {str(test.get('status', '')):<8} {test.get('grade_id', '')}: "
                      f"{_points(test.get('score'))} / {_points(test.get('points'))}"
                      + (f"  {message}" if message else ""))
+    for note in result.get("notes") or []:
+        lines.append(f"  note: {note}")
     if result.get("url"):
         lines.append(f"Details: {result['url']}")
     return "\n".join(lines)
@@ -542,12 +545,13 @@ def _result_html(result: dict) -> str:
         f"<td>{_points(t.get('score'))} / {_points(t.get('points'))}</td>"
         f"<td>{html.escape(str(t.get('message') or '')[:300])}</td></tr>"
         for t in result.get("tests") or [])
+    notes = "".join(f"<br>note: {html.escape(str(note))}" for note in result.get("notes") or [])
     link = (f"<br><a href=\"{html.escape(result['url'])}\" target=\"_blank\">details</a>"
             if result.get("url") else "")
     return (f"<b>{html.escape(str(result.get('lesson', '')))}: {_points(result.get('score'))} / "
             f"{_points(result.get('max_score'))} points</b>"
             f"<table><tr><th>exercise</th><th>status</th><th>points</th><th>message</th></tr>"
-            f"{rows}</table>{link}")
+            f"{rows}</table>{notes}{link}")
 
 
 def submit_form(lesson: str, *, background: bool = True):
