@@ -132,12 +132,13 @@ def save_login(service: str, token: str) -> Path:
 def _check_token(token: str | None) -> str:
     token = (token or "").strip()
     if not token:
-        raise SubmitError("No API token is set. Copy yours from your dashboard on the course "
-                          "service (shown once your e-mail address is confirmed) into the form, "
-                          "or run save_login(\"<address>\", \"<token>\"), or set INFERLAB_TOKEN.")
+        raise SubmitError("No API token is set. Make one on your dashboard on the course service "
+                          "(once your e-mail address is confirmed), copy it into the form, or "
+                          "run save_login(\"<address>\", \"<token>\"), or set INFERLAB_TOKEN.")
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) > 126 for ch in token):
         raise SubmitError("The API token contains spaces, line breaks or unusual characters: "
-                          "copy it again from your dashboard on the course service.")
+                          "copy it again, or make a new one on your dashboard on the course "
+                          "service.")
     return token
 
 
@@ -376,10 +377,10 @@ def _http_error(service: str, error: urllib.error.HTTPError) -> str:
         detail = ""
     said = f" The service says: {detail}" if detail else ""
     if code in (401, 403):
-        return (f"The service did not accept your API token (HTTP {code}).{said} Copy the token "
-                f"again from your dashboard on {service} (it appears once your e-mail address "
-                "is confirmed; a new token replaces the old one) and enter it in the form or "
-                "run save_login(...) again.")
+        return (f"The service did not accept your API token (HTTP {code}).{said} Check that you "
+                f"copied the whole token, or make a new one on your dashboard on {service} (a "
+                "new token replaces the old one) and enter it in the form, or run "
+                "save_login(...) again.")
     if code == 413:
         return _too_large(None) + said
     if code == 422:

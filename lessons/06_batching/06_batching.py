@@ -395,12 +395,12 @@ for who, claim, here in claims:
 # ## Submit this lesson
 # Your graded answers can be checked in either of two ways:
 # * **By the course service** (self-paced, with a certificate): sign up on the course service,
-#   confirm your e-mail address and copy the API token from your dashboard. Save this notebook
+#   confirm your e-mail address and make an API token on your dashboard. Save this notebook
 #   (Ctrl+S), enter the service's address and your token below and press **Submit**. The service
-#   grades your answers in a sandbox and the form shows the points of every exercise. Submit as
-#   often as you like; your best score counts, and your dashboard shows what is still needed for
-#   the certificate. Tick "remember on this computer" to keep the address and token in a file
-#   only you can read.
+#   grades your answers in a sandbox and the form shows the points of every exercise. You may
+#   submit again after improving an answer: your best score counts, and your dashboard shows what
+#   is still needed for the certificate. Tick "remember on this computer" to keep the address and
+#   token in a file only you can read.
 # * **By an instructor** who grades with nbgrader: hand in this notebook the way your instructor
 #   says (for example nbgrader's Assignments tab); it is graded by the same tests.
 #
