@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.certificates import keys, registry
+from autograder.certificates import keys, registry, trust
 from autograder.certificates.cli import demo_certify
 from autograder.certificates.issuing import certify_all, certify_student
 from autograder.certificates.progress import GradebookError, student_progress
@@ -85,7 +85,13 @@ def course(template, tmp_path):
 
 @pytest.fixture(scope="module")
 def issuer(tmp_path_factory):
-    return keys.init(tmp_path_factory.mktemp("issuer") / "issuer", name="Test Course")
+    return keys.init(tmp_path_factory.mktemp("issuer") / "issuer",
+                     base_url="https://certs.example.org", name="Test Course")
+
+
+def published(issuer):
+    status = keys.signed_status_list(issuer)
+    return [trust.entry_for(issuer, {issuer.status_list_url: status})]
 
 
 # ---------------------------------------------------------------------------- the rule
@@ -172,10 +178,13 @@ def test_certify_issues_once_and_only_to_eligible_students(course, issuer, tmp_p
     folder = out / "ada" / "certificate"
     cred = json.loads((folder / "credential.json").read_text())
     assert (folder / "certificate.pdf").read_bytes().startswith(b"%PDF")
-    assert "linkedin.com/profile/add" in (folder / "links.txt").read_text()
+    links_txt = (folder / "links.txt").read_text()
+    assert "linkedin.com/profile/add" in links_txt and "https://certs.example.org/c/" in links_txt
+    assert "#vc=" in links_txt and registry.for_student(course / "gradebook.db", "ada").short_id
     assert cred["credentialSubject"]["identifier"][0]["identityHash"] == "Ada Lovelace"
     assert "70%" in cred["credentialSubject"]["achievement"]["criteria"]["narrative"]
-    assert verify_credential(json.dumps(cred), [issuer.profile]).valid
+    assert cred["credentialStatus"]["statusListCredential"] == "https://certs.example.org/status/1"
+    assert verify_credential(json.dumps(cred), published(issuer)).valid
 
     # Idempotent: a second run issues nothing and keeps the same credential ...
     again = {r.student: r for r in certify_all(course, issuer, out)}
@@ -196,15 +205,17 @@ def test_certify_cli_and_revoked_students_are_not_reissued(course, issuer, tmp_p
     text = capsys.readouterr().out
     assert "2 issued, 0 already certified, 2 not complete" in text and "bob: not certified" in text
     cred_id = registry.for_student(course / "gradebook.db", "ada").credential_id
-    profile_before = (issuer.directory / keys.PROFILE_FILE).read_text()
+    status_before = (issuer.directory / keys.STATUS_FILE).read_text()
     try:
         assert main(["revoke", cred_id, "--reason", "test", "--issuer-dir", str(issuer.directory),
                      "--course-root", str(course)]) == 0
         assert registry.for_student(course / "gradebook.db", "ada").revoked_at
+        cred = registry.for_student(course / "gradebook.db", "ada").credential
+        assert verify_credential(json.dumps(cred), published(issuer)).verdict == "REVOKED"
         assert main(args) == 0
         assert "ada: revoked" in capsys.readouterr().out
     finally:  # the issuer fixture is shared by the module
-        (issuer.directory / keys.PROFILE_FILE).write_text(profile_before)
+        (issuer.directory / keys.STATUS_FILE).write_text(status_before)
 
 
 def test_missing_gradebook_is_an_error_not_a_new_database(tmp_path, capsys):
@@ -220,21 +231,21 @@ def test_demo_certify_uses_a_throwaway_key_and_verifies(course, tmp_path, capsys
     out = tmp_path / "build"
     assert demo_certify(course, "ada", out) == 0
     text = capsys.readouterr().out
-    assert "DEMO" in text and "VALID: Ada Lovelace" in text and "already certified" in text
+    assert "DEMO: Ada Lovelace" in text and "VALID:" not in text and "already certified" in text
     cred = json.loads((out / "ada" / "certificate" / "credential.json").read_text())
     assert "DEMO KEY" in cred["issuer"]["name"]
     assert not list(out.rglob("*.pem")), "the demo key must not be left in the output"
     key_dirs = [line for line in text.splitlines()
-                if "throwaway DEMO issuer key created in" in line]
+                if "throwaway DEMO issuer" in line and " created in " in line]
     assert key_dirs and not Path(key_dirs[0].split(" created in ")[1].split(" ")[0]).exists()
     # the course gradebook records no demo credential
     assert registry.all_issued(course / "gradebook.db") == []
     # a second demo run replaces the first run's files with a fresh, valid credential
     assert demo_certify(course, "ada", out) == 0
-    assert "VALID" in capsys.readouterr().out
-    # the printed re-check command works
+    assert "DEMO: Ada Lovelace" in capsys.readouterr().out
+    # the printed re-check command works: exit 3, DEMO
     assert main(["verify", str(out / "ada" / "certificate" / "credential.json"),
-                 "--trust", str(out / "trusted-issuers.json")]) == 0
+                 "--demo-list", str(out / "demo-issuers.json")]) == 3
 
 
 def test_demo_certify_reports_an_incomplete_student(course, tmp_path, capsys):
