@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.certificates import keys, links, proof, status_list, trust
+from autograder.certificates import keys, links, proof, status_list, trust, verifier
 from autograder.certificates.canon import canonicalize
 from autograder.certificates.contexts import bundled
 from autograder.certificates.credential import build_credential
@@ -272,9 +272,10 @@ def test_revoked_from_the_cached_status_list(page, world):
     assert r["verdict"] == "VALID" and f"as of {FETCHED}" in detail(r, "revocation"), r
 
 
-def test_no_status_entry_says_not_checked(page, world):
-    r = page.verify(world["unlisted"])
-    assert r["verdict"] == "VALID" and detail(r, "revocation").startswith("not checked"), r
+def test_unchecked_status_is_not_valid(page, world):
+    r = page.verify(world["unlisted"])           # no credentialStatus at all
+    assert r["verdict"] == "INVALID" and failed(r) == ["revocation"], r
+    assert detail(r, "revocation").startswith("not checked")
 
 
 def test_status_list_elsewhere_is_refused(page, world):
@@ -303,6 +304,19 @@ def test_demo_issuer_is_never_valid(page, world):
     p.wait_for_selector("#result[data-verdict=DEMO]")
     assert p.inner_text("#result .banner").startswith("DEMO")
     assert "VALID" not in p.inner_text("#result .banner").replace("INVALID", "")
+
+
+def test_page_and_python_verifier_agree(page, world):
+    """Offline, the page and `python -m autograder verify` give every credential the same verdict."""
+    published = trust.load_trust_file(world["site"] / trust.TRUST_JSON)
+    demo = trust.load_trust_file(world["site"] / trust.DEMO_JSON)
+    names = ["valid", "revoked", "late", "unlisted", "demo_credential", "stranger_credential",
+             "after_rotation", "retired_key"]
+    page_verdicts = {n: page.verify(world[n])["verdict"] for n in names}
+    python_verdicts = {n: verifier.verify_credential(json.dumps(world[n]), published,
+                                                     demo=demo).verdict for n in names}
+    assert page_verdicts == python_verdicts
+    assert set(page_verdicts.values()) == {"VALID", "REVOKED", "DEMO", "INVALID"}
 
 
 # ---------------------------------------------------------------------- refused inputs
@@ -458,6 +472,11 @@ def test_uploaded_issuer_is_unofficial_and_published_wins(browser, world, tmp_pa
     r = p.verify(forged)
     assert r["verdict"] == "INVALID" and failed(r) == ["signature"], r
     assert p.verify(world["valid"])["verdict"] == "VALID"
+    # an uploaded entry without a copy of its status list: offline, the status is not checked
+    bare = trust.entry_for(stranger, {}, ISSUED)
+    r = p.verify(world["stranger_credential"], uploaded=[bare])
+    assert r["verdict"] == "INVALID" and failed(r) == ["revocation"], r
+    assert "not checked: the trust list has no copy" in r["summary"]
     assert p.network == [] and p.errors == []
     p.close()
 

@@ -515,12 +515,15 @@
   }
 
   async function checkRevocation(cred, did, didInfo, data) {
-    if (!('credentialStatus' in cred)) return {ok: true, detail: 'not checked: the credential has no status entry'};
+    if (!('credentialStatus' in cred)) {
+      return {ok: false, detail: 'not checked: the credential has no revocation status entry (credentialStatus)'};
+    }
     var status = statusEntry(cred);
     if (!onIssuerDomain(status.url, didInfo)) fail('the status list ' + status.url + ' is not on the issuer\'s domain');
     var offlineNote = data.onlineError ? ' (the online check failed: ' + data.onlineError + ')' : '';
     if (!data.statusList) {
-      return {ok: true, detail: 'not checked: no copy of ' + status.url + ' in the trust list; use "Check online"' + offlineNote};
+      return {ok: false, detail: 'not checked: the trust list has no copy of the status list ' + status.url +
+        '; use "Check online"' + offlineNote};
     }
     var bits = await verifiedStatusList(data.statusList, status.url, did, data.didDocument);
     var when = data.onlineStatus ? 'checked online just now' : data.statusNote + offlineNote;
