@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.certificates import keys, links, proof, status_list, trust, verifier
+from autograder.certificates import didweb, keys, links, proof, status_list, trust, verifier
 from autograder.certificates.canon import canonicalize
 from autograder.certificates.contexts import bundled
 from autograder.certificates.credential import build_credential
@@ -208,10 +208,10 @@ def detail(result, name):
 def test_valid_credential(page, world):
     r = page.verify(world["valid"])
     assert r["verdict"] == "VALID" and r["valid"], r
-    assert [c["name"] for c in r["checks"]] == ["JSON", "structure", "proof", "issuer key",
-                                                "signature", "revocation", "dates"]
+    assert [c["name"] for c in r["checks"]] == ["JSON", "structure", "proof", "issuer",
+                                                "issuer key", "signature", "status", "dates"]
     assert r["summary"].startswith('Grace Hopper earned "LLM Inference Optimization"')
-    assert f"not revoked (signed status list, as of {FETCHED}" in detail(r, "revocation")
+    assert f"not revoked (signed status list, as of {FETCHED}" in detail(r, "status")
 
 
 def test_new_key_after_rotation_is_valid(page, world):
@@ -242,7 +242,7 @@ def test_wrong_key(page, world):
     course, stranger = world["course"], world["stranger"]
     # a correct signature by a stranger's own did:web issuer, named like the course
     r = page.verify(world["stranger_credential"])
-    assert r["verdict"] == "INVALID" and failed(r) == ["issuer key"], r
+    assert r["verdict"] == "INVALID" and failed(r) == ["issuer"], r
     assert "is not a published issuer" in r["summary"]
     # the course's DID and key named, signed by the stranger: the signature fails
     unsigned = {k: v for k, v in world["valid"].items() if k != "proof"}
@@ -259,23 +259,23 @@ def test_self_made_did_web_naming_the_course_is_invalid(page, world, tmp_path):
     impostor = keys.init(tmp_path / "impostor", base_url="https://inferlab-course.example",
                          name=world["course"].name)
     r = page.verify(_issue(impostor))
-    assert r["verdict"] == "INVALID" and failed(r) == ["issuer key"], r
+    assert r["verdict"] == "INVALID" and failed(r) == ["issuer"], r
     assert "is not a published issuer" in r["summary"]
 
 
 def test_revoked_from_the_cached_status_list(page, world):
     r = page.verify(world["revoked"])
-    assert r["verdict"] == "REVOKED" and failed(r) == ["revocation"], r
+    assert r["verdict"] == "REVOKED" and failed(r) == ["status"], r
     assert "REVOKED" in r["summary"] and f"as of {FETCHED}" in r["summary"]
     # revoked after the trust list was made: offline, the cached list still says not revoked
     r = page.verify(world["late"])
-    assert r["verdict"] == "VALID" and f"as of {FETCHED}" in detail(r, "revocation"), r
+    assert r["verdict"] == "VALID" and f"as of {FETCHED}" in detail(r, "status"), r
 
 
 def test_unchecked_status_is_not_valid(page, world):
     r = page.verify(world["unlisted"])           # no credentialStatus at all
-    assert r["verdict"] == "INVALID" and failed(r) == ["revocation"], r
-    assert detail(r, "revocation").startswith("not checked")
+    assert r["verdict"] == "INVALID" and failed(r) == ["status"], r
+    assert detail(r, "status").startswith("not checked")
 
 
 def test_status_list_elsewhere_is_refused(page, world):
@@ -283,7 +283,7 @@ def test_status_list_elsewhere_is_refused(page, world):
     entry = status_list.status_entry("https://elsewhere.example/status/1", 5)
     cred = _issue(course, status=False, credentialStatus=entry)
     r = page.verify(cred)
-    assert r["verdict"] == "INVALID" and failed(r) == ["revocation"], r
+    assert r["verdict"] == "INVALID" and failed(r) == ["status"], r
     assert "not on the issuer's domain" in r["summary"]
 
 
@@ -475,7 +475,7 @@ def test_uploaded_issuer_is_unofficial_and_published_wins(browser, world, tmp_pa
     # an uploaded entry without a copy of its status list: offline, the status is not checked
     bare = trust.entry_for(stranger, {}, ISSUED)
     r = p.verify(world["stranger_credential"], uploaded=[bare])
-    assert r["verdict"] == "INVALID" and failed(r) == ["revocation"], r
+    assert r["verdict"] == "INVALID" and failed(r) == ["status"], r
     assert "not checked: the trust list has no copy" in r["summary"]
     assert p.network == [] and p.errors == []
     p.close()
@@ -488,10 +488,14 @@ def test_served_page_checks_online(browser, world):
     r = p.verify(world["late"])                   # revoked after the trust list was made
     assert r["verdict"] == "REVOKED" and "checked online" in r["summary"], r
     r = p.verify(world["valid"])
-    assert r["verdict"] == "VALID" and "checked online" in detail(r, "revocation"), r
-    assert "resolved online" in detail(r, "issuer key")
+    assert r["verdict"] == "VALID" and "checked online" in detail(r, "status"), r
+    assert "resolved online" in detail(r, "issuer")
     did_url = p.page.evaluate("d => inferlabVerify.parseDidWeb(d).documentUrl", world["course"].did)
     assert did_url == origin + "/.well-known/did.json"
+    published = trust.load_trust_file(world["site"] / trust.TRUST_JSON)
+    for name in ("late", "valid"):
+        python = verifier.verify_credential(json.dumps(world[name]), published, fetch=didweb.fetch)
+        assert python.verdict == p.verify(world[name])["verdict"]
     # the demo issuer's (unresolvable) domain is never contacted
     assert p.verify(world["demo_credential"])["verdict"] == "DEMO"
     fetched = {u for u in p.network if not u.startswith(origin + "/verify/")}
@@ -525,7 +529,7 @@ def test_online_status_list_is_verified_before_use(browser, world, tmp_path):
     try:
         p = Page(browser, origin + "/verify/index.html", allow=origin)
         r = p.verify(world["late"])
-        assert r["verdict"] == "INVALID" and failed(r) == ["revocation"], r
+        assert r["verdict"] == "INVALID" and failed(r) == ["status"], r
         assert "signature does not verify" in r["summary"]
         assert p.errors == []
         p.close()

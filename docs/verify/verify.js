@@ -8,14 +8,16 @@
  *                   objects, no blank-node labels - all before any JSON-LD work
  *   2. structure    an OpenBadgeCredential under the VC 2.0 + Open Badges 3.0 contexts
  *   3. proof        one embedded DataIntegrityProof, cryptosuite eddsa-rdfc-2022
- *   4. issuer key   the issuer is a did:web in a trust list; the proof's verificationMethod is an
- *                   assertion key of its DID document, not retired before the proof was made
- *   5. signature    Ed25519 (WebCrypto) over SHA-256(canonical proof config) ||
+ *   4. issuer       the issuer is a did:web in a trust list (which list decides the verdict); its
+ *                   DID document from that list, or resolved online from the issuer's domain
+ *   5. issuer key   the proof's verificationMethod is an assertion key of that DID document, not
+ *                   retired before the proof was made - checked before any canonicalization
+ *   6. signature    Ed25519 (WebCrypto) over SHA-256(canonical proof config) ||
  *                   SHA-256(canonical document); canonical = RDFC-1.0 N-Quads (jsonld.js,
  *                   bundled in vendor/ld-bundle.js with the JSON-LD contexts)
- *   6. revocation   the credential's bit in the issuer's signed Bitstring Status List is not set
+ *   7. status       the credential's bit in the issuer's signed Bitstring Status List is not set
  *                   (fetched online, or the copy cached in the trust list "as of" its date)
- *   7. dates        validFrom / proof created not in the future, validUntil not past
+ *   8. dates        validFrom / proof created not in the future, validUntil not past
  *
  * Whom it trusts: trusted-issuers.js (the published issuers), demo-issuers.js (the throwaway demo
  * issuer: verdict DEMO) and an issuer list the user uploads on the page (verdict UNOFFICIAL; an
@@ -579,14 +581,19 @@
     var did = cred.issuer.id, found = findIssuer(did, uploaded), didInfo, data, key;
     try {
       didInfo = parseDidWeb(did);
-      if (!found) fail(did + ' is not a published issuer of this course (' + publishedIssuers().length + ' published)');
+      if (!found) fail(did + ' is not a published issuer of this course (' + publishedIssuers().length +
+        ' published); a self-made issuer proves nothing');
       var statusUrl = 'credentialStatus' in cred ? statusEntry(cred).url : null;
       // the demo issuer's domain does not exist: its data is only ever the demo list's copy
       data = await issuerData(found.entry, didInfo, statusUrl, online && found.source !== 'demo');
-      key = keyFromDidDocument(data.didDocument, did, proof.verificationMethod, proof.created);
       result.source = found.source;
-      add('issuer key', true, key.label + ' of ' + SOURCE_LABEL[found.source] + ' ' + q(found.entry.name || did) +
-        ', DID document ' + data.documentNote);
+      add('issuer', true, SOURCE_LABEL[found.source] + ' ' + q(found.entry.name || did) + ' (' + did +
+        '), DID document ' + data.documentNote);
+    } catch (e) { return add('issuer', false, e.message); }
+
+    try {
+      key = keyFromDidDocument(data.didDocument, did, proof.verificationMethod, proof.created);
+      add('issuer key', true, key.label + ', an assertion key of the issuer\'s DID document');
     } catch (e) { return add('issuer key', false, e.message); }
 
     try {
@@ -597,9 +604,9 @@
 
     try {
       var status = await checkRevocation(cred, did, didInfo, data);
-      add('revocation', status.ok, status.detail);
+      add('status', status.ok, status.detail);
       result.revoked = !!status.revoked;
-    } catch (e) { add('revocation', false, 'the status could not be checked: ' + e.message); }
+    } catch (e) { add('status', false, 'the revocation status could not be checked: ' + e.message); }
 
     try {
       var dates = checkDates(cred, proof, now);
@@ -607,7 +614,8 @@
     } catch (e) { add('dates', false, e.message); }
   }
 
-  var SOURCE_LABEL = {published: 'the published issuer', demo: 'the DEMO issuer', uploaded: 'the uploaded (unofficial) issuer'};
+  var SOURCE_LABEL = {published: 'published issuer', demo: 'the DEMO issuer (demo-issuers.js)',
+                      uploaded: 'UNOFFICIAL: trusted only by the list you uploaded'};
 
   function verdictOf(result) {
     var failed = result.checks.filter(function (c) { return !c.ok; });
