@@ -35,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
+from autograder.certificates.credential import subject_name
 from autograder.certificates.links import linkedin_url, verification_url
 
 from . import security
@@ -170,7 +171,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
             raise HTTPException(403, "the form expired or did not come from this site: reload "
                                      "the page and try again")
 
-    def page(request: Request, name: str, status: int = 200, **context) -> HTMLResponse:
+    def page(request: Request, template: str, status: int = 200, **context) -> HTMLResponse:
         student, row = current(request)
         token = row.csrf if row else anon.unsign(request.cookies.get(ANON_COOKIE))
         fresh = None
@@ -178,7 +179,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
             fresh = security.new_token()
             token = fresh
         response = templates.TemplateResponse(
-            request, name, {"me": student, "csrf": token, "config": config, **context},
+            request, template, {"me": student, "csrf": token, "config": config, **context},
             status_code=status)
         if fresh:
             response.set_cookie(ANON_COOKIE, anon.sign(fresh), httponly=True, samesite="lax",
@@ -446,7 +447,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
         return {"row": row, "credential": document, "url": url,
                 "linkedin": linkedin_url(document, url),
                 "self_verifying": verification_url(f"{config.base_url}/verify/", document),
-                "name": document["credentialSubject"]["identifier"][0]["identityHash"]}
+                "holder": subject_name(document) or "?"}
 
     @app.get("/c/{short_id}.json")
     def certificate_json(short_id: str):
@@ -455,10 +456,15 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
 
     @app.get("/c/{short_id}.pdf")
     def certificate_pdf(short_id: str):
-        from autograder.certificates.pdf import certificate_pdf_bytes
+        import tempfile
+
+        from autograder.certificates.pdf import write_certificate_pdf
 
         row = certificate_of(short_id)
-        data = certificate_pdf_bytes(json.loads(row.document), issuer.public_url(row))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = write_certificate_pdf(Path(tmp) / "certificate.pdf", json.loads(row.document),
+                                         issuer.public_url(row))
+            data = Path(path).read_bytes()
         return Response(data, media_type="application/pdf", headers={
             "Content-Disposition": f'inline; filename="inferlab-certificate-{short_id}.pdf"'})
 

@@ -83,6 +83,9 @@ class ServiceConfig:
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**{k: v for k, v in values.items() if v is not None})
+        for name in vars(config.limits):      # e.g. INFERLAB_SERVICE_SUBMISSIONS_PER_MINUTE=60
+            if _env(name.upper()):
+                setattr(config.limits, name, int(_env(name.upper())))
         config.base_url = config.base_url.rstrip("/")
         if not config.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base URL {config.base_url!r} must start with http:// or https://")
