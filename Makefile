@@ -34,7 +34,7 @@ NPROC       := $(shell nproc 2>/dev/null || echo 2)
 T0          := $(shell date +%s)
 export INFERLAB_CACHE ?= $(HOME)/.cache/inferlab
 
-.PHONY: setup model sandbox demo test test-fast release browser browser-start lab clean-state help
+.PHONY: setup model sandbox demo test test-fast release browser browser-start lab serve clean-state help
 
 help:
 	@echo "make demo       set up, regenerate course/, autograde a sample submission, print scores"
@@ -43,6 +43,7 @@ help:
 	@echo "make release    regenerate course/ from lessons/ (nbgrader generate_assignment)"
 	@echo "make sandbox    install bubblewrap (bwrap), the grader's sandbox, when it is missing"
 	@echo "make lab        open the course in JupyterLab (works as soon as lesson 00 is ready)"
+	@echo "make serve      start the course service on http://127.0.0.1:8000 (sign-up, grading, certificates)"
 
 # Quiet pip, minus the noise some machines' pip configuration prints for every package.
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check
@@ -237,6 +238,12 @@ test-fast: setup
 lab: model
 	@test -e $(STAMP) || echo "== note: \`make setup\` has not finished: lesson 02's llama.cpp cells and lessons 10-11 wait for it"
 	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) course/
+
+# The course service for self-paced students (autograder/service, docs/service.md): on 127.0.0.1,
+# data in ~/.local/share/inferlab/service, e-mail links printed here. SERVE_ARGS adds options,
+# e.g. make serve SERVE_ARGS="--port 8080 --admin you@example.org".
+serve: setup
+	$(BIN)/python -m autograder serve $(SERVE_ARGS)
 
 # Forget all grading state (gradebook, submissions, autograded copies, feedback).
 clean-state:

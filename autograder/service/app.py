@@ -52,6 +52,7 @@ SESSION_COOKIE, ANON_COOKIE = "inferlab_session", "inferlab_csrf"
 SESSION_DAYS = 14
 LINK_LIFETIME = {"confirm": timedelta(hours=24), "login": timedelta(minutes=30)}
 EMAIL = re.compile(r"^[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}$")
+PUBLIC_DOCUMENTS = ("/.well-known/did.json", "/status/1", "/trust.json")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -120,6 +121,8 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
             return JSONResponse({"detail": f"the upload is larger than "
                                  f"{limits.max_upload_bytes // 2**20} MB"}, status_code=413)
         response = await call_next(request)
+        if request.url.path in PUBLIC_DOCUMENTS or request.url.path.endswith(".json"):
+            response.headers["Access-Control-Allow-Origin"] = "*"   # verifiers on other sites
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.url.path.startswith("/verify"):
@@ -151,7 +154,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
     def user(request: Request) -> Student:
         student, _ = current(request)
         if student is None:
-            raise Redirect("/?next=" + request.url.path)
+            raise Redirect("/")
         return student
 
     def admin(request: Request) -> Student:

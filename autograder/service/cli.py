@@ -16,10 +16,8 @@ def cmd_serve(args) -> int:
 
     from .app import create_app
 
-    port = args.port
-    base_url = args.base_url or (f"http://{args.host}:{port}" if port or args.host else None)
     config = ServiceConfig.from_env(
-        host=args.host, port=port, base_url=base_url, data_dir=args.data,
+        host=args.host, port=args.port, base_url=args.base_url, data_dir=args.data,
         database_url=args.database, mail=args.mail, workers=args.workers,
         ray_address=args.ray, admin_emails=tuple(e.lower() for e in args.admin) or None)
     app = create_app(config)

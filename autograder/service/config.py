@@ -52,7 +52,7 @@ class Limits:
 
 @dataclass
 class ServiceConfig:
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = ""                    # default: http://HOST:PORT
     host: str = "127.0.0.1"
     port: int = 8000
     data_dir: Path = field(default_factory=default_data_dir)
@@ -86,7 +86,7 @@ class ServiceConfig:
         for name in vars(config.limits):      # e.g. INFERLAB_SERVICE_SUBMISSIONS_PER_MINUTE=60
             if _env(name.upper()):
                 setattr(config.limits, name, int(_env(name.upper())))
-        config.base_url = config.base_url.rstrip("/")
+        config.base_url = (config.base_url or f"http://{config.host}:{config.port}").rstrip("/")
         if not config.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"base URL {config.base_url!r} must start with http:// or https://")
         if config.host not in ("127.0.0.1", "localhost", "::1") and not _env("ALLOW_PUBLIC"):
