@@ -25,7 +25,8 @@ import re
 MAX_BYTES = 64_000
 MAX_DEPTH = 24
 MAX_OBJECTS = 100      # JSON objects and arrays in the text; a credential has ~20
-MAX_NODES = 40         # node objects after JSON-LD expansion; a credential has < 20
+MAX_NODES = 30         # nodes after JSON-LD expansion: a credential has ~8; a 6-node clique
+                       # (36 nodes, seconds to canonicalize) never fits
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
