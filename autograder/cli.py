@@ -19,6 +19,9 @@ Completion and certificates
   verify CREDENTIAL           check a credential.json (or a verification link)
   revoke CREDENTIAL_ID        set the credential's bit in the issuer's status list
   keys init|rotate|show|publish   the did:web issuer: its keys, DID document and trust entry
+Course service (self-paced students)
+  serve                       start the web service: sign-up, submissions graded in the sandbox,
+                              certificates issued and verifiable (127.0.0.1:8000 by default)
 
 A LESSON is its folder name (03_pruning) or number (03). The course folder is --root DIR, else
 $INFERLAB_COURSE_ROOT, else the current folder when it holds lessons/ or solutions/, else this
@@ -360,7 +363,16 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--out", type=Path, metavar="DIR",
                    help="write everything here: DIR/site/ to host, DIR/trusted-issuers.json "
                    "(default: <issuer folder>/site and docs/verify of the repository)")
+    p = command("serve", cmd_serve, "start the course service (sign-up, grading, certificates)")
+    from .service.cli import add_arguments
+    add_arguments(p)
     return top
+
+
+def cmd_serve(args) -> int:
+    from .service.cli import cmd_serve as serve
+
+    return serve(args)
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:

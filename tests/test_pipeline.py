@@ -57,7 +57,7 @@ def test_lessons_are_named_by_folder_or_number(scratch_course):
 
 # ------------------------------------------------------------------------- the command line
 COMMANDS = ["release", "build", "check", "demo", "grade", "scores", "progress", "certify",
-            "verify", "revoke", "keys"]
+            "verify", "revoke", "keys", "serve"]
 
 
 def test_every_command_has_help(capsys):

@@ -47,7 +47,7 @@ from .mail import Mailer, MailError
 from .models import AuditEvent, Credential, IssuerKey, LoginLink, Session, Student, Submission, utcnow
 from .progress import criteria, lesson_points, student_progress
 
-HERE = Path(__file__).resolve().parent
+TEMPLATES = Path(__file__).with_name("templates")   # package data, not the course folder
 SESSION_COOKIE, ANON_COOKIE = "inferlab_session", "inferlab_csrf"
 SESSION_DAYS = 14
 LINK_LIFETIME = {"confirm": timedelta(hours=24), "login": timedelta(minutes=30)}
@@ -107,7 +107,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
                   redoc_url=None, openapi_url="/api/openapi.json")
     app.state.config, app.state.db, app.state.queue = config, database, queue
     app.state.issuer, app.state.mailer = issuer, mailer
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates = Jinja2Templates(directory=str(TEMPLATES))
     app.mount("/verify", StaticFiles(directory=str(REPOSITORY / "docs" / "verify"), html=True),
               name="verify")
 

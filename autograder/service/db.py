@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-HERE = Path(__file__).resolve().parent
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")   # package data, beside migrations/
 
 
 def make_engine(url: str) -> Engine:
@@ -36,7 +36,7 @@ def make_engine(url: str) -> Engine:
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(HERE / "alembic.ini"))
+    config = Config(str(ALEMBIC_INI))
     config.attributes["url"] = url
     return config
 
