@@ -35,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 
+from autograder.certificates import trust
 from autograder.certificates.credential import subject_name
 from autograder.certificates.links import linkedin_url, verification_url
 
@@ -108,6 +109,24 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
     app.state.config, app.state.db, app.state.queue = config, database, queue
     app.state.issuer, app.state.mailer = issuer, mailer
     templates = Jinja2Templates(directory=str(TEMPLATES))
+    def published_entries(session) -> list[dict]:
+        """The course's bundled trust list with this service's own entry in it: the verification
+        page this service serves trusts the service that serves it (and the course's issuers)."""
+        bundled = trust.load_trust_file(trust.repository_verify_dir() / trust.TRUST_JSON)
+        return [e for e in bundled if e["did"] != issuer.did] + [issuer.trust_entry(session)]
+
+    @app.get("/verify/trusted-issuers.js")
+    def verify_page_trust():
+        with database.session() as s:
+            text = json.dumps(trust.document(published_entries(s)))
+        return Response(f"window.{trust.JS_VARIABLES[trust.TRUST_JS]} = {text};\n",
+                        media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/verify/trusted-issuers.json")
+    def verify_page_trust_json():
+        with database.session() as s:
+            return trust.document(published_entries(s))
+
     app.mount("/verify", StaticFiles(directory=str(REPOSITORY / "docs" / "verify"), html=True),
               name="verify")
 
@@ -442,7 +461,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
     @app.get("/trust.json")
     def trust_json():
         with database.session() as s:
-            return {"format": "inferlab-trusted-issuers/2", "issuers": [issuer.trust_entry(s)]}
+            return trust.document([issuer.trust_entry(s)])
 
     def credential_view(row: Credential) -> dict:
         document = json.loads(row.document)
@@ -485,8 +504,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
         row = certificate_of(short_id)
         view = credential_view(row)
         with database.session() as s:
-            trusted = [issuer.trust_entry(s)]
-        verification = verify_credential(row.document, trusted)
+            verification = verify_credential(row.document, published_entries(s))
         return page(request, "certificate.html", verification=verification,
                     criteria=criteria(course_root), **view)
 

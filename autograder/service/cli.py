@@ -20,6 +20,8 @@ def cmd_serve(args) -> int:
         host=args.host, port=args.port, base_url=args.base_url, data_dir=args.data,
         database_url=args.database, mail=args.mail, workers=args.workers,
         ray_address=args.ray, admin_emails=tuple(e.lower() for e in args.admin) or None)
+    if args.publish_trust:
+        return publish_trust(config, args.publish_trust)
     app = create_app(config)
     print(f"inferlab course service: {config.base_url}  (data: {config.data_dir}; "
           f"e-mail: {config.mail}; grading: "
@@ -27,6 +29,28 @@ def cmd_serve(args) -> int:
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=args.log_level,
                 proxy_headers=False)
+    return 0
+
+
+def publish_trust(config: ServiceConfig, out_dir) -> int:
+    """Add this service's issuer (DID document, signed status list) to a trust list: the course's
+    bundled one (docs/verify) makes its certificates verify offline with the course's CLI/page."""
+    from autograder.certificates import trust
+
+    from .db import Database
+    from .issuer import ServiceIssuer
+
+    database = Database(config.db_url)
+    database.migrate()
+    issuer = ServiceIssuer(config.base_url, config.issuer_name, config.issuer_dir)
+    with database.session() as s:
+        issuer.ensure_ready(s)
+        entry = issuer.trust_entry(s)
+    out = trust.repository_verify_dir() if out_dir == "bundled" else out_dir
+    for path in trust.merge_into(entry, out):
+        print(f"wrote {path}")
+    print(f"{issuer.did} is now trusted by that list; publish it again after revoking "
+          "(the list carries a copy of the status list) or verifiers use --online")
     return 0
 
 
@@ -45,3 +69,6 @@ def add_arguments(p) -> None:
     p.add_argument("--admin", action="append", default=[], metavar="EMAIL",
                    help="an e-mail address with staff rights (repeatable)")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--publish-trust", metavar="DIR", nargs="?", const="bundled",
+                   help="write this service's issuer into the trust list in DIR (default: the "
+                   "course's bundled docs/verify) and exit, instead of serving")

@@ -49,7 +49,14 @@ class ServiceIssuer:
         """A first key and an empty status list, on the service's first start."""
         if session.scalar(select(IssuerKey).limit(1)) is None:
             self._new_key(session, "key-1", actor="service")
-        if session.get(StatusList, 1) is None:
+        existing = session.get(StatusList, 1)
+        if existing is not None and json.loads(existing.signed)["issuer"] != self.did:
+            from .config import ConfigError
+            raise ConfigError(
+                f"this data folder belongs to the issuer {json.loads(existing.signed)['issuer']}, "
+                f"not {self.did}: start with the base URL it was created with (its certificates "
+                "name it), or use another data folder")
+        if existing is None:
             session.add(StatusList(id=1, bits=bytes(status_list.new_bits()), updated_at=utcnow()))
             session.flush()
             self._sign_status_list(session)
