@@ -307,7 +307,7 @@ def test_demo_issuer_is_never_valid(page, world):
 
 
 def test_page_and_python_verifier_agree(page, world):
-    """Offline, the page and `python -m autograder verify` give every credential the same verdict."""
+    """Offline, the page and `python -m autograder verify` give each credential the same verdict."""
     published = trust.load_trust_file(world["site"] / trust.TRUST_JSON)
     demo = trust.load_trust_file(world["site"] / trust.DEMO_JSON)
     names = ["valid", "revoked", "late", "unlisted", "demo_credential", "stranger_credential",
@@ -367,7 +367,8 @@ def test_duplicate_key_is_refused(page, world):
                          '"identityHash": "Grace Hopper", "identityHash": "Mallory"')
     assert twice != text
     _refused(page.verify(twice), 'duplicate key "identityHash"')
-    escaped = text.replace('"validFrom": ', '"validFrom": "2020-01-01T00:00:00Z", "valid\\u0046rom": ')
+    escaped = text.replace('"validFrom": ',
+                           '"validFrom": "2020-01-01T00:00:00Z", "valid\\u0046rom": ')
     _refused(page.verify(escaped), 'duplicate key "validFrom"')
 
 

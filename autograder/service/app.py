@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import re
+import threading
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -45,7 +46,16 @@ from .db import Database
 from .grading_queue import GradingQueue
 from .issuer import ServiceIssuer, audit
 from .mail import Mailer, MailError
-from .models import AuditEvent, Credential, IssuerKey, LoginLink, Session, Student, Submission, utcnow
+from .models import (
+    AuditEvent,
+    Credential,
+    IssuerKey,
+    LoginLink,
+    Session,
+    Student,
+    Submission,
+    utcnow,
+)
 from .progress import criteria, lesson_points, student_progress
 
 TEMPLATES = Path(__file__).with_name("templates")   # package data, not the course folder
@@ -84,8 +94,10 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
     email_limiter = security.RateLimiter(limits.emails_per_hour, 3600)
     lessons = lesson_points(str(course_root))
 
+    issuing = threading.Lock()     # two lessons graded at once must not issue twice
+
     def certify_if_complete(student_id: int) -> None:
-        with database.session() as s:
+        with issuing, database.session() as s:
             student = s.get(Student, student_id)
             if s.scalar(select(Credential).where(Credential.student_id == student_id)):
                 return
@@ -109,6 +121,8 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
     app.state.config, app.state.db, app.state.queue = config, database, queue
     app.state.issuer, app.state.mailer = issuer, mailer
     templates = Jinja2Templates(directory=str(TEMPLATES))
+    app.add_middleware(BodyLimit, max_bytes=limits.max_upload_bytes + 64 * 1024)
+
     def published_entries(session) -> list[dict]:
         """The course's bundled trust list with this service's own entry in it: the verification
         page this service serves trusts the service that serves it (and the course's issuers)."""
@@ -131,14 +145,8 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
               name="verify")
 
     # ---------------------------------------------------------------------- middleware
-    max_body = limits.max_upload_bytes + 64 * 1024
-
     @app.middleware("http")
-    async def protect(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > max_body):
-            return JSONResponse({"detail": f"the upload is larger than "
-                                 f"{limits.max_upload_bytes // 2**20} MB"}, status_code=413)
+    async def headers(request: Request, call_next):
         response = await call_next(request)
         if request.url.path in PUBLIC_DOCUMENTS or request.url.path.endswith(".json"):
             response.headers["Access-Control-Allow-Origin"] = "*"   # verifiers on other sites
@@ -259,8 +267,9 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
                 Submission.student_id == student.id,
                 Submission.status.in_(("queued", "grading"))))
             if waiting >= limits.queued_per_student:
-                raise HTTPException(429, f"{waiting} of your submissions are still waiting to be "
-                                         "graded: wait for them first", headers={"Retry-After": "60"})
+                raise HTTPException(429, f"{waiting} of your submissions are still waiting to "
+                                         "be graded: wait for them first",
+                                    headers={"Retry-After": "60"})
             row = Submission(student_id=student.id, lesson=lesson,
                              filename=Path(filename or f"{lesson}.ipynb").name[:255],
                              sha256=hashlib.sha256(data).hexdigest(), size=len(data),
@@ -455,7 +464,8 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
     @app.get("/status/1")
     def status_list():
         with database.session() as s:
-            return JSONResponse(issuer.status_list_credential(s), media_type="application/vc+ld+json",
+            return JSONResponse(issuer.status_list_credential(s),
+                                media_type="application/vc+ld+json",
                                 headers={"Cache-Control": "max-age=60"})
 
     @app.get("/trust.json")
@@ -574,6 +584,47 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
         return {"ok": True, "waiting": queued, "keys": keys}
 
     return app
+
+
+class BodyLimit:
+    """Refuses a request body larger than ``max_bytes`` (413) - by its Content-Length, and while
+    it streams in when there is none - before any form parser spools it anywhere."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        limit = self.max_bytes // 2**20
+        body = json.dumps({"detail": f"the upload is larger than {limit} MB"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _cell(text: str) -> str:

@@ -65,7 +65,8 @@ def add_arguments(p) -> None:
                    "e.g. postgresql+psycopg://user@host/inferlab")
     p.add_argument("--mail", help="'console' (default) or smtp://host:port / smtps://host:port")
     p.add_argument("--workers", type=int, help="grading processes (default 2)")
-    p.add_argument("--ray", metavar="ADDRESS", help="grade on this Ray cluster ('local' starts one)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="grade on this Ray cluster ('local' starts one)")
     p.add_argument("--admin", action="append", default=[], metavar="EMAIL",
                    help="an e-mail address with staff rights (repeatable)")
     p.add_argument("--log-level", default="info")

@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class Limits:
-    """Sizes and rates (per student or per client address) that keep one user from hurting others."""
+    """Sizes and rates (per student or per client address): one user cannot hurt the others."""
     max_upload_bytes: int = 8 * 1024 * 1024
     submissions_per_minute: int = 6
     emails_per_hour: int = 5            # sign-up and log-in links, per e-mail address

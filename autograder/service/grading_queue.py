@@ -139,8 +139,8 @@ class GradingQueue:
             self.wake.set()
             return
         except Exception as exc:  # noqa: BLE001 - reported on the submission
-            report = {"error": f"grader error, tell the course staff: {type(exc).__name__}: {exc}"[:500],
-                      "tests": []}
+            why = f"grader error, tell the course staff: {type(exc).__name__}: {exc}"
+            report = {"error": why[:500], "tests": []}
         self._record(sid, report)
         self.wake.set()
 

@@ -53,4 +53,5 @@ class Mailer:
                     server.login(self.user, password)
                 server.send_message(message)
         except (OSError, smtplib.SMTPException) as exc:
-            raise MailError(f"could not send e-mail through {self.host}:{self.port}: {exc}") from None
+            raise MailError(f"could not send e-mail through {self.host}:{self.port}: "
+                            f"{exc}") from None
