@@ -211,9 +211,12 @@ demo: setup
 release: setup
 	$(BIN)/python -m autograder release
 
-# Headless Chromium from the system's packages, for the JupyterLab browser test. `make test`
-# starts it in the background (browser-start) and waits for it after the set-up.
-BROWSER_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+# Headless Chromium from the system's packages, for the browser tests, and PostgreSQL's server for
+# the course service's database test (skipped without it). `make test` installs them in the
+# background (browser-start) and waits for them after the set-up.
+BROWSER_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+                   && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql \
+                        || echo "postgresql could not be installed: its test will be skipped"; }
 
 browser-start:
 	@command -v chromium >/dev/null 2>&1 || ! { $(can_apt_install); } || { \

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -82,7 +83,9 @@ class ServiceIssuer:
     def rotate(self, session, actor: str) -> IssuerKey:
         """A new signing key; the current one is retired now (its old signatures stay valid)."""
         current = self.keys(session)
-        now = utcnow()
+        # Retired one second from now: its last proofs (dated in whole seconds, up to this one)
+        # stay before the retirement, and from now on only the new key signs.
+        now = utcnow() + timedelta(seconds=1)
         for k in current:
             if k.retired_at is None:
                 k.retired_at = now
