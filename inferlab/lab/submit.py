@@ -375,6 +375,8 @@ def _http_error(service: str, error: urllib.error.HTTPError) -> str:
         detail = _detail(error.read())
     except Exception:  # noqa: BLE001 - a broken error body still gives the status
         detail = ""
+    if detail and not detail.endswith((".", "!", "?")):
+        detail += "."
     said = f" The service says: {detail}" if detail else ""
     if code in (401, 403):
         return (f"The service did not accept your API token (HTTP {code}).{said} Check that you "
