@@ -18,8 +18,8 @@ window.INFERLAB_DEMO_ISSUERS = {
             "id": "did:web:demo.inferlab.invalid#key-1",
             "type": "Multikey",
             "controller": "did:web:demo.inferlab.invalid",
-            "publicKeyMultibase": "z6MknnMqww7KqS6u9f84J3mtmZLDcBcTPmAP5KZrzJwMLQQ3",
-            "created": "2026-12-02T15:30:12Z"
+            "publicKeyMultibase": "z6MkovzpzB1oS4wvngKjeg1a5Tv6e8YmxTbGEefYLXS7f4kP",
+            "created": "2026-12-02T15:43:29Z"
           }
         ],
         "assertionMethod": [
@@ -37,7 +37,7 @@ window.INFERLAB_DEMO_ISSUERS = {
             "BitstringStatusListCredential"
           ],
           "issuer": "did:web:demo.inferlab.invalid",
-          "validFrom": "2026-12-02T15:30:12Z",
+          "validFrom": "2026-12-02T15:43:29Z",
           "credentialSubject": {
             "id": "https://demo.inferlab.invalid/status/1#list",
             "type": "BitstringStatusList",
@@ -47,14 +47,14 @@ window.INFERLAB_DEMO_ISSUERS = {
           "proof": {
             "type": "DataIntegrityProof",
             "cryptosuite": "eddsa-rdfc-2022",
-            "created": "2026-12-02T15:30:12Z",
+            "created": "2026-12-02T15:43:29Z",
             "verificationMethod": "did:web:demo.inferlab.invalid#key-1",
             "proofPurpose": "assertionMethod",
-            "proofValue": "zhqnLdJW7VmAnZ4fiBYJJ6VpMr6fEiG8pPVtaPatZz6M9Fhu9FRgvGmZfJ3Jfe89dVA3Ca6jVRXGRUN2LY874mZd"
+            "proofValue": "z2V9f8wyWBbeka88yuTp3ZkhPEtCRoaEG5TmXQ1M3qXjfMw9B4DQpZ9AdwUVQapDzhcLrnMotPUQ7zifpVJEgEw3g"
           }
         }
       },
-      "fetched": "2026-12-02T15:30:12Z"
+      "fetched": "2026-12-02T15:43:29Z"
     }
   ]
 };
