@@ -66,6 +66,7 @@ class Service:
         self.sleep_s = 0.0
         self.redirect = False
         self.fail_polls = False
+        self.refuse_early = 0       # answer 413 to a larger body without reading it, and close
         self.lock = threading.Lock()
 
     def result(self, number: int) -> dict:
@@ -119,6 +120,9 @@ def make_handler(service: Service):
             return True
 
         def do_POST(self):
+            if int(self.headers.get("Content-Length") or 0) > service.refuse_early > 0:
+                self.close_connection = True
+                return self.reply(413, {"detail": "Request body too large"})
             body = self.record()
             if service.sleep_s:
                 time.sleep(service.sleep_s)
@@ -321,6 +325,15 @@ def test_too_large_413(service):
     service.max_bytes = 100
     message = error_of(lesson=LESSON, service=service.url, token=TOKEN)
     assert "too large" in message and "8 MB" in message and "Clear" in message
+
+
+def test_too_large_for_a_service_that_stops_reading(service, student):
+    service.refuse_early = 1024
+    big = json.loads(NOTEBOOK)
+    big["cells"][0]["source"] = "x" * (4 * 2**20)
+    (student / f"{LESSON}.ipynb").write_text(json.dumps(big))
+    message = error_of(lesson=LESSON, service=service.url, token=TOKEN)
+    assert "too large" in message and "Clear" in message   # a 413 or a cut connection
 
 
 def test_too_large_is_refused_before_uploading(service, student):

@@ -356,9 +356,9 @@ def request(service: str, token: str, method: str, path: str, body: bytes | None
     except urllib.error.HTTPError as error:
         raise SubmitError(_http_error(service, error)) from None
     except urllib.error.URLError as error:
-        raise SubmitError(_connection_error(service, error.reason)) from None
+        raise SubmitError(_connection_error(service, error.reason, body)) from None
     except (OSError, http.client.HTTPException) as error:
-        raise SubmitError(_connection_error(service, error)) from None
+        raise SubmitError(_connection_error(service, error, body)) from None
     try:
         data = json.loads(raw)
     except ValueError:
@@ -400,10 +400,14 @@ def _http_error(service: str, error: urllib.error.HTTPError) -> str:
     return f"The service answered HTTP {code}.{said}"
 
 
-def _connection_error(service: str, reason) -> str:
+def _connection_error(service: str, reason, body: bytes | None = None) -> str:
     text = str(reason)
     if isinstance(reason, SubmitError):
         return text
+    if body and isinstance(reason, (BrokenPipeError, ConnectionResetError)):
+        # A service that refuses a large upload answers 413 and closes before reading it all.
+        return (f"{service} closed the connection while receiving the notebook: it is probably "
+                "larger than the service accepts. " + _too_large(len(body)))
     if isinstance(reason, TimeoutError) or "timed out" in text:
         return (f"{service} did not answer within {HTTP_TIMEOUT_S} s (timeout). Check your "
                 "internet connection and try again later; the service may be busy.")
