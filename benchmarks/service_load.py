@@ -98,7 +98,8 @@ def run_load(submissions: int = 300, students: int = 100, knowledge_checks: int 
         report(f"{students} students made; starting the service ({workers} grading workers)")
         env = {"INFERLAB_SERVICE_SUBMISSIONS_PER_MINUTE": str(submissions + 10),
                "INFERLAB_SERVICE_QUEUED_PER_STUDENT": str(submissions + 10)}
-        notebooks = {lesson: solution(lesson).read_bytes() for lesson in (MAIN_LESSON, CHECK_LESSON)}
+        notebooks = {lesson: solution(lesson).read_bytes()
+                     for lesson in (MAIN_LESSON, CHECK_LESSON)}
         jobs = []
         for i in range(submissions):
             lesson = CHECK_LESSON if i < knowledge_checks else MAIN_LESSON
@@ -167,6 +168,11 @@ def _versions() -> str:
 def markdown(f: dict, shared: str) -> str:
     lat = f["accept_latency_s"]
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    answers = ", ".join(f"{k}: {v}" for k, v in f["answers"].items())
+    statuses = ", ".join(f"{k} {v}" for k, v in f["by_status"].items())
+
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.0f}"
     return f"""# Course service under load
 
 `python benchmarks/service_load.py --submissions {f['submissions']} --students {f['students']} \
@@ -179,13 +185,14 @@ SQLite) grading with {f['workers']} sandboxed worker processes.
 
 | | |
 |---|---|
-| answers | {', '.join(f'{k}: {v}' for k, v in f['answers'].items())} |
-| accept latency p50 / p95 / max | {lat['p50'] * 1000:.0f} / {lat['p95'] * 1000:.0f} / {lat['max'] * 1000:.0f} ms |
-| all {f['submissions']} accepted in | {f['accept_wall_s']:.2f} s ({f['accept_throughput_rps']:.0f} requests/s) |
-| all graded after | {f['grading_wall_s']:.0f} s ({f['grading_throughput_per_s']:.2f} submissions/s, \
-{f['grading_throughput_per_s'] * 60:.0f}/min) |
+| answers | {answers} |
+| accept latency p50 / p95 / max | {ms(lat['p50'])} / {ms(lat['p95'])} / {ms(lat['max'])} ms |
+| all {f['submissions']} accepted in | {f['accept_wall_s']:.2f} s \
+({f['accept_throughput_rps']:.0f} requests/s) |
+| all graded after | {f['grading_wall_s']:.0f} s ({f['grading_throughput_per_s']:.2f} \
+submissions/s, {f['grading_throughput_per_s'] * 60:.0f}/min) |
 | graded / full marks | {f['graded']} / {f['full_marks']} |
-| rows in the database | {f['in_database']} ({', '.join(f'{k} {v}' for k, v in f['by_status'].items())}) |
+| rows in the database | {f['in_database']} ({statuses}) |
 | lost | {f['lost']} |
 
 Accepting is cheap (the upload is parsed as a notebook, stored and queued); grading is the
