@@ -87,8 +87,9 @@ class Service:
     """``python -m autograder serve`` in a process group of its own, on a free port."""
 
     def __init__(self, data: Path, mail: str = "console", workers: int = 2,
-                 admins=("admin@example.org",), env: dict | None = None, log: Path | None = None):
-        self.data, self.port = Path(data), free_port()
+                 admins=("admin@example.org",), env: dict | None = None, log: Path | None = None,
+                 port: int | None = None):
+        self.data, self.port = Path(data), port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(log or self.data.parent / f"service-{self.port}.log")
         command = [sys.executable, "-m", "autograder", "serve", "--port", str(self.port),

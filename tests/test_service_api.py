@@ -587,3 +587,47 @@ def _revoke(graded, mailbox):
     assert (ADMIN, "key-created", f"{app.state.issuer.did}#key-2") in events
     assert ("service", "key-created", f"{app.state.issuer.did}#key-1") in events
     assert "exported-grades" in actions
+
+
+@pytest.mark.slow
+def test_submissions_survive_a_real_stop_of_the_service(tmp_path):
+    """The service (a real process) is stopped while it grades; started again on the same data
+    folder, it grades every submission: none lost, none graded twice into a second row."""
+    import httpx
+    from sqlalchemy import create_engine, text
+
+    from tests.service_support import Service, make_students
+
+    data = tmp_path / "data"
+    (_, token), = make_students(f"sqlite:///{data / 'service.db'}", 1, prefix="restart")
+    env = {"INFERLAB_SERVICE_SUBMISSIONS_PER_MINUTE": "100"}
+    lessons = LESSONS[:8]
+    with Service(data, workers=2, env=env, log=tmp_path / "first.log") as service:
+        for lesson in lessons:
+            answer = httpx.post(f"{service.url}/api/submissions", headers=_bearer(token),
+                                data={"lesson": lesson}, timeout=60,
+                                files={"notebook": (f"{lesson}.ipynb",
+                                                    solution(lesson).read_bytes())})
+            assert answer.status_code == 202, answer.text
+    engine = create_engine(f"sqlite:///{data / 'service.db'}")
+
+    def statuses() -> dict[str, int]:
+        with engine.connect() as connection:
+            return dict(connection.execute(text(
+                "select status, count(*) from submissions group by status")).all())
+
+    left = statuses()
+    assert sum(left.values()) == len(lessons)
+    assert left.get("queued", 0) + left.get("grading", 0) > 0, left   # it was stopped mid-way
+    with Service(data, workers=2, env=env, log=tmp_path / "second.log",
+                 port=service.port) as service:     # a data folder keeps its did:web address
+        deadline = time.monotonic() + 600
+        while httpx.get(service.url + "/healthz", timeout=30).json()["waiting"]:
+            assert time.monotonic() < deadline, statuses()
+            time.sleep(0.5)
+        rows = [httpx.get(f"{service.url}/api/submissions/{i}", headers=_bearer(token),
+                          timeout=30).json() for i in range(1, len(lessons) + 1)]
+    engine.dispose()
+    assert statuses() == {"graded": len(lessons)}
+    assert [r["lesson"] for r in rows] == lessons
+    assert all(r["score"] == r["max_score"] > 0 for r in rows), rows
