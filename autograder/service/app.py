@@ -565,7 +565,7 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
                 progress = {p.lesson: p for p in student_progress(s, course_root, student.id)}
                 credential = s.scalar(select(Credential).where(Credential.student_id == student.id))
                 writer.writerow([
-                    _cell(student.name), student.email,
+                    _cell(student.name), _cell(student.email),
                     *[("" if progress[n].best_score is None else f"{progress[n].best_score:g}")
                       for n in names],
                     "yes" if all(p.done for p in progress.values()) else "no",
