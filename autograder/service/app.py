@@ -324,16 +324,12 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
         check_csrf(request, csrf)
         name, email = " ".join(name.split()), email.strip().lower()
         if not (1 <= len(name) <= 120) or CONTROL.search(name) or "<" in name:
-            return page(request, "home.html", 422, lessons=list(lessons),
-                        error="Please give your name as it should appear on the certificate "
-                              "(1-120 characters, no < or control characters).")
+            return home_error(request, 422, "Please give your name as it should appear on the "
+                              "certificate (1-120 characters, no < or control characters).")
         if not EMAIL.match(email):
-            return page(request, "home.html", 422, lessons=list(lessons),
-                        error=f"{email!r} is not an e-mail address.")
-        if wait := form_limiter.hit(f"ip:{client(request)}") or \
-                email_limiter.hit(f"email:{email}"):
-            return page(request, "home.html", 429, lessons=list(lessons),
-                        error=f"Too many attempts: try again in {wait:.0f} s.")
+            return home_error(request, 422, f"{email!r} is not an e-mail address.")
+        if wait := throttled(request, email):
+            return home_error(request, 429, f"Too many attempts: try again in {wait:.0f} s.")
         with database.session() as s:
             student = s.scalar(select(Student).where(Student.email == email))
             if student is None:
@@ -341,27 +337,33 @@ def create_app(config: ServiceConfig, *, mailer: Mailer | None = None,
                                   is_admin=email in config.admin_emails)
                 s.add(student)
                 s.flush()
-        try:
-            send_link(student, "confirm" if student.confirmed_at is None else "login")
-        except MailError as exc:
-            return page(request, "home.html", 503, lessons=list(lessons), error=str(exc))
-        return RedirectResponse("/check-email", status_code=303)
+        return mail_link(request, student)
 
     @app.post("/login")
     def login(request: Request, email: str = Form(...), csrf: str = Form("")):
         check_csrf(request, csrf)
         email = email.strip().lower()
-        if wait := form_limiter.hit(f"ip:{client(request)}") or \
-                email_limiter.hit(f"email:{email}"):
-            return page(request, "home.html", 429, lessons=list(lessons),
-                        error=f"Too many attempts: try again in {wait:.0f} s.")
+        if wait := throttled(request, email):
+            return home_error(request, 429, f"Too many attempts: try again in {wait:.0f} s.")
         with database.session() as s:
             student = s.scalar(select(Student).where(Student.email == email))
-        if student is not None:   # the same answer either way: no one learns who has an account
+        return mail_link(request, student)
+
+    def home_error(request: Request, status: int, message: str) -> HTMLResponse:
+        return page(request, "home.html", status, lessons=list(lessons), error=message)
+
+    def throttled(request: Request, email: str) -> float:
+        """Seconds to wait before this address (or this mailbox) may ask for another link."""
+        return form_limiter.hit(f"ip:{client(request)}") or email_limiter.hit(f"email:{email}")
+
+    def mail_link(request: Request, student: Student | None):
+        """Send the student a confirmation (new address) or log-in link. The answer is the same
+        whether or not an account exists: nobody learns who has one."""
+        if student is not None:
             try:
                 send_link(student, "login" if student.confirmed_at else "confirm")
             except MailError as exc:
-                return page(request, "home.html", 503, lessons=list(lessons), error=str(exc))
+                return home_error(request, 503, str(exc))
         return RedirectResponse("/check-email", status_code=303)
 
     @app.get("/check-email", response_class=HTMLResponse)
