@@ -7,9 +7,9 @@
 # tile by tile, keeping each tile in fast on-chip memory, thanks to the **online softmax**: a running
 # maximum and a running sum let the softmax be computed one block of keys at a time.
 #
-# You will implement tiled attention with the online softmax (graded), check it against standard
-# attention, measure memory against sequence length (O(N²) vs O(N)), look at PyTorch's SDPA
-# backends, and read GPU timings of a real flash kernel against the naive one - plus what the course
+# You will implement the step of the online softmax that folds one block of keys into a running
+# state (graded), build tiled attention from it and check it against standard attention, measure
+# memory against sequence length (O(N²) vs O(N)), look at PyTorch's SDPA backends, and read GPU timings of a real flash kernel against the naive one - plus what the course
 # engine gets from CUDA graphs and its own decode-attention kernel on the same GPU.
 
 # %%
@@ -40,56 +40,138 @@ print(f"{device_name(device)}; fast mode: {fast_mode()}; grading: {grading()}")
 # old `m`; multiplying them by `exp(m - m_new)` puts them on the new scale. At the end, `acc / l` is
 # exactly softmax attention - no approximation.
 #
-# ### Exercise 1 - tiled attention (4 points)
-# Implement `online_softmax_attention(q, k, v, block)` for `q [N, d]`, `k, v [M, d]` (one head, no
-# causal mask): visit the keys in blocks of `block` (the last one may be shorter), keep `m`, `l`,
-# `acc` per query row, and return `acc / l` (`[N, d]`). Scale scores by `1 / sqrt(d)`. Never build
-# the `N x M` matrix.
+# ### Exercise 1 - one step of the online softmax (4 points)
+# A tiled kernel never holds all the keys: it loads one block, folds it into the running state, and
+# moves on. Write that step. `online_softmax_step(q, k_block, v_block, state)` gets the queries
+# `q [N, d]`, **one** block of keys and values `k_block [B, d]`, `v_block [B, dv]` (the last block
+# of a sequence may be shorter) and the state after the blocks seen so far, or `None` before the
+# first block. It returns the new state, a tuple `(m, l, acc)`:
+#
+# * `m [N]` - for each query row, the largest scaled score `q·k / sqrt(d)` over all keys seen so far,
+# * `l [N]` - the sum of `exp(score - m)` over those keys,
+# * `acc [N, dv]` - the sum of `exp(score - m) * v` over those keys,
+#
+# in the dtype of `q`. The attention output over the keys seen so far is then `acc / l[:, None]`.
+# Your function only ever sees one block: the tests feed the blocks one call at a time (in any order,
+# and sometimes starting from a state they computed themselves), and check the state after every
+# call - so the state must be exactly these three tensors, and nothing may be remembered between
+# calls outside it. Never build more than `N x B` scores.
 
-# %% solution id=online_softmax_attention
-def online_softmax_attention(q, k, v, block=64):
+# %% solution id=online_softmax_step
+def online_softmax_step(q, k_block, v_block, state=None):
     ### BEGIN SOLUTION
     n, d = q.shape
-    m = torch.full((n,), float("-inf"), dtype=q.dtype)
-    l = torch.zeros(n, dtype=q.dtype)  # noqa: E741 - the paper's l: running sum of exp
-    acc = torch.zeros(n, v.shape[1], dtype=q.dtype)
-    for start in range(0, k.shape[0], block):
-        s = q @ k[start:start + block].T / math.sqrt(d)          # [N, block]
-        m_new = torch.maximum(m, s.max(dim=1).values)
-        p = torch.exp(s - m_new[:, None])
-        correction = torch.exp(m - m_new)
-        l = l * correction + p.sum(dim=1)  # noqa: E741
-        acc = acc * correction[:, None] + p @ v[start:start + block]
-        m = m_new
-    return acc / l[:, None]
+    if state is None:
+        m = torch.full((n,), float("-inf"), dtype=q.dtype)
+        l = torch.zeros(n, dtype=q.dtype)  # noqa: E741 - the paper's l: running sum of exp
+        acc = torch.zeros(n, v_block.shape[1], dtype=q.dtype)
+    else:
+        m, l, acc = state  # noqa: E741
+    s = q @ k_block.T / math.sqrt(d)                             # [N, B]: one tile of scores
+    m_new = torch.maximum(m, s.max(dim=1).values)
+    p = torch.exp(s - m_new[:, None])
+    correction = torch.exp(m - m_new)                            # rescale the old sums
+    l = l * correction + p.sum(dim=1)  # noqa: E741
+    acc = acc * correction[:, None] + p @ v_block.to(q.dtype)
+    return m_new, l, acc
     ### END SOLUTION
 
-# %% tests id=test_online_softmax_attention points=4
+# %% tests id=test_online_softmax_step points=4
 import math
 
 import torch
 
 
-def standard(q, k, v):
-    return torch.softmax(q @ k.T / math.sqrt(q.shape[1]), dim=1) @ v
+def blocks_of(k, v, block):
+    """Copies, one block at a time: the step never sees the rest of K and V."""
+    return [(k[i:i + block].clone(), v[i:i + block].clone()) for i in range(0, k.shape[0], block)]
+
+
+def expected_state(q, k, v):
+    s = q @ k.T / math.sqrt(q.shape[1])
+    m = s.max(dim=1).values
+    p = torch.exp(s - m[:, None])
+    return m, p.sum(dim=1), p @ v
+
+
+def run_blocks(q, pieces, state=None):
+    for kb, vb in pieces:
+        state = online_softmax_step(q, kb, vb, state)
+        assert len(state) == 3, "the state is (m, l, acc) and nothing else"
+    return state
 
 
 torch.manual_seed(0)
-q, k, v = torch.randn(8, 16), torch.randn(32, 16), torch.randn(32, 16)
-torch.testing.assert_close(online_softmax_attention(q, k, v, block=32), standard(q, k, v))
+q, k, v = torch.randn(6, 16), torch.randn(37, 16), torch.randn(37, 16)    # 37 keys: 5 blocks of 8
+state = None
+for seen, (kb, vb) in zip((8, 16, 24, 32, 37), blocks_of(k, v, 8)):     # the last block has 5
+    state = online_softmax_step(q, kb, vb, state)
+    assert len(state) == 3, "the state is (m, l, acc) and nothing else"
+    m, l, acc = state  # noqa: E741
+    assert m.shape == (6,) and l.shape == (6,) and acc.shape == (6, 16), "m [N], l [N], acc [N, dv]"
+    em, el, eacc = expected_state(q, k[:seen], v[:seen])     # over the keys seen so far
+    torch.testing.assert_close(m, em, msg=f"m after {seen} keys: the running maximum of the scores")
+    torch.testing.assert_close(l, el, msg=f"l after {seen} keys")
+    torch.testing.assert_close(acc, eacc, msg=f"acc after {seen} keys")
+torch.testing.assert_close(acc / l[:, None], torch.softmax(q @ k.T / 4, dim=1) @ v)
 ### BEGIN HIDDEN TESTS
-for block in (1, 5, 8, 31):
-    torch.testing.assert_close(online_softmax_attention(q, k, v, block=block), standard(q, k, v))
-k2, v2 = torch.randn(50, 16), torch.randn(50, 16)             # 50 keys: the last block is partial
-torch.testing.assert_close(online_softmax_attention(q, k2, v2, block=16), standard(q, k2, v2))
+def attention(q, k, v):
+    return torch.softmax(q @ k.T / math.sqrt(q.shape[1]), dim=1) @ v
+
+
+def finish(state):
+    return state[2] / state[1][:, None]
+
+
+for block in (1, 5, 31, 64):
+    torch.testing.assert_close(finish(run_blocks(q, blocks_of(k, v, block))), attention(q, k, v))
+# blocks in reverse order: the keys' order does not matter, the rescaling must be right
+torch.testing.assert_close(finish(run_blocks(q, blocks_of(k, v, 6)[::-1])), attention(q, k, v))
+# start from a state computed here for the first 20 keys: only the state carries the past
+prefix = expected_state(q, k[:20], v[:20])
+torch.testing.assert_close(finish(run_blocks(q, blocks_of(k[20:], v[20:], 7), prefix)),
+                           attention(q, k, v))
+# two sequences interleaved, block by block: nothing may be remembered outside the state
+q2, k2, v2 = torch.randn(3, 16), torch.randn(29, 16), torch.randn(29, 16)
+state_a = state_b = None
+for (ka, va), (kb, vb) in zip(blocks_of(k, v, 10), blocks_of(k2, v2, 10)):
+    state_a = online_softmax_step(q, ka, va, state_a)
+    state_b = online_softmax_step(q2, kb, vb, state_b)
+state_a = online_softmax_step(q, *blocks_of(k, v, 10)[-1], state_a)
+torch.testing.assert_close(finish(state_a), attention(q, k, v))
+torch.testing.assert_close(finish(state_b), attention(q2, k2, v2))
+# values of another width than the keys
+v3 = torch.randn(37, 5)
+torch.testing.assert_close(finish(run_blocks(q, blocks_of(k, v3, 8))), attention(q, k, v3))
 # large scores: exp without the running maximum overflows
 big_q, big_k = torch.randn(4, 16) * 30, torch.randn(24, 16) * 30
-out = online_softmax_attention(big_q, big_k, v[:24], block=8)
+out = finish(run_blocks(big_q, blocks_of(big_k, v[:24], 8)))
 assert torch.isfinite(out).all(), "subtract the running maximum before exp"
-torch.testing.assert_close(out, standard(big_q, big_k, v[:24]), rtol=1e-4, atol=1e-4)
+torch.testing.assert_close(out, attention(big_q, big_k, v[:24]), rtol=1e-4, atol=1e-4)
 q64, k64, v64 = (torch.randn(3, 8, dtype=torch.float64) for _ in range(3))
-assert online_softmax_attention(q64, k64, v64, 4).dtype == torch.float64
+assert all(t.dtype == torch.float64 for t in run_blocks(q64, blocks_of(k64, v64, 4)))
 ### END HIDDEN TESTS
+
+# %% [markdown]
+# Attention over a whole sequence is then a loop over its blocks - the loop a FlashAttention kernel
+# runs for each tile of queries, with the blocks in on-chip memory:
+
+# %%
+def online_softmax_attention(q, k, v, block=64):
+    """Attention of q [N, d] over k, v [M, d], visiting the keys `block` at a time."""
+    state = None
+    for start in range(0, k.shape[0], block):
+        state = online_softmax_step(q, k[start:start + block], v[start:start + block], state)
+    m, l, acc = state  # noqa: E741
+    return acc / l[:, None]
+
+
+torch.manual_seed(0)
+qs, ks, vs = torch.randn(8, 16), torch.randn(50, 16), torch.randn(50, 16)
+standard = torch.softmax(qs @ ks.T / math.sqrt(16), dim=1) @ vs
+for block in (1, 16, 64):
+    gap = (online_softmax_attention(qs, ks, vs, block) - standard).abs().max()
+    print(f"block {block:>2}: largest difference from standard attention {gap:.1e}")
 
 # %% [markdown]
 # `inferlab.engine.tiled_attention.tiled_attention` is the same algorithm for batches of heads, with a causal mask.
