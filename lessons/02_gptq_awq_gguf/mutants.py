@@ -27,19 +27,6 @@ def hessian(x):
 ''',
     ],
     "gptq_columns": [
-        # Round-to-nearest: no error compensation at all.
-        '''
-def gptq_quantize_columns(W, U, bits=4, group_size=128):
-    W = W.clone().float()
-    Q = torch.zeros_like(W)
-    qmax = 2 ** (bits - 1) - 1
-    for j in range(W.shape[1]):
-        if j % group_size == 0:
-            scale = W[:, j:j + group_size].abs().amax(dim=1) / qmax
-            scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-        Q[:, j] = torch.round(W[:, j] / scale).clamp(-qmax, qmax) * scale
-    return Q
-''',
         # Group scales taken from the original weights, before any correction.
         '''
 def gptq_quantize_columns(W, U, bits=4, group_size=128):
@@ -188,6 +175,26 @@ def q4_0_quantize(x):
     q = (torch.round(blocks * inv) + 8).clamp(0, 15).to(torch.uint8)
     packed = q[:, :16] | (q[:, 16:] << 4)
     return torch.cat([d.to(torch.float16).view(torch.uint8).reshape(-1, 2), packed], dim=1)
+''',
+    ],
+}
+
+# Shortcuts the *visible* tests already reject (tests/test_lesson_shortcuts.py checks that they do):
+# a student sees the failure before submitting.
+SHORTCUTS = {
+    "gptq_columns": [
+        # Round-to-nearest: no error compensation at all (lesson 01's method).
+        '''
+def gptq_quantize_columns(W, U, bits=4, group_size=128):
+    W = W.clone().float()
+    Q = torch.zeros_like(W)
+    qmax = 2 ** (bits - 1) - 1
+    for j in range(W.shape[1]):
+        if j % group_size == 0:
+            scale = W[:, j:j + group_size].abs().amax(dim=1) / qmax
+            scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        Q[:, j] = torch.round(W[:, j] / scale).clamp(-qmax, qmax) * scale
+    return Q
 ''',
     ],
 }

@@ -80,3 +80,15 @@ REFERENCES = {
     "online_softmax_step": ["inferlab.engine.tiled_attention:tiled_attention",
                             "inferlab.engine.gpu_kernels:decode_attention"],
 }
+
+# Shortcuts the *visible* tests already reject (tests/test_lesson_shortcuts.py checks that they do).
+SHORTCUTS = {
+    "online_softmax_step": [
+        # Forgets to rescale the accumulated output when the maximum grows.
+        _RIGHT.replace("acc = acc * correction[:, None] + p @ v", "acc = acc + p @ v"),
+        # Forgets to rescale the running sum.
+        _RIGHT.replace("l = l * correction + p.sum(dim=1)", "l = l + p.sum(dim=1)"),
+        # Softmax of the block alone: the state of the earlier blocks is dropped.
+        _RIGHT.replace("m, l, acc = state", "m, l, acc = state[0], state[1] * 0, state[2] * 0"),
+    ],
+}
