@@ -93,26 +93,54 @@ def onehot(ids, v=6):
     return torch.nn.functional.one_hot(torch.tensor(ids), v).float()
 
 
+def chi2(counts, probs):
+    """Pearson's chi-square of observed counts against probabilities (cells with p > 0)."""
+    expected = counts.sum() * probs
+    keep = expected > 0
+    return float(((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum())
+
+
 # Greedy (one-hot) distributions: keep draft tokens while they match the target's choice,
 # then take the target's token.
 out = speculative_accept([2, 4, 1], onehot([2, 4, 1]), onehot([2, 4, 3, 5]))
 assert out[:3] == [2, 4, 3], out
+# Real distributions: whatever the draft's q, the first token that comes out must follow the
+# target's p_1. 2000 rounds with a fixed generator; chi2 above 16.3 (3 degrees of freedom) happens
+# by chance once in a thousand for a correct rule.
+g = torch.Generator().manual_seed(0)
+p = torch.tensor([[0.10, 0.40, 0.30, 0.20], [0.25, 0.25, 0.25, 0.25]])
+q = torch.tensor([[0.50, 0.10, 0.25, 0.15]])
+counts = torch.zeros(4)
+for _ in range(2000):
+    x = int(torch.multinomial(q[0], 1, generator=g))     # the draft samples its guess from q
+    counts[speculative_accept([x], q, p, g)[0]] += 1
+assert chi2(counts, p[0]) < 16.3, (
+    f"first tokens {counts.tolist()} do not follow the target's p_1 = {p[0].tolist()} "
+    f"(chi2 = {chi2(counts, p[0]):.1f})")
 ### BEGIN HIDDEN TESTS
 bonus = speculative_accept([2, 4, 1], onehot([2, 4, 1]), onehot([2, 4, 1, 5]))
 assert bonus == [2, 4, 1, 5], "bonus token"
 assert speculative_accept([0, 4], onehot([0, 4]), onehot([3, 4, 5])) == [3]
-# Statistics: the first emitted token must follow p_1, whatever the draft's q.
-g = torch.Generator().manual_seed(0)
-p = torch.tensor([[0.05, 0.50, 0.30, 0.15], [0.25, 0.25, 0.25, 0.25]])
-q = torch.tensor([[0.60, 0.10, 0.20, 0.10]])
-n = 4000
-counts = torch.zeros(4)
-for _ in range(n):
-    x = int(torch.multinomial(q[0], 1, generator=g))
-    counts[speculative_accept([x], q, p, g)[0]] += 1
-chi2 = float(((counts - n * p[0]) ** 2 / (n * p[0])).sum())
-assert chi2 < 16.3, \
-    f"first tokens do not follow the target distribution (chi2 = {chi2:.1f}, 3 d.o.f.)"
+# Two draft tokens: the first output follows p_1; after an accepted first token the second follows
+# p_2 (an accepted token is the only way the draft's x_1 comes out first); the bonus follows p_3.
+g = torch.Generator().manual_seed(3)
+p = torch.tensor([[0.10, 0.40, 0.30, 0.20], [0.05, 0.15, 0.60, 0.20], [0.40, 0.30, 0.20, 0.10]])
+q = torch.tensor([[0.50, 0.10, 0.25, 0.15], [0.40, 0.30, 0.10, 0.20]])
+firsts, seconds, bonuses = torch.zeros(4), torch.zeros(4), torch.zeros(4)
+for _ in range(3000):
+    x = [int(torch.multinomial(q[i], 1, generator=g)) for i in range(2)]
+    out = speculative_accept(x, q, p, g)
+    assert 1 <= len(out) <= 3 and out[:-1] == x[:len(out) - 1], (x, out)
+    firsts[out[0]] += 1
+    if len(out) >= 2:
+        seconds[out[1]] += 1
+    if len(out) == 3:
+        bonuses[out[2]] += 1
+assert chi2(firsts, p[0]) < 16.3, f"first tokens do not follow p_1 (chi2 = {chi2(firsts, p[0]):.1f})"
+assert chi2(seconds, p[1]) < 16.3, (
+    f"second tokens do not follow p_2 (chi2 = {chi2(seconds, p[1]):.1f}): a fresh uniform draw "
+    "for every position, the residual of that position")
+assert bonuses.sum() > 0 and chi2(bonuses, p[2]) < 16.3, "the bonus token follows p_{k+1}"
 # When the draft is exact (q == p) everything is accepted.
 same = torch.tensor([[0.2, 0.3, 0.5, 0.0]] * 3)
 for _ in range(20):
