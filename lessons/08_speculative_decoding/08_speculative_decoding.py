@@ -136,7 +136,8 @@ for _ in range(3000):
         seconds[out[1]] += 1
     if len(out) == 3:
         bonuses[out[2]] += 1
-assert chi2(firsts, p[0]) < 16.3, f"first tokens do not follow p_1 (chi2 = {chi2(firsts, p[0]):.1f})"
+assert chi2(firsts, p[0]) < 16.3, (
+    f"first tokens do not follow p_1 (chi2 = {chi2(firsts, p[0]):.1f})")
 assert chi2(seconds, p[1]) < 16.3, (
     f"second tokens do not follow p_2 (chi2 = {chi2(seconds, p[1]):.1f}): a fresh uniform draw "
     "for every position, the residual of that position")
