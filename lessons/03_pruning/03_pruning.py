@@ -605,9 +605,9 @@ plots.grouped_bars([row[0] for row in table], {"MB": [r["bytes"] / 1e6 for _, _,
 
 # %% [markdown]
 # ## Claims vs measured
-# The tutorial this course follows says pruning reaches "30-50% sparsity with minimal loss". Published
-# results that support it come from much larger models: Wanda's paper reports LLaMA-7B on WikiText-2
-# at perplexity 5.68 dense, 7.26 with Wanda at 50% unstructured, 17.29 with magnitude pruning at 50%
+# A range often quoted for LLM pruning is "30-50% sparsity with minimal loss". The published results
+# behind it come from much larger models: Wanda's paper reports LLaMA-7B on WikiText-2 at
+# perplexity 5.68 dense, 7.26 with Wanda at 50% unstructured, 17.29 with magnitude pruning at 50%
 # (Sun et al. 2023, arXiv:2306.11695, Table 2). NVIDIA advertises "up to 2x" math throughput for 2:4
 # sparse tensor cores (Ampere architecture whitepaper, 2020).
 
@@ -620,7 +620,7 @@ swept = {x: p for x, p in curve["wanda"].items() if 0 < x < 0.45}
 near30 = min(swept, key=lambda x: abs(x - 0.3)) if swept else None
 wanda30 = f"Wanda {near30:.0%}: {ratio(swept[near30])}; " if near30 is not None else ""
 claims = [
-    ("30-50% sparsity, minimal loss", "tutorial; LLaMA-7B Wanda 50%: 5.68 -> 7.26 (1.3x)",
+    ("30-50% sparsity, minimal loss", "often quoted; LLaMA-7B Wanda 50%: 5.68 -> 7.26 (1.3x)",
      f"{wanda30}Wanda 50%: {ratio(wanda_ppl)}; magnitude 50%: {ratio(unstructured['ppl'])}",
      "holds near 30% with an activation-aware method; "
      "at 50% a 135M model has less redundancy than 7B+ ones"),

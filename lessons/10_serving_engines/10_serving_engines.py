@@ -11,7 +11,7 @@
 # | transformers `generate` | the library's reference loop | in the notebook, one request at a time |
 # | the course engine | `inferlab.engine.LLMEngine` (lessons 05-09) | in the notebook, continuous batching |
 # | **vLLM** | PagedAttention + continuous batching, OpenAI-compatible server | offline `LLM.generate` and its server, started by this notebook on 127.0.0.1 |
-# | **llama.cpp** | C/C++ inference on GGUF (quantized) files | llama-cpp-python in the notebook, and its server |
+# | **llama.cpp** | C/C++ inference on GGUF (quantized) files | llama-cpp-python in the notebook, and that binding's server (`llama_cpp.server`) |
 #
 # All four get **the same workload**: a fixed set of prompts of mixed length, a fixed number of
 # new tokens each, sent by N concurrent clients. Each is judged by what a user and an operator see:
@@ -390,9 +390,14 @@ if raw_lines:
 # ## 7 · llama.cpp: in the notebook and as a server
 # llama.cpp runs the GGUF file as it ships - 4-bit Q4_1 weights with C++ kernels written for
 # CPUs - where the other engines run bf16 or fp32 copies. Its Python binding,
-# llama-cpp-python, holds one context: one request at a time. Its server has the same limit and,
-# by default, even **aborts** the running request when a new one arrives (right for a single
-# chat user, wrong for many clients); the course starts it with `--interrupt_requests False`.
+# llama-cpp-python, holds one context: one request at a time. The server that comes with it
+# (`python -m llama_cpp.server`, the one this lesson starts) wraps that one context, so it has the
+# same limit and, by default, even **aborts** the running request when a new one arrives (right
+# for a single chat user, wrong for many clients); the course starts it with
+# `--interrupt_requests False`. llama.cpp's own C++ server, `llama-server`, is different: it
+# splits its context into parallel **slots** (`--parallel N`) and decodes the active slots
+# together in one batch (continuous batching), so it serves several requests at once. What you
+# measure below is the Python binding's server, not `llama-server`.
 # End-of-sequence is disabled with `logit_bias` (the standard OpenAI field).
 
 # %%
@@ -467,7 +472,8 @@ if ran:
 # Pick the number of concurrent clients, the prompt lengths and the output length, choose engines
 # and press **Run**. The in-notebook engines answer in seconds; ticking a server starts it for the
 # run and stops it afterwards (vLLM: tens of seconds to start). Watch TTFT grow with concurrency
-# for the engines that serve one request at a time, and stay flat longer for the batching ones.
+# for the engines that serve one request at a time here (transformers `generate`, llama-cpp-python
+# and its server), and stay flat longer for the batching ones.
 
 # %%
 import ipywidgets as widgets
@@ -589,8 +595,9 @@ for claim, name in rows:
 # win, and what an engine's kernels do per token matters more: vLLM's CPU build runs bf16 through
 # optimized CPU kernels, llama.cpp reads 4-bit weights (about a third of the bytes of bf16: 4-bit
 # values plus a scale and a minimum per block of 32) with hand-written kernels, transformers runs
-# fp32 eager PyTorch. Engines that serve one request at a time show it in their TTFT, which grows
-# with the number of clients waiting. The cell below names the winner of each column in this run.
+# fp32 eager PyTorch. Engines that serve one request at a time here (transformers,
+# llama-cpp-python's single context) show it in their TTFT, which grows with the number of
+# clients waiting. The cell below names the winner of each column in this run.
 # On a GPU with a 7B model and hundreds of concurrent requests the setting is the one the cited
 # numbers come from. The GPU numbers in the table above are vLLM's published ones: cited, not
 # measured in this run.
