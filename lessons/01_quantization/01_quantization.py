@@ -1,6 +1,10 @@
 # %% [markdown]
 # # 01 · Quantization: INT8, INT4, NF4 and bitsandbytes
 #
+# **Time:** about 20 min to run every cell in full mode on a 2-core CPU, about 6 min on a GPU
+# (estimates), plus your reading and exercises. **Prerequisites:** lesson 00 (the memory wall:
+# decoding reads every weight per token); PyTorch tensors and dtypes.
+#
 # Lesson 00 showed that batch-1 decoding is limited by how many **bytes of weights** must be read
 # per token. Quantization stores each weight in fewer bits: 8 or 4 instead of 32 or 16. This lesson
 # builds it from the bottom up and measures what it buys and what it costs, on this machine:

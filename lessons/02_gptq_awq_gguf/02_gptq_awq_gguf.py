@@ -1,6 +1,11 @@
 # %% [markdown]
 # # 02 · Better 4-bit: GPTQ, AWQ - and GGUF on the CPU with llama.cpp
 #
+# **Time:** about 30 min to run every cell in full mode on a 2-core CPU, about 15 min on a GPU
+# (estimates), plus your reading and exercises. **Prerequisites:** lesson 01 (round-to-nearest,
+# per-group scales, perplexity); matrix products (the Cholesky factor is explained here). llama.cpp
+# runs on the CPU even on a GPU machine.
+#
 # Lesson 01 quantized every weight on its own: **round-to-nearest** (RTN). At 4 bits that cost a
 # lot of perplexity. Two post-training methods do better without any training, by looking at what
 # the weights are *used for* - the activations of a little calibration text:
@@ -712,7 +717,7 @@ else:
 # %% [markdown]
 # ### llama.cpp on this CPU
 # `llama-cpp-python` binds llama.cpp. It has no prebuilt wheel for this platform and compiles from
-# source on install (cmake and a C++ compiler needed; it took minutes on the course's CPU machine):
+# source on install (cmake and a C++ compiler needed; the compile takes minutes on a CPU):
 #
 # ```
 # CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python==0.3.36

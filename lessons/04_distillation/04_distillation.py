@@ -1,6 +1,11 @@
 # %% [markdown]
 # # 04 · Distillation: a smaller student that imitates the teacher
 #
+# **Time:** about 12 min to run every cell in full mode on a 2-core CPU, about 10 min on a GPU
+# (estimates), plus your reading and exercises. **Prerequisites:** lessons 00 and 03 (a model with
+# layers removed); a PyTorch training loop (loss, `backward`, optimizer); softmax and cross-entropy.
+# On a GPU the notebook trains longer.
+#
 # Quantization (lessons 01-02) stores the same model in fewer bits; pruning (lesson 03) removes
 # weights and, on this model, lost quality quickly. **Distillation** takes the other road: build a
 # smaller model and *train* it to behave like the big one (Hinton, Vinyals & Dean 2015,

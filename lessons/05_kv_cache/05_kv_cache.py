@@ -1,6 +1,10 @@
 # %% [markdown]
 # # 05 · The KV cache
 #
+# **Time:** about 5 min to run every cell in full mode on a 2-core CPU, about 2 min on a GPU
+# (estimates), plus your reading and exercises. **Prerequisites:** lesson 00; self-attention with
+# queries, keys, values and a causal mask.
+#
 # Lesson 00 showed that decoding produces one token per forward pass. This lesson looks inside that
 # pass: at step `n`, attention needs the **keys and values of all `n` previous tokens**.
 # Recomputing them every step makes token `n` cost O(n) and a whole answer O(n²). Keeping them - the

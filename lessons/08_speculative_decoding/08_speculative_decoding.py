@@ -1,6 +1,11 @@
 # %% [markdown]
 # # 08 · Speculative decoding
 #
+# **Time:** about 8 min to run every cell in full mode on a 2-core CPU, about 3 min on a GPU
+# (estimates), plus your reading and exercises. **Prerequisites:** lessons 05-07 (the engine);
+# lesson 04's distilled student is used as the draft if you ran it; sampling from a probability
+# distribution.
+#
 # At batch 1, a decode step is limited by reading the weights, not by arithmetic (lesson 00):
 # scoring five positions costs about as much as scoring one. Speculative decoding (Leviathan, Kalman
 # & Matias, ICML 2023; Chen et al., 2023) exploits this. A small **draft** model guesses `k` tokens

@@ -1,6 +1,10 @@
 # %% [markdown]
 # # 11 · Distributed serving: replicas, autoscaling, model parallelism, monitoring
 #
+# **Time:** about 10 min to run every cell in full mode on a 2-core CPU, about 8 min on a GPU
+# (estimates), plus your reading and exercises. **Prerequisites:** lesson 10 (serving and its
+# metrics); processes and ports.
+#
 # Lesson 10 served a model from one process. A real service runs **many**: copies of the model
 # behind a router (*replicas*, more of them when traffic rises: *autoscaling*), or one model split
 # across several devices when it is too big or too slow for one (*model parallelism*). And it is
