@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 00 · Why is LLM inference slow?
 #
-# **Time:** about 3 min to run every cell in full mode on a 2-core CPU, about 1 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** Python and basic PyTorch
+# **Time:** about 3 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** Python and basic PyTorch
 # (tensors, `model(...)`); what a language model does (tokens in, next-token probabilities out). No
 # earlier lesson.
 #

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 01 · Quantization: INT8, INT4, NF4 and bitsandbytes
 #
-# **Time:** about 20 min to run every cell in full mode on a 2-core CPU, about 6 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lesson 00 (the memory wall:
+# **Time:** about 20 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lesson 00 (the memory wall:
 # decoding reads every weight per token); PyTorch tensors and dtypes.
 #
 # Lesson 00 showed that batch-1 decoding is limited by how many **bytes of weights** must be read

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 02 · Better 4-bit: GPTQ, AWQ - and GGUF on the CPU with llama.cpp
 #
-# **Time:** about 30 min to run every cell in full mode on a 2-core CPU, about 15 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lesson 01 (round-to-nearest,
+# **Time:** about 30 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lesson 01 (round-to-nearest,
 # per-group scales, perplexity); matrix products (the Cholesky factor is explained here). llama.cpp
 # runs on the CPU even on a GPU machine.
 #

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 03 · Pruning: which zeros make a model smaller or faster?
 #
-# **Time:** about 15 min to run every cell in full mode on a 2-core CPU, about 5 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lessons 00-01 (bytes per token,
+# **Time:** about 15 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lessons 00-01 (bytes per token,
 # perplexity, measuring size and speed).
 #
 # Pruning removes weights on the bet that the model barely needs them. Whether that buys anything

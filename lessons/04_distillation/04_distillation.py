@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 04 · Distillation: a smaller student that imitates the teacher
 #
-# **Time:** about 12 min to run every cell in full mode on a 2-core CPU, about 10 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lessons 00 and 03 (a model with
+# **Time:** about 12 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lessons 00 and 03 (a model with
 # layers removed); a PyTorch training loop (loss, `backward`, optimizer); softmax and cross-entropy.
 # On a GPU the notebook trains longer.
 #

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 05 · The KV cache
 #
-# **Time:** about 5 min to run every cell in full mode on a 2-core CPU, about 2 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lesson 00; self-attention with
+# **Time:** about 5 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lesson 00; self-attention with
 # queries, keys, values and a causal mask.
 #
 # Lesson 00 showed that decoding produces one token per forward pass. This lesson looks inside that

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 06 · Batching: static, dynamic and continuous
 #
-# **Time:** about 6 min to run every cell in full mode on a 2-core CPU, about 3 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lesson 05 (the KV cache and the
+# **Time:** about 6 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lesson 05 (the KV cache and the
 # decode step).
 #
 # Lesson 00 showed that one decode step can serve many sequences for little more than the price of

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 07 · PagedAttention: KV cache in blocks
 #
-# **Time:** about 6 min to run every cell in full mode on a 2-core CPU, about 3 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lessons 05-06 (the KV cache, the
+# **Time:** about 6 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lessons 05-06 (the KV cache, the
 # scheduler and the engine).
 #
 # Lesson 05's static cache reserves `max_len` slots for every sequence; lesson 06's scheduler admits

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 08 · Speculative decoding
 #
-# **Time:** about 8 min to run every cell in full mode on a 2-core CPU, about 3 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lessons 05-07 (the engine);
+# **Time:** about 8 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lessons 05-07 (the engine);
 # lesson 04's distilled student is used as the draft if you ran it; sampling from a probability
 # distribution.
 #

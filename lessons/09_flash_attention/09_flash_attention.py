@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 09 · FlashAttention: exact attention without the N x N matrix
 #
-# **Time:** about 5 min to run every cell in full mode on a 2-core CPU, about 2 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lesson 05 (attention); softmax
+# **Time:** about 5 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lesson 05 (attention); softmax
 # and why `exp` overflows; lesson 07's block table for the engine section.
 #
 # Standard attention computes `softmax(Q K^T / sqrt(d)) V` by materialising the `N x N` score matrix:

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 10 · Serving engines: vLLM and llama.cpp, measured side by side
 #
-# **Time:** about 15 min to run every cell in full mode on a 2-core CPU, about 10 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lessons 05-09 (what an engine
+# **Time:** about 15 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lessons 05-09 (what an engine
 # does inside), lesson 02 (GGUF); HTTP requests and streaming help.
 #
 # Lessons 05-09 built the pieces of a fast inference engine by hand: a KV cache, continuous

@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 11 · Distributed serving: replicas, autoscaling, model parallelism, monitoring
 #
-# **Time:** about 10 min to run every cell in full mode on a 2-core CPU, about 8 min on a GPU
-# (estimates), plus your reading and exercises. **Prerequisites:** lesson 10 (serving and its
+# **Time:** about 10 min to run every cell in full mode on a 2-core CPU (an estimate),
+# plus your reading and exercises. **Prerequisites:** lesson 10 (serving and its
 # metrics); processes and ports.
 #
 # Lesson 10 served a model from one process. A real service runs **many**: copies of the model
