@@ -16,7 +16,9 @@
 #    allocated, including what grouped-query attention (GQA) saves;
 # 3. implement a **static KV cache** (graded) - the preallocated layout gpt-fast uses - and generate
 #    with it through a forward pass written out in ~25 lines, token for token equal to
-#    `transformers`.
+#    `transformers`;
+# 4. **quantize the cache to int8** (graded): one scale per token and head, then measure the memory
+#    it saves and what it costs in quality on your machine.
 #
 # The cache you write here is the first piece of the course's engine, `inferlab.engine`; lessons
 # 06-08 add batching, paged blocks and speculation on top of it.
@@ -55,8 +57,9 @@ _freqs = torch.arange(ROPE_LEN, dtype=torch.float32)[:, None] * weights.inv_freq
 COS, SIN = torch.cat([_freqs, _freqs], -1).cos(), torch.cat([_freqs, _freqs], -1).sin()
 
 
-def forward(ids: torch.Tensor, cache, start: int) -> torch.Tensor:
-    """Logits of the last position for tokens ``ids [1, T]`` at positions ``start..start+T-1``."""
+def forward(ids: torch.Tensor, cache, start: int, last_only: bool = True) -> torch.Tensor:
+    """Logits of the last position (or of all ``T``, ``[T, vocab]``, with ``last_only=False``)
+    for tokens ``ids [1, T]`` at positions ``start..start+T-1``."""
     T = ids.shape[1]
     h = F.embedding(ids, weights.embed)                                # [1, T, hidden]
     cos, sin = COS[start:start + T], SIN[start:start + T]
@@ -76,7 +79,8 @@ def forward(ids: torch.Tensor, cache, start: int) -> torch.Tensor:
         x = rms_norm(h, layer.post_norm, cfg.rms_norm_eps)
         gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
         h = h + F.linear(F.silu(gate) * up, layer.down)
-    return F.linear(rms_norm(h[:, -1], weights.norm, cfg.rms_norm_eps), weights.lm_head)
+    h = h[:, -1] if last_only else h[0]
+    return F.linear(rms_norm(h, weights.norm, cfg.rms_norm_eps), weights.lm_head)
 
 
 class NoCache:
@@ -328,10 +332,12 @@ assert torch.equal(b.update(0, kb, kb, 2)[0][:, :, 2:], kb)
 # `transformers`' own greedy generation token for token (both in fp32).
 
 # %%
-def generate(prompt: str, n_new: int, use_cache: bool = True) -> tuple[list[int], list[float]]:
+def generate(prompt: str, n_new: int, use_cache: bool = True,
+             cache_class=None) -> tuple[list[int], list[float]]:
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     tokens, step_s = ids[0].tolist(), []
-    cache = StaticKVCache(cfg.num_layers, 1, cfg.num_kv_heads, len(tokens) + n_new, cfg.head_dim)
+    cache = (cache_class or StaticKVCache)(cfg.num_layers, 1, cfg.num_kv_heads,
+                                           len(tokens) + n_new, cfg.head_dim)
     with torch.inference_mode():
         for step in range(n_new):
             start = time.perf_counter()
@@ -368,7 +374,236 @@ plots.lines(range(1, n_new + 1), {"without cache": [s * 1e3 for s in plain_s],
 # appears as `StaticKVCache` with one row per *sequence slot*, so that many requests share one
 # preallocated tensor (`LLMEngine(model, tokenizer, EngineConfig(kv_cache="static"))`); lesson 07
 # replaces rows by blocks.
+
+# %% [markdown]
+# ## 5 · KV-cache quantization
+# ### Why the cache, not the weights, fills memory at scale
+# The weights are stored once, whatever the batch. The cache is stored **per token of every
+# sequence**:
 #
+# `bytes per token = layers x 2 (K and V) x KV heads x head dim x bytes per value`
+#
+# (per layer: `2 x KV heads x head dim x bytes`). Below, for the model in this notebook and for the
+# shape of Llama-2-7B (its published config: 32 layers, 32 KV heads of 128, hidden size 4096, MLP
+# 11008, vocabulary 32000), computed with your `kv_cache_size`, both in fp16 (2 bytes).
+
+# %%
+from inferlab.lab.models import parameter_count, weight_bytes
+
+L2_LAYERS, L2_HIDDEN, L2_MLP, L2_VOCAB = 32, 4096, 11008, 32000
+llama2_params = (2 * L2_VOCAB * L2_HIDDEN + L2_HIDDEN                      # embed, lm_head, norm
+                 + L2_LAYERS * (4 * L2_HIDDEN ** 2 + 3 * L2_HIDDEN * L2_MLP + 2 * L2_HIDDEN))
+SHAPES = {  # name: (layers, KV heads, head dim, parameters)
+    "SmolLM2-135M": (cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, parameter_count(model)),
+    "Llama-2-7B": (L2_LAYERS, 32, 128, llama2_params),
+}
+crossover = {}
+for name, (nl, nkv, d, params) in SHAPES.items():
+    per_token = kv_cache_size(nl, nkv, d, 1)                       # fp16, all layers
+    weights_fp16 = params * 2
+    crossover[name] = weights_fp16 / per_token
+    print(f"{name:<13} {per_token // nl:>6,} B per token per layer, {per_token / 2**10:6.1f} KiB "
+          f"per token; fp16 weights {weights_fp16 / 2**30:5.2f} GiB "
+          f"({params / 1e9:.3f} B parameters)")
+    for batch, ctx in [(1, 4096), (16, 4096), (32, 32768)]:
+        cache = kv_cache_size(nl, nkv, d, ctx, batch=batch)
+        print(f"    batch {batch:>2} x {ctx:>6} tokens: cache {cache / 2**30:7.2f} GiB = "
+              f"{cache / weights_fp16:6.2f}x the weights")
+    print(f"    the cache outweighs the weights beyond {crossover[name]:,.0f} tokens in memory "
+          "(summed over the batch)")
+
+# %% [markdown]
+# Past that point, halving the bytes of each cached value does more for memory than anything done
+# to the weights: it doubles the number of tokens (longer contexts, or more sequences in a batch)
+# that fit. Storing K and V as **int8** with one floating-point scale per token and head is the
+# simplest way to do it. Serving engines offer such caches (vLLM has an fp8 one), and research goes
+# lower still (KIVI, Liu et al. 2024: 2 bits, with keys scaled per channel instead of per token).
+#
+# ### Exercise 3 - int8 quantization of keys and values (3 points)
+# Implement **symmetric per-token, per-head** int8 quantization. `x` has the cache's layout
+# `[..., head dim]` (for example `[batch, KV heads, tokens, head dim]`); each vector along the last
+# dimension - one token in one head - gets its own scale:
+# * `quantize_kv(x, scale=None) -> (q, scale)`:
+#   * `scale = max|x| / 127` over the last dimension, as **float32** of shape
+#     `x.shape[:-1] + (1,)`; a vector that is all zeros gets scale `1.0` (no division by zero);
+#   * `q = round(x / scale)` to the **nearest** integer (`torch.round`, not truncation), clamped
+#     to `[-127, 127]`, as **int8** of the shape of `x` (-128 is left unused: symmetric);
+#   * if `scale` is given (a number or a tensor that broadcasts to `x.shape[:-1] + (1,)`, for
+#     example a scale fixed in advance), use it instead; values beyond `±127 x scale` saturate at
+#     `±127`. Return the scale used, as float32 of shape `x.shape[:-1] + (1,)`.
+#   * Inputs may be float16/bfloat16: compute in float32.
+# * `dequantize_kv(q, scale, dtype=torch.float32)` returns `q x scale` as `dtype`.
+#
+# One scale per (token, head) keeps an outlier in one head or one token from coarsening the others,
+# and a token's scale never changes once written: appending tokens never re-quantizes the cache.
+
+# %% solution id=quantize_kv
+def quantize_kv(x: torch.Tensor, scale=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 ``q`` and float32 ``scale``, one per vector of the last dimension: x ~ q * scale."""
+    ### BEGIN SOLUTION
+    x = x.float()                                              # fp16/bf16 in, fp32 arithmetic
+    scale_shape = (*x.shape[:-1], 1)
+    if scale is None:
+        amax = x.abs().amax(dim=-1, keepdim=True)              # one max per (token, head)
+        scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))   # all-zero: scale 1
+    else:
+        scale = torch.as_tensor(scale, dtype=torch.float32).expand(scale_shape)
+    q = torch.round(x / scale)                                 # to nearest, not toward zero
+    q = q.clamp(-127, 127)                                     # saturate: int8 would wrap around
+    return q.to(torch.int8), scale.contiguous()
+    ### END SOLUTION
+
+
+def dequantize_kv(q: torch.Tensor, scale: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """``q * scale`` as ``dtype``."""
+    ### BEGIN SOLUTION
+    return (q.to(torch.float32) * scale).to(dtype)
+    ### END SOLUTION
+
+# %% tests id=test_quantize_kv points=3
+import torch
+
+torch.manual_seed(0)
+x = torch.randn(2, 3, 5, 8)                              # [batch, KV heads, tokens, head dim]
+q, scale = quantize_kv(x)
+assert q.dtype == torch.int8 and q.shape == x.shape
+assert scale.dtype == torch.float32 and scale.shape == (2, 3, 5, 1)
+back = dequantize_kv(q, scale)
+assert back.dtype == torch.float32 and back.shape == x.shape
+assert (back - x).abs().max() <= x.abs().max() / 127, "the round trip is too far from x"
+### BEGIN HIDDEN TESTS
+# every element within half a step of its own vector's scale
+assert torch.allclose(scale, x.abs().amax(-1, keepdim=True) / 127)
+assert ((back - x).abs() <= scale / 2 + 1e-6).all(), "round to nearest"
+assert (q.abs().amax(-1) == 127).all(), "each vector's largest value maps to +-127"
+# by hand: max|x| = 127 -> scale 1, so 2.6 -> 3 and -3.4 -> -3; max|x| = 1 -> scale 1/127,
+# 0.3 * 127 = 38.1 -> 38, 0.25 * 127 = 31.75 -> 32, 0.74 * 127 = 93.98 -> 94
+q, scale = quantize_kv(torch.tensor([[127.0, -3.4, 2.6, 0.0], [0.3, -1.0, 0.25, 0.74]]))
+assert torch.equal(q, torch.tensor([[127, -3, 3, 0], [38, -127, 32, 94]], dtype=torch.int8))
+assert torch.allclose(scale, torch.tensor([[1.0], [1 / 127]]))
+# all-zero vectors: scale 1, q 0, and they come back as exact zeros (no NaN)
+z = torch.zeros(2, 1, 3, 4)
+z[1, 0, 1] = torch.tensor([0.5, -0.25, 0.0, 1.0])
+q, scale = quantize_kv(z)
+assert torch.isfinite(scale).all() and scale[0].eq(1).all() and scale[1, 0, 0].eq(1).all()
+assert q[0].eq(0).all() and torch.equal(dequantize_kv(q, scale)[0], z[0])
+# an outlier in one head (or one token) leaves every other vector's scale and q unchanged
+x = torch.randn(1, 2, 4, 8)
+y = x.clone()
+y[0, 0, 2, 3] = 1000.0
+qx, sx = quantize_kv(x)
+qy, sy = quantize_kv(y)
+assert torch.equal(qx[0, 1], qy[0, 1]) and torch.equal(sx[0, 1], sy[0, 1]), "per head"
+assert torch.equal(qx[0, 0, :2], qy[0, 0, :2]) and torch.equal(sx[0, 0, 3], sy[0, 0, 3])
+# a given scale: values beyond +-127 x scale saturate
+q, scale = quantize_kv(torch.tensor([[300.0, -300.0, 5.2, -0.4]]), scale=torch.tensor([[1.0]]))
+assert q.tolist() == [[127, -127, 5, 0]] and scale.shape == (1, 1)
+q, _ = quantize_kv(torch.tensor([[10.0, -1000.0, 3.1]]), scale=2.0)
+assert q.tolist() == [[5, -127, 2]]
+# half-precision inputs, dtype of the result
+h = torch.randn(3, 2, 16, dtype=torch.float16)
+q, scale = quantize_kv(h)
+assert q.dtype == torch.int8 and scale.dtype == torch.float32 and scale.shape == (3, 2, 1)
+assert dequantize_kv(q, scale, torch.float16).dtype == torch.float16
+assert dequantize_kv(q, scale, torch.bfloat16).dtype == torch.bfloat16
+assert (dequantize_kv(q, scale) - h.float()).abs().max() <= h.float().abs().max() / 254 + 1e-3
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### An int8 cache, measured on your machine
+# `Int8KVCache` stores int8 keys/values plus one float32 scale per token and head, and hands
+# attention the dequantized float32 values. Because every token has its own scale, a token is
+# quantized the same way whether it arrives in the prompt or in a decode step, so one pass over a
+# text scores exactly the cache a token-by-token generation would build. Quality is measured on the
+# course's held-out evaluation text against the full-precision (fp32) cache: perplexity, how often
+# the most likely next token is unchanged, and the KL divergence of the next-token distributions.
+
+# %%
+import math
+
+from inferlab.lab.data import eval_tokens
+from inferlab.lab.quality import kl_divergence, token_agreement, top1_agreement
+
+
+class Int8KVCache:
+    """Like ``StaticKVCache``, but K and V are kept as int8 + one scale per (token, head)."""
+
+    def __init__(self, num_layers, batch, num_kv_heads, max_len, head_dim, dtype=torch.float32):
+        shape = (num_layers, batch, num_kv_heads, max_len, head_dim)
+        self.k, self.v = torch.zeros(shape, dtype=torch.int8), torch.zeros(shape, dtype=torch.int8)
+        self.k_scale, self.v_scale = torch.ones(shape[:-1] + (1,)), torch.ones(shape[:-1] + (1,))
+        self.max_len, self.dtype = max_len, dtype
+
+    def update(self, layer, k_new, v_new, start):
+        end = start + k_new.shape[2]
+        if start < 0 or end > self.max_len:
+            raise ValueError(f"positions {start}..{end - 1} do not fit a cache of {self.max_len}")
+        self.k[layer, :, :, start:end], self.k_scale[layer, :, :, start:end] = quantize_kv(k_new)
+        self.v[layer, :, :, start:end], self.v_scale[layer, :, :, start:end] = quantize_kv(v_new)
+        k = dequantize_kv(self.k[layer, :, :, :end], self.k_scale[layer, :, :, :end], self.dtype)
+        v = dequantize_kv(self.v[layer, :, :, :end], self.v_scale[layer, :, :, :end], self.dtype)
+        return k, v                                # new float tensors: dequantized every step
+
+
+ppl_ids = eval_tokens(tokenizer, pick(512, 64))
+n_ppl = ppl_ids.shape[1]
+caches = {"fp32 cache": StaticKVCache, "int8 cache": Int8KVCache}
+logits, step_time, cache_bytes = {}, {}, {}
+with torch.inference_mode():
+    for name, cache_class in caches.items():
+        filled = cache_class(cfg.num_layers, 1, cfg.num_kv_heads, n_ppl, cfg.head_dim)
+        logits[name] = forward(ppl_ids, filled, 0, last_only=False)       # all n_ppl positions
+        cache_bytes[name] = sum(t.numel() * t.element_size() for t in vars(filled).values()
+                                if isinstance(t, torch.Tensor))       # K, V (and the scales)
+        # one decode step that attends to the whole filled cache (it rewrites the last slot)
+        step_time[name] = time_fn(lambda: forward(ppl_ids[:, -1:], filled, n_ppl - 1),
+                                  repeats=pick(9, 5))
+ppl = {name: math.exp(F.cross_entropy(lg[:-1], ppl_ids[0, 1:]).item())
+       for name, lg in logits.items()}
+top1 = top1_agreement(logits["fp32 cache"], logits["int8 cache"])
+kl = kl_divergence(logits["fp32 cache"], logits["int8 cache"])
+fp16_bytes = kv_cache_size(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, n_ppl)
+for name in caches:
+    print(f"{name}: {cache_bytes[name] / 2**20:6.2f} MiB allocated for {n_ppl} tokens, "
+          f"perplexity {ppl[name]:.3f}, decode step {step_time[name].median * 1e3:.1f} ms "
+          f"(repeats vary by {step_time[name].spread:.0%})")
+print(f"(an fp16 cache would hold {fp16_bytes / 2**20:.2f} MiB: int8 + scales is "
+      f"{fp16_bytes / cache_bytes['int8 cache']:.2f}x smaller than fp16, "
+      f"{cache_bytes['fp32 cache'] / cache_bytes['int8 cache']:.2f}x smaller than fp32)")
+print(f"int8 vs fp32 cache: perplexity {ppl['int8 cache'] - ppl['fp32 cache']:+.3f}, "
+      f"same top-1 next token at {top1:.1%} of {n_ppl} positions, KL {kl:.2e} nats")
+
+q8_tokens, q8_s = generate(prompt, n_new, cache_class=Int8KVCache)
+agree = token_agreement(mine, q8_tokens)
+first_diff = next((i for i, (a, b) in enumerate(zip(mine, q8_tokens)) if a != b), None)
+print(f"greedy generation, {n_new} tokens: {agree:.0%} equal to the fp32 cache's tokens"
+      + (f" (first difference at token {first_diff})" if first_diff is not None else ""))
+print(repr(tokenizer.decode(q8_tokens)))
+slower = step_time["int8 cache"].median / step_time["fp32 cache"].median
+noise = max(t.spread for t in step_time.values())
+verdict = ("no difference this run can resolve" if abs(slower - 1) <= noise
+           else "slower" if slower > 1 else "faster")
+print(f"decode step with the int8 cache: {slower:.2f}x the fp32 cache's time: {verdict}")
+read_share = cache_bytes["fp32 cache"] / (cache_bytes["fp32 cache"] + weight_bytes(model))
+print(f"at {n_ppl} tokens the fp32 cache is {read_share:.1%} of the bytes a decode step reads")
+
+# %% [markdown]
+# What the numbers above say, and what they do not:
+# * **Memory** is the gain: the bytes are counted from the tensors allocated, scales included.
+#   At the cache sizes of the first table (large batches, long contexts) that is the difference
+#   between a batch fitting on a GPU or not.
+# * **Quality**: the perplexity difference, the top-1 agreement and the KL divergence are this
+#   run's; keys and values of a small model quantized per token and head are usually close to the
+#   fp32 ones, and your numbers show how close. Greedy generation can still diverge after a near-tie
+#   between two tokens, and once it does the rest of the text differs.
+# * **Speed**: do not expect a gain here, whatever the timing noise says. This cache dequantizes
+#   everything it holds to float32 at every step, which is extra work and an extra copy, and at
+#   these lengths the cache is a small share of the bytes a step reads (printed above), so halving
+#   it could save little even in principle. The speed-up int8 caches give in serving comes from
+#   kernels that read int8 directly (half the bytes of fp16 through memory bandwidth) and from the
+#   larger batches the saved memory allows - on a GPU, at long contexts and large batches.
+
+# %% [markdown]
 # ## Claims vs measured
 # The usual statements about the KV cache, beside what this run measured:
 
@@ -386,6 +621,14 @@ claims = [
     ("GQA saving", "query heads / KV heads (Ainslie et al., 2023)",
      f"{gqa_saving['SmolLM2-135M (GQA 9/3)']:.0f}x for SmolLM2, "
      f"{gqa_saving['Llama-3-8B (GQA 32/8)']:.0f}x for Llama-3-8B"),
+    ("int8 KV cache: memory", "half of fp16 (1 byte per value instead of 2, plus scales)",
+     f"{fp16_bytes / cache_bytes['int8 cache']:.2f}x smaller than fp16 "
+     f"(allocated, {n_ppl} tokens)"),
+    ("int8 KV cache: quality", "a small loss (commonly stated)",
+     f"perplexity {ppl['fp32 cache']:.3f} -> {ppl['int8 cache']:.3f}, top-1 {top1:.1%}, "
+     f"greedy tokens {agree:.0%} equal"),
+    ("int8 KV cache: speed", "faster at scale (less to read)",
+     f"decode step {slower:.2f}x the fp32 cache's time ({verdict}; dequantized every step)"),
 ]
 for what, claim, measured in claims:
     print(f"{what:<34}| claim: {claim:<62}| here: {measured}")
@@ -399,6 +642,9 @@ for what, claim, measured in claims:
 # * A static cache is allocated once at the maximum length: simple and fast, but every sequence
 #   reserves `max_len` tokens. Lesson 06 batches many requests; lesson 07 measures how much of a
 #   static cache a realistic mix of requests leaves empty, and fixes it with paged blocks.
+# * Quantizing K and V to int8 with one scale per token and head halves an fp16 cache (scales
+#   cost a little); you measured the memory and the quality change above. The speed gain needs
+#   kernels that read int8 directly; dequantizing in Python, as here, costs time.
 
 # %% [markdown]
 # ## Submit this lesson

@@ -2,6 +2,48 @@
 
 CONTEXT = "import torch\n"
 
+# Exercise 3: the reference answer, and plausible wrong answers made by changing one line of it.
+_QUANTIZE_KV = """
+def quantize_kv(x, scale=None):
+    x = x.float()
+    scale_shape = (*x.shape[:-1], 1)
+    if scale is None:
+        amax = x.abs().amax(dim=-1, keepdim=True)
+        scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+    else:
+        scale = torch.as_tensor(scale, dtype=torch.float32).expand(scale_shape)
+    q = torch.round(x / scale)
+    q = q.clamp(-127, 127)
+    return q.to(torch.int8), scale.contiguous()
+
+
+def dequantize_kv(q, scale, dtype=torch.float32):
+    return (q.to(torch.float32) * scale).to(dtype)
+"""
+
+
+def _quantize_kv(old: str, new: str) -> str:
+    assert old in _QUANTIZE_KV, old
+    return _QUANTIZE_KV.replace(old, new)
+
+
+_QUANTIZE_KV_MUTANTS = [
+    # One scale for the whole tensor: an outlier in one head coarsens every head.
+    _quantize_kv("amax = x.abs().amax(dim=-1, keepdim=True)",
+                 "amax = x.abs().amax().expand(scale_shape)"),
+    # No clamp: a given scale lets values past 127 wrap around in int8.
+    _quantize_kv("q = q.clamp(-127, 127)", "q = q"),
+    # Truncation toward zero instead of rounding to nearest.
+    _quantize_kv("q = torch.round(x / scale)", "q = torch.trunc(x / scale)"),
+    # Divides by 128: the largest value becomes 128, clamped to 127, and every scale is off.
+    _quantize_kv("amax / 127", "amax / 128"),
+    # All-zero vectors get scale 0 (0 / 0 = NaN before the int8 cast).
+    _quantize_kv("torch.where(amax > 0, amax / 127, torch.ones_like(amax))", "amax / 127"),
+    # Ignores the requested dtype.
+    _quantize_kv("return (q.to(torch.float32) * scale).to(dtype)",
+                 "return q.to(torch.float32) * scale"),
+]
+
 MUTANTS = {
     "kv_cache_size": [
         # Forgets the batch.
@@ -78,6 +120,31 @@ class StaticKVCache:
         self.v[layer, :, :, start:end] = v_new
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 ''',
+    ],
+    "quantize_kv": _QUANTIZE_KV_MUTANTS,
+}
+
+# Trivial answers the visible tests must already reject.
+SHORTCUTS = {
+    "quantize_kv": [
+        # Rounds x itself, with scale 1.
+        """
+def quantize_kv(x, scale=None):
+    return x.round().clamp(-127, 127).to(torch.int8), torch.ones(*x.shape[:-1], 1)
+
+
+def dequantize_kv(q, scale, dtype=torch.float32):
+    return (q.float() * scale).to(dtype)
+""",
+        # Keeps the floats (nothing is quantized).
+        """
+def quantize_kv(x, scale=None):
+    return x.clone(), torch.ones(*x.shape[:-1], 1)
+
+
+def dequantize_kv(q, scale, dtype=torch.float32):
+    return q.to(dtype)
+""",
     ],
 }
 
