@@ -81,3 +81,9 @@ def mutants_of(lesson: str):
     """(MUTANTS, CONTEXT) from lessons/<lesson>/mutants.py, kept beside the lesson's script."""
     namespace = runpy.run_path(str(course.mutants_path(REPO, lesson)))
     return namespace["MUTANTS"], namespace.get("CONTEXT", "")
+
+
+def shortcuts_of(lesson: str) -> dict:
+    """SHORTCUTS from the lesson's mutants.py: wrong answers the *visible* tests already reject (a
+    student sees the failure before submitting, so they cannot be mutants)."""
+    return runpy.run_path(str(course.mutants_path(REPO, lesson))).get("SHORTCUTS", {})

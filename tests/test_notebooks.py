@@ -129,3 +129,15 @@ def test_hidden_tests_reject_wrong_answers(lesson):
                 f"mutant of {grade_id} must pass the visible tests: {visible}"
             hidden = [_run(nbt.without_markers(s), namespace) for s in tests]
             assert any(hidden), f"a wrong {grade_id} passes the hidden tests too:\n{wrong}"
+
+    for grade_id, shortcuts in nbt.shortcuts_of(lesson).items():
+        assert grade_id in answers, f"shortcuts for {grade_id}, which is no answer cell"
+        for shortcut in shortcuts:
+            namespace = namespace_with(grade_id, shortcut)
+            visible = [_run(nbt.visible_part(s), namespace) for s in tests]
+            assert any(visible), \
+                f"a shortcut for {grade_id} passes the visible tests:\n{shortcut}"
+
+
+def test_some_lessons_list_shortcuts():
+    assert any(nbt.shortcuts_of(lesson) for lesson in LESSONS)

@@ -600,17 +600,17 @@ def submit_form(lesson: str, *, background: bool = True):
         status.value = "<br>".join(html.escape(line) for line in notes[-4:])
 
     def fail(error: Exception) -> None:
-        status.value = f"<span style=\"color:#b00\">{html.escape(str(error))}</span>"
+        """Show what went wrong; the form survives anything (an unexpected error included)."""
+        text = str(error) if isinstance(error, SubmitError) else \
+            f"{error.__class__.__name__}: {error}"
+        status.value = f"<span style=\"color:#b00\">{html.escape(text)}</span>"
         button.disabled = False
 
     def follow(address: str, key: str, submission: dict) -> None:
         try:
             result = wait_for_grade(address, key, submission, report=say)
-        except SubmitError as error:
-            fail(error)
-            return
         except Exception as error:  # noqa: BLE001 - the form must survive anything
-            fail(SubmitError(f"{error.__class__.__name__}: {error}"))
+            fail(error)
             return
         status.value = (_result_html(result) if result.get("status") in FINAL
                         else "<br>".join(html.escape(line) for line in notes[-2:]))
@@ -629,11 +629,8 @@ def submit_form(lesson: str, *, background: bool = True):
             content, _ = find_notebook(lesson, report=say)
             submission = send(lesson, content, address, key)
             say(f"Submitted as submission {submission['id']}; waiting for the grade...")
-        except SubmitError as error:
-            fail(error)
-            return
         except Exception as error:  # noqa: BLE001 - the form must survive anything
-            fail(SubmitError(f"{error.__class__.__name__}: {error}"))
+            fail(error)
             return
         if background:
             form.worker = threading.Thread(target=follow, args=(address, key, submission),

@@ -179,7 +179,7 @@ def q4_0_quantize(x):
     ],
 }
 
-# Shortcuts the *visible* tests already reject (tests/test_lesson_shortcuts.py checks that they do):
+# Shortcuts the *visible* tests already reject (tests/test_notebooks.py checks that they do):
 # a student sees the failure before submitting.
 SHORTCUTS = {
     "gptq_columns": [

@@ -40,7 +40,7 @@ MUTANTS = {
 }
 
 # Answers that pass one-hot (greedy) distributions but not real ones: the *visible* tests already
-# reject them (tests/test_lesson_shortcuts.py checks that they do).
+# reject them (tests/test_notebooks.py checks that they do).
 SHORTCUTS = {
     "speculative_accept": [
         # Deterministic: keeps a token whenever the target likes it at least as much as the draft.

@@ -81,7 +81,7 @@ REFERENCES = {
                             "inferlab.engine.gpu_kernels:decode_attention"],
 }
 
-# Shortcuts the *visible* tests already reject (tests/test_lesson_shortcuts.py checks that they do).
+# Shortcuts the *visible* tests already reject (tests/test_notebooks.py checks that they do).
 SHORTCUTS = {
     "online_softmax_step": [
         # Forgets to rescale the accumulated output when the maximum grows.
