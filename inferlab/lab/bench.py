@@ -26,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from inferlab.lab import settings
 from inferlab.lab.settings import threads
 
 # Peak memory bandwidth from the vendors' datasheets, in GB/s (1 GB = 1e9 bytes).
@@ -72,7 +73,9 @@ def device_name(device: str | torch.device | None = None) -> str:
 
 
 def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device lessons run on: the GPU when present, unless ``INFERLAB_DEVICE`` says otherwise
+    (see ``inferlab.lab.settings.device``)."""
+    return settings.device()
 
 
 def synchronize(device: str | torch.device | None = None) -> None:

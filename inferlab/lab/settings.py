@@ -9,6 +9,8 @@ notebook runs unchanged for a student, under the test-suite and under nbgrader:
   make sense on a GPU or take long are skipped then, and say so. Grading implies fast mode.
 * ``INFERLAB_CACHE``    - where converted models live (default ``~/.cache/inferlab``).
 * ``INFERLAB_THREADS``  - how many CPU threads PyTorch may use (default: see ``pin_threads``).
+* ``INFERLAB_DEVICE``   - ``auto`` (default: the GPU when PyTorch sees one, else the CPU),
+  ``cpu`` or ``cuda``: where the lessons run their models.
 """
 from __future__ import annotations
 
@@ -56,3 +58,22 @@ def threads() -> int:
             raise ValueError(f"INFERLAB_THREADS must be >= 1, got {value}")
         return value
     return min(len(os.sched_getaffinity(0)), 8)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device() -> str:
+    """Where lessons run: ``"cuda"`` when a GPU is present (or ``INFERLAB_DEVICE=cuda``), else
+    ``"cpu"``. ``INFERLAB_DEVICE=cpu`` keeps a GPU machine on the CPU path, e.g. to compare."""
+    import torch
+    choice = os.environ.get("INFERLAB_DEVICE", "auto").strip().lower() or "auto"
+    if choice not in DEVICES:
+        raise ValueError(f"INFERLAB_DEVICE must be one of {', '.join(DEVICES)}, got {choice!r}")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("INFERLAB_DEVICE=cuda, but PyTorch sees no GPU here: install a CUDA "
+                           "build of torch (on Colab: Runtime > Change runtime type > GPU) or "
+                           "unset INFERLAB_DEVICE to run on the CPU")
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
