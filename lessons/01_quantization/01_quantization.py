@@ -7,7 +7,8 @@
 #
 # Lesson 00 showed that batch-1 decoding is limited by how many **bytes of weights** must be read
 # per token. Quantization stores each weight in fewer bits: 8 or 4 instead of 32 or 16. This lesson
-# builds it from the bottom up and measures what it buys and what it costs, on this machine:
+# builds it from the bottom up and measures what it buys and what it costs, on this machine (the
+# whole-model measurements run on your device: the GPU when PyTorch sees one, else the CPU):
 #
 # 1. **Numbers in a few bits** - absmax (symmetric) and zero-point (asymmetric) quantization.
 # 2. **Whose scale?** - per-tensor, per-channel and per-group scales (with padding).
@@ -45,7 +46,7 @@ from inferlab.compress.quant_eval import (
 )
 from inferlab.compress.quant_widgets import quantization_panel, three_charts
 from inferlab.lab import plots, records
-from inferlab.lab.bench import device_name, pin_threads
+from inferlab.lab.bench import default_device, device_name, pin_threads
 from inferlab.lab.data import calibration_tokens, eval_tokens
 from inferlab.lab.models import (
     DEFAULT_MODEL,
@@ -63,18 +64,20 @@ transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
 warnings.filterwarnings("ignore", message=".*past_key_values.*")
 threads = pin_threads()
+device = default_device()  # "cuda" when PyTorch sees a GPU, else "cpu" (INFERLAB_DEVICE overrides)
 HEAVY = not grading()  # whole-model measurements are skipped while nbgrader validates/grades
 N_EVAL = pick(2048, 256)     # evaluation tokens for perplexity
 NEW_TOKENS = pick(32, 8)     # generated tokens for speed
-print(f"device: {device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
+print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {grading()}")
 
 # %% [markdown]
 # ## 0 · The baseline, measured first
 # The embedded SmolLM2-135M in fp32: its size, its perplexity on the held-out evaluation text,
-# and its batch-1 decode speed on this CPU.
+# and its batch-1 decode speed on your device. Every whole model below stays in fp32 on that
+# device (bf16 is measured as one of the schemes), so the comparisons differ in one thing only.
 
 # %%
-model, tokenizer = load_model()
+model, tokenizer = load_model(device=device)
 eval_ids = eval_tokens(tokenizer, N_EVAL)
 prompt_ids = eval_ids[:, :32]
 ref_logits = logits_of(model, eval_ids)
@@ -220,11 +223,12 @@ assert torch.isfinite(scale).all() and torch.equal(zeropoint_dequantize(q, scale
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Try both on a real weight matrix of the model. Relative error is `||W - W_hat|| / ||W||`,
-# here with **one scale per output row** (per-channel):
+# Try both on a real weight matrix of the model (taken to the CPU: one matrix is quick to quantize
+# anywhere, and your functions then always see CPU tensors). Relative error is `||W - W_hat|| / ||W||`, here with **one scale per output
+# row** (per-channel):
 
 # %%
-weight = model.model.layers[5].mlp.down_proj.weight.detach()
+weight = model.model.layers[5].mlp.down_proj.weight.detach().cpu()
 rows = {}
 for bits in (8, 4):
     q, s = absmax_quantize(weight, bits)
@@ -564,11 +568,11 @@ if fast_mode():
                                        "NF4 group-64", "int4 minmax group-32 (Q4_1 grid)")}
 results = {"fp32": baseline}
 if HEAVY:
-    bf16_model, _ = load_model(dtype=torch.bfloat16)
+    bf16_model, _ = load_model(dtype=torch.bfloat16, device=device)
     results["bf16"] = measure(bf16_model, eval_ids, ref_logits, model, prompt_ids, NEW_TOKENS)
     del bf16_model
     for label, scheme in SCHEMES.items():
-        quantized = quantized_model(scheme)
+        quantized = quantized_model(scheme).to(device)  # quantized on the CPU, then moved
         results[label] = measure(quantized, eval_ids, ref_logits, model, prompt_ids, NEW_TOKENS)
         del quantized
     print(f"{'scheme':<34}{'memory MB':>10}{'Linear MB':>10}{'disk MB':>9}{'w. error':>9}{'ppl':>8}"
@@ -577,8 +581,11 @@ if HEAVY:
         print(f"{label:<34}{r['memory_mb']:>10.0f}{r['linear_mb']:>10.0f}{r['disk_mb']:>9.0f}"
               f"{r['weight_error']:>9.4f}{r['perplexity']:>8.2f}{r['top1_agreement']:>7.1%}"
               f"{r['kl']:>7.3f}{r['decode_tok_s']:>7.1f}")
-    three_charts(results, title=f"SmolLM2-135M on this CPU ({threads} thread(s)), "
+    three_charts(results, title=f"SmolLM2-135M on {device_name(device)}, "
                                 f"{eval_ids.shape[1]} eval tokens").show()
+    fastest = max(results, key=lambda k: results[k]["decode_tok_s"])
+    print(f"fastest decode here: {fastest} ({results[fastest]['decode_tok_s']:.1f} tokens/s; "
+          f"fp32 {baseline['decode_tok_s']:.1f})")
 else:
     print("skipped while grading: quantizing and measuring the whole model takes minutes")
 
@@ -588,9 +595,10 @@ else:
 #   share of a model this small - printed in section 10) is untouched, so the whole model shrinks
 #   far less than its Linear layers ("Linear MB").
 # * **perplexity** barely moves at 8 bits and rises at 4 bits; finer groups and NF4 help.
-# * **speed** on this CPU does *not* improve: `QuantLinear` rebuilds the fp32 weight on every call
-#   (weight-only quantization saves bytes, not arithmetic), and PyTorch's fp32 matmul is a tuned
-#   kernel while the dequantization is a few generic tensor operations. Real speed-ups need fused
+# * **speed**: do not expect `QuantLinear` to be faster than fp32, on a CPU or a GPU - compare
+#   the tok/s column. It rebuilds the full weight on every call (weight-only quantization saves
+#   bytes, not arithmetic), and PyTorch's matmul is a tuned kernel while the dequantization is a few
+#   generic tensor operations, each reading and writing the whole weight. Real speed-ups need fused
 #   kernels that read packed weights and dequantize inside the matmul - bitsandbytes and llama.cpp
 #   (lesson 02) have them.
 #
@@ -604,7 +612,8 @@ else:
 #   4 + 32/64 = 4.5 bits with fp32 absmax; 4 + 8/64 + 32/(64*256) = 4.127 bits with double
 #   quantization (arithmetic below, not a measurement).
 #
-# The same model through `BitsAndBytesConfig`, on this CPU (and on a GPU when one is present):
+# The same model through `BitsAndBytesConfig`, on the CPU (and also on the GPU when one is present:
+# bitsandbytes' backends differ per device, so both are measured where both exist):
 
 # %%
 print(f"NF4 storage: {4 + 32 / 64:.3f} bits per weight with an fp32 absmax per 64 weights, "
@@ -631,18 +640,19 @@ except ImportError:
           "(the rest of the lesson works without it)")
 if HEAVY and bnb_version:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device in devices:
+    for bnb_device in devices:
         for kind in ("int8", "nf4"):
             try:
-                bnb_model = load_bnb(kind, device)
-                label = f"bnb {'LLM.int8' if kind == 'int8' else 'NF4+DQ'} ({device})"
+                bnb_model = load_bnb(kind, bnb_device)
+                label = f"bnb {'LLM.int8' if kind == 'int8' else 'NF4+DQ'} ({bnb_device})"
                 bnb_rows[label] = measure(bnb_model, eval_ids, ref_logits, None,
-                                          prompt_ids.to(device), NEW_TOKENS, disk=False)
+                                          prompt_ids.to(bnb_device), NEW_TOKENS, disk=False)
                 del bnb_model
             except Exception as error:  # an unsupported device/backend must not stop the lesson
-                print(f"bitsandbytes {kind} on {device} failed: {type(error).__name__}: {error}")
-    ours = {k: results[k] for k in ("fp32", "int8 absmax per-channel", "NF4 group-64")
-            if k in results}
+                print(f"bitsandbytes {kind} on {bnb_device} failed: "
+                      f"{type(error).__name__}: {error}")
+    ours = {f"{k} ({device})": results[k]
+            for k in ("fp32", "int8 absmax per-channel", "NF4 group-64") if k in results}
     print(f"bitsandbytes {bnb_version}")
     for label, r in {**ours, **bnb_rows}.items():
         print(f"{label:<28} memory {r['memory_mb']:6.0f} MB   ppl {r['perplexity']:7.2f}   "
@@ -654,7 +664,8 @@ elif not HEAVY:
 
 # %% [markdown]
 # Compare bitsandbytes' perplexities with ours for the same formats (int8 per-row; NF4 blocks of
-# 64), and its speed with our dequantize-then-matmul `QuantLinear`. On a GPU, the
+# 64), and its speed with our dequantize-then-matmul `QuantLinear` (speeds compare only between
+# rows of the same device, named in brackets). On a GPU, the
 # recorded run below (a Llama-2-7B-shaped model with random weights: speed and memory only) shows
 # the other side of the trade.
 
@@ -695,7 +706,7 @@ panel_ref = ref_logits[:, :panel_ids.shape[1]]
 
 
 def evaluate(scheme, which):
-    quantized = quantized_model(scheme, which)
+    quantized = quantized_model(scheme, which).to(device)
     return measure(quantized, panel_ids, panel_ref, None, prompt_ids, pick(16, 4), disk=False)
 
 
@@ -721,17 +732,18 @@ else:
 # %%
 qat_scheme = Scheme(4, "absmax", "channel")
 qat_steps = pick(20, 3)
-calib_ids = calibration_tokens(tokenizer, n_samples=pick(32, 8), seq_len=pick(256, 64))
+# training batches are cut from calib_ids on the model's device
+calib_ids = calibration_tokens(tokenizer, n_samples=pick(32, 8), seq_len=pick(256, 64)).to(device)
 qat_rows = {}
 if HEAVY:
-    ptq = quantized_model(qat_scheme)
+    ptq = quantized_model(qat_scheme).to(device)
     qat_rows["PTQ int4 per-channel"] = perplexity(ptq, eval_ids)
     del ptq
-    qat_model = quantized_model(None)
+    qat_model = quantized_model(None).to(device)
     qat_losses = finetune(qat_model, calib_ids, qat_steps, scheme=qat_scheme)
     qat_rows[f"QAT int4 per-channel ({qat_steps} steps)"] = perplexity(qat_model, eval_ids)
     del qat_model
-    control = quantized_model(None)
+    control = quantized_model(None).to(device)
     control_losses = finetune(control, calib_ids, qat_steps, scheme=None)
     qat_rows[f"fp32 fine-tuned ({qat_steps} steps, control)"] = perplexity(control, eval_ids)
     del control
@@ -755,9 +767,9 @@ else:
 #
 # **Small models.** Quantization pays when weight bytes dominate: memory or bandwidth. A small
 # model fits in memory anyway, its embedding (which stays unquantized) is a large share of it,
-# and on this CPU the 4-bit layers are *slower*. The table below puts saved megabytes beside the
-# speed and quality it cost here (from section 6), and the embedding's share of a small and a
-# 7B model.
+# and without fused kernels the 4-bit layers do not run faster. The table below puts saved
+# megabytes beside the speed and quality it cost on your device (from section 6), and the
+# embedding's share of a small and a 7B model.
 #
 # **Math and code.** Are some kinds of text more sensitive than prose? Perplexity on three kinds
 # of text (prose, Python source code from the standard library, and two-digit additions
@@ -785,7 +797,7 @@ if HEAVY:
                           ("int8 absmax per-channel", Scheme(8, "absmax", "channel")),
                           ("int4 absmax group-128", Scheme(4, "absmax", "group", 128)),
                           ("NF4 group-64", Scheme(4, "nf4", "group", 64))]:
-        m = quantized_model(scheme, fake=True)
+        m = quantized_model(scheme, fake=True).to(device)
         domain_rows[label] = {kind: perplexity(m, ids) for kind, ids in texts.items()}
         domain_rows[label]["addition answers correct"] = answer_accuracy(
             m, tokenizer, n_lines=pick(100, 30))
@@ -842,19 +854,20 @@ def gpu_ratio(kind, batch):
 
 claims = [
     ("FP16 ~2x", "bf16 memory", ratio("memory_mb", "bf16"), "half the bytes per weight, exactly"),
-    ("FP16 ~2x", "bf16 decode speed (CPU)", ratio("decode_tok_s", "bf16", invert=True),
-     "CPUs have few bf16 units; speed follows kernels, not only bytes"),
+    ("FP16 ~2x", f"bf16 decode speed ({device})", ratio("decode_tok_s", "bf16", invert=True),
+     ("CPUs have few bf16 units; " if device == "cpu" else "")
+     + "speed follows kernels, not only bytes"),
     ("INT8 ~3-4x", "int8 memory, whole model / Linear only",
      f"{ratio('memory_mb', 'int8 absmax per-channel')} / "
      f"{ratio('linear_mb', 'int8 absmax per-channel')}",
      "vs fp32 the Linear bytes fall 4x; the fp32 embedding stays"),
-    ("INT8 ~3-4x", "int8 decode speed: this CPU / GPU batch 1 (bnb)",
+    ("INT8 ~3-4x", f"int8 decode speed: QuantLinear on {device} / recorded GPU batch 1 (bnb)",
      f"{ratio('decode_tok_s', 'int8 absmax per-channel', invert=True)} / {gpu_ratio('int8', '1')}",
      "weight-only dequantization costs time; LLM.int8's outlier split costs more"),
     ("NF4 ~6-8x", "NF4 memory, whole model / Linear only",
      f"{ratio('memory_mb', 'NF4 group-64')} / {ratio('linear_mb', 'NF4 group-64')}",
      "8x on Linear bytes minus scales; the embedding dilutes it in a small model"),
-    ("NF4 ~6-8x", "NF4 speed: GPU batch 1 / batch 32 (bnb)",
+    ("NF4 ~6-8x", "NF4 speed: recorded GPU batch 1 / batch 32 (bnb)",
      f"{gpu_ratio('nf4', '1')} / {gpu_ratio('nf4', '32')}",
      "memory, not speed: dequantization kernels; larger batches are compute-bound"),
     ("INT4 ~8-10x", "int4 g128 memory, whole model / Linear only",
@@ -877,7 +890,8 @@ for claim, what, value, why in claims:
 # fp32 embedding in a model this small. **Speed** follows the kernels: with weight-only
 # quantization the weights must be dequantized before (or inside) each matmul, which pays off only
 # when reading weights is the bottleneck (batch-1 decoding with fused kernels on a GPU) and can
-# lose otherwise (this CPU, LLM.int8's outlier handling, large batches).
+# lose otherwise (unfused dequantization like `QuantLinear`'s, LLM.int8's outlier handling, large
+# batches).
 #
 # ## Summary
 # * absmax and zero-point quantization are one scale (and offset) per row of a chosen view; the

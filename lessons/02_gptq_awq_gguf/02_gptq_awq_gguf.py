@@ -3,8 +3,9 @@
 #
 # **Time:** about 30 min to run every cell in full mode on a 2-core CPU (an estimate),
 # plus your reading and exercises. **Prerequisites:** lesson 01 (round-to-nearest,
-# per-group scales, perplexity); matrix products (the Cholesky factor is explained here). llama.cpp
-# runs on the CPU even on a GPU machine.
+# per-group scales, perplexity); matrix products (the Cholesky factor is explained here). The
+# model's evaluations run on your device (the GPU when PyTorch sees one, else the CPU); GPTQ and AWQ
+# calibrate on the CPU, and llama.cpp runs on the CPU even on a GPU machine.
 #
 # Lesson 01 quantized every weight on its own: **round-to-nearest** (RTN). At 4 bits that cost a
 # lot of perplexity. Two post-training methods do better without any training, by looking at what
@@ -50,7 +51,7 @@ from inferlab.compress.gptq import (
 from inferlab.compress.quant import Scheme, absmax_quantize, fake_quantize, from_groups, to_groups
 from inferlab.compress.quant_widgets import layer_panel
 from inferlab.lab import plots
-from inferlab.lab.bench import device_name, pin_threads
+from inferlab.lab.bench import default_device, device_name, pin_threads, time_fn
 from inferlab.lab.data import calibration_tokens, eval_tokens
 from inferlab.lab.generation import timed_greedy
 from inferlab.lab.models import embedded_gguf, load_model
@@ -63,24 +64,26 @@ transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
 warnings.filterwarnings("ignore", message=".*past_key_values.*")
 threads = pin_threads()
+device = default_device()  # "cuda" when PyTorch sees a GPU, else "cpu" (INFERLAB_DEVICE overrides)
 HEAVY = not grading()          # whole-model runs are skipped while nbgrader validates/grades
 N_EVAL = pick(2048, 256)       # evaluation tokens
 SCHEME = Scheme(4, "absmax", "group", 128)   # the comparison: int4, symmetric, group 128
-print(f"device: {device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
+print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {grading()}")
 
 # %% [markdown]
 # ## 0 · The gap to close, measured first
 # fp32, and round-to-nearest int4 group-128 (symmetric absmax, and asymmetric zero-point), on the
-# held-out evaluation text:
+# held-out evaluation text. Every model is evaluated in fp32 on your device; `quality` brings the
+# logits back to the CPU for the statistics.
 
 # %%
-model, tokenizer = load_model()
+model, tokenizer = load_model(device=device)
 eval_ids = eval_tokens(tokenizer, N_EVAL)
 ref_logits = logits_of(model, eval_ids)
 
 
 def rtn_model(scheme):
-    m, _ = load_model()
+    m, _ = load_model(device=device)
     for name, module in m.named_modules():
         if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
             module.weight.data = fake_quantize(module.weight.data, scheme)
@@ -88,6 +91,7 @@ def rtn_model(scheme):
 
 
 def quality(m):
+    m = m.to(device)   # models quantized on the CPU are evaluated on your device
     logits = logits_of(m, eval_ids)
     nll = torch.nn.functional.cross_entropy(logits[0, :-1], eval_ids[0, 1:])
     return {"perplexity": float(torch.exp(nll)),
@@ -229,14 +233,23 @@ for bits, group in [(3, 8), (4, 24), (8, 6)]:
 # ### On a real layer
 # The inputs of block 5's Linear layers on calibration text (other chapters of the Python
 # reference than the evaluation text), then `mlp.down_proj` (576 x 1536) quantized three ways.
-# Relative output error is `||X W^T - X Q^T|| / ||X W^T||`.
+# Relative output error is `||X W^T - X Q^T|| / ||X W^T||`. The model runs on your device; the
+# inputs and the weight are then taken to the CPU, where your functions and the course's GPTQ
+# work on them (one layer is quick there).
 
 # %%
 BLOCK = 5
 layer_calib = calibration_tokens(tokenizer, n_samples=pick(8, 4), seq_len=pick(256, 128))
-inputs = block_linear_inputs(model, layer_calib, BLOCK)
+
+
+def layer_inputs(block, ids):
+    """{group: X (tokens, in)} of one block, computed on the model's device, returned on the CPU."""
+    return {g: x.cpu() for g, x in block_linear_inputs(model, ids.to(device), block).items()}
+
+
+inputs = layer_inputs(BLOCK, layer_calib)
 X = inputs[("mlp.down_proj",)]
-W = decoder_blocks(model)[BLOCK].mlp.down_proj.weight.detach().float()
+W = decoder_blocks(model)[BLOCK].mlp.down_proj.weight.detach().float().cpu()
 
 
 def output_error(W_hat, X=X, W=W):
@@ -274,13 +287,16 @@ plots.bars(list(layer_rows), list(layer_rows.values()), yaxis="relative output e
 # model **block by block**: each decoder block sees the outputs of the blocks before it *after*
 # they were quantized, so later layers also compensate earlier ones. Linears that read the same
 # input (q/k/v; gate/up) share one Hessian and are quantized as one taller matrix.
+#
+# The course's GPTQ and AWQ keep their statistics (float64 Hessians, search state) in CPU memory,
+# so the quantization runs on a CPU copy of the model; the result is evaluated on your device.
 
 # %%
 calib_ids = calibration_tokens(tokenizer, n_samples=pick(32, 4), seq_len=pick(512, 256))
 timings = {}
 if HEAVY:
     from tqdm.auto import tqdm
-    gptq_model, _ = load_model()
+    gptq_model, _ = load_model()        # on the CPU: see above
     bar = tqdm(total=gptq_model.config.num_hidden_layers, desc="GPTQ blocks")
     stats = gptq_quantize_model(gptq_model, calib_ids, SCHEME,
                                 progress=lambda done, total: bar.update(1))
@@ -387,7 +403,7 @@ assert a2 == ra2 and torch.allclose(s2, r2, rtol=1e-5)
 # every `alpha`, and what the best scales give:
 
 # %%
-W_attn = torch.cat([decoder_blocks(model)[BLOCK].get_submodule(n).weight.detach().float()
+W_attn = torch.cat([decoder_blocks(model)[BLOCK].get_submodule(n).weight.detach().float().cpu()
                     for n in LINEAR_GROUPS[0]])
 s_yours, alpha_yours = awq_search_scale(W_attn, X_attn, 4, 128, 20)
 _, _, alpha_losses = reference_awq_search(W_attn, X_attn, SCHEME, 20)
@@ -408,7 +424,7 @@ plots.lines([i / 20 for i in range(20)], {"output MSE": alpha_losses}, xaxis="al
 # %%
 if HEAVY:
     from tqdm.auto import tqdm
-    awq_model, _ = load_model()
+    awq_model, _ = load_model()         # on the CPU, like GPTQ
     bar = tqdm(total=awq_model.config.num_hidden_layers, desc="AWQ blocks")
     stats = awq_quantize_model(awq_model, calib_ids, SCHEME, n_grid=pick(20, 10),
                                clip=not fast_mode(), n_tokens=pick(512, 256),
@@ -498,9 +514,9 @@ input_cache: dict = {}
 def layer_errors(block, linear, bits, group):
     if block not in input_cache:
         input_cache.clear()
-        input_cache[block] = block_linear_inputs(model, panel_calib, block)
+        input_cache[block] = layer_inputs(block, panel_calib)
     X_layer = next(x for g, x in input_cache[block].items() if linear in g)
-    W_layer = decoder_blocks(model)[block].get_submodule(linear).weight.detach().float()
+    W_layer = decoder_blocks(model)[block].get_submodule(linear).weight.detach().float().cpu()
     scheme = (Scheme(bits, "absmax", "channel") if group == "per-channel"
               else Scheme(bits, "absmax", "group", int(group)))
 
@@ -561,7 +577,7 @@ raw = np.asarray(tensor.data[0, :20])
 d, m = raw[0:2].view(np.float16)[0], raw[2:4].view(np.float16)[0]
 codes = np.concatenate([raw[4:20] & 0x0F, raw[4:20] >> 4])
 by_hand = codes.astype(np.float32) * np.float32(d) + np.float32(m)
-loaded = model.model.layers[0].mlp.down_proj.weight[0, :32].detach().numpy()
+loaded = model.model.layers[0].mlp.down_proj.weight[0, :32].detach().cpu().numpy()
 print(f"d = {float(d):.6f}, m = {float(m):.6f}, codes = {codes.tolist()}")
 print(f"decoded by hand == transformers' fp32 weight: {np.array_equal(by_hand, loaded)}")
 
@@ -727,7 +743,9 @@ else:
 # also runs on other machines; `-DGGML_NATIVE=ON` may be a little faster here.) Without it the cells
 # below say so and the rest of the lesson still works. Measured, same thread count for everyone:
 # prompt processing (prefill) and generation tokens/s from llama.cpp's own timers, and perplexity
-# computed from llama.cpp's logits on the same evaluation tokens as above.
+# computed from llama.cpp's logits on the same evaluation tokens as above. transformers fp32 runs
+# beside it on the same CPU; on a GPU machine it is measured once more on the GPU, for reference
+# (a different device: compare llama.cpp with the CPU row).
 
 # %%
 try:
@@ -770,16 +788,23 @@ if llama_cpp is not None and HEAVY:
                         ("llama.cpp Q8_0 (yours)", q8_path)]:
         if path.is_file():
             engine_rows[label] = run_llama_cpp(path)
-    ids = torch.tensor([prompt])
-    start = time.perf_counter()
-    with torch.no_grad():
-        model(ids)
-    prefill = prompt_len / (time.perf_counter() - start)
-    steps = timed_greedy(model, ids, gen_tokens)
-    engine_rows["transformers fp32"] = {
-        "perplexity": results["fp32"]["perplexity"], "prefill_tok_s": prefill,
-        "decode_tok_s": 1 / statistics.median(steps.decode_s),
-        "file_mb": sum(p.numel() * 4 for p in model.parameters()) / 1e6}
+
+    def transformers_row(m, on):
+        ids = torch.tensor([prompt], device=on)
+        with torch.no_grad():   # one synchronised prefill (a GPU gets one untimed warm-up first)
+            prefill = time_fn(lambda: m(ids), warmup=0 if on == "cpu" else 1, repeats=1,
+                              device=on).median
+        steps = timed_greedy(m, ids, gen_tokens)
+        return {"perplexity": results["fp32"]["perplexity"],
+                "prefill_tok_s": prompt_len / prefill,
+                "decode_tok_s": 1 / statistics.median(steps.decode_s),
+                "file_mb": sum(p.numel() * 4 for p in m.parameters()) / 1e6}
+
+    cpu_model = model if device == "cpu" else load_model()[0]
+    engine_rows["transformers fp32"] = transformers_row(cpu_model, "cpu")
+    if device != "cpu":
+        del cpu_model
+        engine_rows[f"transformers fp32 ({device})"] = transformers_row(model, device)
     print(f"{'engine':<28}{'perplexity':>11}{'prefill tok/s':>15}{'decode tok/s':>14}"
           f"{'weights MB':>12}")
     for label, r in engine_rows.items():
@@ -787,8 +812,9 @@ if llama_cpp is not None and HEAVY:
               f"{r['decode_tok_s']:>14.1f}{r['file_mb']:>12.1f}")
     plots.grouped_bars(["prefill tokens/s", "decode tokens/s"],
                        {k: [r["prefill_tok_s"], r["decode_tok_s"]] for k, r in engine_rows.items()},
-                       title=f"This CPU, {threads} thread(s): {prompt_len}-token prompt, "
-                             f"{gen_tokens} generated",
+                       title=f"CPU, {threads} thread(s)"
+                             + (f" (and {device_name(device)})" if device != "cpu" else "")
+                             + f": {prompt_len}-token prompt, {gen_tokens} generated",
                        yaxis="tokens/s").show()
 elif llama_cpp is not None:
     print("skipped while grading: runs two models with llama.cpp")
@@ -815,7 +841,7 @@ claims = [
      "a 135M model has little redundancy: every weight matters more, so 4 bits cost more; "
      "GPTQ's gain over RTN is the reproducible part"),
     ("GPTQ: a 175B model quantized in about four GPU hours (same source)",
-     f"{timings.get('GPTQ', float('nan')):.0f} s on this CPU for 135M parameters",
+     f"{timings.get('GPTQ', float('nan')):.0f} s on the CPU for 135M parameters",
      "cost grows with layers x width^2 (the Hessians) and calibration tokens"),
     ("AWQ: protecting ~1% of salient weights (by activation) greatly reduces the error "
      "(Lin et al. 2023)",
@@ -830,7 +856,8 @@ if engine_rows:
         if label.startswith("llama.cpp"):
             claims.append(("llama.cpp: fast CPU inference of quantized GGUF models",
                            f"{label}: decode {r['decode_tok_s'] / t['decode_tok_s']:.1f}x, prefill "
-                           f"{r['prefill_tok_s'] / t['prefill_tok_s']:.1f}x transformers fp32",
+                           f"{r['prefill_tok_s'] / t['prefill_tok_s']:.1f}x transformers fp32 "
+                           "(both on the CPU)",
                            "fewer bytes per weight and fused CPU kernels; same thread count"))
 for claim, value, why in claims:
     print(f"claim: {claim}\n   measured: {value}\n   why: {why}")
