@@ -28,29 +28,41 @@ import torch
 
 from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, SequenceStatus
 from inferlab.lab import plots, records
-from inferlab.lab.bench import device_name, pin_threads
+from inferlab.lab.bench import default_device, device_name, pin_threads, synchronize
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
 threads = pin_threads()
-model, tokenizer = load_model()
-print(f"{device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
+device = default_device()                    # "cuda" where PyTorch sees a GPU, else "cpu"
+gpu = device != "cpu"
+dtype = torch.bfloat16 if gpu else torch.float32
+model, tokenizer = load_model(dtype=dtype, device=device)
+print(f"device: {device_name(device)} ({dtype}); fast mode: {fast_mode()}; grading: {grading()}")
 
 # %% [markdown]
 # ## 1 · What a batch buys, measured with the engine
 # `LLMEngine.generate` runs every prompt it is given as one continuously batched workload. The same
-# 64 new tokens per prompt, for 1, 4 and 16 prompts at once:
+# number of new tokens per prompt, for more and more prompts at once (on a GPU up to 64: it has
+# room for far larger batches than a CPU). The engine runs on your device (`EngineConfig(device=
+# ...)`); on a GPU it replays its decode steps from CUDA graphs.
 
 # %%
-engine = LLMEngine(model, tokenizer, EngineConfig(max_model_len=256, max_num_seqs=32))
+batch_sizes = pick([1, 4, 16, 64], [1, 4, 16]) if gpu else pick([1, 4, 16], [1, 4, 8])
+engine = LLMEngine(model, tokenizer, EngineConfig(max_model_len=256, device=device,
+                                                  max_num_seqs=max(32, *batch_sizes)))
 n_tokens = pick(32, 8)
-prompts = sample_prompts(16, 8, 40, seed=1)
+prompts = sample_prompts(max(16, *batch_sizes), 8, 40, seed=1)
 engine.generate(prompts[:2], SamplingParams(max_tokens=2))          # warm-up
+print(f"{n_tokens} new tokens per prompt")
 batch_tps = {}
-for b in pick([1, 4, 16], [1, 4, 8]):
+for b in batch_sizes:
+    if gpu:       # a batch size's first steps capture its CUDA graphs: not part of the timing
+        engine.generate(prompts[:b], SamplingParams(max_tokens=4, ignore_eos=True))
+    synchronize(device)
     start = time.perf_counter()
     engine.generate(prompts[:b], SamplingParams(max_tokens=n_tokens, ignore_eos=True))
+    synchronize(device)
     batch_tps[b] = b * n_tokens / (time.perf_counter() - start)
     print(f"{b:>2} prompts at once: {batch_tps[b]:6.1f} generated tokens/s")
 plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()),
@@ -193,12 +205,15 @@ assert s.block_copies == [(shared, seqs[0].block_table[1])] and child.block_tabl
 # ### Plug it into the real engine
 # `EngineConfig(schedule_step=schedule_step)` makes the engine call your function at every step.
 # First with a KV cache so small that requests must be preempted: every request must still get all
-# its tokens - the same tokens as the built-in scheduler gives with ample memory.
+# its tokens - the same tokens as the built-in scheduler gives with ample memory. A preempted request
+# is recomputed from its tokens later; this check runs the engine in fp32 (`EngineConfig(dtype=
+# ...)`) on every device, so that recomputing rounds like the first time (in bf16 the last bits can
+# differ and flip a near-tie between two tokens).
 
 # %%
 def run_with(schedule_fn, num_blocks):
     config = EngineConfig(max_model_len=128, block_size=8, num_blocks=num_blocks, max_num_seqs=8,
-                          schedule_step=schedule_fn)
+                          schedule_step=schedule_fn, device=device, dtype=torch.float32)
     eng = LLMEngine(model, tokenizer, config)
     outs = eng.generate(prompts[:6], SamplingParams(max_tokens=pick(24, 12), ignore_eos=True))
     return [o.token_ids for o in outs], eng.stats
@@ -214,10 +229,12 @@ print(f"preemptions with your scheduler and 16 blocks: {your_stats.preemptions};
 # ## 3 · Policies under a stream of requests
 # A simulated client sends requests at random times (a Poisson process of a given rate), with prompt
 # and output lengths drawn from a distribution. `LLMEngine.run_trace` serves them with the **real
-# model**: the clock advances by each step's *measured* duration and jumps over idle time, so the
-# latencies are what this machine would give. Each policy uses the same trace; static and dynamic
-# batching are the engine's own (`EngineConfig(policy=...)`), **continuous batching is your
-# `schedule_step`**.
+# model** on your device: the clock advances by each step's *measured* duration and jumps over idle
+# time, so the latencies are what this machine would give. Each policy uses the same trace; static
+# and dynamic batching are the engine's own (`EngineConfig(policy=...)`), **continuous batching is
+# your `schedule_step`**. A GPU's steps take a fraction of a CPU's, so on a GPU the client sends
+# requests 16 times as fast, and more of them, in larger batches - the same load relative to the
+# device (the printout says what was used).
 
 # %%
 import random
@@ -239,11 +256,13 @@ def make_trace(rate, n, lengths, seed=0):
 
 
 def policy_config(policy, max_batch, window=0.5):
-    """The engine's settings for one policy: continuous batching runs your schedule_step."""
+    """The engine's settings for one policy: continuous batching runs your schedule_step. No CUDA
+    graphs on a GPU: each new engine would capture them during the trace, counted as serving."""
     if policy == "continuous":
-        return EngineConfig(max_model_len=256, max_num_seqs=max_batch, schedule_step=schedule_step)
+        return EngineConfig(max_model_len=256, max_num_seqs=max_batch, schedule_step=schedule_step,
+                            device=device, cuda_graphs=False)
     return EngineConfig(max_model_len=256, max_num_seqs=max_batch, policy=policy,
-                        batch_window=window)
+                        batch_window=window, device=device, cuda_graphs=False)
 
 
 def quantile(xs, p):
@@ -262,10 +281,14 @@ def serve(policy, trace, max_batch, window=0.5):
 
 
 scale = pick(1.0, 0.25)                      # fast mode: shorter outputs
-n_requests = pick(24, 8)
+load = 16 if gpu else 1                      # a GPU serves many more requests per second
+n_requests = pick(24, 8) * (4 if gpu else 1)
+rate, max_batch = pick(4.0, 8.0) * load, pick(8, 4) * (4 if gpu else 1)
 POLICIES = ("static", "dynamic", "continuous")
-trace = make_trace(rate=pick(4.0, 8.0), n=n_requests, lengths="mostly short, a few long")
-results = {p: serve(p, trace, max_batch=pick(8, 4)) for p in POLICIES}
+trace = make_trace(rate=rate, n=n_requests, lengths="mostly short, a few long")
+print(f"{n_requests} requests at {rate:g} requests/s on average, at most {max_batch} at once, "
+      f"on {device_name(device)}")
+results = {p: serve(p, trace, max_batch=max_batch) for p in POLICIES}
 for p, r in results.items():
     print(f"{p:<11} throughput {r['throughput']:6.1f} tok/s   "
           f"latency p50 {r['p50']:6.2f} s  p95 {r['p95']:6.2f} s   "
@@ -285,11 +308,12 @@ import ipywidgets as w
 
 from inferlab.lab.widgets import guarded, show
 
-rate_pick = w.FloatLogSlider(value=4.0, base=2, min=-1, max=5, step=0.5, description="requests/s")
+rate_pick = w.FloatLogSlider(value=4.0 * load, base=2, min=-1, max=9, step=0.5,
+                             description="requests/s")
 len_pick = w.Dropdown(options=list(LENGTHS), value="mostly short, a few long",
                       description="lengths")
-batch_pick = w.IntSlider(value=pick(8, 4), min=1, max=32, description="max batch")
-n_pick = w.IntSlider(value=n_requests, min=2, max=64, description="requests")
+batch_pick = w.IntSlider(value=max_batch, min=1, max=128, description="max batch")
+n_pick = w.IntSlider(value=n_requests, min=2, max=256, description="requests")
 policy_out = w.Output()
 
 
@@ -313,40 +337,51 @@ if not fast_mode():
     guarded(policy_out, draw_policies)()     # draw once; the button re-runs with your settings
 
 # %% [markdown]
-# ## 4 · The engine against `transformers`, and on a GPU
+# ## 4 · The engine against `transformers`, and recorded results
 # `transformers`' `generate` batches statically: it pads every prompt to the longest and runs the
 # batch to the end. The engine packs tokens without padding and schedules continuously. Same
-# prompts, same greedy outputs in fp32:
+# prompts, same model and dtype, greedy decoding, both on your device:
 
 # %%
 tokenizer.padding_side = "left"
-batch = sample_prompts(pick(16, 6), 8, 48, seed=3)
+batch = sample_prompts(pick(64, 16) if gpu else pick(16, 6), 8, 48, seed=3)
 new = pick(32, 8)
 eng = LLMEngine(model, tokenizer,
-                EngineConfig(max_model_len=256, max_num_seqs=32, schedule_step=schedule_step))
+                EngineConfig(max_model_len=256, max_num_seqs=max(32, len(batch)),
+                             schedule_step=schedule_step, device=device))
 eng.generate(batch[:2], SamplingParams(max_tokens=2))
+if gpu:           # capture this batch size's CUDA graphs, and warm transformers up, before timing
+    eng.generate(batch, SamplingParams(max_tokens=4, ignore_eos=True))
+    with torch.inference_mode():
+        model.generate(**tokenizer(batch[:2], return_tensors="pt", padding=True).to(device),
+                       max_new_tokens=2, do_sample=False)
 timings = {"engine": [], "transformers generate": []}
 for _ in range(pick(3, 1)):
+    synchronize(device)
     start = time.perf_counter()
     outs = eng.generate(batch, SamplingParams(max_tokens=new, ignore_eos=True))
     ours = [o.token_ids for o in outs]
+    synchronize(device)
     timings["engine"].append(time.perf_counter() - start)
     start = time.perf_counter()
-    enc = tokenizer(batch, return_tensors="pt", padding=True)
+    enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
     with torch.inference_mode():
         theirs = model.generate(**enc, max_new_tokens=new, min_new_tokens=new, do_sample=False)
+    synchronize(device)
     timings["transformers generate"].append(time.perf_counter() - start)
 tps = {k: len(batch) * new / statistics.median(v) for k, v in timings.items()}
-same = sum(a == b for a, b in zip(ours, theirs[:, enc.input_ids.shape[1]:].tolist()))
+same = sum(a == b for a, b in zip(ours, theirs[:, enc["input_ids"].shape[1]:].cpu().tolist()))
+print(f"{len(batch)} prompts x {new} new tokens on {device_name(device)} ({dtype}):")
 for k, v in tps.items():
     print(f"{k:<22} {v:6.1f} tok/s"
           + ("  (scheduled by your schedule_step)" if k == "engine" else ""))
 print(f"identical outputs: {same}/{len(batch)} "
-      "(transformers pads on the left, which can change the last bits)")
+      "(transformers pads on the left and computes in another order, which can change the last "
+      "bits - in bf16 more often - and so a near-tie between two tokens)")
 try:
-    gpu = records.load("engine_gpu")
-    best = gpu["results"]["best"]
-    print(f"\nGPU, {records.label(gpu)}: batch-1 decode of a Llama-2-7B-shaped fp16 model: "
+    gpu_record = records.load("engine_gpu")
+    best = gpu_record["results"]["best"]
+    print(f"\nGPU, {records.label(gpu_record)}: batch-1 decode of a Llama-2-7B-shaped fp16 model: "
           f"{best['tok_s']} tok/s with the engine "
           f"({best['fraction_of_roofline']:.0%} of the measured-bandwidth roofline)")
 except FileNotFoundError as missing:
@@ -383,9 +418,9 @@ for who, claim, here in claims:
 # vLLM with its compiled CPU graphs is faster still - the same lesson as lesson 09's GPU table: once
 # scheduling is right, what remains is kernels and launch overhead.
 #
-# Those papers measured large GPUs, long outputs and heavy load, where a static batch idles for
-# hundreds of steps; a 135M model on a CPU with short outputs has far less idle time to recover, so
-# the gains above are smaller. The direction is the same.
+# Those papers measured large models on large GPUs, long outputs and heavy load, where a static batch
+# idles for hundreds of steps; a 135M model with short outputs, on your device, has far less idle
+# time to recover, so the gains above are smaller. The direction is the same.
 #
 # ## Summary
 # * Batching reuses each weight read for many sequences; the question is who joins a step.

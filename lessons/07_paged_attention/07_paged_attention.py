@@ -29,14 +29,16 @@ import torch
 
 from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, Sequence
 from inferlab.lab import plots
-from inferlab.lab.bench import device_name, pin_threads
+from inferlab.lab.bench import default_device, device_name, pin_threads, synchronize
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
 threads = pin_threads()
-model, tokenizer = load_model()
-print(f"{device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
+device = default_device()                    # "cuda" where PyTorch sees a GPU, else "cpu"
+dtype = torch.float32 if device == "cpu" else torch.bfloat16
+model, tokenizer = load_model(dtype=dtype, device=device)
+print(f"device: {device_name(device)} ({dtype}); fast mode: {fast_mode()}; grading: {grading()}")
 
 # %% [markdown]
 # ## 1 · Exercise 1 - the block manager (4 points)
@@ -198,7 +200,10 @@ assert z.block_table == [2, 3]
 # A realistic mix of requests: prompts of 6-120 words and output lengths drawn from a long-tailed
 # distribution (most answers short, a few long). First, correctness: with a cache so tight that the
 # scheduler must preempt, the engine running **your** block manager must give every request all its
-# tokens - the same tokens as the engine's own block manager with ample memory.
+# tokens - the same tokens as the engine's own block manager with ample memory. The engine runs on
+# your device; this check runs it in fp32 (`EngineConfig(dtype=...)`) on every device, so that a
+# preempted request, recomputed later, rounds like the first time (in bf16 the last bits can differ
+# and flip a near-tie between two tokens).
 
 # %%
 MAX_LEN = 512
@@ -212,7 +217,7 @@ mix_params = [SamplingParams(max_tokens=n, ignore_eos=True) for n in out_lengths
 
 def run_engine(manager_cls, num_blocks):
     config = EngineConfig(block_size=8, num_blocks=num_blocks, max_model_len=256, max_num_seqs=8,
-                          block_manager=manager_cls)
+                          block_manager=manager_cls, device=device, dtype=torch.float32)
     eng = LLMEngine(model, tokenizer, config)
     params = SamplingParams(max_tokens=pick(48, 32), ignore_eos=True)
     outs = eng.generate(mix_prompts[:6], [params] * 6)
@@ -237,7 +242,7 @@ def occupancy(kind, block_size=16):
     config = EngineConfig(kv_cache=kind, block_size=block_size, max_model_len=MAX_LEN,
                           max_num_seqs=8,
                           num_blocks=None if kind == "static" else 8 * MAX_LEN // block_size,
-                          block_manager=MyBlockManager)
+                          block_manager=MyBlockManager, device=device)
     eng = LLMEngine(model, tokenizer, config)
     slots_per_block = eng.config.block_size                  # MAX_LEN for the static cache's rows
     for p, sp in zip(mix_prompts, mix_params):
@@ -367,29 +372,35 @@ torch.testing.assert_close(paged_attention(q, k_cache, v_cache, [3], 1),
 # `inferlab.engine.attention.paged_decode_attention` - one of its attention backends). Check yours
 # against the engine's cache after a real prefill: the keys of a sequence, put in blocks by your
 # block manager and read through its block table by your `paged_attention`, give the same attention
-# as the contiguous keys `transformers` computed.
+# as the contiguous keys `transformers` computed. The engine and `transformers` run on your device
+# in the model's dtype; the cache and the keys are then copied to the CPU in fp32, where your
+# function runs as in the tests. Both computed the keys in that dtype, each in its own order, so they
+# agree up to that dtype's rounding (printed beside the difference).
 
 # %%
 eng = LLMEngine(model, tokenizer, EngineConfig(block_size=8, max_model_len=512, num_blocks=128,
-                                               block_manager=MyBlockManager))
+                                               block_manager=MyBlockManager, device=device))
 eng.block_manager.free_blocks.rotate(13)             # scatter the blocks
 eng.add_request(mix_prompts[0], SamplingParams(max_tokens=8))
 seq = eng.scheduler.waiting[0]
 eng.step()                                  # prefill: the prompt's K/V are now in the blocks
 n = seq.num_prompt_tokens
 with torch.inference_mode():
-    hf = model(tokenizer(mix_prompts[0], return_tensors="pt").input_ids, use_cache=True)
+    hf = model(tokenizer(mix_prompts[0], return_tensors="pt").input_ids.to(device), use_cache=True)
 layer = 3
-hf_k = hf.past_key_values.layers[layer].keys[0].transpose(0, 1)      # [n, kv_heads, d]
-hf_v = hf.past_key_values.layers[layer].values[0].transpose(0, 1)
+hf_k = hf.past_key_values.layers[layer].keys[0].transpose(0, 1).float().cpu()  # [n, kv_heads, d]
+hf_v = hf.past_key_values.layers[layer].values[0].transpose(0, 1).float().cpu()
+k_blocks = eng.cache.blocks(eng.cache.k[layer]).float().cpu()
+v_blocks = eng.cache.blocks(eng.cache.v[layer]).float().cpu()
 q_probe = torch.randn(hf_k.shape[1], hf_k.shape[2])
-ours = paged_attention(q_probe, eng.cache.blocks(eng.cache.k[layer]),
-                       eng.cache.blocks(eng.cache.v[layer]), list(seq.block_table), n)
+ours = paged_attention(q_probe, k_blocks, v_blocks, list(seq.block_table), n)
 scores = torch.einsum("hd,nhd->hn", q_probe, hf_k) / math.sqrt(q_probe.shape[-1])
 weights_ = torch.softmax(scores, -1)
 theirs = torch.einsum("hn,nhd->hd", weights_, hf_v)           # contiguous attention
 print(f"prompt of {n} tokens in blocks {seq.block_table}; max difference to contiguous "
-      f"attention over transformers' keys: {(ours - theirs).abs().max().item():.2e}")
+      f"attention over transformers' keys: {(ours - theirs).abs().max().item():.2e} "
+      f"(largest output {theirs.abs().max().item():.2f}; {dtype} rounds to "
+      f"{torch.finfo(dtype).eps:.0e} relative)")
 
 # %% [markdown]
 # ## 4 · Prefix sharing
@@ -397,7 +408,10 @@ print(f"prompt of {n} tokens in blocks {seq.block_table}; max difference to cont
 # full block is identified by a hash of its tokens *and of all tokens before it*; a new request
 # whose prompt starts with the same blocks points its block table at the existing ones (reference
 # count +1) and skips computing them. The engine's own `BlockManager` does this
-# (`enable_prefix_caching`, on by default), so this section runs on it rather than on yours.
+# (`enable_prefix_caching`, on by default), so this section runs on it rather than on yours. It runs
+# on your device, in fp32 so that "same outputs" compares like with like (reused keys were computed
+# in another pass than recomputed ones; in bf16 such rounding differences can flip a near-tie), and
+# without CUDA graphs on a GPU, whose capture would otherwise be timed too.
 
 # %%
 system = ("You are a careful assistant for the Python language reference. Answer precisely, "
@@ -407,10 +421,13 @@ shared = [system + q for q in questions]
 rows = {}
 for caching in (False, True):
     config = EngineConfig(block_size=16, max_model_len=512, max_num_seqs=16,
-                          enable_prefix_caching=caching)
+                          enable_prefix_caching=caching, device=device, dtype=torch.float32,
+                          cuda_graphs=False)
     eng = LLMEngine(model, tokenizer, config)
+    synchronize(device)
     start = time.perf_counter()
     outs = eng.generate(shared, SamplingParams(max_tokens=pick(8, 4), ignore_eos=True))
+    synchronize(device)
     stats = eng.stats
     rows[caching] = (stats.peak_blocks_used, stats.prefill_tokens, stats.prefix_hit_tokens,
                      time.perf_counter() - start, [o.token_ids for o in outs])
