@@ -142,8 +142,9 @@ def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log)
     return {
         "seconds": round(wall, 1), "cells": len(code), "cells_run": len(times),
         "errors": errors, "failure": failure,
-        "slowest": ({"cell": slowest, "seconds": times[slowest],
-                     "code": first_line(nb.cells[slowest].source)} if slowest is not None else None),
+        "slowest": None if slowest is None else {
+            "cell": slowest, "seconds": times[slowest],
+            "code": first_line(nb.cells[slowest].source)},
         "long_cells": long_cells, "cell_seconds": times,
     }
 
@@ -172,8 +173,9 @@ def write_markdown(results: dict, path: Path) -> None:
         errs = ", ".join(f"{e['cell']}: {e['error']}" for e in r["errors"]) or "none"
         if r.get("failure"):
             errs += f" (stopped: {r['failure']})"
-        longs = ", ".join(f"{c['cell']} ({c['seconds']:.0f} s, {'yes' if c['progress_bar'] else 'NO'})"
-                          for c in r["long_cells"]) or "none"
+        longs = ", ".join(
+            f"{c['cell']} ({c['seconds']:.0f} s, {'yes' if c['progress_bar'] else 'NO'})"
+            for c in r["long_cells"]) or "none"
         flag = "" if r["seconds"] <= target else " (over)"
         lines.append(f"| {name} | {r['seconds']:.0f} s{flag} | {slow_txt} | {errs} | {longs} |")
     lines += ["", f"Total: {total / 60:.1f} min for {len(results['lessons'])} lessons.", ""]
@@ -195,7 +197,9 @@ def main(argv=None) -> int:
 
     sys.path.insert(0, str(ROOT))
     import torch
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: PyTorch sees no GPU here")
     facts = device_facts(device)

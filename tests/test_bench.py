@@ -64,3 +64,22 @@ def test_pin_threads(monkeypatch):
         assert 1 <= bench.pin_threads() <= 8
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("capability, name, dtype, scale", [
+    ((7, 5), "Tesla T4", torch.float16, 320 / 3350),
+    ((8, 0), "NVIDIA A100-SXM4-80GB", torch.bfloat16, 2039 / 3350),
+    ((9, 0), "NVIDIA H100 80GB HBM3", torch.bfloat16, 1.0),
+    ((9, 0), "NVIDIA H200", torch.bfloat16, 1.0),
+])
+def test_gpu_dtype_and_workload_scale(monkeypatch, capability, name, dtype, scale):
+    """bf16 only where the card computes in it natively; workloads shrink with bandwidth."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert bench.compute_dtype("cuda") is dtype
+    assert bench.gpu_workload_scale("cuda") == pytest.approx(scale)
+
+
+def test_cpu_dtype_and_scale():
+    assert bench.compute_dtype("cpu") is torch.float32
+    assert bench.gpu_workload_scale("cpu") == 1.0

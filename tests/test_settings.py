@@ -35,3 +35,21 @@ def test_threads(monkeypatch):
         with pytest.raises(ValueError, match="INFERLAB_THREADS"):
             settings.threads()
 
+
+
+def test_device_policy(monkeypatch):
+    """auto follows PyTorch; cpu is honoured everywhere; cuda without a GPU says how to fix it."""
+    import torch
+    monkeypatch.delenv("INFERLAB_DEVICE", raising=False)
+    assert settings.device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("INFERLAB_DEVICE", "CPU")
+    assert settings.device() == "cpu"
+    monkeypatch.setenv("INFERLAB_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="INFERLAB_DEVICE must be one of auto, cpu, cuda"):
+        settings.device()
+    monkeypatch.setenv("INFERLAB_DEVICE", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="sees no GPU"):
+        settings.device()
+    monkeypatch.setenv("INFERLAB_DEVICE", "auto")
+    assert settings.device() == "cpu"

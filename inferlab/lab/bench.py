@@ -171,6 +171,34 @@ def datasheet_for(name: str) -> tuple[str, float] | None:
     return (key, DATASHEET_BANDWIDTH[key]) if key else None
 
 
+def compute_dtype(device: str | torch.device | None = None) -> torch.dtype:
+    """The dtype a lesson computes in on ``device``: float32 on the CPU (PyTorch's fast CPU
+    kernels), bfloat16 on GPUs that compute in it natively (compute capability 8.0 and newer:
+    A100, L4, H100), float16 on older GPUs (T4, V100), where bfloat16 is emulated and slow."""
+    device = torch.device(device or default_device())
+    if device.type != "cuda":
+        return torch.float32
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+REFERENCE_GPU = "H100 SXM"   # lessons size their GPU workloads for this card, then scale
+
+
+def gpu_workload_scale(device: str | torch.device | None = None) -> float:
+    """How much of an H100-sized workload to run on this GPU so that a lesson takes about as long:
+    its datasheet bandwidth over the H100's, at most 1 (a T4: 320 / 3350 = 0.1). Decoding is
+    bandwidth-bound, so the ratio predicts its time; training is compute-bound and scales about
+    the same way between these cards. A GPU missing from the table is measured (a short copy).
+    1.0 on the CPU, whose lessons choose their own settings."""
+    device = torch.device(device or default_device())
+    if device.type != "cuda":
+        return 1.0
+    sheet = datasheet_for(torch.cuda.get_device_name(device))
+    bandwidth = sheet[1] * 1e9 if sheet else measure_bandwidth(device, megabytes=256, repeats=3)
+    return max(0.05, min(1.0, bandwidth / (DATASHEET_BANDWIDTH[REFERENCE_GPU] * 1e9)))
+
+
 # ------------------------------------------------------------------------------ memory
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as statm:

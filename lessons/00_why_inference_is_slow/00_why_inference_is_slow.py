@@ -27,12 +27,11 @@
 import statistics
 import time
 
-import torch
-
 from inferlab.lab import plots, records
 from inferlab.lab.bench import (
     DATASHEET_BANDWIDTH,
     achieved_bandwidth,
+    compute_dtype,
     datasheet_for,
     decode_roofline,
     default_device,
@@ -52,10 +51,11 @@ print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {gradi
 # %% [markdown]
 # ## 1 · The memory wall
 # Load the course's model (the embedded SmolLM2-135M-Instruct; on a GPU you may pass any hub id
-# to `load_model`). On a CPU it runs in fp32, on a GPU in bf16.
+# to `load_model`). On a CPU it runs in fp32, on a GPU in bf16 (fp16 on cards older than the A100,
+# such as Colab's free T4, which have no native bf16): `compute_dtype` picks.
 
 # %%
-dtype = torch.float32 if device == "cpu" else torch.bfloat16
+dtype = compute_dtype(device)
 start = time.perf_counter()
 model, tokenizer = load_model(DEFAULT_MODEL, dtype=dtype, device=device)
 load_seconds = time.perf_counter() - start

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from inferlab.compress import distill
 from inferlab.lab import plots
-from inferlab.lab.bench import default_device, device_name, pin_threads
+from inferlab.lab.bench import default_device, device_name, gpu_workload_scale, pin_threads
 from inferlab.lab.data import calibration_tokens, eval_tokens
 from inferlab.lab.generation import timed_greedy
 from inferlab.lab.models import load_model, parameter_count, weight_bytes
@@ -290,17 +290,25 @@ print(f"greedy decode: teacher {speed['teacher']:.1f} tokens/s, "
 # a short warm-up and a cosine decay; the embedding (a fifth of the parameters, shared with the
 # output head) stays frozen, so the student keeps the teacher's token space.
 #
-# Settings: the default fits a few minutes on 2 CPU cores; on a GPU the notebook trains longer on
-# bigger batches. Training is skipped while grading.
+# Settings: the CPU setting fits a few minutes on 2 cores; on a GPU the notebook trains longer on
+# bigger batches. The GPU setting is sized for an H100 (about 1.5 minutes of training plus about
+# 2 minutes for the teacher to write its text); on a smaller GPU the steps and the teacher's text
+# shrink by the card's memory bandwidth over the H100's (`gpu_workload_scale`: a T4 runs a tenth,
+# in about the same time). Training is skipped while grading.
 
 # %%
 SETTINGS = {
     # cpu: ~2-4 min on 2 cores
     "cpu": dict(steps=150, batch_size=4, seq_len=64, lr=1e-3, teacher_text=0),
-    "gpu": dict(steps=2000, batch_size=16, seq_len=256, lr=5e-4, teacher_text=4096),
+    "gpu": dict(steps=1000, batch_size=16, seq_len=256, lr=5e-4, teacher_text=4096),  # an H100
     "fast": dict(steps=6, batch_size=2, seq_len=32, lr=1e-3, teacher_text=0),
 }
-setting = SETTINGS["fast" if fast_mode() else ("gpu" if device == "cuda" else "cpu")]
+setting = dict(SETTINGS["fast" if fast_mode() else ("gpu" if device == "cuda" else "cpu")])
+if device == "cuda" and not fast_mode():
+    scale = gpu_workload_scale(device)
+    setting.update(steps=max(100, round(setting["steps"] * scale)),
+                   teacher_text=round(setting["teacher_text"] * scale))
+    print(f"{device_name(device)}: {scale:.2f}x the H100 setting (datasheet bandwidth ratio)")
 TEMPERATURE, ALPHA = 2.0, 0.5
 n_windows = setting["steps"] * setting["batch_size"]
 if grading():

@@ -1,0 +1,43 @@
+"""benchmarks/lesson_times.py: runs lessons as a student does and records what a reader needs."""
+import json
+
+import nbformat
+
+from benchmarks import lesson_times
+
+
+def test_progress_bars_are_recognised():
+    bar = nbformat.v4.new_output("stream", name="stderr", text="teacher writes:  37%|###   | 6/16")
+    widget = nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "HBox()"})
+    plain = nbformat.v4.new_output("stream", name="stdout", text="trained 100 steps in 37 s")
+    assert lesson_times.showed_progress({"outputs": [bar]})
+    assert lesson_times.showed_progress({"outputs": [widget]})
+    assert not lesson_times.showed_progress({"outputs": [plain]})
+
+
+def test_a_lesson_with_an_error_and_a_slow_cell_is_recorded(tmp_path, monkeypatch):
+    """Errors do not stop the run; the slowest cell, the error and the totals are written."""
+    folder = tmp_path / "solutions" / "98_sample"
+    folder.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# sample"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(0.3)"),
+        nbformat.v4.new_code_cell("# comment first\nraise ValueError('broken on purpose')"),
+        nbformat.v4.new_code_cell("print('still runs')"),
+    ])
+    nbformat.write(nb, folder / "98_sample.ipynb")
+    monkeypatch.setattr(lesson_times, "ROOT", tmp_path)
+    out = tmp_path / "results"
+    assert lesson_times.main(["98", "--device", "cpu", "--out", str(out), "--tag", "t",
+                              "--keep", str(tmp_path / "kept")]) == 0
+    result = json.loads((out / "lesson_times_t.json").read_text())
+    lesson = result["lessons"]["98_sample"]
+    assert lesson["cells"] == 3 and lesson["cells_run"] == 3 and lesson["failure"] is None
+    assert lesson["errors"] == [{"cell": 2, "error": "ValueError", "message": "broken on purpose"}]
+    assert lesson["slowest"]["cell"] == 1 and lesson["slowest"]["seconds"] >= 0.3
+    assert lesson["slowest"]["code"] == "import time"
+    kept = nbformat.read(tmp_path / "kept" / "98_sample.ipynb", as_version=4)
+    assert kept.cells[3].outputs[0]["text"] == "still runs\n"
+    table = (out / "lesson_times_t.md").read_text()
+    assert "| 98_sample |" in table and "2: ValueError" in table
