@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 05 · The KV cache
 #
-# **Time:** about 5 min to run every cell in full mode on a 2-core CPU (an estimate),
-# plus your reading and exercises. **Prerequisites:** lesson 00; self-attention with
+# **Time:** about 5 min to run every cell in full mode on a 2-core CPU (an estimate; less on
+# a GPU), plus your reading and exercises. **Prerequisites:** lesson 00; self-attention with
 # queries, keys, values and a causal mask.
 #
 # Lesson 00 showed that decoding produces one token per forward pass. This lesson looks inside that
@@ -32,15 +32,16 @@ import torch.nn.functional as F
 from inferlab.engine import LlamaWeights
 from inferlab.engine.weights import rms_norm, rotate_half
 from inferlab.lab import plots
-from inferlab.lab.bench import device_name, peak_memory, pin_threads, time_fn
+from inferlab.lab.bench import default_device, device_name, peak_memory, pin_threads, time_fn
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
 threads = pin_threads()
-model, tokenizer = load_model()
+device = default_device()                      # "cuda" when PyTorch sees a GPU, else "cpu"
+model, tokenizer = load_model(device=device)   # fp32 on either device
 weights = LlamaWeights.from_hf(model)          # the same tensors, Q/K/V fused into one matrix
 cfg = weights.config
-print(f"{device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
+print(f"{device_name(device)}; fast mode: {fast_mode()}; grading: {grading()}")
 print(f"SmolLM2-135M: {cfg.num_layers} layers, {cfg.num_heads} query heads, "
       f"{cfg.num_kv_heads} KV heads, head dim {cfg.head_dim}")
 
@@ -49,12 +50,14 @@ print(f"SmolLM2-135M: {cfg.num_layers} layers, {cfg.num_heads} query heads, "
 # To see where the cache enters, here is the whole model as plain tensor operations. `cache` is any
 # object with `update(layer, k_new, v_new, start)` that stores the new keys/values at positions
 # `start..start+T-1` and returns **all** keys/values so far. Without a cache we pass a fresh one
-# every step, so the model recomputes K and V for the whole sequence.
+# every step, so the model recomputes K and V for the whole sequence. Everything runs on
+# `device`: the GPU when there is one, else the CPU.
 
 # %%
 ROPE_LEN = 4096
-_freqs = torch.arange(ROPE_LEN, dtype=torch.float32)[:, None] * weights.inv_freq[None]
-COS, SIN = torch.cat([_freqs, _freqs], -1).cos(), torch.cat([_freqs, _freqs], -1).sin()
+_freqs = torch.arange(ROPE_LEN, dtype=torch.float32)[:, None] * weights.inv_freq.cpu()[None]
+COS = torch.cat([_freqs, _freqs], -1).cos().to(device)     # rotary tables, beside the weights
+SIN = torch.cat([_freqs, _freqs], -1).sin().to(device)
 
 
 def forward(ids: torch.Tensor, cache, start: int, last_only: bool = True) -> torch.Tensor:
@@ -63,7 +66,8 @@ def forward(ids: torch.Tensor, cache, start: int, last_only: bool = True) -> tor
     T = ids.shape[1]
     h = F.embedding(ids, weights.embed)                                # [1, T, hidden]
     cos, sin = COS[start:start + T], SIN[start:start + T]
-    mask = torch.ones(T, start + T, dtype=torch.bool).tril(start)  # query i sees keys <= start+i
+    mask = torch.ones(T, start + T, dtype=torch.bool, device=ids.device)
+    mask = mask.tril(start)                                # query i sees keys <= start+i
     kv = cfg.num_kv_heads * cfg.head_dim
     split = [cfg.num_heads * cfg.head_dim, kv, kv]
     for i, layer in enumerate(weights.layers):
@@ -105,6 +109,14 @@ class ConcatCache:
         self.k[layer], self.v[layer] = k_new, v_new
         return k_new, v_new
 
+
+def on_device(cache):
+    """Move every tensor a cache object holds (``self.k``, ``self.v``, ...) to ``device``."""
+    for name, value in vars(cache).items():
+        if isinstance(value, torch.Tensor):
+            setattr(cache, name, value.to(device))
+    return cache
+
 # %% [markdown]
 # ## 2 · Cost per token against sequence length, measured
 # Without a cache, producing the token after `n` tokens means a forward pass over all `n`. With a
@@ -112,15 +124,17 @@ class ConcatCache:
 # point is the median time of one such step.
 
 # %%
-text = "The history of computing is a story of machines that remember. " * 200
-ids_all = tokenizer(text, return_tensors="pt").input_ids
+text = "The history of computing is a story of machines that remember. " * 400
+ids_all = tokenizer(text, return_tensors="pt").input_ids.to(device)
 lengths = pick([16, 32, 64, 128, 256, 512], [8, 16, 32, 64])
+if device == "cuda":          # a GPU's pass has a large fixed cost: longer contexts show the climb
+    lengths += pick([1024, 2048, 4096], [])
 repeats = pick(5, 2)
 no_cache_ms, cached_ms = [], []
 with torch.inference_mode():
     for n in lengths:
         ids = ids_all[:, :n]
-        uncached = time_fn(lambda: forward(ids, NoCache(), 0), repeats=repeats)
+        uncached = time_fn(lambda: forward(ids, NoCache(), 0), repeats=repeats, device=device)
         no_cache_ms.append(uncached.median * 1e3)
         filled = ConcatCache()
         forward(ids[:, :-1], filled, 0)                                 # positions 0..n-2 cached
@@ -129,18 +143,22 @@ with torch.inference_mode():
             step_cache = ConcatCache()                                  # a copy, so repeats agree
             step_cache.k, step_cache.v = dict(filled.k), dict(filled.v)
             return forward(ids[:, -1:], step_cache, n - 1)
-        cached_ms.append(time_fn(one_step, repeats=repeats).median * 1e3)
+        cached_ms.append(time_fn(one_step, repeats=repeats, device=device).median * 1e3)
         print(f"n = {n:>4}: without cache {no_cache_ms[-1]:8.1f} ms/token   "
               f"with cache {cached_ms[-1]:6.1f} ms/token")
 plots.lines(lengths, {"without KV cache": no_cache_ms, "with KV cache": cached_ms},
-            title=f"Cost of producing token n+1 ({device_name('cpu')})", xaxis="tokens so far (n)",
+            title=f"Cost of producing token n+1 ({device_name(device)})", xaxis="tokens so far (n)",
             yaxis="ms per token").show()
 
 # %% [markdown]
 # The uncached curve climbs with `n` (a forward pass over `n` tokens), the cached one stays almost
 # flat: its weights cost is the same every step and the attention over `n` cached keys is a small
-# part of it at these lengths. Summing each curve over a whole answer gives the generation time of
-# `n` tokens: O(n²) without a cache, O(n) with one.
+# part of it at these lengths. On a GPU, a pass also has a large fixed cost - launching the few
+# hundred small kernels of 30 layers one after another - so there the uncached curve stays near the
+# cached one until `n` is long enough for the arithmetic to outweigh it (which is why a GPU run
+# measures longer contexts too; lesson 09 removes much of that fixed cost with CUDA graphs).
+# Summing each curve over a whole answer gives the generation time of `n` tokens: O(n²) without
+# a cache, O(n) with one.
 
 # %%
 gen_no_cache = [sum(no_cache_ms[: i + 1]) for i in range(len(lengths))]
@@ -181,7 +199,8 @@ assert kv_cache_size(2, 1, 4, 10, batch=3, bytes_per_value=2) == 2 * 2 * 1 * 4 *
 
 # %% [markdown]
 # Check it against memory that was really allocated: run `transformers` on a prompt and count the
-# bytes of the cache tensors it keeps, then watch the process's memory grow while a cache is filled.
+# bytes of the cache tensors it keeps, then watch your device's memory grow while a cache is
+# allocated (on a GPU: the bytes PyTorch's allocator hands out; on a CPU: the process's memory).
 
 # %%
 n_check = pick(512, 128)
@@ -196,10 +215,11 @@ print(f"transformers' cache after {n_check} tokens: {stored / 2**20:.2f} MiB; yo
 
 big_batch, big_len = pick(8, 4), pick(1024, 512)
 _, grown = peak_memory(lambda: torch.ones(cfg.num_layers, 2, big_batch, cfg.num_kv_heads, big_len,
-                                          cfg.head_dim))
+                                          cfg.head_dim, device=device), device=device)
 want = kv_cache_size(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim, big_len, batch=big_batch,
                      bytes_per_value=4)
-print(f"allocating a cache for {big_batch} x {big_len} tokens: process memory grew "
+where = "process memory" if device == "cpu" else "GPU memory allocated"
+print(f"allocating a cache for {big_batch} x {big_len} tokens: {where} grew "
       f"{grown / 2**20:.1f} MiB, formula {want / 2**20:.1f} MiB")
 
 # %% [markdown]
@@ -329,25 +349,27 @@ assert torch.equal(b.update(0, kb, kb, 2)[0][:, :, 2:], kb)
 # %% [markdown]
 # ### Generate with your cache
 # Prefill the prompt in one pass, then decode one token per pass. The result must equal
-# `transformers`' own greedy generation token for token (both in fp32).
+# `transformers`' own greedy generation token for token (both in fp32). The cache is built by your
+# class (on the CPU, as in the tests) and then moved to `device` with `on_device`.
 
 # %%
 def generate(prompt: str, n_new: int, use_cache: bool = True,
              cache_class=None) -> tuple[list[int], list[float]]:
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     tokens, step_s = ids[0].tolist(), []
-    cache = (cache_class or StaticKVCache)(cfg.num_layers, 1, cfg.num_kv_heads,
-                                           len(tokens) + n_new, cfg.head_dim)
+    cache = on_device((cache_class or StaticKVCache)(cfg.num_layers, 1, cfg.num_kv_heads,
+                                                     len(tokens) + n_new, cfg.head_dim))
     with torch.inference_mode():
         for step in range(n_new):
             start = time.perf_counter()
             if not use_cache:
-                logits = forward(torch.tensor([tokens]), NoCache(), 0)
+                logits = forward(torch.tensor([tokens], device=device), NoCache(), 0)
             elif step == 0:
-                logits = forward(torch.tensor([tokens]), cache, 0)
+                logits = forward(torch.tensor([tokens], device=device), cache, 0)
             else:
-                logits = forward(torch.tensor([tokens[-1:]]), cache, len(tokens) - 1)
-            tokens.append(int(logits.argmax(-1)))
+                logits = forward(torch.tensor([tokens[-1:]], device=device), cache,
+                                 len(tokens) - 1)
+            tokens.append(int(logits.argmax(-1)))            # int() waits for the device
             step_s.append(time.perf_counter() - start)
     return tokens[ids.shape[1]:], step_s
 
@@ -356,7 +378,7 @@ prompt = "The three most important ideas in computer science are"
 n_new = pick(48, 12)
 mine, mine_s = generate(prompt, n_new)
 plain, plain_s = generate(prompt, n_new, use_cache=False)
-enc = tokenizer(prompt, return_tensors="pt").input_ids
+enc = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
 with torch.inference_mode():
     ref = model.generate(enc, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False)
 ref = ref[0, enc.shape[1]:].tolist()
@@ -432,6 +454,8 @@ for name, (nl, nkv, d, params) in SHAPES.items():
 #     example a scale fixed in advance), use it instead; values beyond `±127 x scale` saturate at
 #     `±127`. Return the scale used, as float32 of shape `x.shape[:-1] + (1,)`.
 #   * Inputs may be float16/bfloat16: compute in float32.
+#   * Create any tensor you need on `x.device`: below, the lesson runs your function on its
+#     device (the GPU when there is one); the tests use CPU tensors.
 # * `dequantize_kv(q, scale, dtype=torch.float32)` returns `q x scale` as `dtype`.
 #
 # One scale per (token, head) keeps an outlier in one head or one token from coarsening the others,
@@ -447,7 +471,7 @@ def quantize_kv(x: torch.Tensor, scale=None) -> tuple[torch.Tensor, torch.Tensor
         amax = x.abs().amax(dim=-1, keepdim=True)              # one max per (token, head)
         scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))   # all-zero: scale 1
     else:
-        scale = torch.as_tensor(scale, dtype=torch.float32).expand(scale_shape)
+        scale = torch.as_tensor(scale, dtype=torch.float32, device=x.device).expand(scale_shape)
     q = torch.round(x / scale)                                 # to nearest, not toward zero
     q = q.clamp(-127, 127)                                     # saturate: int8 would wrap around
     return q.to(torch.int8), scale.contiguous()
@@ -545,19 +569,19 @@ class Int8KVCache:
         return k, v                                # new float tensors: dequantized every step
 
 
-ppl_ids = eval_tokens(tokenizer, pick(512, 64))
+ppl_ids = eval_tokens(tokenizer, pick(512, 64)).to(device)
 n_ppl = ppl_ids.shape[1]
 caches = {"fp32 cache": StaticKVCache, "int8 cache": Int8KVCache}
 logits, step_time, cache_bytes = {}, {}, {}
 with torch.inference_mode():
     for name, cache_class in caches.items():
-        filled = cache_class(cfg.num_layers, 1, cfg.num_kv_heads, n_ppl, cfg.head_dim)
+        filled = on_device(cache_class(cfg.num_layers, 1, cfg.num_kv_heads, n_ppl, cfg.head_dim))
         logits[name] = forward(ppl_ids, filled, 0, last_only=False)       # all n_ppl positions
         cache_bytes[name] = sum(t.numel() * t.element_size() for t in vars(filled).values()
                                 if isinstance(t, torch.Tensor))       # K, V (and the scales)
         # one decode step that attends to the whole filled cache (it rewrites the last slot)
         step_time[name] = time_fn(lambda: forward(ppl_ids[:, -1:], filled, n_ppl - 1),
-                                  repeats=pick(9, 5))
+                                  repeats=pick(9, 5), device=device)
 ppl = {name: math.exp(F.cross_entropy(lg[:-1], ppl_ids[0, 1:]).item())
        for name, lg in logits.items()}
 top1 = top1_agreement(logits["fp32 cache"], logits["int8 cache"])
