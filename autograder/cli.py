@@ -91,7 +91,7 @@ def cmd_build(args) -> int:
         script = Path(scripts[0])
         if not script.is_file():
             raise CourseError(f"no such file: {script}")
-        nb = parse_script(script.read_text(encoding="utf-8"))
+        nb = parse_script(script.read_text(encoding="utf-8"), script.stem)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(notebook_text(nb), encoding="utf-8")
         print(f"wrote {args.out} ({len(nb.cells)} cells)")
@@ -109,7 +109,7 @@ def cmd_build(args) -> int:
         changed = build_source(root, lesson)
         state = "built" if changed else "unchanged"
         print(f"{state:<9} {source_path(root, lesson).relative_to(root)}")
-        for issue in problems(nbformat.read(source_path(root, lesson), as_version=4)):
+        for issue in problems(nbformat.read(source_path(root, lesson), as_version=4), lesson):
             print(f"  warning: {lesson}: {issue}")
     print(f"next: `{PROG} release` makes the student notebooks in course/")
     return EXIT_OK
@@ -132,9 +132,9 @@ def cmd_check(args) -> int:
         root = require_course(args.root)
         for lesson in select(root, names):
             script = script_path(root, lesson)
-            nb = (parse_script(script.read_text(encoding="utf-8")) if script.is_file()
+            nb = (parse_script(script.read_text(encoding="utf-8"), lesson) if script.is_file()
                   else nbformat.read(source_path(root, lesson), as_version=4))
-            found += [f"{lesson}: {issue}" for issue in problems(nb)]
+            found += [f"{lesson}: {issue}" for issue in problems(nb, lesson)]
             found += sync_problems(root, lesson)
     for problem in found:
         print(problem)

