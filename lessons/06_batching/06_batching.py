@@ -232,9 +232,8 @@ print(f"preemptions with your scheduler and 16 blocks: {your_stats.preemptions};
 # model** on your device: the clock advances by each step's *measured* duration and jumps over idle
 # time, so the latencies are what this machine would give. Each policy uses the same trace; static
 # and dynamic batching are the engine's own (`EngineConfig(policy=...)`), **continuous batching is
-# your `schedule_step`**. A GPU's steps take a fraction of a CPU's, so on a GPU the client sends
-# requests 16 times as fast, and more of them, in larger batches - the same load relative to the
-# device (the printout says what was used).
+# your `schedule_step`** (the printout says which load was used; raise it with the widget below - a
+# GPU's steps take a fraction of a CPU's, so it needs many more requests per second to be busy).
 
 # %%
 import random
@@ -281,9 +280,8 @@ def serve(policy, trace, max_batch, window=0.5):
 
 
 scale = pick(1.0, 0.25)                      # fast mode: shorter outputs
-load = 16 if gpu else 1                      # a GPU serves many more requests per second
-n_requests = pick(24, 8) * (4 if gpu else 1)
-rate, max_batch = pick(4.0, 8.0) * load, pick(8, 4) * (4 if gpu else 1)
+n_requests = pick(24, 8)
+rate, max_batch = pick(4.0, 8.0), pick(8, 4)
 POLICIES = ("static", "dynamic", "continuous")
 trace = make_trace(rate=rate, n=n_requests, lengths="mostly short, a few long")
 print(f"{n_requests} requests at {rate:g} requests/s on average, at most {max_batch} at once, "
@@ -308,7 +306,7 @@ import ipywidgets as w
 
 from inferlab.lab.widgets import guarded, show
 
-rate_pick = w.FloatLogSlider(value=4.0 * load, base=2, min=-1, max=9, step=0.5,
+rate_pick = w.FloatLogSlider(value=4.0, base=2, min=-1, max=9, step=0.5,
                              description="requests/s")
 len_pick = w.Dropdown(options=list(LENGTHS), value="mostly short, a few long",
                       description="lengths")
