@@ -28,7 +28,7 @@ import torch
 
 from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, SequenceStatus
 from inferlab.lab import plots, records
-from inferlab.lab.bench import default_device, device_name, pin_threads, synchronize
+from inferlab.lab.bench import compute_dtype, default_device, device_name, pin_threads, synchronize
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
@@ -36,7 +36,7 @@ from inferlab.lab.settings import fast_mode, grading, pick
 threads = pin_threads()
 device = default_device()                    # "cuda" where PyTorch sees a GPU, else "cpu"
 gpu = device != "cpu"
-dtype = torch.bfloat16 if gpu else torch.float32
+dtype = compute_dtype(device)                # fp32 on a CPU, bf16 (fp16 on a T4) on a GPU
 model, tokenizer = load_model(dtype=dtype, device=device)
 print(f"device: {device_name(device)} ({dtype}); fast mode: {fast_mode()}; grading: {grading()}")
 

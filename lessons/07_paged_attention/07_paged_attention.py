@@ -29,14 +29,14 @@ import torch
 
 from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, Sequence
 from inferlab.lab import plots
-from inferlab.lab.bench import default_device, device_name, pin_threads, synchronize
+from inferlab.lab.bench import compute_dtype, default_device, device_name, pin_threads, synchronize
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
 
 threads = pin_threads()
 device = default_device()                    # "cuda" where PyTorch sees a GPU, else "cpu"
-dtype = torch.float32 if device == "cpu" else torch.bfloat16
+dtype = compute_dtype(device)                # fp32 on a CPU, bf16 (fp16 on a T4) on a GPU
 model, tokenizer = load_model(dtype=dtype, device=device)
 print(f"device: {device_name(device)} ({dtype}); fast mode: {fast_mode()}; grading: {grading()}")
 
