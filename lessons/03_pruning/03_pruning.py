@@ -603,7 +603,9 @@ else:
 # ## 6 · What each kind really buys on your device
 # Size in memory (`weight_bytes`: every stored number, zeros included) and the forward pass over the
 # prompt. A shared machine makes single timings jumpy, so the models take turns, several rounds,
-# and each keeps its fastest time.
+# and each keeps its fastest time. On a GPU, a forward pass of this small model over a short prompt
+# can be dominated by the fixed cost of launching its few hundred kernels one after another; then
+# smaller matrices barely change the time, and the size column is what structured pruning buys.
 
 # %%
 best = fastest({"dense": model, "magnitude": magnitude50, "mlp": mlp_half, "heads": heads})
@@ -677,8 +679,9 @@ for claim, source, measured, why in claims:
 #   need very high sparsity to win on a CPU.
 # * **2:4** is the sparsity GPUs can execute. On the recorded GPU it speeds up large matmuls
 #   (prefill, big batches), not decode-sized ones through PyTorch's wrapper.
-# * **Structured** pruning really shrinks matrices and speeds up every kernel, at the highest
-#   quality cost; an activation-aware score (yours) matters enormously compared with weight norms.
+# * **Structured** pruning really shrinks matrices and cuts the work of every kernel (a speed-up
+#   wherever that work, not the launch of the kernels, dominates), at the highest quality cost;
+#   an activation-aware score (yours) matters enormously compared with weight norms.
 # * A pruned model usually needs some retraining to recover - which is what lesson 04 does with
 #   distillation: a smaller model trained to imitate the big one.
 
