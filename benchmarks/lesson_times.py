@@ -4,6 +4,7 @@
     python benchmarks/lesson_times.py 04 05 --threads 2     # two lessons, PyTorch on 2 CPU threads
     python benchmarks/lesson_times.py --device cpu          # the CPU path even where a GPU is
     python benchmarks/lesson_times.py --keep /tmp/executed  # also keep the executed notebooks
+    python benchmarks/lesson_times.py --merge a.json b.json --tag nvidia-h200 --note "..."
 
 Each lesson's solution notebook (``solutions/NN_name/NN_name.ipynb``) is executed top to bottom in
 a fresh kernel, in its own folder, with the settings a student has: not fast mode, not grading
@@ -16,7 +17,8 @@ the error cells (exception and first line of its message), and the cells that ra
 three minutes with whether they showed a progress bar while they ran. The results file
 ``benchmarks/results/lesson_times_<tag>.json`` (tag: ``--tag``, else ``cpu-<threads>t`` or the
 GPU's name) is written after every lesson, so a run cut short still leaves what it measured, and
-``lesson_times_<tag>.md`` is written from it.
+``lesson_times_<tag>.md`` is written from it. ``--merge`` joins the results files of runs made
+side by side (several lessons at a time on one machine) into one, with ``--note`` saying how.
 """
 from __future__ import annotations
 
@@ -162,6 +164,7 @@ def write_markdown(results: dict, path: Path) -> None:
         + (f", PyTorch on {results['threads']} threads" if results.get("threads") else "")
         + f". Written by `benchmarks/lesson_times.py`; target per lesson {target / 60:.0f} min.",
         "",
+        *([results["note"], ""] if results.get("note") else []),
         "| lesson | time | slowest cell | error cells | cells > 3 min (progress bar?) |",
         "| --- | ---: | --- | --- | --- |",
     ]
@@ -182,6 +185,22 @@ def write_markdown(results: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+def merge(paths: list[Path], out: Path, tag: str, note: str | None) -> dict:
+    """One results file from several made on the same machine (same device, date and versions)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    first = runs[0]
+    for run in runs[1:]:
+        if run["facts"] != first["facts"] or run["fast"] != first["fast"]:
+            raise SystemExit(f"cannot merge runs of different machines or modes: {paths}")
+    lessons_ = {name: r for run in runs for name, r in run["lessons"].items()}
+    merged = {**first, "lessons": dict(sorted(lessons_.items())), "note": note,
+              "threads": first["threads"]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"lesson_times_{tag}.json").write_text(json.dumps(merged, indent=1) + "\n")
+    write_markdown(merged, out / f"lesson_times_{tag}.md")
+    return merged
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lessons", nargs="*", help="lesson numbers or names (default: all)")
@@ -193,7 +212,15 @@ def main(argv=None) -> int:
     parser.add_argument("--tag", help="results file name part (default: from the device)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     parser.add_argument("--keep", type=Path, help="folder to keep the executed notebooks in")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="join these results files (needs --tag) instead of running lessons")
+    parser.add_argument("--note", help="a line saying how the run was made (with --merge)")
     args = parser.parse_args(argv)
+    if args.merge:
+        if not args.tag:
+            raise SystemExit("--merge needs --tag (the name of the joined results file)")
+        merge(args.merge, args.out, args.tag, args.note)
+        return 0
 
     sys.path.insert(0, str(ROOT))
     import torch

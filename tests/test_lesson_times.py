@@ -2,6 +2,7 @@
 import json
 
 import nbformat
+import pytest
 
 from benchmarks import lesson_times
 
@@ -41,3 +42,27 @@ def test_a_lesson_with_an_error_and_a_slow_cell_is_recorded(tmp_path, monkeypatc
     assert kept.cells[3].outputs[0]["text"] == "still runs\n"
     table = (out / "lesson_times_t.md").read_text()
     assert "| 98_sample |" in table and "2: ValueError" in table
+
+
+def test_runs_made_side_by_side_merge_into_one_table(tmp_path):
+    facts = {"device": "GPU X", "torch": "2", "transformers": "5", "triton": "3",
+             "bitsandbytes": None, "cpus": 16}
+    def run(name, seconds):
+        lesson = {"seconds": seconds, "cells": 1, "cells_run": 1, "errors": [], "failure": None,
+                  "slowest": None, "long_cells": [], "cell_seconds": {}}
+        return {"date": "2026-12-02", "device_kind": "cuda", "facts": facts, "threads": 4,
+                "fast": False, "lessons": {name: lesson}}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(run("01_x", 700.0)))
+    b.write_text(json.dumps(run("00_y", 12.0)))
+    assert lesson_times.main(["--merge", str(a), str(b), "--tag", "m", "--out", str(tmp_path),
+                              "--note", "two at a time"]) == 0
+    merged = json.loads((tmp_path / "lesson_times_m.json").read_text())
+    assert list(merged["lessons"]) == ["00_y", "01_x"] and merged["note"] == "two at a time"
+    table = (tmp_path / "lesson_times_m.md").read_text()
+    assert "two at a time" in table and "| 01_x | 700 s (over) |" in table
+    other = json.loads(b.read_text())
+    other["facts"] = {**facts, "device": "GPU Y"}
+    b.write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="different machines"):
+        lesson_times.main(["--merge", str(a), str(b), "--tag", "m", "--out", str(tmp_path)])
