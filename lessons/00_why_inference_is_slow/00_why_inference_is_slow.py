@@ -149,7 +149,7 @@ chat = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
 steps = timed_greedy(model, chat["input_ids"], new_tokens=pick(64, 12))
 decode_tps = 1 / statistics.median(steps.decode_s)
 print(tokenizer.decode(steps.token_ids, skip_special_tokens=True)[:300])
-print(f"\nbatch-1 decode: {decode_tps:.1f} tokens/s = {decode_tps / roofline:.0%} of the roofline; "
+print(f"\nbatch-1 decode: {decode_tps:.1f} tokens/s = {decode_tps / roofline:.1%} of the roofline; "
       f"achieved bandwidth {achieved_bandwidth(model_bytes, decode_tps) / 1e9:.1f} GB/s")
 
 # %% [markdown]

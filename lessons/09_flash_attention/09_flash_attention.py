@@ -246,7 +246,9 @@ for name in sdpa_backends():
     print(f"{name:<10} {usable[name]}")
 if device == "cuda":
     major, minor = torch.cuda.get_device_capability()
-    print(f"compute capability {major}.{minor}: FlashAttention-2 needs 8.0 (Ampere) or newer")
+    verdict = "runs here" if major >= 8 else "does not run here"
+    print(f"compute capability {major}.{minor}: FlashAttention-2 {verdict} "
+          "(it needs 8.0, Ampere, or newer)")
 
 # %% [markdown]
 # **On a T4 (free Colab):** the T4 is a Turing GPU (compute capability 7.5). FlashAttention-2 - and
@@ -426,7 +428,8 @@ if flash_8k and naive_8k:
                 f"({flash_8k['TFLOPs']} TFLOP/s) vs naive {naive_8k['ms']:.1f} ms at N=8192, "
                 f"{saving:.0f}x less memory")
 claims = [("FlashAttention (2022)", "memory linear in N; 10-20x memory saving at N = 2k-4k",
-           f"CPU here at N={lengths[-1]}: naive {mem['naive'][-1]:.0f} MiB vs tiled "
+           f"{'GPU' if device == 'cuda' else 'CPU'} here at N={lengths[-1]}: "
+           f"naive {mem['naive'][-1]:.0f} MiB vs tiled "
            f"{mem['tiled (block 128)'][-1]:.0f} MiB extra"),
           ("FlashAttention-2 (2023)", "~2x FlashAttention; 50-73% of A100 peak FLOP/s", gpu_here),
           ("T4 / Turing", "FlashAttention-2 unsupported (needs Ampere+)",

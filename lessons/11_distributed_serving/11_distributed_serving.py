@@ -41,7 +41,9 @@ from inferlab.serving.latency import summarize
 from inferlab.serving.launch import what_is_missing
 
 threads = pin_threads()
-print(f"device: {device_name('cpu')}; fast mode: {fast_mode()}; grading: {grading()}")
+print(f"processes run on the CPU: {device_name('cpu')}; GPUs seen: {torch.cuda.device_count()} "
+      f"(2 or more: tensor parallelism over NCCL is measured live too); fast mode: {fast_mode()}; "
+      f"grading: {grading()}")
 print(f"  ray serve: {what_is_missing('ray serve') or 'installed'}")
 
 # %% [markdown]
