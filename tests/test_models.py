@@ -89,3 +89,20 @@ def test_corrupted_or_partial_cache_is_detected_and_rebuilt(embedded_model_dir, 
 def test_unreadable_manifest_is_a_problem(tmp_path):
     (tmp_path / models.MANIFEST).write_text("{not json")
     assert cache_problem(tmp_path) == "the manifest is unreadable"
+
+
+def test_the_lessons_model_is_one_setting(monkeypatch, tmp_path):
+    """INFERLAB_MODEL picks the model of every ``load_model()``; short names map to hub ids; each
+    choice is labelled, and the embedded one says its weights were 4-bit."""
+    from inferlab.lab.models import LARGER_MODELS, describe
+    from inferlab.lab.settings import model_name
+    monkeypatch.delenv("INFERLAB_MODEL", raising=False)
+    assert model_name() == DEFAULT_MODEL and "Q4_1" in describe()
+    monkeypatch.setenv("INFERLAB_MODEL", "SmolLM2-360M-Instruct")
+    assert describe() == f"{LARGER_MODELS['SmolLM2-360M-Instruct']} from the model hub " \
+                         "(weights as published)"
+    monkeypatch.setenv("INFERLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError, match="HuggingFaceTB/SmolLM2-360M-Instruct"):
+        load_model()                                 # the setting, resolved to its hub id
+    assert describe(str(tmp_path)).startswith("local model folder")

@@ -12,6 +12,12 @@ during conversion) or changed afterwards is detected, removed and rebuilt, never
 The converted weights are fp32: they are the exact dequantized Q4_1 values (see lesson 01
 for why that makes one 4-bit scheme look perfect on this model). ``dtype=torch.bfloat16``
 casts after loading.
+
+Which model the lessons load is one setting, ``INFERLAB_MODEL`` (``settings.model_name``): the
+embedded model by default; a larger model of the same family (``LARGER_MODELS``) or any hub id
+when the hub is reachable. ``describe`` says what a name stands for, so that every lesson can
+label its numbers. Speed-only measurements at real sizes use random weights of a real shape
+instead (``inferlab.engine.LlamaWeights.random``): they need no download and no quality claim.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from inferlab.lab import settings
 from inferlab.lab.settings import cache_dir
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -35,6 +42,16 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "inferlab-manifest.json"
 FORMAT_VERSION = 1
 HUB_HOST = ("huggingface.co", 443)
+
+
+# Real models of the same family (one tokenizer, same architecture) and a related one, for
+# machines that reach the hub: the quantization lessons then compare weights that were never 4-bit.
+LARGER_MODELS = {
+    "SmolLM2-360M-Instruct": "HuggingFaceTB/SmolLM2-360M-Instruct",
+    "SmolLM2-1.7B-Instruct": "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+    "Qwen2.5-0.5B-Instruct": "Qwen/Qwen2.5-0.5B-Instruct",
+    "Qwen2.5-1.5B-Instruct": "Qwen/Qwen2.5-1.5B-Instruct",
+}
 
 
 class ModelUnavailableError(RuntimeError):
@@ -218,16 +235,34 @@ def _offline_error(name: str, why: str) -> ModelUnavailableError:
 
 
 # ---------------------------------------------------------------------------------- the entry
-def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32,
+def describe(name: str | None = None) -> str:
+    """One line saying what a model name stands for (default: the lessons' model), for labels."""
+    name = settings.model_name() if name is None else name
+    name = LARGER_MODELS.get(name.strip(), name)
+    if is_default(name):
+        return (f"{DEFAULT_MODEL}, embedded: its weights were stored as 4-bit Q4_1 (GGUF) and "
+                "are dequantized here, so 4-bit schemes look better on it than on weights that "
+                "were never 4-bit")
+    if Path(name).expanduser().is_dir():
+        return f"local model folder {name}"
+    return f"{name} from the model hub (weights as published)"
+
+
+def load_model(name: str | None = None, dtype: torch.dtype = torch.float32,
                device: str | torch.device = "cpu"):
     """Return ``(model, tokenizer)`` in eval mode.
 
-    ``name`` is the embedded default (``DEFAULT_MODEL``), a local folder written by
-    ``save_pretrained``, or a hub id such as ``"Qwen/Qwen2.5-0.5B-Instruct"`` (needs the network
-    unless it is already in the local hub cache).
+    ``name`` is the embedded default (``DEFAULT_MODEL``), a short name from ``LARGER_MODELS``, a
+    local folder written by ``save_pretrained``, or a hub id such as
+    ``"Qwen/Qwen2.5-0.5B-Instruct"`` (needs the network unless it is already in the local hub
+    cache). ``None``: the lessons' model, ``INFERLAB_MODEL`` or the embedded default.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if name is None:
+        name = settings.model_name()
+    if isinstance(name, str):
+        name = LARGER_MODELS.get(name.strip(), name)
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"model name must be a non-empty string, got {name!r}")
     if is_default(name):

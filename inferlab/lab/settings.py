@@ -11,6 +11,8 @@ notebook runs unchanged for a student, under the test-suite and under nbgrader:
 * ``INFERLAB_THREADS``  - how many CPU threads PyTorch may use (default: see ``pin_threads``).
 * ``INFERLAB_DEVICE``   - ``auto`` (default: the GPU when PyTorch sees one, else the CPU),
   ``cpu`` or ``cuda``: where the lessons run their models.
+* ``INFERLAB_MODEL``    - the model the lessons load (default: the embedded SmolLM2-135M-Instruct,
+  offline); a hub id or a local folder for a larger one (see ``inferlab.lab.models``).
 """
 from __future__ import annotations
 
@@ -77,3 +79,9 @@ def device() -> str:
     if choice == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return choice
+
+
+def model_name() -> str:
+    """The lessons' model: ``INFERLAB_MODEL`` if set, else the embedded default."""
+    from inferlab.lab.models import DEFAULT_MODEL
+    return os.environ.get("INFERLAB_MODEL", "").strip() or DEFAULT_MODEL

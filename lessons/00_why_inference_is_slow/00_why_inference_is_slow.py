@@ -40,8 +40,8 @@ from inferlab.lab.bench import (
     pin_threads,
 )
 from inferlab.lab.generation import batch_throughput, request_latency, timed_greedy
-from inferlab.lab.models import DEFAULT_MODEL, load_model, parameter_count, weight_bytes
-from inferlab.lab.settings import fast_mode, grading, pick
+from inferlab.lab.models import describe, load_model, parameter_count, weight_bytes
+from inferlab.lab.settings import fast_mode, grading, model_name, pick
 from inferlab.lab.widgets import cost_calculator, show
 
 threads = pin_threads()
@@ -50,18 +50,26 @@ print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {gradi
 
 # %% [markdown]
 # ## 1 · The memory wall
-# Load the course's model (the embedded SmolLM2-135M-Instruct; on a GPU you may pass any hub id
-# to `load_model`). On a CPU it runs in fp32, on a GPU in bf16 (fp16 on cards older than the A100,
-# such as Colab's free T4, which have no native bf16): `compute_dtype` picks.
+# Load the course's model. By default it is the embedded SmolLM2-135M-Instruct, which works
+# offline. Its weights were shipped as a 4-bit **Q4_1** GGUF file and are dequantized on loading:
+# keep that in mind in the quantization lessons, where a 4-bit grid re-quantizes it almost for
+# free. With the hub reachable, set the environment variable `INFERLAB_MODEL` before starting
+# Jupyter to run the lessons on a larger model of the same family, e.g.
+# `INFERLAB_MODEL=SmolLM2-360M-Instruct` (or `SmolLM2-1.7B-Instruct`, `Qwen2.5-0.5B-Instruct`,
+# any hub id); `describe()` says which one ran. On a CPU the model runs in fp32, on a GPU in bf16
+# (fp16 on cards older than the A100, such as Colab's free T4, which have no native bf16):
+# `compute_dtype` picks.
 
 # %%
 dtype = compute_dtype(device)
 start = time.perf_counter()
-model, tokenizer = load_model(DEFAULT_MODEL, dtype=dtype, device=device)
+model, tokenizer = load_model(dtype=dtype, device=device)
 load_seconds = time.perf_counter() - start
 n_params = parameter_count(model)
 model_bytes = weight_bytes(model)
-print(f"{DEFAULT_MODEL}: {n_params / 1e6:.1f} M parameters, {model_bytes / 1e6:.0f} MB of weights "
+MODEL = model_name().split("/")[-1]
+print(f"model: {describe()}")
+print(f"{MODEL}: {n_params / 1e6:.1f} M parameters, {model_bytes / 1e6:.0f} MB of weights "
       f"in {dtype}, loaded in {load_seconds:.2f} s")
 print(f"layers {model.config.num_hidden_layers}, hidden {model.config.hidden_size}, "
       f"heads {model.config.num_attention_heads} (KV heads {model.config.num_key_value_heads}), "
@@ -121,7 +129,7 @@ assert llama_parameter_count(llama2_7b) - llama_parameter_count(tied) == 32000 *
 config = model.config.to_dict()
 print(f"your count: {llama_parameter_count(config):,}   PyTorch's count: {n_params:,}")
 for name, bytes_per_param in [("fp32", 4), ("fp16/bf16", 2), ("int8", 1), ("int4", 0.5)]:
-    print(f"  {name:>9}: {n_params * bytes_per_param / 1e6:7.0f} MB for {DEFAULT_MODEL}, "
+    print(f"  {name:>9}: {n_params * bytes_per_param / 1e6:7.0f} MB for {MODEL}, "
           f"{6_738_415_616 * bytes_per_param / 1e9:5.1f} GB for Llama-2-7B")
 
 # %% [markdown]
@@ -135,7 +143,7 @@ for name, bytes_per_param in [("fp32", 4), ("fp16/bf16", 2), ("int8", 1), ("int4
 bandwidth = measure_bandwidth(device, megabytes=pick(512, 128), repeats=pick(7, 3))
 roofline = decode_roofline(model_bytes, bandwidth)
 print(f"measured copy bandwidth on {device_name(device)}: {bandwidth / 1e9:.1f} GB/s")
-print(f"decode roofline for {DEFAULT_MODEL} ({model_bytes / 1e6:.0f} MB per token): "
+print(f"decode roofline for {MODEL} ({model_bytes / 1e6:.0f} MB per token): "
       f"{roofline:.0f} tokens/s at batch size 1")
 
 # %% [markdown]
