@@ -141,3 +141,9 @@ def test_setuptools_finds_only_the_course_package():
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert config["packages"]["find"]["include"] == ["inferlab", "inferlab.*"]
     assert set(config["package-data"]) == {"inferlab"}
+
+
+def test_the_wheel_carries_the_task_items_and_their_licence(wheel):
+    names = set(wheel.namelist())
+    assert {"inferlab/lab/task_data/hellaswag_val_300.jsonl",
+            "inferlab/lab/task_data/README.md"} <= names
