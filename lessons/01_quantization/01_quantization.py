@@ -590,6 +590,29 @@ else:
     print("skipped while grading: quantizing and measuring the whole model takes minutes")
 
 # %% [markdown]
+# ### Quality on a task, beside perplexity
+# Perplexity is one view. A task asks whether the model still *chooses* right: HellaSwag items
+# (`inferlab.lab.tasks`: a scene and four endings, the likeliest ending counts as the answer; chance
+# 25%). "±" is one binomial standard error: differences within about two of them are noise.
+# "same choice" compares each item's answer with fp32's, a much finer view.
+
+# %%
+from inferlab.lab.tasks import agreement, describe, load_items, task_accuracy
+
+task_items = load_items(pick(300 if device == "cuda" else 30, 8))
+if HEAVY:
+    task_rows = {"fp32": task_accuracy(model, tokenizer, task_items)}
+    for label in ("int8 absmax per-channel", "NF4 group-64"):
+        quantized = quantized_model(SCHEMES[label]).to(device)
+        task_rows[label] = task_accuracy(quantized, tokenizer, task_items)
+        del quantized
+    for label, r in task_rows.items():
+        print(f"{label:<26}{describe(r)}; same choice as fp32 "
+              f"{agreement(r, task_rows['fp32']):.0%}")
+else:
+    print("skipped while grading: scoring the task takes a minute")
+
+# %% [markdown]
 # Read the table from left to right:
 # * **memory** falls with the bits of the Linear weights only; the token embedding (fp32, a large
 #   share of a model this small - printed in section 10) is untouched, so the whole model shrinks
@@ -877,6 +900,10 @@ claims = [
     ("LLM.int8(): no degradation (Dettmers et al. 2022, at 175B)", "int8 perplexity vs fp32",
      ratio("perplexity", "int8 absmax per-channel", invert=True),
      "int8 per-channel is near-lossless here too"),
+    ("LLM.int8(): no degradation", "HellaSwag acc_norm, int8 / NF4 / fp32",
+     " / ".join(f"{task_rows[k]['acc_norm']:.0%}" for k in task_rows) if HEAVY else "n/a",
+     f"{len(task_items)} items, one standard error ~{task_rows['fp32']['acc_norm_se']:.0%}"
+     if HEAVY else "skipped while grading"),
     ("NF4 optimal for normal weights (QLoRA, Dettmers et al. 2023)",
      "NF4 vs int4 absmax error, group 64 (layer 5)",
      f"{err_nf4:.4f} vs {err_int4:.4f}", "measured on one real layer in section 3"),

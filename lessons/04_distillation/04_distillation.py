@@ -37,6 +37,7 @@ from inferlab.lab.generation import timed_greedy
 from inferlab.lab.models import load_model, parameter_count, weight_bytes
 from inferlab.lab.quality import logits_of, perplexity, token_agreement, top1_agreement
 from inferlab.lab.settings import fast_mode, grading, pick
+from inferlab.lab.tasks import describe, load_items, task_accuracy
 from inferlab.lab.widgets import guarded, show
 
 threads = pin_threads()
@@ -272,6 +273,10 @@ before["top1"] = top1_agreement(teacher_logits, logits_of(student, eval_ids))
 speed = decode_speed({"teacher": teacher, "student": student})
 teacher_report["tok_s"] = speed["teacher"]
 before["tok_s"] = speed["student"]
+# A task beside perplexity: HellaSwag accuracy (inferlab.lab.tasks), teacher vs untrained student.
+task_items = load_items(pick(300 if device == "cuda" else 30, 8))
+task = {} if grading() else {"teacher": task_accuracy(teacher, tokenizer, task_items),
+                             "student before": task_accuracy(student, tokenizer, task_items)}
 print(f"student: teacher layers {layers}")
 print(f"{before['params'] / 1e6:.1f} M parameters "
       f"({teacher_report['params'] / before['params']:.2f}x fewer), "
@@ -440,6 +445,15 @@ else:
 
 # %%
 quality_ratio = teacher_report["ppl"] / after["ppl"]
+if task:
+    task["student after"] = task_accuracy(student, tokenizer, task_items)
+    for name, r in task.items():
+        print(f"HellaSwag {name:<15} {describe(r)}")
+    task_ratio = (f"; HellaSwag acc_norm {task['student after']['acc_norm']:.0%} vs the "
+                  f"teacher's {task['teacher']['acc_norm']:.0%} "
+                  f"(± {task['teacher']['acc_norm_se']:.0%} each, {len(task_items)} items)")
+else:
+    task_ratio = "; HellaSwag skipped while grading"
 claims = [
     ("7B student of a 13B teacher (1.9x fewer parameters)", "tutorial",
      f"{teacher_report['params'] / after['params']:.2f}x fewer parameters "
@@ -447,7 +461,7 @@ claims = [
      "the tied embedding (28M of 135M parameters) is kept whole; layers shrink 3x"),
     ("95-98% of the teacher's quality", "tutorial; DistilBERT 97% of GLUE",
      f"teacher/student perplexity {quality_ratio:.1%}, top-1 agreement {after['top1']:.0%}, "
-     f"greedy agreement {after['agree']:.0%}",
+     f"greedy agreement {after['agree']:.0%}{task_ratio}",
      f"{len(history)} steps of {setting['batch_size']}x{setting['seq_len']} tokens here "
      "vs DistilBERT's ~90 hours on 8 V100s over BERT's corpus; the student has not converged"),
     ("10x faster (tutorial); 60% faster (DistilBERT)", "tutorial; DistilBERT",
@@ -458,6 +472,10 @@ claims = [
 ]
 for claim, source, measured, why in claims:
     print(f"- {claim}\n    claimed: {source}\n    measured here: {measured}\n    why: {why}")
+
+# %% [markdown]
+# On the task, compare the gap between student and teacher with two standard errors: a smaller
+# gap is not a measured loss, a larger one is a real one, whatever perplexity says.
 
 # %% [markdown]
 # ## Summary
