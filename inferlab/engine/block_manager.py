@@ -89,9 +89,13 @@ class BlockManager:
         """Enough free blocks for all of ``seq``'s tokens (ignoring possible prefix hits)."""
         return self.num_free_blocks >= seq.num_blocks(self.block_size)
 
-    def allocate(self, seq: Sequence) -> None:
+    def allocate(self, seq: Sequence, register: bool = True) -> None:
         """Give ``seq`` blocks for all its tokens, reusing cached full prefix blocks; sets
-        ``seq.num_cached_tokens`` to the number of tokens found in them."""
+        ``seq.num_cached_tokens`` to the number of tokens found in them.
+
+        ``register=False`` (chunked prefill): its new full blocks are not offered to other
+        sequences yet - their keys/values are computed over several steps - until
+        ``register_computed`` says they are."""
         if seq.block_table:
             raise RuntimeError(f"sequence {seq.seq_id} already has blocks")
         if not self.can_allocate(seq):
@@ -118,10 +122,25 @@ class BlockManager:
             else:
                 missed = True
                 block_id = self._take_free_block()
-                if full:
+                if full and register:
                     self._register(block_id, chunk, previous)
             seq.block_table.append(block_id)
             previous = h
+
+    def register_computed(self, seq: Sequence, num_tokens: int) -> None:
+        """The first ``num_tokens`` of ``seq`` now have their keys/values in the cache: offer its
+        full blocks among them for prefix sharing (those ``allocate(register=False)`` held back)."""
+        if not self.enable_prefix_caching:
+            return
+        bs, previous = self.block_size, -1
+        for index in range(min(num_tokens, len(seq)) // bs):
+            block = self.blocks[seq.block_table[index]]
+            if block.hash == -1:
+                if index and previous == -1:
+                    return                       # an unregistered block before it: keep order
+                self._register(block.block_id, seq.token_ids[index * bs:(index + 1) * bs],
+                               previous)
+            previous = block.hash
 
     # ----------------------------------------------------------------------------- decode
     def _needs_block(self, seq: Sequence) -> bool:

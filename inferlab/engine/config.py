@@ -23,6 +23,11 @@ field                  lesson  what it takes
                                ``AttentionBackend`` (see ``attention``)
 =====================  ======  ===================================================================
 
+``chunked_prefill=True`` (lesson 06; off by default) cuts long prompts into chunks of at most
+``prefill_chunk_tokens`` prompt tokens, each computed in the same step as one token of every
+running sequence (``scheduler.chunked_step``). It uses the built-in scheduler and block manager, so
+it cannot be combined with the ``schedule_step`` and ``block_manager`` plug-ins.
+
 Values are checked when the config is made (``__post_init__``: each bad value gets an error that
 says what is allowed), and against the model and device when an engine is built (``resolve``).
 """
@@ -61,7 +66,9 @@ class EngineConfig:
     #                                            cache with the built-in block manager
     # scheduling (lesson 06)
     max_num_seqs: int = 32                 # sequences running at once
-    max_num_batched_tokens: int = 4096     # prompt tokens one prefill step may compute
+    max_num_batched_tokens: int = 4096     # prompt tokens one prefill step may compute (unchunked)
+    chunked_prefill: bool = False          # prefill long prompts in chunks mixed with decodes
+    prefill_chunk_tokens: int = 512        # chunked_prefill: prompt tokens a step computes at most
     policy: str = "continuous"             # "continuous" | "static" | "dynamic"
     batch_window: float = 0.0              # dynamic: seconds the oldest request waits at most
     # model execution (lessons 05, 09)
@@ -82,7 +89,8 @@ class EngineConfig:
 
         if self.kv_cache not in KV_CACHES:
             fail("kv_cache", f"one of {KV_CACHES}")
-        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens",
+                     "prefill_chunk_tokens"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(name, "an int >= 1")
         if self.num_blocks is not None and (not _is_int(self.num_blocks) or self.num_blocks < 1):
@@ -108,6 +116,17 @@ class EngineConfig:
                              "enable_prefix_caching unset)")
         if self.policy not in POLICIES:
             fail("policy", f"one of {POLICIES}")
+        if not isinstance(self.chunked_prefill, bool):
+            fail("chunked_prefill", "True or False")
+        if self.chunked_prefill:
+            if self.policy != "continuous" or self.schedule_step is not None:
+                raise ValueError("chunked_prefill=True is the built-in scheduler's continuous "
+                                 "batching with prompts cut into chunks: it needs "
+                                 "policy='continuous' and no schedule_step plug-in")
+            if self.block_manager is not None:
+                raise ValueError("chunked_prefill=True needs the built-in BlockManager (it "
+                                 "registers a prompt block for prefix sharing only once its "
+                                 "chunk is computed); leave block_manager unset")
         if isinstance(self.batch_window, bool) or not isinstance(self.batch_window, (int, float)) \
                 or not self.batch_window >= 0:
             fail("batch_window", "a number of seconds >= 0")

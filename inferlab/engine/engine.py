@@ -81,7 +81,9 @@ class LLMEngine:
                                mc.head_dim, w.dtype, w.device)
         self.block_manager = self._make_block_manager(cfg)
         self.scheduler = Scheduler(self.block_manager, cfg.max_num_seqs, cfg.max_num_batched_tokens,
-                                   cfg.policy, cfg.batch_window, step=cfg.schedule_step)
+                                   cfg.policy, cfg.batch_window, step=cfg.schedule_step,
+                                   prefill_chunk_tokens=cfg.prefill_chunk_tokens
+                                   if cfg.chunked_prefill else None)
         self.runner = ModelRunner(w, self.cache, cfg.max_model_len, cfg.attention_backend)
         self.sampler = cfg.sampler or Sampler(cfg.seed)
         if cfg.cuda_graphs:
@@ -166,12 +168,20 @@ class LLMEngine:
                     "must be running and hold blocks for all its tokens (allocate / append_slot)")
         return seqs, bool(is_prefill)
 
-    def _execute(self, seqs, is_prefill: bool) -> list[int]:
-        """The forward pass and sampling of a scheduled step; returns one token per sequence."""
-        stats = self.stats
+    def _execute(self, seqs, is_prefill: bool) -> list:
+        """The forward pass and sampling of a scheduled step; returns one token per sequence
+        (``None`` for a sequence that computed a prompt chunk that is not its last)."""
+        stats, spans = self.stats, self.scheduler.spans
         if self.scheduler.block_copies:
             self.cache.copy_blocks(self.scheduler.block_copies)
-        if is_prefill:
+        if spans is not None:                # chunked prefill: prompt chunks + decode tokens
+            stats.prefill_steps += 1
+            stats.decode_tokens += self.scheduler.num_decodes       # they come first
+            for s, (start, end) in list(zip(seqs, spans))[self.scheduler.num_decodes:]:
+                if start == s.num_cached_tokens:         # its first chunk: count the hits
+                    stats.prefix_hit_tokens += start
+                stats.prefill_tokens += end - start
+        elif is_prefill:
             stats.prefill_steps += 1
             hits = sum(s.num_cached_tokens for s in seqs)
             stats.prefix_hit_tokens += hits
@@ -182,10 +192,29 @@ class LLMEngine:
         stats.steps += 1
         stats.batch_sizes.append(len(seqs))
         stats.peak_blocks_used = max(stats.peak_blocks_used, self.block_manager.num_used_blocks)
-        logits = self.runner.run(seqs, is_prefill)
-        return self.sampler(logits, [s.params for s in seqs], [s.seq_id for s in seqs])
+        logits = self.runner.run(seqs, is_prefill, spans=spans)
+        if spans is None:
+            return self.sampler(logits, [s.params for s in seqs], [s.seq_id for s in seqs])
+        rows = [i for i, (s, (_, end)) in enumerate(zip(seqs, spans)) if end == len(s)]
+        tokens: list = [None] * len(seqs)
+        if rows:
+            picked = [seqs[i] for i in rows]
+            sampled = self.sampler(logits[rows], [s.params for s in picked],
+                                   [s.seq_id for s in picked])
+            for i, token in zip(rows, sampled):
+                tokens[i] = token
+        return tokens
 
-    def _finish(self, seqs, is_prefill: bool, tokens: list[int], now: float) -> StepResult:
+    def _finish(self, seqs, is_prefill: bool, tokens: list, now: float) -> StepResult:
+        spans = self.scheduler.spans
+        for i, s in enumerate(seqs):         # keys/values now cached up to the step's last token
+            s.num_computed_tokens = len(s) if spans is None else spans[i][1]
+            if spans is not None:            # chunked: its full blocks may be shared from now
+                self.block_manager.register_computed(s, s.num_computed_tokens)
+        prefilling = [s.seq_id for s, t in zip(seqs, tokens) if t is None]
+        if prefilling:
+            sampled = [i for i, t in enumerate(tokens) if t is not None]
+            seqs, tokens = [seqs[i] for i in sampled], [tokens[i] for i in sampled]
         done = self.scheduler.postprocess(seqs, tokens, self.model_config.eos_token_ids,
                                           self.max_model_len, now)
         forget = getattr(self.sampler, "forget", None)
@@ -194,7 +223,7 @@ class LLMEngine:
                 forget(seq.seq_id)
             self._finished[seq.seq_id] = seq
         return StepResult(is_prefill, [s.seq_id for s in seqs], list(tokens),
-                          [self.output(s.seq_id) for s in done])
+                          [self.output(s.seq_id) for s in done], prefilling)
 
     def output(self, request_id: int) -> RequestOutput:
         seq = self._seqs[request_id]

@@ -39,21 +39,28 @@ class StepInputs:
     mask: torch.Tensor | None    # [B, 1, Q, L] which keys each query may see (None: all)
     logits_index: torch.Tensor | None  # rows of the packed tokens whose logits we need (None: all)
     paged_decode: bool = False   # a decode step the attention backend runs over the blocks
+    parts: list | None = None    # chunked prefill: attention of the decode tokens, then of the
+    #                              prompt chunks, each over its own inputs (no padding to a chunk)
 
 
 def pack_step(seqs, is_prefill: bool, block_size: int, max_model_len: int, device,
-              all_logits: bool = False, paged_decode: bool = False) -> StepInputs:
+              all_logits: bool = False, paged_decode: bool = False,
+              spans: list | None = None) -> StepInputs:
     """Pack the new tokens of ``seqs``: a prefill step computes every uncached token, a decode
     step the newest token only. ``paged_decode``: the backend attends over the blocks in decode
-    steps, so no mask is built for them."""
+    steps, so no mask is built for them. ``spans`` (chunked prefill, a multi-token step): the
+    ``(start, end)`` token range each sequence computes instead; its logits row is that of
+    ``end - 1``."""
     ids, positions, slots, ctx_lens, q_lens, logits_index = [], [], [], [], [], []
-    for seq in seqs:
+    for i, seq in enumerate(seqs):
         n = len(seq)
         start = seq.num_cached_tokens if is_prefill else n - 1
+        if spans is not None:
+            start, n = spans[i]
         if start >= n:
             raise ValueError(f"sequence {seq.seq_id} has no token to compute")
         table = seq.block_table
-        ids += seq.token_ids[start:]
+        ids += seq.token_ids[start:n]
         positions += range(start, n)
         slots += [slot(table, p, block_size) for p in range(start, n)]
         if all_logits:
@@ -84,8 +91,20 @@ def pack_step(seqs, is_prefill: bool, block_size: int, max_model_len: int, devic
         keys = torch.arange(max_len)
         mask = (keys[None, None, :] <= qpos[:, :, None]).to(device)[:, None]
     every_row = len(logits_index) == len(ids)        # decode steps: one token, one logits row each
-    return StepInputs(t(ids), t(positions), t(slots), t(tables), t(ctx_lens), max_len,
-                      max_query, pad_index, mask, None if every_row else t(logits_index), paged)
+    inputs = StepInputs(t(ids), t(positions), t(slots), t(tables), t(ctx_lens), max_len,
+                        max_query, pad_index, mask, None if every_row else t(logits_index), paged)
+    decodes = 0                # the leading sequences that compute just their newest token
+    while spans is not None and decodes < len(seqs) \
+            and tuple(spans[decodes]) == (len(seqs[decodes]) - 1, len(seqs[decodes])):
+        decodes += 1
+    if spans is not None and 0 < decodes < len(seqs) and max_query > 1:
+        # a mixed step (decode tokens first): padding each decode query to the chunk's width
+        # would multiply the attention work, so each part attends separately
+        inputs.parts = [pack_step(seqs[:decodes], False, block_size, max_model_len, device,
+                                  paged_decode=paged_decode),
+                        pack_step(seqs[decodes:], True, block_size, max_model_len, device,
+                                  spans=spans[decodes:])]
+    return inputs
 
 
 # ------------------------------------------------------------ decode steps from a CUDA graph

@@ -55,10 +55,11 @@ class ModelRunner:
         self.cos = (emb.cos() * self.weights.attention_scaling).to(self.dtype)
         self.sin = (emb.sin() * self.weights.attention_scaling).to(self.dtype)
 
-    def prepare(self, seqs, is_prefill: bool, all_logits: bool = False) -> StepInputs:
+    def prepare(self, seqs, is_prefill: bool, all_logits: bool = False,
+                spans: list | None = None) -> StepInputs:
         """The packed inputs of a step over ``seqs`` (see ``inputs.pack_step``)."""
         return pack_step(seqs, is_prefill, self.cache.block_size, self.max_model_len, self.device,
-                         all_logits, self.attention.paged_decode)
+                         all_logits, self.attention.paged_decode, spans)
 
     # -------------------------------------------------------------------------- forward
     def rope_and_store(self, layer: int, qkv: torch.Tensor, inp: StepInputs, cos,
@@ -82,6 +83,10 @@ class ModelRunner:
     def attend(self, layer: int, q, inp: StepInputs) -> torch.Tensor:
         """Attend each query over its sequence's cached keys (the new ones already stored)."""
         c, cache = self.config, self.cache
+        if inp.parts:                        # chunked prefill: decode tokens, then prompt chunks
+            first = len(inp.parts[0].input_ids)
+            return torch.cat([self.attend(layer, q[:first], inp.parts[0]),
+                              self.attend(layer, q[first:], inp.parts[1])])
         if inp.paged_decode:
             out = self.attention.decode(q.view(-1, c.num_heads, c.head_dim),
                                         cache.blocks(cache.k[layer]), cache.blocks(cache.v[layer]),
@@ -120,12 +125,15 @@ class ModelRunner:
         return F.linear(h, w.lm_head).float()
 
     @torch.inference_mode()
-    def run(self, seqs, is_prefill: bool, all_logits: bool = False) -> torch.Tensor:
+    def run(self, seqs, is_prefill: bool, all_logits: bool = False,
+            spans: list | None = None) -> torch.Tensor:
         """Logits ``[len(seqs), vocab]`` for the next token of each sequence (or, with
-        ``all_logits``, one row per computed token, sequence after sequence)."""
+        ``all_logits``, one row per computed token, sequence after sequence). ``spans``: the
+        ``(start, end)`` tokens each sequence computes in a chunked-prefill step (a multi-token
+        step: ``is_prefill`` True); the logits are those after token ``end - 1``."""
         if not is_prefill and not all_logits and self.graphs is not None:
             return self.graphs.run(seqs)
-        return self.forward(self.prepare(seqs, is_prefill, all_logits))
+        return self.forward(self.prepare(seqs, is_prefill, all_logits, spans))
 
     # ---------------------------------------------------------------------- CUDA graphs
     @property

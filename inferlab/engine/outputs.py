@@ -33,15 +33,17 @@ class RequestOutput:
 @dataclass
 class StepResult:
     """What one engine step did: the requests it ran (in batch order), the token each one got,
-    and the outputs of those that finished. An empty step ran nothing."""
+    and the outputs of those that finished. An empty step ran nothing. With chunked prefill,
+    ``prefilling`` lists the requests that computed a prompt chunk but get no token yet."""
     is_prefill: bool
     request_ids: list = field(default_factory=list)
     token_ids: list = field(default_factory=list)
     finished: list = field(default_factory=list)      # RequestOutput of each finished request
+    prefilling: list = field(default_factory=list)    # chunked prefill: not sampled this step
 
     @property
     def num_seqs(self) -> int:
-        return len(self.request_ids)
+        return len(self.request_ids) + len(self.prefilling)
 
 
 @dataclass

@@ -18,6 +18,15 @@ tokens generated so far) when blocks are free again. Nothing is dropped or trunc
 Like nano-vllm, a step is either a prefill step (new sequences) or a decode step (one token for
 every running sequence); prefill goes first so that new requests start early.
 
+**Chunked prefill** (``EngineConfig(chunked_prefill=True)``; Sarathi-Serve, Agrawal et al., OSDI
+2024; vLLM's ``enable_chunked_prefill``). A long prompt's prefill step stalls every running
+sequence for as long as the whole prompt takes. ``chunked_step`` instead computes at most
+``prefill_chunk_tokens`` prompt tokens a step, *mixed into the same step* as one decode token of
+every running sequence (not alternating prefill and decode steps): a partly prefilled sequence
+is running, holds blocks for its whole prompt, and is sampled only after its last chunk. The
+step's per-sequence token ranges are in ``scheduler.spans``; a step with no prompt tokens is an
+ordinary decode step (CUDA graphs still replay it).
+
 The continuous-batching decision is one function, ``continuous_step(scheduler) -> (sequences,
 is_prefill)``; ``EngineConfig(schedule_step=...)`` replaces it with another of the same shape
 (lesson 06 plugs in the student's). Such a step reads and changes ``scheduler.waiting`` and
@@ -44,22 +53,92 @@ def continuous_step(sched: "Scheduler") -> tuple[list[Sequence], bool]:
     return sched.schedule_decode(), False
 
 
+def chunked_step(sched: "Scheduler") -> tuple[list[Sequence], bool]:
+    """One step of continuous batching with chunked prefill.
+
+    1. Every running sequence that has finished its prefill gets room for one more token
+       (preempting the most recently admitted when blocks run out, as ``schedule_decode``).
+    2. Up to ``sched.prefill_chunk_tokens`` prompt tokens are handed out: first to partly
+       prefilled running sequences (oldest first), then to waiting sequences admitted while
+       sequences and blocks allow (each is given blocks for all its tokens at once).
+
+    Returns ``(decodes + prefills, True)`` with ``sched.spans`` set to each one's ``(start,
+    end)`` token range, or ``(decodes, False)`` when no prompt token is due (a plain decode step).
+    """
+    bm, budget = sched.block_manager, sched.prefill_chunk_tokens
+    decodes, prefills, spans, kept = [], [], [], []
+    queue = sched.running
+    while queue:
+        seq = queue.popleft()
+        if seq.seq_id in sched.prefilling:              # holds blocks for all its tokens already
+            kept.append(seq)
+            continue
+        while not bm.can_append(seq):
+            if queue:
+                sched.preempt(queue.pop())               # the most recently admitted one
+            else:
+                sched.preempt(seq)
+                break
+        else:
+            sched.append_slot(seq)
+            kept.append(seq)
+            decodes.append(seq)
+    queue.extend(kept)
+    for seq in kept:                                     # partly prefilled ones, oldest first
+        if budget and seq.seq_id in sched.prefilling:
+            budget = _chunk(sched, seq, budget, prefills, spans)
+    while budget and sched.waiting and len(sched.running) < sched.max_num_seqs:
+        seq = sched.waiting[0]
+        if not bm.can_allocate(seq):
+            break
+        bm.allocate(seq, register=False)        # blocks are offered to others once computed
+        seq.num_computed_tokens = seq.num_cached_tokens
+        seq.status = SequenceStatus.RUNNING
+        sched.waiting.popleft()
+        sched.running.append(seq)
+        sched.prefilling.add(seq.seq_id)
+        budget = _chunk(sched, seq, budget, prefills, spans)
+    if not prefills:
+        return decodes, False
+    sched.spans = [(len(s) - 1, len(s)) for s in decodes] + spans
+    sched.num_decodes = len(decodes)
+    return decodes + prefills, True
+
+
+def _chunk(sched, seq, budget: int, prefills: list, spans: list) -> int:
+    """Schedule ``seq``'s next prompt chunk within ``budget`` tokens; return what is left."""
+    start = seq.num_computed_tokens
+    end = min(len(seq), start + budget)
+    if end == len(seq):                   # its last chunk: sampled after this step, then decodes
+        sched.prefilling.discard(seq.seq_id)
+    prefills.append(seq)
+    spans.append((start, end))
+    return budget - (end - start)
+
+
 class Scheduler:
     """The ``waiting`` and ``running`` queues and the decision of each step.
 
     ``step``: a function ``(scheduler) -> (sequences, is_prefill)`` that makes the whole decision
     instead of the built-in ``continuous_step`` (continuous policy only).
+    ``prefill_chunk_tokens``: an int switches on chunked prefill (``chunked_step``; continuous
+    policy, no ``step``); then ``max_num_batched_tokens`` is not used.
     """
 
     def __init__(self, block_manager: BlockManager, max_num_seqs: int = 64,
                  max_num_batched_tokens: int = 4096, policy: str = "continuous",
-                 batch_window: float = 0.0, step: Callable | None = None):
+                 batch_window: float = 0.0, step: Callable | None = None,
+                 prefill_chunk_tokens: int | None = None):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if max_num_seqs < 1 or max_num_batched_tokens < 1:
             raise ValueError("need max_num_seqs >= 1 and max_num_batched_tokens >= 1")
         if step is not None and policy != "continuous":
             raise ValueError(f"a custom scheduling step needs policy='continuous', got {policy!r}")
+        if prefill_chunk_tokens is not None and (prefill_chunk_tokens < 1 or step is not None
+                                                 or policy != "continuous"):
+            raise ValueError("chunked prefill needs prefill_chunk_tokens >= 1, policy='continuous' "
+                             "and no custom scheduling step")
         self.block_manager = block_manager
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
@@ -69,6 +148,10 @@ class Scheduler:
         self.num_preemptions = 0
         self.block_copies: list[tuple[int, int]] = []  # copy-on-write work for the next step
         self.step = step
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.spans: list[tuple[int, int]] | None = None  # chunked: token range of each sequence
+        self.num_decodes = 0                # chunked: the first num_decodes of spans are decodes
+        self.prefilling: set = set()        # chunked: ids of partly prefilled running sequences
 
     def add(self, seq: Sequence) -> None:
         seq.status = SequenceStatus.WAITING
@@ -96,9 +179,11 @@ class Scheduler:
 
         ``flush=True`` lets static batching start a partial batch (no more requests coming).
         """
-        self.block_copies = []
+        self.block_copies, self.spans = [], None
         if self.step is not None:
             return self.step(self)
+        if self.prefill_chunk_tokens is not None:
+            return chunked_step(self)
         if self.policy == "continuous":
             return continuous_step(self)
         if self.waiting and (flush or self.may_admit(now)):
@@ -153,6 +238,8 @@ class Scheduler:
         """Free ``seq``'s blocks and queue it first; it is recomputed when room returns."""
         seq.status = SequenceStatus.WAITING
         self.block_manager.free(seq)
+        seq.num_computed_tokens = 0
+        self.prefilling.discard(seq.seq_id)
         seq.num_preemptions += 1
         self.num_preemptions += 1
         self.waiting.appendleft(seq)

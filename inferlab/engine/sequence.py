@@ -12,6 +12,12 @@ run, so a sequence carries its own state:
 * ``num_cached_tokens`` - how many leading tokens the block manager found already in the cache
   when it last gave the sequence blocks (shared prefix blocks, lesson 07), so prefill only
   computes the rest. The engine adds them up in ``EngineStats.prefix_hit_tokens``.
+* ``num_computed_tokens`` - how many leading tokens have their keys/values in the cache after the
+  last step that ran the sequence (0 while waiting; reset by ``Scheduler.preempt``). Chunked
+  prefill (``EngineConfig(chunked_prefill=True)``) reads it to know where the next chunk of a
+  partly prefilled sequence starts: such a sequence is ``RUNNING`` and holds blocks for all its
+  tokens, but has ``num_computed_tokens < len(seq) - 1`` and gets no token until its last chunk.
+  The engine keeps it up to date; a ``schedule_step`` plug-in may ignore it.
 * timings (``arrival``, ``first_token``, ``finished``) in seconds or simulated steps: latency
   percentiles in lesson 06 are computed from them.
 """
@@ -42,6 +48,7 @@ class Sequence:
         self.status = SequenceStatus.WAITING
         self.block_table: list[int] = []
         self.num_cached_tokens = 0   # leading tokens found in the cache at the last allocation
+        self.num_computed_tokens = 0  # leading tokens whose K/V are in the cache (see above)
         self.num_preemptions = 0
         self.finish_reason: str | None = None
         self.arrival = arrival
