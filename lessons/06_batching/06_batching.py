@@ -407,9 +407,9 @@ stalls = " / ".join(f"{r['itl_max'] * 1e3:.0f}" for r in chunk_runs.values())
 ttfts = " / ".join(f"{r['ttft'] * 1e3:.0f}" for r in chunk_runs.values())
 print(f"\nSarathi-Serve (OSDI 2024) | chunked prefills + stall-free batching: up to 2.6x the serving "
       "capacity of vLLM within a tail-latency target (Mistral-7B, one A100)\n"
-      f"{'':<26}| here: the longest stall {off['itl_max'] / finest['itl_max']:.1f}x shorter with "
-      f"chunks of {min(chunk_sizes)}, the long prompt's first token "
-      f"{finest['ttft'] / off['ttft']:.1f}x later\n"
+      f"{'':<26}| here: longest stall {off['itl_max'] * 1e3:.0f} ms without chunks, "
+      f"{finest['itl_max'] * 1e3:.0f} ms with chunks of {min(chunk_sizes)}; the long prompt's "
+      f"first token after {off['ttft'] * 1e3:.0f} vs {finest['ttft'] * 1e3:.0f} ms\n"
       "vLLM docs (chunked prefill)| decodes are scheduled first; a smaller token budget gives "
       "better inter-token latency, a larger one better TTFT\n"
       f"{'':<26}| here (off, then smaller chunks): ITL max {stalls} ms; long TTFT {ttfts} ms")
@@ -425,11 +425,12 @@ plots.grouped_bars(list(chunk_runs),
 # is paid by the long request and by throughput: a smaller chunk means more steps, and every step
 # reads all the weights again and launches all the kernels again, so the long prompt's first token
 # comes later and the whole workload may take longer - on a GPU, a chunk much smaller than the
-# point where a step becomes compute-bound wastes most of the weight read. (The course engine also
-# pads each decode token's attention to the chunk's width in a mixed step; real servers avoid that
-# with variable-length attention kernels.) Sarathi-Serve picks the chunk from a latency target for
-# the time between tokens; vLLM exposes it as `max_num_batched_tokens`. Compare the rows above:
-# which of your chunk sizes bounds the stall without delaying the long request much?
+# point where a step becomes compute-bound wastes most of the weight read. (In a mixed step the
+# course engine runs attention twice, once for the decode tokens and once for the chunk, so the
+# decode queries are not padded to the chunk's width; servers do both in one variable-length
+# attention kernel.) Sarathi-Serve picks the chunk from a latency target for the time between
+# tokens; vLLM exposes it as `max_num_batched_tokens`. Compare the rows above: which of your chunk
+# sizes bounds the stall without delaying the long request much?
 
 # %% [markdown]
 # ## 5 · The engine against `transformers`, and recorded results
