@@ -196,3 +196,16 @@ def test_mixed_steps_attend_per_part_with_every_backend(weights, backend):
     mixed = [p for p in parts if p]
     assert mixed and all(p[0].max_query == 1 and p[1].max_query > 1 for p in mixed)
     assert all(p[0].paged_decode == eng.runner.attention.paged_decode for p in mixed)
+
+
+def test_run_trace_with_chunked_prefill(weights):
+    """Timed arrivals (simulated cost: one unit a step): same tokens; a long prompt's first token
+    comes after its chunks, while the requests already running keep getting one token a step."""
+    batch = prompts(3, seed=9, low=4, high=8) + prompts(1, seed=10, low=100, high=101)
+    trace = [(0.0, p, GREEDY) for p in batch[:3]] + [(2.5, batch[3], GREEDY)]
+    plain = engine(weights).run_trace(trace, step_cost=lambda seqs, is_prefill: 1.0)
+    chunked = engine(weights, 25).run_trace(trace, step_cost=lambda seqs, is_prefill: 1.0)
+    assert [o.token_ids for o in chunked] == [o.token_ids for o in plain]
+    assert chunked[3].time_to_first_token == plain[3].time_to_first_token + 3     # 4 chunks
+    # unchunked, the short ones wait one step for the long prefill; chunked, they never wait
+    assert [o.finished + 1 for o in chunked[:3]] == [o.finished for o in plain[:3]]
