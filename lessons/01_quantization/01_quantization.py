@@ -900,7 +900,7 @@ claims = [
     ("LLM.int8(): no degradation (Dettmers et al. 2022, at 175B)", "int8 perplexity vs fp32",
      ratio("perplexity", "int8 absmax per-channel", invert=True),
      "int8 per-channel is near-lossless here too"),
-    ("LLM.int8(): no degradation", "HellaSwag acc_norm, int8 / NF4 / fp32",
+    ("LLM.int8(): no degradation", "HellaSwag acc_norm, fp32 / int8 / NF4",
      " / ".join(f"{task_rows[k]['acc_norm']:.0%}" for k in task_rows) if HEAVY else "n/a",
      f"{len(task_items)} items, one standard error ~{task_rows['fp32']['acc_norm_se']:.0%}"
      if HEAVY else "skipped while grading"),
