@@ -18,8 +18,10 @@
 # 3. **GGUF / llama.cpp** - the file format and the CPU engine that run 4- and 8-bit models fast:
 #    we read the course's GGUF file, implement its Q8_0 and Q4_0 blocks bit-exactly, write a Q8_0
 #    file, and run both files with llama.cpp beside transformers.
+# 4. **W8A8, SmoothQuant and FP8** - quantizing the activations too, as GPU serving engines do:
+#    why outlier channels make that hard, SmoothQuant's fix, and the FP8 formats.
 #
-# You implement the core of each (5 graded exercises); the course's own implementations
+# You implement the core of each (7 graded exercises); the course's own implementations
 # (`inferlab.compress.gptq`, `inferlab.compress.awq`, `inferlab.compress.gguf_blocks`) then run them on the whole model.
 # Every number printed is measured in this run, or cited with its source.
 
@@ -701,6 +703,7 @@ assert not bad, f"blocks {bad[:5]} differ from gguf's reference (nibble order? t
 # block size; Q4_0 uses the asymmetric extra level):
 
 # %%
+W = decoder_blocks(model)[BLOCK].mlp.down_proj.weight.detach().float().cpu()
 flat = W.flatten()
 for name, data, back in [("Q8_0", q8_0_quantize(flat), q8_0_dequantize),
                          ("Q4_0", q4_0_quantize(flat), q4_0_dequantize)]:
@@ -826,6 +829,401 @@ elif llama_cpp is not None:
 # activations to 8 bits for the quantized dot products). Speed is where the engines differ: they
 # read 4.5-5 or 8.5 bits per weight through fused dequantize-and-multiply kernels, instead of 32.
 #
+# ## 6 · Beyond weight-only: W8A8, SmoothQuant and FP8
+# GPTQ, AWQ and GGUF quantize the **weights** only: the matmul still runs in 16 or 32 bits after
+# the weights are expanded. That helps decoding, which is limited by reading weights from memory.
+# Prefill and large batches are limited by arithmetic instead, and int8 or FP8 tensor cores only
+# run faster when **both** operands are 8-bit: weights *and* activations (W8A8). Serving engines
+# offer this beside GPTQ/AWQ (int8 W8A8 with SmoothQuant, and FP8 on recent GPUs).
+#
+# Weights are easy: they are fixed, and one scale per output row (per channel) fits them well.
+# Activations are computed at run time, and in LLMs a few **input channels** carry values far
+# larger than the rest (the "outlier features" of Dettmers et al. 2022, *LLM.int8()*). An int8
+# matmul can only use scales that factor out of its sum over input channels: one per **token**
+# (row of `X`) or one per tensor - not one per input channel. So a token's single scale must cover
+# its outlier channel, and every other channel of that token is left with a few levels. Measured
+# on the calibration text: the largest `|x|` of every input channel of every Linear, the layers
+# with the worst ratio of the largest channel to the median channel, and the int8 error of one
+# layer's real inputs with one scale per tensor, per token, and (not usable in an int8 matmul,
+# for comparison) per input channel:
+
+# %%
+def input_absmax(m, ids):
+    """Largest |x| of every input channel of every Linear (lm_head aside), on the CPU."""
+    absmax, hooks = {}, []
+    for name, module in m.named_modules():
+        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
+            def hook(mod, args, name=name):
+                a = args[0].detach().reshape(-1, args[0].shape[-1]).abs().amax(0).float().cpu()
+                absmax[name] = torch.maximum(absmax[name], a) if name in absmax else a
+            hooks.append(module.register_forward_pre_hook(hook))
+    with torch.no_grad():
+        m(ids.to(next(m.parameters()).device))
+    for h in hooks:
+        h.remove()
+    return absmax
+
+
+def int8_error(x, dim=None):
+    """Relative error of symmetric int8 round-to-nearest of x, one scale per slice along dim."""
+    amax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+    scale = (amax / 127).clamp(min=1e-8)
+    return (((x / scale).round().clamp(-127, 127) * scale - x).norm() / x.norm()).item()
+
+
+smooth_calib = layer_calib[:pick(4, 2)]
+start = time.perf_counter()
+act_absmax = input_absmax(model, smooth_calib)
+outlier_ratio = {n: (a.max() / a.median()).item() for n, a in act_absmax.items()}
+print(f"{smooth_calib.numel()} calibration tokens ({time.perf_counter() - start:.1f} s); "
+      "largest / median channel of max|x|, worst Linears:")
+for name in sorted(outlier_ratio, key=outlier_ratio.get, reverse=True)[:5]:
+    print(f"  {name:<36} {outlier_ratio[name]:8.0f}x   (largest {act_absmax[name].max():.0f})")
+print(f"  median over all {len(outlier_ratio)} Linears: "
+      f"{statistics.median(outlier_ratio.values()):.0f}x")
+worst = max(outlier_ratio, key=outlier_ratio.get)
+worst_block, worst_linear = int(worst.split(".")[2]), worst.split(".", 3)[3]
+X_worst = next(x for g, x in layer_inputs(worst_block, smooth_calib).items() if worst_linear in g)
+W_worst = model.get_submodule(worst).weight.detach().float().cpu()
+for label, x in [(f"block {BLOCK} q/k/v input", X_attn), (worst, X_worst)]:
+    print(f"int8 error of {label}: per-tensor {int8_error(x):.4f}, per-token "
+          f"{int8_error(x, dim=1):.4f}, per-input-channel {int8_error(x, dim=0):.4f}")
+plots.bars(list(range(X_worst.shape[1])), act_absmax[worst].tolist(), yaxis="max |x|",
+           title=f"{worst}: largest activation of each input channel").show()
+
+# %% [markdown]
+# **SmoothQuant** (Xiao et al. 2023, *SmoothQuant: Accurate and Efficient Post-Training
+# Quantization for Large Language Models*) moves the difficulty from the activations to the
+# weights with the same identity as AWQ: `X W^T = (X / s) (W * s)^T`. Dividing input channel `j` by
+# `s_j` tames its outliers; multiplying column `j` of `W` by `s_j` makes the weights a little
+# harder, and they have room to spare. The `1/s` is folded into the RMSNorm (or the Linear) that
+# produces `X`, so it costs nothing at inference. The scale balances the two maxima:
+#
+# `s_j = max|X_j|^alpha / max|W_{:, j}|^(1 - alpha)`
+#
+# with `alpha = 0.5` as the paper's default (larger `alpha` moves more of the difficulty to the
+# weights). `max|X_j|` comes from calibration text, as above.
+#
+# ### Exercise 6 - the smoothing scales (1 point)
+# Implement `smooth_scales(act_absmax, weight, alpha)`: `act_absmax` is `max|X_j|` per input
+# channel (shape `(in,)`), `weight` the `(out, in)` weight. Clamp **both** maxima below at `1e-5`
+# (a channel that was never active, or a weight column of zeros, must give a finite, positive
+# scale), then return `s` as above: float32, shape `(in,)`.
+
+# %% solution id=smooth_scales
+import torch
+
+
+def smooth_scales(act_absmax: torch.Tensor, weight: torch.Tensor,
+                  alpha: float = 0.5) -> torch.Tensor:
+    """SmoothQuant's per-input-channel scales s (float32, shape (in,))."""
+    ### BEGIN SOLUTION
+    a = act_absmax.float().clamp(min=1e-5)
+    w = weight.float().abs().amax(dim=0).clamp(min=1e-5)
+    return a.pow(alpha) / w.pow(1 - alpha)
+    ### END SOLUTION
+
+# %% tests id=test_smooth_scales points=1
+import torch
+
+torch.manual_seed(8)
+W = torch.randn(6, 4)
+a = torch.tensor([1.0, 4.0, 0.25, 9.0])
+s = smooth_scales(a, W, 0.5)
+assert s.shape == (4,) and s.dtype == torch.float32, (s.shape, s.dtype)
+assert (s > 0).all() and torch.isfinite(s).all()
+assert torch.allclose(a / s, W.abs().amax(0) * s, rtol=1e-5), (
+    "alpha = 0.5: after smoothing, max|X_j / s_j| equals max|W_j * s_j| in every channel")
+x = torch.randn(3, 4) * a
+assert torch.allclose((x / s) @ (W * s).T, x @ W.T, atol=1e-5), "the smoothed layer is the same"
+### BEGIN HIDDEN TESTS
+w_max = W.abs().amax(0)
+assert torch.allclose(smooth_scales(a, W, 0.8), a.pow(0.8) / w_max.pow(0.2), rtol=1e-5), (
+    "alpha is the exponent of the activations' maximum, 1 - alpha the weights'")
+assert torch.allclose(smooth_scales(a, W, 0.0), 1 / w_max, rtol=1e-5)
+W2 = W.clone()
+W2[:, 2] = 0                                     # a weight column of zeros
+a2 = torch.tensor([0.0, 2.0, 3.0, 1.0])          # a channel that was never active
+s2 = smooth_scales(a2, W2, 0.5)
+assert torch.isfinite(s2).all() and (s2 > 0).all(), f"clamp both maxima at 1e-5: {s2}"
+expected = a2.clamp(min=1e-5).sqrt() / W2.abs().amax(0).clamp(min=1e-5).sqrt()
+assert torch.allclose(s2, expected, rtol=1e-5), (s2, expected)
+assert smooth_scales(a.half(), W.half(), 0.5).dtype == torch.float32
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 7 - a W8A8 linear, simulated (2 points)
+# Implement `w8a8_linear(x, W, s=None)` for `x` of shape `(..., in)` (every leading dimension is
+# tokens) and `W` `(out, in)`, computing what an int8 GEMM computes, in float:
+# * if `s` is given, smooth first: `x = x / s`, `W = W * s`;
+# * per-token activation scales `sx = max|x| / 127` over the last dimension (one per token), and
+#   per-channel weight scales `sw = max|W| / 127` over each row; both in float32, clamped below at
+#   `1e-8` (an all-zero token or row gives zeros, not NaN);
+# * codes `round(x / sx)` and `round(W / sw)` (round-to-nearest), clamped to `[-127, 127]`;
+# * multiply the codes in float64 (exact, like the int32 accumulator of an int8 GEMM), then scale
+#   the result by `sx` (per token) and `sw` (per output channel); return float32 `(..., out)`.
+
+# %% solution id=w8a8_linear
+import torch
+
+
+def w8a8_linear(x: torch.Tensor, W: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T with int8 per-token activations and int8 per-channel weights (simulated)."""
+    ### BEGIN SOLUTION
+    x, W = x.float(), W.float()
+    if s is not None:
+        s = s.float()
+        x, W = x / s, W * s
+    sx = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=1e-8)
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+    qx = torch.round(x / sx).clamp(-127, 127)
+    qw = torch.round(W / sw).clamp(-127, 127)
+    acc = qx.double() @ qw.double().T             # integer products, summed exactly
+    return (acc * sx.double() * sw.double().T).float()
+    ### END SOLUTION
+
+# %% tests id=test_w8a8_linear points=2
+import torch
+
+x1 = torch.tensor([[7.9375, -1.0, 0.125]])       # max 127/16: scale 1/16, every value on the grid
+W1 = torch.tensor([[127.0, 1.0, -2.0], [0.0, -127.0, 5.0]])   # max 127 per row: scale 1
+y1 = w8a8_linear(x1, W1)
+assert y1.shape == (1, 2) and y1.dtype == torch.float32, (y1.shape, y1.dtype)
+assert torch.allclose(y1, x1 @ W1.T), (y1, x1 @ W1.T)
+torch.manual_seed(9)
+x = torch.randn(16, 64)
+x[:, 3] *= 50                                    # two outlier channels
+x[:, 40] *= 30
+W = torch.randn(32, 64) * 0.05
+ref = x @ W.T
+y = w8a8_linear(x, W)
+assert y.shape == (16, 32) and y.dtype == torch.float32
+err = ((y - ref).norm() / ref.norm()).item()
+assert 1e-4 < err < 0.05, f"relative error {err:.5f}: int8 on both sides is close, but not exact"
+s = smooth_scales(x.abs().amax(0), W, 0.5)
+err_smooth = ((w8a8_linear(x, W, s) - ref).norm() / ref.norm()).item()
+assert err_smooth < 0.7 * err, f"smoothing must lower the error: {err_smooth:.5f} vs {err:.5f}"
+assert w8a8_linear(torch.randn(2, 5, 64), W).shape == (2, 5, 32), "leading dimensions are tokens"
+### BEGIN HIDDEN TESTS
+
+
+def reference(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W * s
+    sx = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=1e-8)
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+    acc = (torch.round(x / sx).clamp(-127, 127).double()
+           @ torch.round(W / sw).clamp(-127, 127).double().T)
+    return (acc * sx.double() * sw.double().T).float()
+
+
+def close(a, b):
+    return ((a - b).norm() / b.norm().clamp(min=1e-12)).item() < 1e-5
+
+
+assert close(y, reference(x, W)), "compare with the steps above (round, per-token, per-channel)"
+assert close(w8a8_linear(x, W, s), reference(x, W, s)), "with s: x / s and W * s"
+x2 = torch.tensor([[0.171875, 7.9375, 1.0]])     # 2.75 codes: rounds to 3
+assert torch.allclose(w8a8_linear(x2, torch.eye(3)), torch.tensor([[0.1875, 7.9375, 1.0]])), (
+    "round to the nearest code, do not truncate")
+torch.manual_seed(10)
+x3 = torch.randn(4, 3, 48)
+x3[0, 0] *= 1000                                 # one loud token must not flatten the others
+x3[1, 2] = 0                                     # an all-zero token
+W3 = torch.randn(24, 48) * torch.logspace(-2, 1, 24)[:, None]   # rows of very different size
+W3[5] = 0
+y3 = w8a8_linear(x3, W3)
+assert torch.isfinite(y3).all(), "clamp the scales: an all-zero token or row gives zeros"
+assert close(y3, reference(x3, W3)), "one scale per token and one per output row"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# On the worst layer found above: its real inputs, int8 W8A8 per-token, and SmoothQuant for a few
+# `alpha` (`alpha = 0` leaves the activations' outliers alone; large `alpha` moves them into the
+# weights). Then the whole model: every Linear but the `lm_head` runs through a W8A8 wrapper -
+# with one scale per tensor (computed for each forward pass here), per token, each with and without
+# SmoothQuant (`alpha = 0.5`, the maxima from the calibration tokens above), and with FP8 (next
+# part), on the first `W8_EVAL` evaluation tokens (five models to run). SmoothQuant is applied where its `1/s` can be folded: q/k/v (into the input RMSNorm),
+# gate/up (into the post-attention RMSNorm) and down_proj (into up_proj's rows); o_proj is left
+# as it is (shared KV heads, as with AWQ). The wrapper does the division by `s` at run time, which
+# gives the same numbers as folding.
+
+# %%
+def relative_error(y, ref):
+    return ((y - ref).norm() / ref.norm()).item()
+
+
+ref_worst = X_worst @ W_worst.T
+alpha_errors = {"no smoothing": relative_error(w8a8_linear(X_worst, W_worst), ref_worst)}
+for alpha in (0.25, 0.5, 0.75, 0.9):
+    s = smooth_scales(act_absmax[worst], W_worst, alpha)
+    alpha_errors[f"alpha {alpha}"] = relative_error(w8a8_linear(X_worst, W_worst, s), ref_worst)
+print(f"{worst}, W8A8 per-token, relative output error:")
+for label, err in alpha_errors.items():
+    print(f"  {label:<14} {err:.4f}")
+
+FP8 = torch.float8_e4m3fn
+
+
+def fp8_fake(t, dim=None, dtype=FP8):
+    """t cast to an FP8 format and back, with an absmax scale (per tensor, or per slice)."""
+    amax = t.abs().amax() if dim is None else t.abs().amax(dim=dim, keepdim=True)
+    scale = (amax / torch.finfo(dtype).max).clamp(min=1e-12)
+    return (t / scale).to(dtype).float() * scale
+
+
+class W8A8Linear(torch.nn.Module):
+    """A Linear whose matmul is simulated in W8A8: "tensor" / "token" int8, or "fp8" E4M3."""
+
+    def __init__(self, linear, mode, s=None):
+        super().__init__()
+        self.weight, self.bias, self.mode, self.s = linear.weight, linear.bias, mode, s
+
+    def forward(self, x):
+        W, s, dtype = self.weight.float(), self.s, x.dtype
+        if self.mode == "token":
+            y = w8a8_linear(x, W, s)
+        else:
+            if s is not None:
+                x, W = x.float() / s, W * s
+            if self.mode == "fp8":
+                y = fp8_fake(x.float(), dim=-1) @ fp8_fake(W, dim=1).T
+            else:                                   # "tensor": one scale for all the tokens
+                sx = (x.abs().amax() / 127).clamp(min=1e-8)
+                sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+                y = ((x / sx).round().clamp(-127, 127) * sx) @ (
+                    (W / sw).round().clamp(-127, 127) * sw).T
+        return (y if self.bias is None else y + self.bias).to(dtype)
+
+
+linear_names_of = {module: name for name, module in model.named_modules()}
+
+
+def w8a8_model(mode, alpha=None):
+    """A fresh copy of the model on your device with every Linear (lm_head aside) in W8A8."""
+    m, _ = load_model(device=device)
+    blocks = decoder_blocks(m)
+    for b, block in enumerate(blocks):
+        for group in LINEAR_GROUPS:
+            linears = [block.get_submodule(n) for n in group]
+            s = None
+            if alpha is not None and group[0] != "self_attn.o_proj":
+                weight = torch.cat([lin.weight.detach().float().cpu() for lin in linears])
+                name = linear_names_of[decoder_blocks(model)[b].get_submodule(group[0])]
+                s = smooth_scales(act_absmax[name], weight, alpha).to(device)
+            for name, lin in zip(group, linears):
+                parent, child = name.rsplit(".", 1)
+                setattr(block.get_submodule(parent), child, W8A8Linear(lin, mode, s))
+    return m
+
+
+W8_EVAL = pick(1024, 256)       # the first tokens of the evaluation text: five models to run
+w8_ids, w8_ref = eval_ids[:, :W8_EVAL], ref_logits[:, :W8_EVAL]
+
+
+def w8_quality(logits):
+    nll = torch.nn.functional.cross_entropy(logits[0, :-1], w8_ids[0, 1:])
+    return {"perplexity": float(torch.exp(nll)), "top1_agreement": top1_agreement(w8_ref, logits),
+            "kl": kl_divergence(w8_ref, logits)}
+
+
+w8_results, w8_seconds = {"fp32": w8_quality(w8_ref)}, {}
+if HEAVY:
+    for label, mode, alpha in [("W8A8 per-tensor", "tensor", None),
+                               ("W8A8 per-tensor + SmoothQuant 0.5", "tensor", 0.5),
+                               ("W8A8 per-token", "token", None),
+                               ("W8A8 per-token + SmoothQuant 0.5", "token", 0.5),
+                               ("FP8 E4M3 per-token", "fp8", None)]:
+        start = time.perf_counter()
+        with torch.no_grad():
+            w8_results[label] = w8_quality(logits_of(w8a8_model(mode, alpha), w8_ids))
+        w8_seconds[label] = time.perf_counter() - start
+    print(f"first {W8_EVAL} evaluation tokens (fp32: the same tokens of the evaluation above)")
+    print(f"{'model (all Linears but lm_head)':<36}{'perplexity':>11}{'top-1':>8}{'KL':>8}"
+          f"{'seconds':>9}")
+    for label, r in w8_results.items():
+        print(f"{label:<36}{r['perplexity']:>11.2f}{r['top1_agreement']:>8.1%}{r['kl']:>8.4f}"
+              + (f"{w8_seconds[label]:>9.0f}" if label in w8_seconds else f"{'-':>9}"))
+    plots.bars(list(w8_results), [r["kl"] for r in w8_results.values()],
+               yaxis="KL divergence to fp32 (lower is better)",
+               title=f"W8A8 on {W8_EVAL} evaluation tokens (perplexity on the bars)",
+               text=[f"{r['perplexity']:.2f}" for r in w8_results.values()]).show()
+else:
+    print("skipped while grading: five whole-model evaluations")
+
+# %% [markdown]
+# Read the numbers against the table of worst layers: how much the outliers cost depends on how
+# many layers have them and how large they are. The SmoothQuant paper reports that plain W8A8
+# keeps accuracy up to about 6.7B parameters and then collapses (where LLM.int8() saw systematic
+# outliers emerge), and that SmoothQuant restores FP16 accuracy up to 175B (OPT-175B, BLOOM-176B,
+# and more). A 135M model is far from that regime: its outliers are confined to a few layers, so
+# per-token int8 may already be close to fp32 here, and smoothing matters most where one scale
+# must cover everything (per-tensor). The table at the end puts the paper's claims beside these
+# numbers.
+#
+# ### FP8
+# FP8 (Micikevicius et al. 2022, *FP8 Formats for Deep Learning*) is a floating-point alternative
+# to int8 with two variants: **E4M3** (4 exponent bits, 3 mantissa bits; the paper's choice for
+# weights and activations) and **E5M2** (more range, less precision; for gradients). A float
+# grid is *relative*: every value keeps about the same relative precision, where int8's grid is
+# uniform and small values get few levels. PyTorch has both as dtypes, and casting works on the
+# CPU:
+
+# %%
+print(f"{'format':<16}{'max':>10}{'smallest normal':>17}{'eps (1 + eps > 1)':>19}")
+for dtype in (torch.float8_e4m3fn, torch.float8_e5m2, torch.bfloat16):
+    info = torch.finfo(dtype)
+    print(f"{str(dtype).replace('torch.', ''):<16}{info.max:>10.4g}{info.tiny:>17.3g}"
+          f"{info.eps:>19.4g}")
+print(f"{'int8 (absmax)':<16}{127:>10}{'uniform grid':>17}{'1/127 of max':>19}")
+print("\nrelative error, one scale per tensor (per token / per row in brackets):")
+W_down = decoder_blocks(model)[BLOCK].mlp.down_proj.weight.detach().float().cpu()
+for label, t, dim in [(f"block {BLOCK} down_proj weight", W_down, 1),
+                      (f"block {BLOCK} q/k/v input", X_attn, 1),
+                      (f"{worst} input", X_worst, 1)]:
+    e4 = [relative_error(fp8_fake(t, d), t) for d in (None, dim)]
+    e5 = [relative_error(fp8_fake(t, d, torch.float8_e5m2), t) for d in (None, dim)]
+    i8 = [int8_error(t, d) for d in (None, dim)]
+    print(f"  {label:<34} E4M3 {e4[0]:.4f} ({e4[1]:.4f})   E5M2 {e5[0]:.4f} ({e5[1]:.4f})   "
+          f"int8 {i8[0]:.4f} ({i8[1]:.4f})")
+
+# %% [markdown]
+# Hopper and Ada GPUs (compute capability 8.9 and up) multiply FP8 matrices in their tensor
+# cores; NVIDIA's H100 datasheet lists twice the dense BF16 peak for FP8. PyTorch reaches them
+# through `torch._scaled_mm` (a private function whose signature has changed between releases),
+# which engines such as vLLM use for FP8 checkpoints. The cell below runs it only on such a GPU
+# and prints what it measured on yours; elsewhere it says why it skipped.
+
+# %%
+fp8_gpu = (torch.cuda.is_available() and str(device).startswith("cuda")
+           and torch.cuda.get_device_capability() >= (8, 9))
+if grading():
+    print("skipped while grading: a GPU benchmark")
+elif not fp8_gpu:
+    print(f"skipped: {device_name(device)} has no FP8 tensor cores "
+          "(needs an NVIDIA GPU of compute capability 8.9 or higher)")
+else:
+    try:
+        n = pick(8192, 2048)
+        a = torch.randn(n, n, device=device)
+        b = torch.randn(n, n, device=device)
+        sa, sb = a.abs().amax() / 448, b.abs().amax() / 448
+        a8 = (a / sa).to(FP8)
+        b8 = (b / sb).to(FP8).T.contiguous().T          # column-major, as _scaled_mm wants
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        t8 = time_fn(lambda: torch._scaled_mm(a8, b8, scale_a=sa.float(), scale_b=sb.float(),
+                                              out_dtype=torch.bfloat16), device=device).median
+        t16 = time_fn(lambda: a16 @ b16, device=device).median
+        y8 = torch._scaled_mm(a8, b8, scale_a=sa.float(), scale_b=sb.float(),
+                              out_dtype=torch.bfloat16).float()
+        print(f"{device_name(device)}, {n}x{n}x{n}: FP8 {2 * n ** 3 / t8 / 1e12:.0f} TFLOP/s, "
+              f"BF16 {2 * n ** 3 / t16 / 1e12:.0f} TFLOP/s; FP8 relative error "
+              f"{relative_error(y8, a @ b):.4f}")
+    except (RuntimeError, TypeError) as error:   # a private API: say why, do not stop
+        print(f"torch._scaled_mm did not run here ({torch.__version__}): {error}")
+
+# %% [markdown]
 # ## Claims vs measured
 
 # %%
@@ -859,6 +1257,30 @@ if engine_rows:
                            f"{r['prefill_tok_s'] / t['prefill_tok_s']:.1f}x transformers fp32 "
                            "(both on the CPU)",
                            "fewer bytes per weight and fused CPU kernels; same thread count"))
+
+
+def w8_measured(label):
+    return (f"{w8_results[label]['perplexity']:.2f}" if label in w8_results
+            else "n/a (skipped in this mode)")
+
+
+claims += [
+    ("SmoothQuant: W8A8 'with negligible loss in accuracy' up to OPT-175B / BLOOM-176B, while "
+     "plain W8A8 degrades beyond 6.7B parameters (Xiao et al. 2023)",
+     f"perplexity on {W8_EVAL} tokens: fp32 {w8_measured('fp32')}; W8A8 per-tensor {w8_measured('W8A8 per-tensor')}, "
+     f"+ SmoothQuant {w8_measured('W8A8 per-tensor + SmoothQuant 0.5')}; per-token "
+     f"{w8_measured('W8A8 per-token')}, + SmoothQuant "
+     f"{w8_measured('W8A8 per-token + SmoothQuant 0.5')}",
+     "a 135M model has outliers in a few layers only (section 6); the paper's collapse is a "
+     "property of large models, so what reproduces here is the direction of the effect"),
+    ("SmoothQuant: up to 1.56x speed-up and 2x memory reduction (same source; "
+     "FasterTransformer int8 kernels on GPUs)",
+     "not measured here: our W8A8 is simulated in float", "speed needs int8 GEMM kernels"),
+    ("FP8: E4M3 for weights and activations matches 16-bit quality after post-training "
+     "quantization (Micikevicius et al. 2022)",
+     f"FP8 E4M3 per-token perplexity {w8_measured('FP8 E4M3 per-token')}",
+     "simulated casts on this model; the paper measured large vision and language models"),
+]
 for claim, value, why in claims:
     print(f"claim: {claim}\n   measured: {value}\n   why: {why}")
 
@@ -886,6 +1308,9 @@ print(f"\nblock {BLOCK} q/k/v, int4 g128 output error: RTN "
 #   reproduced two of them byte for byte and wrote a file llama.cpp runs.
 # * Real speed comes from kernels that compute on the packed formats: llama.cpp on CPUs,
 #   bitsandbytes / GPTQ / AWQ kernels on GPUs.
+# * W8A8 quantizes the activations too, so int8 / FP8 tensor cores can do the arithmetic.
+#   Activations have outlier channels; per-token scales and SmoothQuant's `s` (moving the
+#   outliers into the weights) keep int8 accurate; FP8's relative grid suits them natively.
 #
 # Next: lesson 03 removes weights instead of shrinking them (pruning).
 

@@ -177,6 +177,87 @@ def q4_0_quantize(x):
     return torch.cat([d.to(torch.float16).view(torch.uint8).reshape(-1, 2), packed], dim=1)
 ''',
     ],
+    "smooth_scales": [
+        # alpha on the wrong side: the same at alpha = 0.5, wrong at any other alpha.
+        '''
+def smooth_scales(act_absmax, weight, alpha=0.5):
+    a = act_absmax.float().clamp(min=1e-5)
+    w = weight.float().abs().amax(dim=0).clamp(min=1e-5)
+    return a.pow(1 - alpha) / w.pow(alpha)
+''',
+        # No clamp: a dead channel gives s = 0, a zero weight column s = inf.
+        '''
+def smooth_scales(act_absmax, weight, alpha=0.5):
+    a = act_absmax.float()
+    w = weight.float().abs().amax(dim=0)
+    return a.pow(alpha) / w.pow(1 - alpha)
+''',
+        # Clamps the result instead of the two maxima: inf survives.
+        '''
+def smooth_scales(act_absmax, weight, alpha=0.5):
+    w = weight.float().abs().amax(dim=0)
+    return (act_absmax.float().pow(alpha) / w.pow(1 - alpha)).clamp(min=1e-5)
+''',
+    ],
+    "w8a8_linear": [
+        # One activation scale per tensor instead of per token.
+        '''
+def w8a8_linear(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W * s
+    sx = (x.abs().amax() / 127).clamp(min=1e-8)
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+    qx = torch.round(x / sx).clamp(-127, 127)
+    qw = torch.round(W / sw).clamp(-127, 127)
+    return ((qx.double() @ qw.double().T) * sx.double() * sw.double().T).float()
+''',
+        # One weight scale per tensor instead of per output channel.
+        '''
+def w8a8_linear(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W * s
+    sx = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=1e-8)
+    sw = (W.abs().amax() / 127).clamp(min=1e-8)
+    qx = torch.round(x / sx).clamp(-127, 127)
+    qw = torch.round(W / sw).clamp(-127, 127)
+    return ((qx.double() @ qw.double().T) * sx.double() * sw.double().T).float()
+''',
+        # Truncates instead of rounding to the nearest code.
+        '''
+def w8a8_linear(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W * s
+    sx = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=1e-8)
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+    qx = torch.trunc(x / sx).clamp(-127, 127)
+    qw = torch.trunc(W / sw).clamp(-127, 127)
+    return ((qx.double() @ qw.double().T) * sx.double() * sw.double().T).float()
+''',
+        # Scales not clamped: an all-zero token or row gives NaN.
+        '''
+def w8a8_linear(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W * s
+    sx = (x.abs().amax(dim=-1, keepdim=True) / 127)
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127)
+    qx = torch.round(x / sx).clamp(-127, 127)
+    qw = torch.round(W / sw).clamp(-127, 127)
+    return ((qx.double() @ qw.double().T) * sx.double() * sw.double().T).float()
+''',
+        # Weight-only int8 (W8A16): the activations stay in float.
+        '''
+def w8a8_linear(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W * s
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+    return x @ ((W / sw).round().clamp(-127, 127) * sw).T
+''',
+    ],
 }
 
 # Shortcuts the *visible* tests already reject (tests/test_notebooks.py checks that they do):
@@ -195,6 +276,51 @@ def gptq_quantize_columns(W, U, bits=4, group_size=128):
             scale = torch.where(scale == 0, torch.ones_like(scale), scale)
         Q[:, j] = torch.round(W[:, j] / scale).clamp(-qmax, qmax) * scale
     return Q
+''',
+    ],
+    "w8a8_linear": [
+        # The unquantized matmul.
+        '''
+def w8a8_linear(x, W, s=None):
+    return (x.float() @ W.float().T).float()
+''',
+        # The visible hand-made answer, hard-coded; the float matmul otherwise.
+        '''
+def w8a8_linear(x, W, s=None):
+    if x.shape == (1, 3) and W.shape == (2, 3):
+        return torch.tensor([[1006.8125, 127.625]])
+    return x.float() @ W.float().T
+''',
+        # Smoothing the wrong way round: the weight divided by s (not the same layer).
+        '''
+def w8a8_linear(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W / s
+    sx = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=1e-8)
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+    qx = torch.round(x / sx).clamp(-127, 127)
+    qw = torch.round(W / sw).clamp(-127, 127)
+    return ((qx.double() @ qw.double().T) * sx.double() * sw.double().T).float()
+''',
+        # Forgets to multiply the result by the activation scales sx.
+        '''
+def w8a8_linear(x, W, s=None):
+    x, W = x.float(), W.float()
+    if s is not None:
+        x, W = x / s, W * s
+    sx = (x.abs().amax(dim=-1, keepdim=True) / 127).clamp(min=1e-8)
+    sw = (W.abs().amax(dim=1, keepdim=True) / 127).clamp(min=1e-8)
+    qx = torch.round(x / sx).clamp(-127, 127)
+    qw = torch.round(W / sw).clamp(-127, 127)
+    return ((qx.double() @ qw.double().T) * sw.double().T).float()
+''',
+    ],
+    "smooth_scales": [
+        # No smoothing at all: s = 1 (the smoothed W8A8 error does not drop).
+        '''
+def smooth_scales(act_absmax, weight, alpha=0.5):
+    return torch.ones(act_absmax.shape[0])
 ''',
     ],
 }
