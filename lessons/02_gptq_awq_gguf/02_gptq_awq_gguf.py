@@ -1267,7 +1267,8 @@ def w8_measured(label):
 claims += [
     ("SmoothQuant: W8A8 'with negligible loss in accuracy' up to OPT-175B / BLOOM-176B, while "
      "plain W8A8 degrades beyond 6.7B parameters (Xiao et al. 2023)",
-     f"perplexity on {W8_EVAL} tokens: fp32 {w8_measured('fp32')}; W8A8 per-tensor {w8_measured('W8A8 per-tensor')}, "
+     f"perplexity on {W8_EVAL} tokens: fp32 {w8_measured('fp32')}; "
+     f"W8A8 per-tensor {w8_measured('W8A8 per-tensor')}, "
      f"+ SmoothQuant {w8_measured('W8A8 per-tensor + SmoothQuant 0.5')}; per-token "
      f"{w8_measured('W8A8 per-token')}, + SmoothQuant "
      f"{w8_measured('W8A8 per-token + SmoothQuant 0.5')}",

@@ -405,8 +405,8 @@ for name, r in chunk_runs.items():
 off, finest = chunk_runs["off"], chunk_runs[f"chunks of {min(chunk_sizes)}"]
 stalls = " / ".join(f"{r['itl_max'] * 1e3:.0f}" for r in chunk_runs.values())
 ttfts = " / ".join(f"{r['ttft'] * 1e3:.0f}" for r in chunk_runs.values())
-print(f"\nSarathi-Serve (OSDI 2024) | chunked prefills + stall-free batching: up to 2.6x the serving "
-      "capacity of vLLM within a tail-latency target (Mistral-7B, one A100)\n"
+print("\nSarathi-Serve (OSDI 2024) | chunked prefills + stall-free batching: up to 2.6x the "
+      "serving capacity of vLLM within a tail-latency target (Mistral-7B, one A100)\n"
       f"{'':<26}| here: longest stall {off['itl_max'] * 1e3:.0f} ms without chunks, "
       f"{finest['itl_max'] * 1e3:.0f} ms with chunks of {min(chunk_sizes)}; the long prompt's "
       f"first token after {off['ttft'] * 1e3:.0f} vs {finest['ttft'] * 1e3:.0f} ms\n"
