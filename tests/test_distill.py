@@ -92,8 +92,56 @@ def test_distill_in_bf16_and_with_a_custom_loss(tiny_llama):
         return distill.distillation_loss(s, t, ids, temperature, alpha)
     history = distill.distill(student, teacher, torch.randint(0, 96, (4, 8)), steps=3, batch_size=2,
                               temperature=4.0, alpha=0.9, loss_fn=loss_fn, progress=False)
-    assert len(history) == 3 and calls == [(4.0, 0.9)] * 3
+    assert len(history) == 3 and calls == [(4.0, 1.0), (4.0, 0.0)] * 3  # soft part, hard part
     assert next(teacher.parameters()).dtype == torch.float32  # the caller's teacher is not cast
+
+
+def test_distill_step_is_clipped_adam_on_the_mixed_loss():
+    from inferlab.compress.toy_lm import toy_lm, toy_params, toy_teacher
+    torch.manual_seed(0)
+    ids = torch.randint(0, 11, (3, 6))
+    params, ref = toy_params(seed=2), toy_params(seed=2)
+    optimizer = torch.optim.Adam(list(ref.values()), lr=0.05)
+    state = {}
+    for max_norm in (0.5, 100.0, 0.1):
+        report = distill.distill_step(toy_lm, params, toy_teacher, ids, state, lr=0.05,
+                                      temperature=3.0, alpha=0.7, max_grad_norm=max_norm)
+        with torch.no_grad():
+            t = toy_teacher(ids)
+        s = toy_lm(ref, ids)
+        soft = distill.distillation_loss(s, t, ids, 3.0, 1.0)
+        hard = distill.distillation_loss(s, t, ids, 3.0, 0.0)
+        loss = 0.7 * soft + 0.3 * hard
+        optimizer.zero_grad()
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(list(ref.values()), max_norm)
+        optimizer.step()
+        assert report["loss"] == pytest.approx(loss.item(), rel=1e-5)
+        assert report["soft"] == pytest.approx(soft.item(), rel=1e-5)
+        assert report["hard"] == pytest.approx(hard.item(), rel=1e-5)
+        assert report["grad_norm"] == pytest.approx(norm.item(), rel=1e-5)
+        for name in ref:
+            torch.testing.assert_close(params[name], ref[name])
+    assert state["step"] == 3
+    with pytest.raises(RuntimeError, match="no_grad"):
+        toy_teacher(ids)
+
+
+def test_distill_runs_a_custom_step_and_reports_its_parts(tiny_llama):
+    teacher = tiny_llama(**SHAPE)
+    student = distill.make_student(teacher, 2)
+    seen = []
+
+    def step_fn(student_fn, params, teacher_fn, ids, state, **kwargs):
+        seen.append((sorted(kwargs), len(params), ids.shape))
+        return distill.distill_step(student_fn, params, teacher_fn, ids, state, **kwargs)
+    parts = []
+    history = distill.distill(student, teacher, torch.randint(0, 96, (4, 8)), steps=2,
+                              batch_size=2, step_fn=step_fn, parts=parts, progress=False)
+    assert len(history) == 2 and [p["loss"] for p in parts] == history
+    assert seen[0][0] == ["alpha", "lr", "max_grad_norm", "temperature"]
+    assert seen[0][1] == sum(1 for p in student.parameters()) - 1  # the embedding is frozen
+    assert set(parts[0]) == {"loss", "soft", "hard", "grad_norm"}
 
 
 def test_batches_cycle_through_every_window():

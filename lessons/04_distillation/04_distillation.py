@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · Distillation: a smaller student that imitates the teacher
 #
-# **Time:** about 12 min to run every cell in full mode on a 2-core CPU (an estimate),
+# **Time:** about 25 min to run every cell in full mode on a 2-core CPU (an estimate),
 # plus your reading and exercises. **Prerequisites:** lessons 00 and 03 (a model with
 # layers removed); a PyTorch training loop (loss, `backward`, optimizer); softmax and cross-entropy.
 # On a GPU the notebook trains longer.
@@ -16,10 +16,11 @@
 # probabilities (the "dark knowledge") tell the student which mistakes are reasonable. A
 # **temperature** `T > 1` flattens the distributions so the student can see them.
 #
-# In this lesson you will (graded): compute temperature-scaled **soft targets**, write the
-# **distillation loss** (soft KL + hard cross-entropy), and choose which teacher **layers** seed the
-# student. Then the student is trained here, with a progress bar and a loss curve, and measured
-# before and after: perplexity, agreement with the teacher, speed. It is saved for lesson 08, where
+# In this lesson you will (graded, 11 points): compute temperature-scaled **soft targets**, write
+# the **distillation loss** (soft KL + hard cross-entropy), choose which teacher **layers** seed the
+# student, and write the **training step** (teacher and student forward, the mixed loss, gradients,
+# clipping, an Adam update). Then the student is trained here by your step, with a progress bar and
+# a loss curve, and measured before and after: perplexity, agreement with the teacher, speed. It is saved for lesson 08, where
 # it serves as a draft model for speculative decoding. Every number printed is measured in this run,
 # or cited with its source.
 
@@ -286,14 +287,156 @@ print(f"greedy decode: teacher {speed['teacher']:.1f} tokens/s, "
       f"({speed['student'] / speed['teacher']:.2f}x); training changes the weights, not this speed")
 
 # %% [markdown]
-# ## 5 · Training
-# The student learns from **your** loss on the course's calibration text (disjoint from the
-# evaluation text), and on a GPU also on text the teacher writes itself (sampled at temperature 1:
-# an unlimited supply, where the course's ~32k calibration tokens would repeat hundreds of times in
-# a long run). `inferlab.compress.distill.distill` runs the loop: the teacher (as a bfloat16 copy) gives the
-# soft targets for each batch, the student's forward runs under bf16 autocast, AdamW updates it with
-# a short warm-up and a cosine decay; the embedding (a fifth of the parameters, shared with the
-# output head) stays frozen, so the student keeps the teacher's token space.
+# ## 5 · The training step
+# One step of distillation, on one batch of token windows:
+#
+# 1. the **teacher** gives its logits, under `torch.no_grad()` - it is frozen, and building an
+#    autograd graph through a 30-layer model would only cost memory;
+# 2. the **student** gives its logits, with gradients;
+# 3. the loss: `soft = distillation_loss(student_logits, teacher_logits, ids, T, alpha=1.0)` (your
+#    exercise 2: the `T**2`-scaled KL alone), `hard` the same with `alpha=0.0` (the next-token
+#    cross-entropy alone), and `loss = alpha * soft + (1 - alpha) * hard`;
+# 4. the gradients of `loss` with respect to the student's parameters (`torch.autograd.grad`);
+# 5. **clipping**: their total norm `n = sqrt(sum of every gradient's squared entries)`; if
+#    `n > max_grad_norm`, every gradient is multiplied by `max_grad_norm / (n + 1e-6)` (what
+#    `torch.nn.utils.clip_grad_norm_` does). One unlucky batch then cannot throw the weights far;
+# 6. an **Adam** update (the optimizer most language models are trained with), for each parameter
+#    `p` with clipped gradient `g`, at step `t = 1, 2, ...` (counted in `state["step"]`):
+#    `m = 0.9 m + 0.1 g`, `v = 0.999 v + 0.001 g**2` (both start at zero and live in
+#    `state["m"][name]`, `state["v"][name]`), then
+#    `p -= lr * (m / (1 - 0.9**t)) / (sqrt(v / (1 - 0.999**t)) + 1e-8)` - in place, without
+#    gradients. The two divisions undo the moments' bias towards their zero start.
+#
+# The step is written against plain functions and tensors, the way `torch.func` (and JAX) write
+# training steps: `student_fn(params, ids)` returns the student's logits from its trainable
+# parameters `params` (a dict `name -> tensor`), `teacher_fn(ids)` returns the teacher's. For the
+# real model below, `student_fn` is `torch.func.functional_call(student, params, (ids,)).logits`;
+# the tests use a toy model (`inferlab.compress.toy_lm`) small enough to check every number.
+#
+# ### Exercise 4 - the distillation training step (5 points)
+# Implement `distill_step(student_fn, params, teacher_fn, input_ids, state, lr, temperature, alpha,
+# max_grad_norm)`: update `params` in place as above and return
+# `{"loss": ..., "soft": ..., "hard": ..., "grad_norm": ...}` as Python floats - the losses of this
+# batch before the update, and the gradient norm **before** clipping. Use your `distillation_loss`.
+# The toy teacher refuses to run with gradients enabled.
+
+# %% solution id=distill_step
+def distill_step(student_fn, params: dict, teacher_fn, input_ids: torch.Tensor, state: dict,
+                 lr: float = 1e-3, temperature: float = 2.0, alpha: float = 0.5,
+                 max_grad_norm: float = 1.0) -> dict:
+    """One step: both forwards, ``alpha * soft + (1 - alpha) * hard``, clipped gradients, Adam."""
+    ### BEGIN SOLUTION
+    with torch.no_grad():                                   # the teacher is not trained
+        teacher_logits = teacher_fn(input_ids)
+    student_logits = student_fn(params, input_ids)
+    soft = distillation_loss(student_logits, teacher_logits, input_ids, temperature, 1.0)
+    hard = distillation_loss(student_logits, teacher_logits, input_ids, temperature, 0.0)
+    loss = alpha * soft + (1 - alpha) * hard
+    grads = torch.autograd.grad(loss, list(params.values()))
+    norm = torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])).item()
+    clip = min(1.0, max_grad_norm / (norm + 1e-6))
+    state["step"] = step = state.get("step", 0) + 1
+    m, v = state.setdefault("m", {}), state.setdefault("v", {})
+    with torch.no_grad():
+        for (name, p), g in zip(params.items(), grads):
+            g = g.float() * clip
+            if name not in m:
+                m[name], v[name] = torch.zeros_like(g), torch.zeros_like(g)
+            m[name] = 0.9 * m[name] + 0.1 * g
+            v[name] = 0.999 * v[name] + 0.001 * g * g
+            m_hat, v_hat = m[name] / (1 - 0.9 ** step), v[name] / (1 - 0.999 ** step)
+            p -= (lr * m_hat / (v_hat.sqrt() + 1e-8)).to(p.dtype)
+    return {"loss": loss.item(), "soft": soft.item(), "hard": hard.item(), "grad_norm": norm}
+    ### END SOLUTION
+
+# %% tests id=test_distill_step points=5
+import torch
+
+from inferlab.compress.toy_lm import toy_lm, toy_params, toy_teacher
+
+torch.manual_seed(0)
+toy_ids = torch.randint(0, 11, (4, 6))
+toy_weights = toy_params(seed=0)
+toy_start = {name: p.detach().clone() for name, p in toy_weights.items()}
+toy_state = {}
+first = distill_step(toy_lm, toy_weights, toy_teacher, toy_ids, toy_state, lr=0.01,
+                     temperature=2.0, alpha=0.5, max_grad_norm=1.0)
+assert set(first) == {"loss", "soft", "hard", "grad_norm"}
+assert all(type(x) is float for x in first.values()), "return Python floats (.item())"
+with torch.no_grad():
+    toy_s, toy_t = toy_lm(toy_start, toy_ids), toy_teacher(toy_ids)
+assert abs(first["soft"] - distillation_loss(toy_s, toy_t, toy_ids, 2.0, 1.0).item()) < 1e-4
+assert abs(first["hard"] - distillation_loss(toy_s, toy_t, toy_ids, 2.0, 0.0).item()) < 1e-4
+assert abs(first["loss"] - (0.5 * first["soft"] + 0.5 * first["hard"])) < 1e-5
+assert toy_state["step"] == 1 and set(toy_state["m"]) == set(toy_weights), (
+    "Adam's moments, one per parameter")
+for name, p in toy_weights.items():    # Adam's first step moves each weight by about lr, no more
+    moved = (p.detach() - toy_start[name]).abs()
+    assert moved.max() <= 0.01 * 1.001 and moved.mean() > 0.005, f"{name} moved {moved.max()}"
+more = [distill_step(toy_lm, toy_weights, toy_teacher, toy_ids, toy_state, lr=0.05)["loss"]
+        for _ in range(10)]
+assert more[-1] < first["loss"], "ten more steps on the same batch lower its loss"
+### BEGIN HIDDEN TESTS
+import math
+
+import torch.nn.functional as F
+
+
+def _parts(s, t, ids, T):
+    v = s.shape[-1]
+    kl = F.kl_div(F.log_softmax(s / T, -1).reshape(-1, v), F.log_softmax(t / T, -1).reshape(-1, v),
+                  log_target=True, reduction="batchmean")
+    ce = F.cross_entropy(s[:, :-1].reshape(-1, v), ids[:, 1:].reshape(-1))
+    return T * T * kl, ce
+
+
+def _check(seed, settings, shape=(3, 7)):
+    torch.manual_seed(seed)
+    ids = torch.randint(0, 11, shape)
+    mine, ref = toy_params(seed=seed), toy_params(seed=seed)
+    moments = {name: (torch.zeros_like(p), torch.zeros_like(p)) for name, p in ref.items()}
+    state = {}
+    for step, (lr, T, alpha, max_norm) in enumerate(settings, start=1):
+        got = distill_step(toy_lm, mine, toy_teacher, ids, state, lr=lr, temperature=T,
+                           alpha=alpha, max_grad_norm=max_norm)
+        with torch.no_grad():
+            t = toy_teacher(ids)
+        soft, hard = _parts(toy_lm(ref, ids), t, ids, T)
+        loss = alpha * soft + (1 - alpha) * hard
+        grads = torch.autograd.grad(loss, list(ref.values()))
+        norm = math.sqrt(sum((g * g).sum().item() for g in grads))
+        with torch.no_grad():                              # Adam (Kingma & Ba), as torch.optim
+            for (name, p), g in zip(ref.items(), grads):
+                g = g * min(1.0, max_norm / (norm + 1e-6))
+                m, v = moments[name]
+                m.mul_(0.9).add_(0.1 * g)
+                v.mul_(0.999).add_(0.001 * g * g)
+                p -= lr * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
+        assert math.isclose(got["soft"], soft.item(), rel_tol=1e-4), f"soft part at T={T}"
+        assert math.isclose(got["hard"], hard.item(), rel_tol=1e-4), "hard part"
+        assert math.isclose(got["loss"], loss.item(), rel_tol=1e-4), f"loss at alpha={alpha}"
+        assert math.isclose(got["grad_norm"], norm, rel_tol=1e-4), "gradient norm before clipping"
+        for name in ref:
+            assert torch.allclose(mine[name], ref[name], rtol=1e-4, atol=1e-5), (
+                f"{name} after step {state.get('step')}")
+
+
+# clipping active, then not, then strongly: Adam sees the clipped gradients
+_check(1, [(0.05, 4.0, 0.8, 0.5), (0.02, 4.0, 0.8, 100.0), (0.05, 4.0, 0.8, 0.05)])
+_check(2, [(0.1, 1.0, 0.3, 1.0), (0.1, 1.0, 0.3, 1.0), (0.1, 1.0, 0.3, 1.0)], shape=(2, 5))
+_check(3, [(0.03, 2.0, 0.0, 2.0), (0.03, 2.0, 1.0, 2.0)])
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 6 · Training
+# The student learns through **your** step and loss on the course's calibration text (disjoint from
+# the evaluation text), and on a GPU also on text the teacher writes itself (sampled at
+# temperature 1: an unlimited supply, where the course's ~32k calibration tokens would repeat
+# hundreds of times in a long run). `inferlab.compress.distill.distill` runs the loop around your
+# `distill_step`: it draws the batches, gives the learning rate of each step (a short warm-up, then
+# a cosine decay), runs the teacher as a bfloat16 copy and the student's forward under bf16
+# autocast (its weights and your Adam moments stay fp32); the embedding (a fifth of the parameters,
+# shared with the output head) stays frozen, so the student keeps the teacher's token space.
 #
 # Settings: the CPU setting fits a few minutes on 2 cores; on a GPU the notebook trains longer on
 # bigger batches. The GPU setting is sized for an H100 (about 1.5 minutes of training plus about
@@ -303,7 +446,7 @@ print(f"greedy decode: teacher {speed['teacher']:.1f} tokens/s, "
 
 # %%
 SETTINGS = {
-    # cpu: ~2-4 min on 2 cores
+    # cpu: ~10 min on 2 cores
     "cpu": dict(steps=150, batch_size=4, seq_len=64, lr=1e-3, teacher_text=0),
     "gpu": dict(steps=1000, batch_size=16, seq_len=256, lr=5e-4, teacher_text=4096),  # an H100
     "fast": dict(steps=6, batch_size=2, seq_len=32, lr=1e-3, teacher_text=0),
@@ -329,28 +472,44 @@ else:
     windows = torch.cat(parts)
 print(f"settings: {setting}, temperature {TEMPERATURE}, alpha {ALPHA}; "
       f"{windows.shape[0]} training windows of {windows.shape[1]} tokens")
+MAX_GRAD_NORM = 1.0
 history: list[float] = []
+step_parts: list[dict] = []
 if grading():
     print("skipped while grading: training takes minutes")
 else:
     start = time.perf_counter()
     history = distill.distill(student, teacher, windows, steps=setting["steps"],
                               batch_size=setting["batch_size"], lr=setting["lr"],
-                              temperature=TEMPERATURE, alpha=ALPHA, loss_fn=distillation_loss)
+                              temperature=TEMPERATURE, alpha=ALPHA, step_fn=distill_step,
+                              max_grad_norm=MAX_GRAD_NORM, parts=step_parts)
     train_s = time.perf_counter() - start
-    print(f"trained {len(history)} steps in {train_s:.0f} s ({train_s / len(history):.2f} s/step); "
-          f"loss {history[0]:.2f} -> {history[-1]:.2f}")
+    clipped = sum(part["grad_norm"] > MAX_GRAD_NORM for part in step_parts)
+    print(f"your step trained {len(history)} steps in {train_s:.0f} s "
+          f"({train_s / len(history):.2f} s/step); loss {history[0]:.2f} -> {history[-1]:.2f} "
+          f"(soft {step_parts[0]['soft']:.2f} -> {step_parts[-1]['soft']:.2f}, "
+          f"hard {step_parts[0]['hard']:.2f} -> {step_parts[-1]['hard']:.2f})")
+    norms = sorted(part["grad_norm"] for part in step_parts)
+    print(f"gradient norm before clipping: median {norms[len(norms) // 2]:.2f}, "
+          f"largest {norms[-1]:.2f}; clipped to {MAX_GRAD_NORM} in {clipped} of "
+          f"{len(step_parts)} steps")
 
 # %% [markdown]
 # ### The loss curve
 # Raw per-batch losses are noisy (every batch is different text); the panel smooths them with a
-# moving average of your chosen width.
+# moving average of your chosen width, and shows the two weighted parts your step returned.
 
 # %%
 import ipywidgets as widgets
 
 
-def loss_panel(losses: list[float]):
+def average(values: list[float], k: int) -> list[float]:
+    """Moving average over the last ``k`` values (fewer at the start)."""
+    return [sum(values[max(0, i - k + 1):i + 1]) / len(values[max(0, i - k + 1):i + 1])
+            for i in range(len(values))]
+
+
+def loss_panel(losses: list[float], parts: list[dict] = ()):
     window = widgets.IntSlider(value=min(10, max(1, len(losses) // 5)), min=1,
                                max=max(1, len(losses)), description="smoothing",
                                continuous_update=False)
@@ -362,10 +521,13 @@ def loss_panel(losses: list[float]):
             print("no training in this run (grading mode): nothing to draw")
             return
         k = window.value
-        smooth = [sum(losses[max(0, i - k + 1):i + 1]) / len(losses[max(0, i - k + 1):i + 1])
-                  for i in range(len(losses))]
-        plots.lines(range(1, len(losses) + 1),
-                    {"per batch": losses, f"moving average ({k})": smooth},
+        smooth = average(losses, k)
+        curves = {"per batch": losses, f"moving average ({k})": smooth}
+        if parts:
+            curves[f"soft part x alpha ({k})"] = average([ALPHA * p["soft"] for p in parts], k)
+            curves[f"hard part x (1 - alpha) ({k})"] = average(
+                [(1 - ALPHA) * p["hard"] for p in parts], k)
+        plots.lines(range(1, len(losses) + 1), curves,
                     title="Distillation loss", xaxis="step", yaxis="loss", log_y=log_y.value,
                     markers=False).show()
         print(f"last {k} steps: mean loss {smooth[-1]:.3f} (first step {losses[0]:.3f})")
@@ -379,10 +541,10 @@ def loss_panel(losses: list[float]):
     return panel
 
 
-show(loss_panel(history))
+show(loss_panel(history, step_parts))
 
 # %% [markdown]
-# ## 6 · Before and after
+# ## 7 · Before and after
 # The same report card as before training. Two agreements with the teacher: **top-1** - on the
 # evaluation text, how often both models' most likely next token is the same (the teacher-forced
 # view, close to what a speculative-decoding verifier accepts token by token); **greedy** - the
@@ -412,7 +574,7 @@ plots.grouped_bars(["perplexity", "tokens/s"],
                    yaxis="value").update_yaxes(type="log").show()
 
 # %% [markdown]
-# ## 7 · Saving the student for lesson 08
+# ## 8 · Saving the student for lesson 08
 # Speculative decoding needs a small, fast model that agrees with the big one often. The student is
 # saved under the course cache (`inferlab.compress.distill.find_student()` finds it; fast-mode runs save a
 # separate `-fast` copy so they never overwrite a fully trained student). Loading it back with
@@ -481,6 +643,8 @@ for claim, source, measured, why in claims:
 # ## Summary
 # * Distillation trains a smaller model on the teacher's **full distributions** (soft targets at
 #   temperature `T`, scaled by `T**2`) plus the ordinary next-token loss.
+# * A training step is a short recipe - frozen teacher under `no_grad`, the mixed loss, gradients,
+#   clipping by their total norm, an Adam update - and yours trained the student above.
 # * Initialising the student from the teacher's layers gives it a head start, but layers removed
 #   from a small model break it badly at first: the before/after table above shows how much a few
 #   minutes of training recover, and how far that remains from the teacher.
