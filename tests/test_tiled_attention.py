@@ -35,3 +35,37 @@ def test_benchmark_attention_runs_on_cpu():
                                repeats=1)
     impls = {r["impl"] for r in rows if r["ms"] is not None}
     assert {"naive", "tiled (PyTorch, online softmax)", "sdpa math"} <= impls
+
+
+def test_block_loads_hands_out_counted_views_one_block_at_a_time():
+    from inferlab.engine.tiled_attention import BlockLoads
+    k, v = torch.arange(10.0).view(5, 2), torch.arange(15.0).view(5, 3)
+    blocks = BlockLoads(k, v, 2)
+    assert len(blocks) == 3
+    kb, vb = blocks[2]
+    assert kb.tolist() == [[8.0, 9.0]] and vb.shape == (1, 3)
+    assert kb.data_ptr() == k[4:].data_ptr()                      # a view, not a copy
+    assert [b[0].shape[0] for b in blocks] == [2, 2, 1]           # iteration loads each block
+    assert blocks.loads == [2, 0, 1, 2]
+    with pytest.raises(TypeError):
+        blocks[0:2]
+    with pytest.raises(IndexError):
+        blocks[3]
+
+
+def test_by_query_blocks_runs_a_block_function_head_by_head():
+    from inferlab.engine.tiled_attention import by_query_blocks, naive_attention
+
+    def block_fn(q_block, q_start, kv_blocks):       # a full-scores reference for one block
+        pairs = [kv_blocks[j] for j in range(len(kv_blocks))]
+        k, v = torch.cat([kb for kb, _ in pairs]), torch.cat([vb for _, vb in pairs])
+        s = q_block @ k.T / q_block.shape[1] ** 0.5
+        rows = torch.arange(q_start, q_start + q_block.shape[0])[:, None]
+        s = s.masked_fill(torch.arange(k.shape[0])[None, :] > rows, float("-inf"))
+        return s.softmax(-1) @ v
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 37, 8) for _ in range(3))
+    out, loads = by_query_blocks(block_fn, q, k, v, block=16)
+    torch.testing.assert_close(out, naive_attention(q, k, v, causal=True))
+    assert loads == 6 * 3 * 3                         # 6 heads x 3 query blocks x 3 key blocks

@@ -18,8 +18,13 @@ and at the end ``out = acc / l``: exactly softmax attention, with only one tile 
 at a time (memory O(N x tile) instead of O(N^2)). FlashAttention runs this inside one GPU kernel
 whose tiles stay in on-chip SRAM; ``tiled_attention`` below is the same arithmetic in PyTorch,
 to read and to test against, not to be fast.
+
+``BlockLoads`` and ``by_query_blocks`` run lesson 09's causal exercise over whole sequences: the
+keys reach the student's function one block at a time, and the blocks it reads are counted.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +69,53 @@ def tiled_attention(q, k, v, causal: bool = True, block: int = 128) -> torch.Ten
         acc = acc * correction[..., None] + p @ vt.float()
         m = m_new
     return (acc / l_sum[..., None]).to(v.dtype)
+
+
+class BlockLoads(Sequence):
+    """The key/value blocks of one head, handed out one at a time - and counted.
+
+    A FlashAttention kernel cannot index K and V at will: it copies one tile at a time from
+    slow memory (HBM) into on-chip SRAM. Lesson 09 gives the student's causal attention its keys
+    this way: ``blocks[j]`` is ``(k[j*block:(j+1)*block], v[...])`` (views, no copy), and every
+    access is recorded in ``loads``, so the lesson can show how many tiles were read.
+    """
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, block: int):
+        if block < 1:
+            raise ValueError("block must be >= 1")
+        self.k, self.v, self.block = k, v, block
+        self.loads: list[int] = []
+
+    def __len__(self) -> int:
+        return -(-self.k.shape[-2] // self.block)
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            raise TypeError("one block at a time: blocks[j], not a slice")
+        if not -len(self) <= j < len(self):
+            raise IndexError(j)
+        j %= len(self)
+        self.loads.append(j)
+        rows = slice(j * self.block, (j + 1) * self.block)
+        return self.k[..., rows, :], self.v[..., rows, :]
+
+
+def by_query_blocks(block_fn, q, k, v, block: int = 64):
+    """Causal attention of ``q, k, v [..., N, d]`` computed one query block at a time by
+    ``block_fn(q_block, q_start, kv_blocks)`` (lesson 09's exercise), head by head.
+
+    Returns ``(out, loads)``: the output ``[..., N, dv]`` and how many key/value blocks the
+    function read in all (``BlockLoads``).
+    """
+    heads_q = q.reshape(-1, *q.shape[-2:])
+    heads_k, heads_v = k.reshape(-1, *k.shape[-2:]), v.reshape(-1, *v.shape[-2:])
+    outs, loads = [], 0
+    for qh, kh, vh in zip(heads_q, heads_k, heads_v):
+        blocks = BlockLoads(kh, vh, block)
+        outs.append(torch.cat([block_fn(qh[start:start + block], start, blocks)
+                               for start in range(0, qh.shape[0], block)]))
+        loads += len(blocks.loads)
+    return torch.stack(outs).reshape(*q.shape[:-1], v.shape[-1]), loads
 
 
 # ------------------------------------------------------------------------ measurements

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 09 · FlashAttention: exact attention without the N x N matrix
 #
-# **Time:** about 5 min to run every cell in full mode on a 2-core CPU (an estimate),
+# **Time:** about 6 min to run every cell in full mode on a 2-core CPU (an estimate),
 # plus your reading and exercises. **Prerequisites:** lesson 05 (attention); softmax
 # and why `exp` overflows; lesson 07's block table for the engine section.
 #
@@ -11,10 +11,13 @@
 # tile by tile, keeping each tile in fast on-chip memory, thanks to the **online softmax**: a running
 # maximum and a running sum let the softmax be computed one block of keys at a time.
 #
-# You will implement the step of the online softmax that folds one block of keys into a running
-# state (graded), build tiled attention from it and check it against standard attention, measure
-# memory against sequence length (O(N²) vs O(N)), look at PyTorch's SDPA backends, and read GPU timings of a real flash kernel against the naive one - plus what the course
-# engine gets from CUDA graphs and its own decode-attention kernel on the same GPU.
+# You will implement (graded, 9 points) the step of the online softmax that folds one block of keys
+# into a running state, then **causal attention tile by tile** from it: one query block against the
+# key blocks it needs, skipping the blocks after the diagonal and masking the one across it. The
+# lesson runs your function over whole sequences, checks it against PyTorch's attention, counts
+# the tiles it loaded and measures its memory against the naive version's (O(N²) vs O(N)). Then
+# PyTorch's SDPA backends, and GPU timings of a real flash kernel against the naive one - plus what
+# the course engine gets from CUDA graphs and its own decode-attention kernel on the same GPU.
 
 # %%
 import math
@@ -194,6 +197,152 @@ print(f"tiled_attention (causal) vs naive causal: {(tiled - ref).abs().max():.1e
 print(f"PyTorch SDPA (causal) vs naive causal:    {(sdpa(qh, kh, vh) - ref).abs().max():.1e}")
 
 # %% [markdown]
+# ## 1b · Causal attention, tile by tile
+# A language model's attention is **causal**: the query at position `i` sees the keys `0 .. i` only.
+# A FlashAttention kernel turns that into savings. It splits the queries into blocks too, and for
+# one query block at positions `q_start .. q_start + n - 1` it looks at the key blocks in order:
+#
+# * a key block that lies entirely **after** the block's last query (`first key > q_start + n - 1`)
+#   is **never loaded**: every score in it would be masked. This skips about half the tiles;
+# * a key block that lies entirely **at or before** the block's first query
+#   (`last key <= q_start`) is seen whole by every query: one `online_softmax_step`;
+# * a key block that **straddles the diagonal** is loaded and its scores computed, then the
+#   scores of key position `c` for query position `r` with `c > r` are set to `-inf` before the
+#   online-softmax update (`exp(-inf) = 0`: they add nothing).
+#
+# ### Exercise 2 - causal attention for one query block (5 points)
+# Implement `causal_block_attention(q_block, q_start, kv_blocks)`: the causal attention output
+# `[n, dv]` (dtype of `q_block`) of the queries `q_block [n, d]` at positions `q_start ..
+# q_start + n - 1` of a sequence whose keys and values come **only** through `kv_blocks`:
+# `kv_blocks[j]` is the pair `(k_block, v_block)` of key positions `j*B .. j*B + B - 1`, where `B` is
+# the length of `kv_blocks[0]`'s keys (the last block may be shorter; `len(kv_blocks)` blocks in
+# all). The query block and the key blocks need not have the same length, nor start together.
+#
+# Load a block only when you use it (`kv_blocks[j]`), never the blocks after the diagonal, use your
+# `online_softmax_step` for the blocks below it, and never build more than `n x B` scores. Every
+# query sees key 0, so after the first block every row's running maximum is finite. Below, the
+# lesson runs your function over every query block of real sequences and counts the tiles it
+# loaded.
+
+# %% solution id=causal_block_attention
+def causal_block_attention(q_block, q_start, kv_blocks):
+    ### BEGIN SOLUTION
+    n, d = q_block.shape
+    last = q_start + n - 1                                   # the last query's position
+    block = kv_blocks[0][0].shape[0]
+    rows = torch.arange(q_start, q_start + n)[:, None]      # each query's position
+    state = None
+    for j in range(min(len(kv_blocks), last // block + 1)):  # later blocks: never loaded
+        k_block, v_block = kv_blocks[j]
+        start = j * block
+        if start + k_block.shape[0] - 1 <= q_start:          # below the diagonal: all visible
+            state = online_softmax_step(q_block, k_block, v_block, state)
+            continue
+        cols = torch.arange(start, start + k_block.shape[0])[None, :]
+        s = (q_block @ k_block.T / math.sqrt(d)).masked_fill(cols > rows, float("-inf"))
+        if state is None:
+            state = (torch.full((n,), float("-inf"), dtype=q_block.dtype),
+                     torch.zeros(n, dtype=q_block.dtype),
+                     torch.zeros(n, v_block.shape[1], dtype=q_block.dtype))
+        m, l, acc = state  # noqa: E741
+        m_new = torch.maximum(m, s.max(dim=1).values)
+        p = torch.exp(s - m_new[:, None])
+        correction = torch.exp(m - m_new)
+        state = (m_new, l * correction + p.sum(dim=1),
+                 acc * correction[:, None] + p @ v_block.to(q_block.dtype))
+    m, l, acc = state  # noqa: E741
+    return acc / l[:, None]
+    ### END SOLUTION
+
+# %% tests id=test_causal_block_attention points=5
+import math
+
+import torch
+
+
+def causal_reference(q, k, v, q_start):
+    """Standard causal attention of the queries at q_start.. over keys 0.. (full scores)."""
+    s = q @ k.T / math.sqrt(q.shape[1])
+    rows = torch.arange(q_start, q_start + q.shape[0])[:, None]
+    s = s.masked_fill(torch.arange(k.shape[0])[None, :] > rows, float("-inf"))
+    return torch.softmax(s, dim=1) @ v
+
+
+def split(k, v, block):
+    return [(k[i:i + block].clone(), v[i:i + block].clone()) for i in range(0, k.shape[0], block)]
+
+
+torch.manual_seed(0)
+q, k, v = torch.randn(64, 16), torch.randn(64, 16), torch.randn(64, 16)
+blocks = split(k, v, 16)                          # 4 key blocks of 16
+for q_start in (0, 16, 32, 48):                   # query blocks of 16, aligned with the key blocks
+    out = causal_block_attention(q[q_start:q_start + 16], q_start, blocks)
+    assert out.shape == (16, 16), "one output row per query"
+    torch.testing.assert_close(out, causal_reference(q[q_start:q_start + 16], k, v, q_start),
+                               msg=f"query block at {q_start}")
+full = torch.cat([causal_block_attention(q[i:i + 16], i, blocks) for i in range(0, 64, 16)])
+sdpa_out = torch.nn.functional.scaled_dot_product_attention(q[None], k[None], v[None],
+                                                            is_causal=True)[0]
+torch.testing.assert_close(full, sdpa_out, msg="all query blocks together: causal attention")
+### BEGIN HIDDEN TESTS
+
+
+def poisoned(k, v, block, last):
+    """Blocks after the diagonal hold NaN: using one (or a full matrix over them) gives NaN."""
+    out = split(k, v, block)
+    for j in range(len(out)):
+        if j * block > last:
+            out[j] = (torch.full_like(out[j][0], float("nan")),
+                      torch.full_like(out[j][1], float("nan")))
+    return out
+
+
+def check(n_keys, q_start, n, block, d=16, dv=16, scale=1.0, dtype=torch.float32):
+    qq = torch.randn(n, d, dtype=dtype) * scale
+    kk, vv = torch.randn(n_keys, d, dtype=dtype) * scale, torch.randn(n_keys, dv, dtype=dtype)
+    got = causal_block_attention(qq, q_start, poisoned(kk, vv, block, q_start + n - 1))
+    assert got.dtype == dtype, "the output has the queries' dtype"
+    assert torch.isfinite(got).all(), (f"NaN/inf with {n_keys} keys, queries {q_start}..+{n}, "
+                                       f"blocks of {block}: a block after the diagonal was used")
+    torch.testing.assert_close(got, causal_reference(qq, kk, vv, q_start).to(dtype),
+                               rtol=1e-4, atol=1e-4,
+                               msg=f"{n_keys} keys, queries {q_start}..+{n}, blocks of {block}")
+
+
+torch.manual_seed(1)
+check(64, 0, 16, 16)                  # the first block: the diagonal block only
+check(64, 16, 16, 16)
+check(100, 30, 20, 16)                # unaligned query block spanning two key blocks
+check(100, 0, 7, 32)                  # query block shorter than a key block
+check(100, 64, 36, 16)                # the last, shorter key block (100 = 6 x 16 + 4)
+check(37, 10, 27, 5)                  # non-multiple lengths, many small key blocks
+check(130, 40, 50, 64)                # key block longer than the query block, not aligned
+check(96, 33, 31, 8, dv=5)            # values of another width than the keys
+check(48, 16, 16, 16, scale=6.0)      # large scores: the running maximum matters
+check(40, 8, 12, 8, dtype=torch.float64)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# The whole causal attention is then one call per query block, all sharing the same key blocks
+# (`inferlab.engine.tiled_attention.by_query_blocks` runs it head by head, handing the keys out
+# through `BlockLoads`, which counts every block read). Against PyTorch's
+# `scaled_dot_product_attention(..., is_causal=True)`, on lengths that are and are not multiples of
+# the block, and the tiles your function loaded against the full square of tiles:
+
+# %%
+from inferlab.engine.tiled_attention import by_query_blocks
+
+for n, block in ((256, 64), (300, 64), (257, 32)):
+    torch.manual_seed(2)
+    qc, kc, vc = (torch.randn(1, 4, n, 64) for _ in range(3))
+    yours, loads = by_query_blocks(causal_block_attention, qc, kc, vc, block)
+    gap = (yours - sdpa(qc, kc, vc)).abs().max().item()
+    tiles = math.ceil(n / block)
+    print(f"N = {n}, block {block}: largest difference from SDPA (causal) {gap:.1e}; "
+          f"key blocks loaded per head {loads // 4} of {tiles * tiles} "
+          f"({loads / 4 / tiles ** 2:.0%} of the square)")
+
+# %% [markdown]
 # ## 2 · Memory against sequence length, measured
 # Naive attention holds a `heads x N x N` score matrix (and its softmax); the tiled version holds
 # `heads x N x block`. Extra peak memory of one causal attention call, 8 heads of 64, fp32, on this
@@ -226,6 +375,34 @@ plots.lines(lengths, {**mem, "one N x N fp32 score matrix (8 heads), computed": 
 # FlashAttention comes from doing this inside one GPU kernel whose tiles never leave on-chip SRAM.
 # (CPU memory is sampled every millisecond, so very short allocations can be missed; the computed
 # score-matrix line shows what must exist at once.)
+
+# %% [markdown]
+# **Your causal attention, measured.** The same measurement for your `causal_block_attention`, run
+# over every query block by `by_query_blocks` (block 128, 4 heads of 64, fp32, on the CPU: your
+# functions build their tensors there), beside naive attention on the same inputs, with the key
+# blocks your function loaded:
+
+# %%
+your_lengths = pick([512, 1024, 2048], [256, 512, 1024])
+your_mem = {"naive": [], "yours (block 128)": []}
+your_loads = []
+for n in your_lengths:
+    torch.manual_seed(3)
+    qn, kn, vn = (torch.randn(1, 4, n, 64) for _ in range(3))
+    _, extra = peak_memory(lambda: naive_attention(qn, kn, vn), "cpu")
+    your_mem["naive"].append(extra / 2**20)
+    (out, loads), extra = peak_memory(
+        lambda: by_query_blocks(causal_block_attention, qn, kn, vn, 128), "cpu")
+    your_mem["yours (block 128)"].append(extra / 2**20)
+    tiles = math.ceil(n / 128)
+    your_loads.append((loads // 4, tiles * tiles))
+    gap = (out - sdpa(qn, kn, vn)).abs().max().item()
+    print(f"N = {n:>5}: naive {your_mem['naive'][-1]:6.1f} MiB, yours "
+          f"{your_mem['yours (block 128)'][-1]:6.1f} MiB extra; key blocks loaded per head "
+          f"{loads // 4} of {tiles * tiles}; largest difference from SDPA {gap:.1e}")
+    qn = kn = vn = out = None
+plots.lines(your_lengths, your_mem, title="Extra peak memory: your causal attention vs naive (CPU)",
+            xaxis="sequence length N", yaxis="MiB", log_x=True, log_y=True).show()
 #
 # ## 3 · PyTorch's SDPA backends
 # `torch.nn.functional.scaled_dot_product_attention` picks a kernel per call: **flash**
@@ -427,10 +604,14 @@ if flash_8k and naive_8k:
     gpu_here = (f"{records.label(att)}: flash {flash_8k['ms']:.2f} ms "
                 f"({flash_8k['TFLOPs']} TFLOP/s) vs naive {naive_8k['ms']:.1f} ms at N=8192, "
                 f"{saving:.0f}x less memory")
+loaded, square = your_loads[-1]
 claims = [("FlashAttention (2022)", "memory linear in N; 10-20x memory saving at N = 2k-4k",
            f"{'GPU' if device == 'cuda' else 'CPU'} here at N={lengths[-1]}: "
            f"naive {mem['naive'][-1]:.0f} MiB vs tiled "
            f"{mem['tiled (block 128)'][-1]:.0f} MiB extra"),
+          ("FlashAttention-2 (2023)", "causal: blocks above the diagonal skipped (1.7-1.8x)",
+           f"yours at N={your_lengths[-1]}: {loaded} of {square} key blocks loaded per head "
+           f"({loaded / square:.0%})"),
           ("FlashAttention-2 (2023)", "~2x FlashAttention; 50-73% of A100 peak FLOP/s", gpu_here),
           ("T4 / Turing", "FlashAttention-2 unsupported (needs Ampere+)",
            "SDPA uses the memory-efficient kernel there")]
@@ -441,6 +622,8 @@ for who, claim, here in claims:
 # ## Summary
 # * The online softmax rescales running sums when the maximum grows, so attention can visit keys in
 #   tiles and still be exact (your implementation matched standard attention).
+# * Causal attention needs only the tiles on and below the diagonal: your function skipped the
+#   others, masked the diagonal tiles, and matched PyTorch's causal attention.
 # * Memory falls from O(N²) to O(N) (measured); speed comes from keeping tiles on-chip in one GPU
 #   kernel (recorded above: the flash and cuDNN kernels against the naive one).
 # * PyTorch's SDPA picks flash, memory-efficient, cuDNN or math depending on GPU, dtype and inputs;

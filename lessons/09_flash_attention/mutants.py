@@ -39,7 +39,80 @@ def online_softmax_step(q, k_block, v_block, state=None):
     return m, l, out * l[:, None]
 '''
 
+
+_CAUSAL = '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    n, d = q_block.shape
+    last = q_start + n - 1
+    block = kv_blocks[0][0].shape[0]
+    rows = torch.arange(q_start, q_start + n)[:, None]
+    state = None
+    for j in range(min(len(kv_blocks), last // block + 1)):
+        k_block, v_block = kv_blocks[j]
+        start = j * block
+        if start + k_block.shape[0] - 1 <= q_start:
+            state = online_softmax_step(q_block, k_block, v_block, state)
+            continue
+        cols = torch.arange(start, start + k_block.shape[0])[None, :]
+        s = (q_block @ k_block.T / math.sqrt(d)).masked_fill(cols > rows, float("-inf"))
+        if state is None:
+            state = (torch.full((n,), float("-inf"), dtype=q_block.dtype),
+                     torch.zeros(n, dtype=q_block.dtype),
+                     torch.zeros(n, v_block.shape[1], dtype=q_block.dtype))
+        m, l, acc = state
+        m_new = torch.maximum(m, s.max(dim=1).values)
+        p = torch.exp(s - m_new[:, None])
+        correction = torch.exp(m - m_new)
+        state = (m_new, l * correction + p.sum(dim=1),
+                 acc * correction[:, None] + p @ v_block.to(q_block.dtype))
+    m, l, acc = state
+    return acc / l[:, None]
+'''
+
+# Shortcut: every key block concatenated, one masked full softmax (the N x N matrix).
+_CAUSAL_FULL = '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    k = torch.cat([kb for kb, _ in kv_blocks])
+    v = torch.cat([vb for _, vb in kv_blocks])
+    s = q_block @ k.T / math.sqrt(q_block.shape[1])
+    rows = torch.arange(q_start, q_start + q_block.shape[0])[:, None]
+    s = s.masked_fill(torch.arange(k.shape[0])[None, :] > rows, float("-inf"))
+    return torch.softmax(s, dim=1) @ v
+'''
+
 MUTANTS = {
+    "causal_block_attention": [
+        _CAUSAL_FULL,
+        # The same through PyTorch's attention with a boolean mask.
+        '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    k = torch.cat([kb for kb, _ in kv_blocks])
+    v = torch.cat([vb for _, vb in kv_blocks])
+    rows = torch.arange(q_start, q_start + q_block.shape[0])[:, None]
+    allowed = torch.arange(k.shape[0])[None, :] <= rows
+    return torch.nn.functional.scaled_dot_product_attention(q_block[None], k[None], v[None],
+                                                            attn_mask=allowed)[0]
+''',
+        # Loads every key block and masks the ones after the diagonal instead of skipping them.
+        _CAUSAL.replace("for j in range(min(len(kv_blocks), last // block + 1)):",
+                        "for j in range(len(kv_blocks)):"),
+        # Stops at the block holding the *first* query: later queries of a block miss keys.
+        _CAUSAL.replace("last = q_start + n - 1", "last = q_start"),
+        # Assumes key blocks as long as the query block.
+        _CAUSAL.replace("block = kv_blocks[0][0].shape[0]", "block = n"),
+        # Masks with block-local positions (right only when the blocks line up).
+        _CAUSAL.replace("rows = torch.arange(q_start, q_start + n)[:, None]",
+                        "rows = torch.arange(n)[:, None]").replace(
+            "cols = torch.arange(start, start + k_block.shape[0])[None, :]",
+            "cols = torch.arange(k_block.shape[0])[None, :]"),
+        # Takes a block as "below the diagonal" when it starts before the first query.
+        _CAUSAL.replace("if start + k_block.shape[0] - 1 <= q_start:", "if start < q_start:"),
+        # No running maximum on the masked blocks: exp of raw scores.
+        _CAUSAL.replace("p = torch.exp(s - m_new[:, None])",
+                        "p = torch.exp(s) * torch.exp(-m_new[:, None])"),
+        # Always float32.
+        _CAUSAL.replace("return acc / l[:, None]", "return (acc / l[:, None]).float()"),
+    ],
     "online_softmax_step": [
         _FULL_SOFTMAX,
         # The same shortcut through the course's own implementation (removed while grading).
@@ -79,10 +152,37 @@ def online_softmax_step(q, k_block, v_block, state=None):
 REFERENCES = {
     "online_softmax_step": ["inferlab.engine.tiled_attention:tiled_attention",
                             "inferlab.engine.gpu_kernels:decode_attention"],
+    "causal_block_attention": ["inferlab.engine.tiled_attention:tiled_attention",
+                               "inferlab.engine.tiled_attention:naive_attention"],
 }
 
 # Shortcuts the *visible* tests already reject (tests/test_notebooks.py checks that they do).
 SHORTCUTS = {
+    "causal_block_attention": [
+        # Bidirectional: no causal mask at all.
+        _CAUSAL.replace(".masked_fill(cols > rows, float(\"-inf\"))", "").replace(
+            "for j in range(min(len(kv_blocks), last // block + 1)):",
+            "for j in range(len(kv_blocks)):"),
+        # The mask also hides each query's own key (c >= r).
+        _CAUSAL.replace("masked_fill(cols > rows", "masked_fill(cols >= rows"),
+        # The same through the course's tiled attention (removed while grading; it
+        # aligns the last query with the last key: wrong here).
+        '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    from inferlab.engine.tiled_attention import tiled_attention
+    k = torch.cat([kb for kb, _ in kv_blocks])
+    v = torch.cat([vb for _, vb in kv_blocks])
+    return tiled_attention(q_block[None], k[None], v[None], causal=True, block=16)[0]
+''',
+        # One head's SDPA with is_causal=True: aligned top-left, wrong for a later query block.
+        '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    k = torch.cat([kb for kb, _ in kv_blocks])
+    v = torch.cat([vb for _, vb in kv_blocks])
+    return torch.nn.functional.scaled_dot_product_attention(q_block[None], k[None], v[None],
+                                                            is_causal=True)[0]
+''',
+    ],
     "online_softmax_step": [
         # Forgets to rescale the accumulated output when the maximum grows.
         _RIGHT.replace("acc = acc * correction[:, None] + p @ v", "acc = acc + p @ v"),
