@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import hashlib
+import linecache
 import subprocess
 import sys
 import traceback
@@ -88,10 +90,18 @@ def test_every_graded_test_fails_on_released_stubs(lesson):
     assert "NOTEBOOK PASSED ON" not in output and "Success!" in output, output[-3000:]
 
 
+def _exec(source: str, namespace: dict) -> None:
+    """``exec`` a cell as Jupyter does: its source stays readable by ``inspect`` (Triton's
+    ``@triton.jit`` reads a kernel's source when it is defined)."""
+    filename = f"<cell {hashlib.sha256(source.encode()).hexdigest()[:16]}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+
+
 def _run(source: str, namespace: dict) -> str | None:
     """Execute ``source``; return None on success or a one-line reason on failure."""
     try:
-        exec(compile(source, "<cell>", "exec"), namespace)
+        _exec(source, namespace)
         return None
     except Exception as error:  # noqa: BLE001 - any failure of a test cell counts
         first_line = f"{error.__class__.__name__}: {error}".splitlines()[0][:200]
@@ -112,7 +122,7 @@ def test_hidden_tests_reject_wrong_answers(lesson):
         namespace: dict = {}
         exec(context, namespace)
         for grade_id, code in answers.items():
-            exec(wrong if grade_id == replaced else code, namespace)
+            _exec(wrong if grade_id == replaced else code, namespace)
         return namespace
 
     # The reference answers pass every test, visible and hidden, in this isolated setting.

@@ -27,7 +27,8 @@ def colab_url(notebook_path: str) -> str:
 # The pins are those of requirements.txt / requirements-serving.txt (tests/test_packaging.py).
 LLAMA_CPP = "llama-cpp-python==0.3.36"
 LESSON_EXTRAS: dict[str, list[tuple[str, str, str]]] = {
-    "01_quantization": [("bitsandbytes", "bitsandbytes==0.50.2", "gpu")],
+    "01_quantization": [("bitsandbytes", "bitsandbytes==0.50.2", "gpu"),
+                        ("triton", "triton==3.9.0", "always")],   # its kernel exercise
     "02_gptq_awq_gguf": [("llama_cpp", LLAMA_CPP, "build")],
     "10_serving_engines": [("openai", "openai==3.57.0", "always"),
                            ("llama_cpp", "llama-cpp-python[server]==0.3.36", "build"),

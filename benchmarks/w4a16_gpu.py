@@ -1,0 +1,211 @@
+"""4-bit weight-only (W4A16) Triton kernel vs fp16 and bitsandbytes NF4 on Llama-2-7B layer shapes.
+
+Lesson 01 (section 11) shows what this script records, labelled with the card and the date, when
+the notebook runs without a GPU. For each Linear shape of a Llama-2-7B decoder layer (q/k/v/o
+4096x4096, gate/up 11008x4096, down 4096x11008; random weights: fine for speed) and M = 1, 8, 32
+tokens it times ``x [M, K] @ W.T``:
+
+* ``fp16``: ``torch.nn.functional.linear`` (cuBLAS);
+* ``bnb NF4``: bitsandbytes ``Linear4bit`` (NF4, blocks of 64, double quantization), if
+  importable;
+* ``W4A16``: ``inferlab.compress.w4a16.w4a16_matmul`` (group 128, the package's block sizes);
+
+with ``inferlab.compress.w4a16_bench.time_layer`` (CUDA-graph replays of many calls cycling over
+copies of the weights larger than L2; ``inferlab.lab.bench.time_fn``: warm-up, synchronisation,
+median). It reports microseconds per call, the achieved weight bandwidth (bytes of the weight
+format / time) and its share of the copy bandwidth measured here
+(``inferlab.lab.bench.measure_bandwidth``), and a decode tokens/s estimate of a 7B model's
+Linear layers alone at M = 1 and M = 32. ``--sweep`` also times other block sizes of the W4A16
+kernel and records the fastest per shape (what ``kernel_config`` should choose).
+
+    python benchmarks/w4a16_gpu.py                 # a CUDA GPU with Triton: ~2-4 min
+    python benchmarks/w4a16_gpu.py --sweep         # plus the block-size sweep: a few min more
+    python benchmarks/w4a16_gpu.py --smoke --out /tmp/w4   # CPU: tiny shapes, checks the plumbing
+
+Writes ``benchmarks/results/w4a16_gpu.json`` and ``.md``, and the record
+``inferlab/lab/records/w4a16_gpu.json`` (``inferlab.lab.records.save``) that the lesson reads.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from inferlab.compress.w4a16 import bits_per_weight, fused_w4a16, kernel_config  # noqa: E402
+from inferlab.compress.w4a16_bench import (  # noqa: E402
+    LLAMA2_7B_LINEARS,
+    decode_estimate,
+    time_layer,
+)
+from inferlab.lab import records  # noqa: E402
+from inferlab.lab.bench import datasheet_for, measure_bandwidth  # noqa: E402
+
+KINDS = ("fp16", "bnb NF4", "W4A16")
+SMOKE_LINEARS = {"tiny 64x96": (64, 96, 2), "tiny 32x160": (32, 160, 1)}   # --smoke, on a CPU
+
+
+def sweep_configs(m: int, group_size: int):
+    """Block sizes tried by ``--sweep`` (the package's choice is always among them)."""
+    block_ms = [1] if m == 1 else [max(16, 1 << (m - 1).bit_length())]
+    for block_m, block_n, block_k, split_k, stages in itertools.product(
+            block_ms, (16, 32, 64, 128), (64, 128, 256), (1, 2, 4), (3, 4)):
+        if block_k > group_size and group_size % block_k:
+            continue
+        yield dict(block_m=block_m, block_n=block_n, block_k=block_k, split_k=split_k,
+                   num_warps=4 if block_n <= 64 else 8, num_stages=stages)
+
+
+def run_sweep(m, n, k, group_size, results_row):
+    kernels = {}
+    for config in sweep_configs(m, group_size):
+        name = "cfg " + json.dumps(config, separators=(",", ":"))
+        kernels[name] = (lambda x, q, s, z, g, config=config: fused_w4a16(x, q, s, z, g, config))
+    timed = time_layer(m, n, k, kernels=kernels, group_size=group_size, with_bnb=False,
+                       repeats=10)
+    ok = {name: row for name, row in timed.items() if name.startswith("cfg ") and "us" in row}
+    best = min(ok, key=lambda name: ok[name]["us"])
+    results_row["sweep"] = {"best_config": json.loads(best[4:]), "best_us": ok[best]["us"],
+                            "package_config": kernel_config(m, group_size),
+                            "configs_timed": len(ok),
+                            "failed": len(kernels) - len(ok)}
+    print(f"    sweep: best {ok[best]['us']:.1f} us with {best[4:]} ({len(ok)} configs)",
+          flush=True)
+
+
+def markdown(record: dict) -> str:
+    res = record["results"]
+    lines = [f"# W4A16 kernel vs fp16 and bitsandbytes NF4 ({record['device']}, "
+             f"{record['date']})", "", record["source"], "",
+             f"Versions: {res['versions']}. Copy bandwidth measured: "
+             f"{res['copy_bandwidth_GB_s']} GB/s (datasheet: {res['datasheet_bandwidth_GB_s']}).",
+             "", "| shape | M | " + " | ".join(f"{k} us (GB/s, % of copy bw)" for k in KINDS)
+             + " |", "|---|---|" + "---|" * len(KINDS)]
+    for shape, by_m in res["layers"].items():
+        for m, row in by_m.items():
+            cells = []
+            for kind in KINDS:
+                r = row.get(kind, {})
+                cells.append(f"{r['us']:.1f} ({r['GB_s']:.0f}, {r['pct_of_copy_bw']:.0f}%)"
+                             if "us" in r else r.get("error", "n/a")[:60])
+            lines.append(f"| {shape} | {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Decode tokens/s of a 7B model's Linear layers alone (32 layers; attention, "
+              "norms, lm_head and gaps excluded: an upper bound):", ""]
+    for m, by_kind in res["decode_estimate_tok_s"].items():
+        lines.append(f"* M = {m}: " + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()))
+    return "\n".join(lines) + "\n"
+
+
+def smoke(args) -> dict:
+    """The whole script's plumbing on the CPU with tiny shapes (nothing recorded)."""
+    layers = {shape: {str(m): time_layer(m, n, k, group_size=32, dtype=torch.float32,
+                                         device="cpu", min_bytes=1e5, calls=2, repeats=1)
+                      for m in args.batches}
+              for shape, (n, k, _) in SMOKE_LINEARS.items()}
+    for by_m in layers.values():
+        for row in by_m.values():
+            for r in row.values():
+                if "us" in r:
+                    r["pct_of_copy_bw"] = 0.0
+    estimate = {str(m): {kind: round(decode_estimate(
+        {s: layers[s][str(m)][kind]["us"] for s in layers}, m, SMOKE_LINEARS, 2), 1)
+        for kind in ("fp16", "W4A16")} for m in args.batches}
+    record = {"device": "CPU (smoke test)", "date": datetime.date.today().isoformat(),
+              "source": "benchmarks/w4a16_gpu.py --smoke",
+              "results": {"versions": {"torch": torch.__version__},
+                          "copy_bandwidth_GB_s": None, "datasheet_bandwidth_GB_s": None,
+                          "layers": layers, "decode_estimate_tok_s": estimate}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "w4a16_gpu.json").write_text(json.dumps(record, indent=1) + "\n")
+    (args.out / "w4a16_gpu.md").write_text(markdown(record))
+    print(markdown(record))
+    return record
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--group-size", type=int, default=128)
+    parser.add_argument("--sweep", action="store_true", help="also time other block sizes")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--no-record", action="store_true",
+                        help="do not write inferlab/lab/records/w4a16_gpu.json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny shapes on the CPU (fallback paths): tests the script only")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        return smoke(args)
+    if not torch.cuda.is_available():
+        sys.exit("benchmarks/w4a16_gpu.py needs a CUDA GPU (none is visible here): the W4A16 "
+                 "kernel's correctness is tested on the CPU by tests/test_w4a16.py instead.")
+    import triton
+    try:
+        import bitsandbytes
+        bnb_version = bitsandbytes.__version__
+    except ImportError:
+        bnb_version = "not installed"
+    device = torch.cuda.get_device_name()
+    versions = {"torch": torch.__version__, "triton": triton.__version__,
+                "bitsandbytes": bnb_version}
+    print(f"device: {device}; {versions}", flush=True)
+    bandwidth = measure_bandwidth("cuda", megabytes=1024, repeats=10)
+    sheet = datasheet_for(device)
+    print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s", flush=True)
+
+    layers = {}
+    for shape, (n, k, _) in LLAMA2_7B_LINEARS.items():
+        layers[shape] = {}
+        for m in args.batches:
+            row = time_layer(m, n, k, group_size=args.group_size)
+            for r in row.values():
+                if "us" in r:
+                    r["pct_of_copy_bw"] = round(100 * r["GB_s"] * 1e9 / bandwidth, 1)
+            print(f"{shape:>20} M={m:<3} " + "  ".join(
+                f"{kind} {row[kind]['us']:7.1f} us ({row[kind]['pct_of_copy_bw']:3.0f}%)"
+                if "us" in row.get(kind, {}) else f"{kind} failed" for kind in KINDS), flush=True)
+            if args.sweep:
+                run_sweep(m, n, k, args.group_size, row)
+            layers[shape][str(m)] = row
+
+    estimate = {}
+    for m in (1, 32):
+        if str(m) not in next(iter(layers.values())):
+            continue
+        estimate[str(m)] = {}
+        for kind in KINDS:
+            per_shape = {s: layers[s][str(m)].get(kind, {}).get("us") for s in layers}
+            if all(per_shape.values()):
+                estimate[str(m)][kind] = round(decode_estimate(per_shape, m), 1)
+    print("decode tokens/s estimate (7B Linear layers only):", estimate, flush=True)
+
+    results = {
+        "model": "Llama-2-7B Linear shapes, random weights, x in fp16",
+        "format": f"W4A16: 4-bit codes, fp16 scale + uint8 zero-point per group of "
+                  f"{args.group_size} ({bits_per_weight(args.group_size):.3f} bits/weight); "
+                  "bnb NF4: blocks of 64, double quantization",
+        "versions": versions,
+        "copy_bandwidth_GB_s": round(bandwidth / 1e9),
+        "datasheet_bandwidth_GB_s": sheet[1] if sheet else None,
+        "layers": layers,
+        "decode_estimate_tok_s": estimate,
+    }
+    source = ("benchmarks/w4a16_gpu.py: median microseconds per call of CUDA-graph replays "
+              "cycling over weight copies larger than L2; bandwidth = weight-format bytes / time")
+    date = datetime.date.today().isoformat()
+    record = {"device": device, "date": date, "source": source, "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "w4a16_gpu.json").write_text(json.dumps(record, indent=1) + "\n")
+    (args.out / "w4a16_gpu.md").write_text(markdown(record))
+    print(f"wrote {args.out / 'w4a16_gpu.json'} and .md")
+    if not args.no_record:
+        print(f"wrote {records.save('w4a16_gpu', device, date, results, source)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""4-bit weights, 16-bit activations (W4A16): packing, a fused Triton kernel, a Linear layer
+(lesson 01, section 11).
+
+**Why it pays at batch 1.** Decoding one token multiplies a handful of activations by every
+weight of the model once, so its time is the time to *read* the weights (lesson 00's roofline).
+Stored in 4 bits the weights are about 4x fewer bytes than fp16 - but only if the matmul reads the
+4-bit bytes themselves. Unpacking the whole weight to fp16 first (``dequantize_w4``, or lesson 01's
+``QuantLinear``) writes and reads the fp16 copy too, which costs *more* memory traffic than fp16
+alone. ``w4a16_matmul`` instead loads a tile of packed bytes into registers, splits the nibbles,
+applies the group's zero-point and scale there and multiplies at once: the only weight traffic
+is the 4-bit bytes (plus scales). With many tokens (large M) the same weights serve M rows of
+activations, the matmul becomes compute-bound, and unpacking costs arithmetic instead: the
+advantage fades, which is why this kernel targets M = 1..64.
+
+**The format** (asymmetric, group-wise, like GPTQ/AWQ checkpoints), for a Linear weight
+``W [N, K]`` (N outputs, K inputs) and a group size G (128 by default):
+
+* ``qweight uint8 [N, ceil(K / 2)]``: codes 0..15, two per byte along K - byte ``j`` of row
+  ``n`` holds ``k = 2j`` in its **low** nibble and ``k = 2j + 1`` in its **high** nibble (lesson
+  01's ``pack_int4``); an odd K leaves a padding nibble (code 0) at the end of each row;
+* ``scales fp16 [N, ceil(K / G)]`` and ``zeros uint8 [N, ceil(K / G)]``: one per group of G
+  consecutive inputs of a row;
+* ``W[n, k] = (code[n, k] - zeros[n, k // G]) * scales[n, k // G]``.
+
+Asymmetric, because a group of weights is rarely centred on zero: the integer zero-point lets the
+16 levels span the group's own range ``[min(lo, 0), max(hi, 0)]`` (lesson 01's exercise 2), so no
+level is wasted and a weight of exactly 0 stays exactly 0. It costs one byte per group
+(4 + 24 / G bits per weight: 4.19 at G = 128) and one subtraction per weight in the kernel.
+
+On a CPU, ``w4a16_matmul`` falls back to plain PyTorch (dequantize, then ``F.linear``); the kernel
+itself runs there only in Triton's interpreter (``launch_w4a16`` does that for CPU tensors), which
+checks correctness, not speed.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inferlab.lab import triton_cpu
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - installs without Triton
+    triton = None
+
+GROUP_SIZE = 128
+MAX_KERNEL_M = 64      # more tokens than this: compute-bound, dequantize once and use cuBLAS
+
+
+# ------------------------------------------------------------------------------ the format
+def pack_w4(weight: torch.Tensor, group_size: int = GROUP_SIZE):
+    """Quantize ``weight [N, K]`` to 4-bit codes with one fp16 scale and integer zero-point per
+    group of ``group_size`` inputs -> ``(qweight, scales, zeros, group_size)``."""
+    if group_size < 2 or group_size % 2:
+        raise ValueError("group_size must be even: the two codes of a byte share a group")
+    n, k = weight.shape
+    groups = math.ceil(k / group_size)
+    w = weight.detach().float()
+    pad = groups * group_size - k
+    if pad:                                   # pad with the row's last value: min/max unchanged
+        w = torch.cat([w, w[:, -1:].expand(n, pad)], dim=1)
+    w = w.view(n, groups, group_size)
+    lo = w.amin(dim=-1, keepdim=True).clamp(max=0)
+    hi = w.amax(dim=-1, keepdim=True).clamp(min=0)
+    scale = ((hi - lo) / 15).half().float()    # stored in fp16: quantize with what is stored
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    zero = torch.round(-lo / scale).clamp(0, 15)
+    codes = (torch.round(w / scale) + zero).clamp(0, 15).to(torch.uint8)
+    codes = codes.view(n, -1)[:, :k]
+    if k % 2:
+        codes = F.pad(codes, (0, 1))          # the padding nibble: code 0
+    qweight = codes[:, 0::2] | (codes[:, 1::2] << 4)
+    return (qweight.contiguous(), scale.view(n, groups).half(),
+            zero.view(n, groups).to(torch.uint8), group_size)
+
+
+def dequantize_w4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                  group_size: int, in_features: int | None = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The reference: the full ``[N, K]`` weight back from the packed format, in plain PyTorch
+    (``in_features`` defaults to ``2 * qweight.shape[1]``; pass it when K is odd)."""
+    k = in_features or 2 * qweight.shape[1]
+    codes = torch.stack([qweight & 0x0F, qweight >> 4], dim=-1).flatten(-2)[:, :k]
+    group = torch.arange(k, device=qweight.device) // group_size
+    w = (codes.float() - zeros[:, group].float()) * scales[:, group].float()
+    return w.to(dtype)
+
+
+def bits_per_weight(group_size: int = GROUP_SIZE) -> float:
+    """4 bits of code + an fp16 scale and a uint8 zero-point per group."""
+    return 4 + (16 + 8) / group_size
+
+
+# ------------------------------------------------------------------------------ the kernel
+def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
+                  stride_xm, stride_qn, stride_gn, stride_om, k_split,
+                  GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                  BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
+    """``out[m, n] = sum_k x[m, k] * W[n, k]`` for a ``BLOCK_M x BLOCK_N`` tile of ``out``,
+    over the ``pid_k``-th slice of K (``k_split`` inputs; the whole of K when ``SPLIT_K == 1``).
+
+    A ``BLOCK_K`` tile of weights is ``BLOCK_K // 2`` bytes per row: one contiguous (vectorized)
+    load, then the low nibbles are the even k and the high nibbles the odd k, multiplied with the
+    even and odd activations. Compiled by ``triton.jit`` on first use (``_compiled``)."""
+    pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    HALF: tl.constexpr = BLOCK_K // 2
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    m_ok, n_ok = offs_m < M, offs_n < N
+    if BLOCK_M == 1:      # one token: multiply-add on the CUDA cores, reduce once at the end
+        partial = tl.zeros([HALF, BLOCK_N], dtype=tl.float32)
+    else:                 # a few tokens: tensor cores (tl.dot), accumulating in fp32
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+    k_end = tl.minimum(pid_k * k_split + k_split, K)
+    for k0 in range(pid_k * k_split, k_end, BLOCK_K):
+        byte = k0 // 2 + tl.arange(0, HALF)              # byte columns of this tile
+        k_lo = 2 * byte                                   # k of the low nibbles; high: k_lo + 1
+        w_ok = (k_lo[:, None] < K) & n_ok[None, :]
+        packed = tl.load(qweight_ptr + offs_n[None, :] * stride_qn + byte[:, None], mask=w_ok,
+                         other=0)                         # [HALF, BLOCK_N] bytes
+        if GROUP_SIZE % BLOCK_K == 0:                     # the tile lies in one group
+            g_off = offs_n[None, :] * stride_gn + k0 // GROUP_SIZE
+            g_ok = n_ok[None, :]
+        else:                                             # a group per byte
+            g_off = offs_n[None, :] * stride_gn + k_lo[:, None] // GROUP_SIZE
+            g_ok = w_ok
+        scale = tl.load(scales_ptr + g_off, mask=g_ok, other=0.0).to(tl.float32)
+        zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32)
+        w_lo = ((packed & 0xF).to(tl.float32) - zero) * scale
+        w_hi = ((packed >> 4).to(tl.float32) - zero) * scale
+        x_row = x_ptr + offs_m[:, None] * stride_xm
+        x_lo = tl.load(x_row + k_lo[None, :], mask=m_ok[:, None] & (k_lo[None, :] < K), other=0.0)
+        x_hi = tl.load(x_row + k_lo[None, :] + 1, mask=m_ok[:, None] & (k_lo[None, :] + 1 < K),
+                       other=0.0)
+        if BLOCK_M == 1:
+            partial += (w_lo * tl.trans(x_lo.to(tl.float32))
+                        + w_hi * tl.trans(x_hi.to(tl.float32)))
+        else:
+            acc += tl.dot(x_lo, w_lo.to(x_lo.dtype)) + tl.dot(x_hi, w_hi.to(x_hi.dtype))
+    if BLOCK_M == 1:
+        acc = tl.sum(partial, axis=0)[None, :]
+    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
+    if SPLIT_K == 1:
+        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+    else:                 # slices of K add up in an fp32 buffer
+        tl.atomic_add(out_ptrs, acc, mask=m_ok[:, None] & n_ok[None, :])
+
+
+_KERNEL = []
+
+
+def _compiled():
+    """The package's kernel as a ``triton.jit`` function (made on first use, so that the module
+    imports without Triton)."""
+    if triton is None:
+        raise ImportError("the W4A16 kernel needs Triton (pip install triton)")
+    if not _KERNEL:
+        _KERNEL.append(triton.jit(_w4a16_kernel))
+    return _KERNEL[0]
+
+
+def _check(x, qweight, scales, zeros, group_size):
+    if x.dim() != 2 or x.stride(1) != 1:
+        raise ValueError("x must be [M, K] with contiguous rows")
+    k = x.shape[1]
+    if (qweight.dtype != torch.uint8 or zeros.dtype != torch.uint8
+            or qweight.shape[1] != math.ceil(k / 2) or qweight.stride(1) != 1):
+        raise ValueError(f"qweight must be uint8 [N, {math.ceil(k / 2)}] for K = {k}")
+    groups = math.ceil(k / group_size)
+    if (scales.shape != (qweight.shape[0], groups) or zeros.shape != scales.shape
+            or zeros.stride() != scales.stride() or scales.stride(1) != 1):
+        raise ValueError(f"scales and zeros must be [N, {groups}] with the same strides")
+
+
+def launch_w4a16(kernel, x, qweight, scales, zeros, group_size, *, block_m=None, block_n=64,
+                 block_k=128, grid=None, out=None, num_warps=4, num_stages=3, **extra):
+    """Launch ``kernel`` (lesson 01's signature: ``x_ptr, qweight_ptr, scales_ptr, zeros_ptr,
+    out_ptr, M, N, K, stride_xm, stride_qn, stride_gn, stride_om`` and the constexprs
+    ``GROUP_SIZE, BLOCK_M, BLOCK_N, BLOCK_K``) on a ``(cdiv(M, BLOCK_M), cdiv(N, BLOCK_N))`` grid
+    and return ``out [M, N]`` in x's dtype. CPU tensors run in Triton's interpreter.
+
+    ``grid`` launches other programs than the whole output (the rest of ``out`` is untouched);
+    ``extra`` goes to the kernel by name."""
+    _check(x, qweight, scales, zeros, group_size)
+    m, k = x.shape
+    n = qweight.shape[0]
+    if block_m is None:                      # tl.dot needs tiles of at least 16 on a GPU
+        block_m = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m)))
+    if out is None:
+        out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    if grid is None:
+        grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
+    args = (x, qweight, scales, zeros, out, m, n, k, x.stride(0), qweight.stride(0),
+            scales.stride(0), out.stride(0))
+    meta = dict(GROUP_SIZE=group_size, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, **extra)
+    if x.device.type == "cpu":
+        triton_cpu.launch(kernel, grid, *args, **meta)
+    else:
+        kernel[grid](*args, **meta, num_warps=num_warps, num_stages=num_stages)
+    return out
+
+
+def kernel_config(m: int, group_size: int = GROUP_SIZE) -> dict:
+    """Launch settings for the package kernel, chosen for memory-bound decoding on Hopper-class
+    GPUs: one token takes the multiply-add path with narrow N tiles (many programs) and a K tile
+    of one group (long contiguous byte loads, one scale per row and tile); a few tokens take
+    16-64-row tiles for tl.dot. ``benchmarks/w4a16_gpu.py --sweep`` measures the alternatives."""
+    block_k = group_size if group_size in (64, 128, 256) else 128
+    if m == 1:
+        return dict(block_m=1, block_n=32, block_k=block_k, split_k=1, num_warps=4,
+                    num_stages=4)
+    block_m = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m)))
+    return dict(block_m=block_m, block_n=64, block_k=block_k, split_k=1, num_warps=4,
+                num_stages=3)
+
+
+def fused_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                zeros: torch.Tensor, group_size: int, config: dict | None = None) -> torch.Tensor:
+    """The package kernel, whatever the device: compiled on a GPU, interpreted for CPU tensors
+    (tests). ``config`` as ``kernel_config`` returns it; ``split_k > 1`` adds slices of K up in
+    an fp32 buffer (a third grid dimension), then casts."""
+    m, k = x.shape
+    n = qweight.shape[0]
+    config = dict(config or kernel_config(m, group_size))
+    split_k = config.pop("split_k", 1)
+    k_split = triton.cdiv(triton.cdiv(k, split_k), config["block_k"]) * config["block_k"]
+    grid = (triton.cdiv(m, config["block_m"]), triton.cdiv(n, config["block_n"]), split_k)
+    out = None if split_k == 1 else torch.zeros(m, n, dtype=torch.float32, device=x.device)
+    result = launch_w4a16(_compiled(), x, qweight, scales, zeros, group_size, grid=grid, out=out,
+                          k_split=k_split, SPLIT_K=split_k, **config)
+    return result.to(x.dtype)
+
+
+def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 zeros: torch.Tensor, group_size: int, config: dict | None = None) -> torch.Tensor:
+    """``x @ W.T`` for activations ``x [M, K]`` and the packed ``W [N, K]`` -> ``[M, N]`` in x's
+    dtype. CUDA + Triton + fp16/bf16 + M <= 64: the fused kernel (fp32 accumulation); otherwise
+    plain PyTorch (dequantize, then ``F.linear``): the CPU fallback, and cuBLAS at large M."""
+    if (x.is_cuda and triton is not None and x.dtype in (torch.float16, torch.bfloat16)
+            and 0 < x.shape[0] <= MAX_KERNEL_M):
+        x = x if x.stride(1) == 1 else x.contiguous()
+        return fused_w4a16(x, qweight, scales, zeros, group_size, config)
+    weight = dequantize_w4(qweight, scales, zeros, group_size, x.shape[1], dtype=x.dtype)
+    return F.linear(x, weight)
+
+
+# ------------------------------------------------------------------------------ the layer
+class W4A16Linear(nn.Module):
+    """A Linear layer that keeps only the packed 4-bit weight (buffers) and computes with
+    ``w4a16_matmul``: the fused kernel on a GPU, dequantize + matmul on a CPU."""
+
+    def __init__(self, in_features: int, out_features: int, group_size: int = GROUP_SIZE,
+                 bias: bool = False):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        groups = math.ceil(in_features / group_size)
+        self.register_buffer("qweight", torch.zeros(out_features, math.ceil(in_features / 2),
+                                                    dtype=torch.uint8))
+        self.register_buffer("scales", torch.ones(out_features, groups, dtype=torch.float16))
+        self.register_buffer("zeros", torch.zeros(out_features, groups, dtype=torch.uint8))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int = GROUP_SIZE) -> W4A16Linear:
+        layer = cls(linear.in_features, linear.out_features, group_size, linear.bias is not None)
+        qweight, scales, zeros, _ = pack_w4(linear.weight.data, group_size)
+        layer.qweight.copy_(qweight)
+        layer.scales.copy_(scales)
+        layer.zeros.copy_(zeros)
+        if linear.bias is not None:
+            layer.bias.data = linear.bias.data.clone()
+        return layer.to(linear.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        out = w4a16_matmul(flat, self.qweight, self.scales, self.zeros, self.group_size)
+        if self.bias is not None:
+            out = out + self.bias.to(out.dtype)
+        return out.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"group_size={self.group_size}")
+
+
+def quantize_model_w4a16(model: nn.Module, group_size: int = GROUP_SIZE) -> nn.Module:
+    """Replace every ``nn.Linear`` of ``model`` except the ``lm_head`` by a ``W4A16Linear``, in
+    place (the model keeps its device); returns the model."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.Linear) and not name.endswith("lm_head"):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child,
+                    W4A16Linear.from_linear(module, group_size))
+    return model
