@@ -14,8 +14,9 @@
 # | **2:4 semi-structured** | 2 of every 4 consecutive weights of a row | NVIDIA sparse tensor cores (Ampere and later) |
 # | **structured** | whole MLP channels or attention heads | everything: the matrices are smaller |
 #
-# You will implement the three masks/selections (graded): **magnitude pruning**, the **2:4 mask**,
-# and **MLP channel selection**. Then we measure, on this machine: perplexity against sparsity for
+# You will implement (graded, 12 points): **magnitude pruning**, **Wanda** (activation norms
+# collected with forward hooks, per-row pruning by `|W| * ||X||`, run on the model here), the
+# **2:4 mask**, and **MLP channel selection**. Then we measure, on this machine: perplexity against sparsity for
 # each method, and the size and speed each one really buys - on your device (the GPU when there is
 # one, else the CPU), and on a GPU with 2:4 kernels (recorded, with its card and date, and measured
 # live when this machine has a recent enough CUDA GPU). Every number printed is measured in this
@@ -200,17 +201,169 @@ else:
 # perplexity above says this model cannot afford.
 #
 # ### Smarter unstructured: Wanda
-# Wanda (Sun et al. 2023, arXiv:2306.11695) scores each weight by `|W_ij| * ||x_j||`: the norm of
-# the input feature it multiplies, measured on calibration text, and prunes per output row. A
-# small weight on a loud input can matter more than a large weight on a quiet one.
+# Wanda (Sun et al. 2023, arXiv:2306.11695, "Pruning by Weights and activations") scores each weight
+# by `|W_ij| * ||X_j||`: `||X_j||` is the L2 norm of input feature `j` of that Linear layer over
+# every calibration token (all sequences, all positions). A small weight on a loud input can matter
+# more than a large weight on a quiet one. It then prunes **per output row**: each row `i` loses its
+# own lowest-scoring fraction of weights, so every output keeps the same number of inputs. No
+# retraining, no weight update: one forward pass over calibration text and a sort.
+#
+# The norms come from the model as it runs. PyTorch's **forward hooks** make that possible:
+# `linear.register_forward_hook(fn)` calls `fn(module, args, output)` after every forward of that
+# layer, with `args[0]` the layer's input, shaped `(batch, seq, in_features)` in a transformer.
+#
+# ### Exercise 2 - Wanda, with forward hooks (5 points)
+# Implement the class `WandaPruner`:
+# * `hook(name)` returns a forward hook for the Linear layer called `name`: each call adds the
+#   squares of its input `args[0]` (any shape `(..., in_features)`), summed over every token, to a
+#   running sum kept for `name` - one value per input feature, in float32, accumulated over all
+#   the calls (many calibration batches);
+# * `norms()` returns `{name: sqrt(running sum)}` for every layer seen: `||X_j||` per feature;
+# * `mask(name, weight, sparsity)` returns a **bool** mask shaped like `weight` (`(out, in)`):
+#   in **each row**, `False` for the `round(sparsity * in_features)` entries with the smallest
+#   `|weight| * norms()[name]` (ties: the earlier column goes first, as a stable sort gives),
+#   `True` elsewhere.
+#
+# The lesson then hooks your pruner onto every Linear of the decoder, runs the calibration text
+# through the model and prunes it with your masks.
+
+# %% solution id=wanda_pruner
+class WandaPruner:
+    """Wanda: input-feature norms from forward hooks, then per-row pruning by ``|W| * ||X||``."""
+
+    def __init__(self):
+        self.sq_sums: dict[str, torch.Tensor] = {}
+
+    ### BEGIN SOLUTION
+    def hook(self, name: str):
+        def record(module, args, output):
+            x = args[0].detach().float()
+            x = x.reshape(-1, x.shape[-1])                     # every token of every sequence
+            total = (x * x).sum(dim=0)
+            self.sq_sums[name] = self.sq_sums[name] + total if name in self.sq_sums else total
+        return record
+
+    def norms(self) -> dict[str, torch.Tensor]:
+        return {name: total.sqrt() for name, total in self.sq_sums.items()}
+
+    def mask(self, name: str, weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+        norm = self.sq_sums[name].sqrt().to(weight.device)
+        score = weight.detach().abs().float() * norm[None, :]    # |W_ij| * ||X_j||
+        n_drop = int(round(sparsity * weight.shape[1]))
+        mask = torch.ones(weight.shape, dtype=torch.bool, device=weight.device)
+        if n_drop:
+            drop = score.argsort(dim=1, stable=True)[:, :n_drop]  # each row's lowest scores
+            mask.scatter_(1, drop, False)
+        return mask
+    ### END SOLUTION
+
+# %% tests id=test_wanda_pruner points=5
+import torch
+
+pruner = WandaPruner()
+record = pruner.hook("fc")
+x1 = torch.tensor([[1.0, 2.0, 0.0], [1.0, 2.0, 0.0]])              # 2 tokens, 3 features
+x2 = torch.tensor([[[2.0, 0.0, 3.0]], [[1.0, 0.0, 4.0]]])          # (batch 2, seq 1, 3)
+record(None, (x1,), None)
+record(None, (x2,), None)                                          # a second batch adds to it
+norms_seen = pruner.norms()
+assert set(norms_seen) == {"fc"}
+assert torch.allclose(norms_seen["fc"], torch.tensor([7.0, 8.0, 25.0]).sqrt()), norms_seen["fc"]
+# feature 2 is loud: its 0.6 outweighs the 0.8 on feature 1 (magnitude would drop the 0.6)
+weight = torch.tensor([[1.0, 0.8, 0.6], [-3.0, 0.5, 0.2]])
+kept = pruner.mask("fc", weight, 1 / 3)
+assert kept.dtype == torch.bool and kept.shape == weight.shape
+assert kept.tolist() == [[True, False, True], [True, True, False]], kept
+torch.manual_seed(0)
+pruner.hook("big")(None, (torch.randn(4, 10, 32),), None)
+kept = pruner.mask("big", torch.randn(16, 32), 0.5)
+assert kept.sum(dim=1).eq(16).all(), "each row keeps the same number of weights"
+### BEGIN HIDDEN TESTS
+torch.manual_seed(1)
+p2 = WandaPruner()
+thooks = {name: p2.hook(name) for name in ("a", "b")}
+txs = [torch.randn(2, 5, 8) * torch.linspace(0.1, 3.0, 8) for _ in range(3)]
+for x in txs:
+    thooks["a"](None, (x,), torch.zeros(2, 5, 4))                 # the output plays no part
+thooks["b"](None, (txs[0][0],), None)
+tflat = torch.cat([x.reshape(-1, 8) for x in txs])
+texp = tflat.pow(2).sum(0).sqrt()
+tgot = p2.norms()
+assert set(tgot) == {"a", "b"}, "one running sum per layer"
+assert tgot["a"].shape == (8,), "one norm per input feature"
+assert torch.allclose(tgot["a"], texp, rtol=1e-5), "the L2 norm over all tokens of all batches"
+assert torch.allclose(tgot["b"], txs[0][0].pow(2).sum(0).sqrt(), rtol=1e-5), "layers apart"
+assert tgot["a"].dtype == torch.float32
+p2.hook("d")(None, (txs[0].double(),), None)
+assert p2.norms()["d"].dtype == torch.float32, "sums in float32"
+# per row, by |W| * ||X||, at the exact count
+tw = torch.randn(12, 8)
+tscore = tw.abs() * texp
+for frac in (0.25, 0.3, 0.5, 0.7):
+    tm = p2.mask("a", tw, frac)
+    t_drop = int(round(frac * 8))
+    assert tm.sum(dim=1).eq(8 - t_drop).all(), f"each row drops round({frac} * 8)"
+    tlowest = tscore.argsort(dim=1, stable=True)[:, :t_drop]
+    assert not tm.gather(1, tlowest).any(), f"each row's lowest |W| * ||X|| at {frac}"
+# a matrix whose rows differ in scale: a global threshold would empty the small rows
+tw2 = torch.randn(6, 8) * torch.tensor([[0.01], [1.0], [100.0], [0.1], [10.0], [1.0]])
+assert p2.mask("a", tw2, 0.5).sum(dim=1).eq(4).all(), "per output row, not one threshold"
+# negative weights count by magnitude; the activations weigh in
+p3 = WandaPruner()
+p3.hook("h")(None, (torch.tensor([[10.0, 1.0, 1.0, 1.0]]),), None)
+assert p3.mask("h", torch.tensor([[-0.2, 1.0, -0.5, 0.1]]), 0.5).tolist() == [
+    [True, True, False, False]]
+# ties broken by position; sparsity 0 and 1
+p3.hook("t")(None, (torch.ones(3, 4),), None)
+assert p3.mask("t", torch.ones(2, 4), 0.5).tolist() == [[False, False, True, True]] * 2
+assert p3.mask("t", torch.ones(2, 4), 0.0).all() and not p3.mask("t", torch.ones(2, 4), 1.0).any()
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now on the real model: your hooks on every Linear of the decoder (30 layers x 7 projections),
+# the calibration text through the model, the hooks removed. Your norms are checked against the
+# course's `prune.input_norms` (same definition, written once more), then your masks prune every
+# Linear to 50% - the same fraction as magnitude pruning above - and only the MLPs, for
+# comparison. The rest of the lesson uses your norms wherever a method is activation-aware.
 
 # %%
-norms = prune.input_norms(model, calib_ids)
-wanda50, reached = prune.pruned_copy(model, "wanda", 0.5, norms)
+pruner = WandaPruner()
+handles = [linear.register_forward_hook(pruner.hook(name))
+           for name, linear in prune.prunable_linears(model).items()]
+try:
+    with torch.no_grad():
+        for row in calib_ids:
+            model(row[None].to(device))
+finally:
+    for handle in handles:
+        handle.remove()
+norms = pruner.norms()
+course_norms = prune.input_norms(model, calib_ids)
+gap = max(((norms[k] - course_norms[k]).abs().max() / course_norms[k].abs().max()).item()
+          for k in course_norms)
+print(f"your norms: {len(norms)} layers, {calib_ids.numel()} calibration tokens; largest "
+      f"difference from prune.input_norms {gap:.1e} (relative)")
+
+
+def wanda_copy(sparsity: float, only: str | None = None):
+    """A copy of the model pruned by your masks (every decoder Linear, or those named ``only``)."""
+    pruned = copy.deepcopy(model)
+    for name, linear in prune.prunable_linears(pruned).items():
+        if only is None or only in name:
+            linear.weight.data *= pruner.mask(name, linear.weight, sparsity)
+    return pruned
+
+
+wanda50 = wanda_copy(0.5)
 wanda_ppl = perplexity(wanda50, eval_ids)
-print(f"Wanda 50%: sparsity {reached:.1%}, perplexity {wanda_ppl:.1f} "
+wanda_mlp = wanda_copy(0.5, only="mlp")
+wanda_mlp_ppl = perplexity(wanda_mlp, eval_ids)
+mlp_sparsity = prune.sparsity(wanda_mlp)
+del wanda_mlp
+print(f"your Wanda 50%: sparsity {prune.sparsity(wanda50):.1%}, perplexity {wanda_ppl:.1f} "
       f"(magnitude 50%: {unstructured['ppl']:.1f}, dense {baseline['ppl']:.2f})")
-del wanda50
+print(f"your Wanda 50% on the MLPs only: {mlp_sparsity:.1%} of the decoder weights removed, "
+      f"perplexity {wanda_mlp_ppl:.1f}")
 
 # %% [markdown]
 # ## 3 · 2:4 semi-structured sparsity
@@ -218,7 +371,7 @@ del wanda50
 # row** (along the input dimension, the dimension a matmul sums over), at most **2** are nonzero.
 # The matrix is stored as its kept half plus 2-bit positions, and the tensor core skips the zeros.
 #
-# ### Exercise 2 - the 2:4 mask (2 points)
+# ### Exercise 3 - the 2:4 mask (2 points)
 # Implement `two_four_mask(weight)`: a bool tensor shaped like `weight` that keeps, in every group of
 # 4 consecutive entries along the **last** dimension, the **2 with the largest absolute value** -
 # exactly 2 per group, even when values tie. Raise `ValueError` if the last dimension is not a
@@ -408,7 +561,7 @@ else:
 # `hidden_norm[j]` (the norm of the input to `down` at position `j`), times how strongly it writes
 # to the output, `||down[:, j]||`.
 #
-# ### Exercise 3 - select MLP channels (3 points)
+# ### Exercise 4 - select MLP channels (3 points)
 # Implement `select_mlp_channels(gate, up, down, hidden_norm, n_keep)`: score every channel by
 # `hidden_norm[j] * ||down[:, j]||` (L2 norm of column `j`), keep the `n_keep` highest, and return
 # the smaller `(gate, up, down)` - rows of `gate`/`up` and columns of `down` - **in their original
@@ -644,12 +797,11 @@ task = {}
 if grading():
     print("skipped while grading: scoring the task takes a minute")
 else:
-    wanda50, _ = prune.pruned_copy(model, "wanda", 0.5, norms)
     for label, m in (("dense", model), ("Wanda 50%", wanda50), ("magnitude 50%", magnitude50),
                      ("MLP channels 50%", mlp_half)):
         task[label] = task_accuracy(m, tokenizer, task_items)
         print(f"{label:<18}{describe(task[label])}")
-    del wanda50
+del wanda50
 
 # %% [markdown]
 # ## Claims vs measured
