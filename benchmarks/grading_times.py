@@ -346,7 +346,8 @@ def a_class(students_n: int, lessons_wanted: list[str], workers_list: list[int],
           f"{maximum:g}; solved students full marks, broken ones less: {expected}", flush=True)
     record_out["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
     record_out.update(
-        kind="class", students=students_n, lessons=lessons, runs=runs,
+        kind="class", students=students_n, lessons=lessons, all_lessons=not lessons_wanted,
+        runs=runs,
         reference_workers=workers_list[0],
         all_runs_same_grades=all(agree.values()), serial_sample=sample,
         scores={"max": maximum, "distinct_totals": len(distinct), "lowest": min(distinct),
@@ -442,8 +443,9 @@ def markdown(data: dict) -> str:
                 out += ["Tests not passed: " + "; ".join(failed), ""]
         else:
             lessons = run["lessons"]
-            named = (f"all {len(lessons)} lessons" if len(lessons) >= 13
-                     else ", ".join(lessons))
+            # older results lack "all_lessons"; they were made when the course had 13 lessons
+            everything = run.get("all_lessons", len(lessons) >= 13)
+            named = f"all {len(lessons)} lessons" if everything else ", ".join(lessons)
             s = run["scores"]
             out += [f"## A class: {run['students']} students x {len(lessons)} lessons", "",
                     _machine(run), "", f"Lessons: {named}.", "",

@@ -20,6 +20,7 @@ module                   lessons  what it holds
 ``lab.plots``            all      the plotly figures the lessons share
 ``lab.widgets``          all      ipywidgets panels that re-run a comparison
 ``lab.submit``           all      hand a lesson to the course service, see its grade
+``lab.scripted_device``  13       a pretend GPU with a scripted clock, to test a harness
 **compress/** (making the model smaller)
 ``compress.quant``       01, 02   absmax / zero-point / NF4 quantization, packing, QuantLinear
 ``compress.quant_eval``  01, 02   a quantized model measured: quality, size, speed; PTQ vs QAT

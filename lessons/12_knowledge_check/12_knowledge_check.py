@@ -18,8 +18,8 @@
 # shows the correct answer to every question with an explanation.
 #
 # **Certificate.** The course certificate needs at least **4 of these 5 points**, plus at least 70% of
-# the points of every graded notebook (`python -m autograder progress <your id>` shows where you
-# stand).
+# the points of every graded notebook - lesson 13, the capstone that follows this check, included
+# (`python -m autograder progress <your id>` shows where you stand).
 
 # %% [markdown]
 # ## Question 1 · What is quantization in the context of LLM optimization?
@@ -345,9 +345,11 @@ else:
 #   (quantization), not recomputing the past (KV cache), sharing each weight read (batching),
 #   not materializing attention (FlashAttention) and a smaller model (distillation).
 # * Your feedback after grading explains every answer; the practice bank covers each lesson.
-# * With every notebook at 70% of its points and at least 4 points here, the instructor's
-#   `python -m autograder certify` issues your certificate: a signed Open Badges 3.0 credential,
-#   a PDF with a QR code and a LinkedIn "add to profile" link. Anyone can check it with
+# * Next, lesson 13 (the capstone) stacks the course's techniques on one workload and measures what
+#   they give together.
+# * With every notebook at 70% of its points (the capstone's too) and at least 4 points here, the
+#   instructor's `python -m autograder certify` issues your certificate: a signed Open Badges 3.0
+#   credential, a PDF with a QR code and a LinkedIn "add to profile" link. Anyone can check it with
 #   `python -m autograder verify credential.json` or on the course's verification page.
 
 # %% [markdown]
