@@ -164,6 +164,49 @@ def test_open_loop_is_bounded_and_ticks():
     assert ticks and all(0 <= t <= 5 for t in ticks)
 
 
+def test_drive_runs_a_sans_io_generator_in_real_time():
+    class Gen:                                  # every request due at once, two at a time
+        def __init__(self):
+            self.arrivals, self.sent, self.tokens, self.ended = [0.0] * 5, [], {}, {}
+
+        def due(self, now):
+            free = 2 - (len(self.sent) - len(self.ended))
+            out = [i for i in range(5) if i not in self.sent][:max(0, free)]
+            self.sent += out
+            return out
+
+        def token(self, i, t):
+            self.tokens.setdefault(i, []).append(t)
+
+        def done(self, i, t):
+            self.ended[i] = t
+
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+
+    def send(prompt):
+        start = time.perf_counter()
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        time.sleep(0.02)
+        if prompt == "fail":
+            with lock:
+                in_flight[0] -= 1
+            raise RuntimeError("boom")
+        times = [time.perf_counter(), time.perf_counter()]
+        with lock:
+            in_flight[0] -= 1
+        return RequestTrace(start=start, token_times=times)
+
+    gen = Gen()
+    wall = loadgen.drive(gen, send, ["a", "b", "fail"])
+    assert 0.04 < wall < 5 and most[0] <= 2
+    assert sorted(gen.ended) == [0, 1, 2, 3, 4]
+    assert 2 not in gen.tokens and all(len(gen.tokens[i]) == 2 for i in (0, 1, 3, 4))
+    assert all(0 <= gen.tokens[i][0] <= gen.ended[i] <= wall for i in (0, 1, 3, 4))
+
+
 # ------------------------------------------------------------------------------ process
 def http_server(port):
     return [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]

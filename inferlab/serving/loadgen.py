@@ -13,6 +13,12 @@ Two ways to load a server, and they answer different questions:
 ``send(prompt)`` is any function that returns a ``RequestTrace`` (an HTTP client from
 ``clients`` or an in-process engine from ``engines``). Both loops are bounded in requests and
 time and use only threads of this process.
+
+``drive`` runs a *sans-I/O* load generator in real time - an object that only decides and records
+(``due(now)``: which requests to send now; ``token(i, t)``, ``done(i, t)``: what came back) while
+``drive`` does the waiting, the threads and the sending. Lesson 10's student writes such an
+object (Poisson arrivals, a concurrency limit, TTFT measured from the send); keeping the clock out
+of it is what lets its tests run on a fake clock.
 """
 from __future__ import annotations
 
@@ -112,3 +118,46 @@ def open_loop(send: Send, prompts: Sequence[str], schedule: Sequence[tuple[float
             time.sleep(0.05)
         results = [f.result() for f in futures]
     return results
+
+
+def drive(generator, send: Send, prompts: Sequence[str], *, poll_s: float = 0.005,
+          timeout_s: float = 600.0) -> float:
+    """Run a sans-I/O load generator against ``send`` in real time; return the wall seconds.
+
+    ``generator`` has ``arrivals`` (one arrival time per request, seconds from the start),
+    ``due(now) -> [request index, ...]`` (called from this thread only), ``token(i, t)`` and
+    ``done(i, t)``. Each request it releases is sent on a thread of its own with
+    ``prompts[i % len(prompts)]``; the trace's token times (measured by the streaming client) are
+    reported relative to the start, then ``done`` at the last token (or at the failure).
+    """
+    n = len(generator.arrivals)
+    lock = threading.Lock()
+    finished = [0]
+    begin = time.perf_counter()
+
+    def run(i: int) -> None:
+        trace = _safe(send, prompts[i % len(prompts)])
+        end = trace.end if trace.token_times else time.perf_counter()
+        with lock:
+            for t in trace.token_times:
+                generator.token(i, t - begin)
+            generator.done(i, end - begin)
+            finished[0] += 1
+
+    workers = []
+    while True:
+        with lock:
+            if finished[0] >= n:
+                break
+            released = generator.due(time.perf_counter() - begin)
+        for i in released:
+            worker = threading.Thread(target=run, args=(i,), daemon=True)
+            worker.start()
+            workers.append(worker)
+        if time.perf_counter() - begin > timeout_s:
+            raise TimeoutError(f"the load did not finish in {timeout_s:.0f} s "
+                               f"({finished[0]} of {n} requests done)")
+        time.sleep(poll_s)
+    for worker in workers:
+        worker.join()
+    return time.perf_counter() - begin

@@ -22,8 +22,10 @@
 # **throughput** (tokens/s for everyone), **time to first token** (TTFT) and **inter-token
 # latency** (ITL), at the median (p50) and the tail (p95).
 #
-# You implement the measurement yourself (graded): TTFT/ITL from token timestamps, percentiles,
-# system throughput, and the parser of a streamed OpenAI response. At the end: the tutorial's
+# You implement the measurement yourself (graded, 12 points): TTFT/ITL from token timestamps,
+# percentiles, system throughput, the parser of a streamed OpenAI response, and an **open-loop load
+# generator** (Poisson arrivals, a cap on requests in flight, per-request timings) that the lesson
+# drives against an engine at rising request rates. At the end: the tutorial's
 # claims ("vLLM 5-10x throughput", "2x-10x speedup") beside this run's numbers, and TensorRT-LLM
 # and Ollama - described, **not run here**.
 #
@@ -470,6 +472,245 @@ if ran:
     plots.grouped_bars(list(ran), {"ITL p50": [s["itl_p50"] * 1e3 for s in ran.values()],
                                    "ITL p95": [s["itl_p95"] * 1e3 for s in ran.values()]},
                        title="Inter-token latency", yaxis="ms", cited=("ITL p95",)).show()
+
+# %% [markdown]
+# ## 8b · Open-loop load: a load generator of your own
+# Every run above was **closed-loop**: N clients, each sending its next request when the previous
+# one finished, so the server never sees more than N requests. Real users do not wait for each
+# other: requests **arrive** at some rate, whether or not the server keeps up. Serving benchmarks
+# (vLLM's `benchmark_serving`, for one) model that with **Poisson arrivals** - independent random
+# gaps, exponentially distributed with mean `1 / rate` - and often cap the requests in flight
+# (`--max-concurrency`): a request that arrives while the cap is reached waits in the client, and
+# is sent when a slot frees. Its **TTFT** then counts from when it was **sent** (what the server
+# did); its **wait** before that is the client queue, which grows without bound once the rate
+# exceeds what the server can do.
+#
+# The load generator you write decides and records; it never waits or sends by itself (the
+# "sans-I/O" style). `inferlab.serving.loadgen.drive` runs it in real time: it asks `due(now)`
+# every few milliseconds, sends each request it releases on a thread of its own through a
+# streaming client, and reports every token's arrival time and the end of each request. Times are
+# seconds from the start of the test. Because your code never touches a clock, the tests drive it
+# with a simulated server and exact times.
+#
+# ### Exercise 5 - an open-loop load generator (5 points)
+# Implement the class `LoadGenerator(n_requests, rate, max_concurrency, seed=0)`:
+# * `arrivals`: the `n_requests` arrival times. The gaps are drawn one after the other from
+#   `random.Random(seed).expovariate(rate)`; request 0 arrives after the first gap, request `i`
+#   after `i + 1` gaps;
+# * `due(now)` returns the indices of the requests to send at time `now`, in arrival order: those
+#   that have arrived (`arrival <= now`) and were not sent yet, as long as fewer than
+#   `max_concurrency` requests are in flight (sent, not done). Record `now` as their send time;
+# * `token(i, t)` records a token of request `i` arriving at `t`; `done(i, t)` marks request `i`
+#   finished at `t` (its slot is free again);
+# * `report()` returns one dict per finished request, in request order, with `"arrival"`,
+#   `"sent"`, `"wait"` (sent - arrival), `"ttft"` (first token - sent; `None` if no token came),
+#   `"itls"` (gaps between consecutive tokens, a list) and `"latency"` (done - arrival: what the
+#   user waited in all).
+
+# %% solution id=load_generator
+import random
+
+
+class LoadGenerator:
+    """Poisson arrivals, a cap on requests in flight, per-request timings (no clock inside)."""
+
+    ### BEGIN SOLUTION
+    def __init__(self, n_requests: int, rate: float, max_concurrency: int, seed: int = 0):
+        rng, t = random.Random(seed), 0.0
+        self.arrivals = []
+        for _ in range(n_requests):
+            t += rng.expovariate(rate)
+            self.arrivals.append(t)
+        self.max_concurrency = max_concurrency
+        self.sent, self.tokens, self.ended = {}, {}, {}
+        self.next = 0                                   # the first request not sent yet
+
+    def due(self, now: float) -> list[int]:
+        released = []
+        while (self.next < len(self.arrivals) and self.arrivals[self.next] <= now
+               and len(self.sent) - len(self.ended) < self.max_concurrency):
+            self.sent[self.next] = now
+            self.tokens[self.next] = []
+            released.append(self.next)
+            self.next += 1
+        return released
+
+    def token(self, i: int, t: float) -> None:
+        self.tokens[i].append(t)
+
+    def done(self, i: int, t: float) -> None:
+        self.ended[i] = t
+
+    def report(self) -> list[dict]:
+        rows = []
+        for i in sorted(self.ended):
+            times, sent = self.tokens[i], self.sent[i]
+            rows.append({"arrival": self.arrivals[i], "sent": sent,
+                         "wait": sent - self.arrivals[i],
+                         "ttft": times[0] - sent if times else None,
+                         "itls": [b - a for a, b in zip(times, times[1:])],
+                         "latency": self.ended[i] - self.arrivals[i]})
+        return rows
+    ### END SOLUTION
+
+# %% tests id=test_load_generator points=5
+import heapq
+import math
+import random
+
+
+def simulate(gen, service):
+    """A fake server on a fake clock: request i, once sent, streams its tokens
+    service(i) = (ttft, itl, n_tokens) later and finishes with its last token.
+    Returns the largest number of requests in flight it saw."""
+    events, now, flying, most, finished = [], 0.0, 0, 0, 0
+    arrivals, released = list(gen.arrivals), set()
+    while finished < len(arrivals):
+        for i in gen.due(now):
+            assert i not in released, f"request {i} sent twice"
+            released.add(i)
+            flying += 1
+            most = max(most, flying)
+            first, gap, k = service(i)
+            for j in range(k):
+                heapq.heappush(events, (now + first + j * gap, 0, i))
+            heapq.heappush(events, (now + first + (k - 1) * gap, 1, i))
+        upcoming = [e[0] for e in events[:1]]
+        upcoming += [a for j, a in enumerate(arrivals) if j not in released and a > now][:1]
+        assert upcoming, f"stuck at t={now}: nothing in flight, nothing left to send"
+        now = min(upcoming)
+        while events and events[0][0] <= now:
+            t, kind, i = heapq.heappop(events)
+            if kind == 0:
+                gen.token(i, t)
+            else:
+                gen.done(i, t)
+                flying -= 1
+                finished += 1
+    return most
+
+
+gen = LoadGenerator(n_requests=6, rate=4.0, max_concurrency=2, seed=0)
+rng = random.Random(0)
+gaps = [rng.expovariate(4.0) for _ in range(6)]
+assert len(gen.arrivals) == 6 and all(
+    math.isclose(a, sum(gaps[:i + 1])) for i, a in enumerate(gen.arrivals)), gen.arrivals
+most = simulate(gen, lambda i: (0.3, 0.1, 4))
+assert most <= 2, f"{most} requests in flight with max_concurrency=2"
+rows = gen.report()
+assert len(rows) == 6 and [r["arrival"] for r in rows] == gen.arrivals
+for r in rows:
+    assert r["sent"] >= r["arrival"] and math.isclose(r["wait"], r["sent"] - r["arrival"])
+    assert math.isclose(r["ttft"], 0.3), "TTFT counts from the send"
+    assert len(r["itls"]) == 3 and all(math.isclose(x, 0.1) for x in r["itls"])
+    assert math.isclose(r["latency"], r["wait"] + 0.3 + 0.3)
+assert any(r["wait"] > 0 for r in rows), "with 2 slots some requests wait in this example"
+### BEGIN HIDDEN TESTS
+
+
+def check(n, rate, cap, seed, service):
+    gen = LoadGenerator(n, rate, cap, seed)
+    rng = random.Random(seed)
+    t, expected = 0.0, []
+    for _ in range(n):
+        t += rng.expovariate(rate)
+        expected.append(t)
+    assert all(math.isclose(a, b) for a, b in zip(gen.arrivals, expected)), (
+        f"arrivals for seed {seed}, rate {rate}")
+    assert len(gen.arrivals) == n
+    most = simulate(gen, service)
+    assert most <= cap, f"{most} in flight, cap {cap}"
+    rows = gen.report()
+    assert [r["arrival"] for r in rows] == gen.arrivals, "one row per request, in order"
+    sent = [r["sent"] for r in rows]
+    assert sent == sorted(sent), "requests are sent in arrival order"
+    for i, r in enumerate(rows):
+        first, gap, k = service(i)
+        assert math.isclose(r["ttft"], first, abs_tol=1e-9), f"TTFT of {i} from its send"
+        assert len(r["itls"]) == k - 1 and all(math.isclose(x, gap) for x in r["itls"])
+        assert math.isclose(r["wait"], r["sent"] - r["arrival"], abs_tol=1e-12)
+        assert math.isclose(r["latency"], r["wait"] + first + (k - 1) * gap, abs_tol=1e-9)
+    return gen, rows, most
+
+
+# one slot: strictly one after the other, each sent when the previous is done
+gen1, rows1, most1 = check(8, 10.0, 1, 3, lambda i: (0.2 + 0.01 * i, 0.05, 3))
+assert most1 == 1
+for before, after in zip(rows1, rows1[1:]):
+    assert math.isclose(after["sent"], max(after["arrival"], before["arrival"] + before["latency"]))
+# plenty of slots: nobody waits
+gen2, rows2, most2 = check(10, 2.0, 50, 7, lambda i: (0.5, 0.2, 5))
+assert all(r["wait"] == 0 for r in rows2)
+# exactly the cap in flight at busy times
+gen3, rows3, most3 = check(12, 50.0, 3, 11, lambda i: (0.4, 0.1, 2 + i % 3))
+assert most3 == 3, "up to max_concurrency requests in flight, not fewer"
+# a single token: no inter-token gaps
+check(3, 1.0, 2, 5, lambda i: (0.1, 0.0, 1))
+# rate is requests per second: the mean gap is about 1 / rate
+many = LoadGenerator(4000, 20.0, 1, 1)
+assert abs(many.arrivals[-1] / 4000 - 1 / 20.0) < 0.005
+# several released at once, up to the cap; a done frees exactly one slot
+g = LoadGenerator(5, 100.0, 3, 0)
+assert g.due(-1.0) == [] and g.due(10.0) == [0, 1, 2] and g.due(10.0) == []
+g.done(1, 10.5)
+assert g.due(10.5) == [3]
+# a request with no token (failed): its TTFT is None
+g = LoadGenerator(2, 5.0, 1, 0)
+first_sent = g.due(g.arrivals[1])
+assert first_sent == [0]
+g.done(0, g.arrivals[1] + 1.0)
+assert g.due(g.arrivals[1] + 1.0) == [1]
+g.token(1, g.arrivals[1] + 1.5)
+g.done(1, g.arrivals[1] + 2.0)
+r0, r1 = g.report()
+assert r0["ttft"] is None and r0["itls"] == [] and math.isclose(r1["ttft"], 0.5)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Now against a real engine: transformers `generate` from section 3 (one request at a time), at
+# offered rates below and above what it served in the closed-loop test, `max_concurrency` clients.
+# Your generator releases the requests, `drive` sends them, and your `percentile` and `throughput`
+# summarise what came back. Skipped while grading.
+
+# %%
+from inferlab.serving.loadgen import drive
+
+capacity = results["transformers generate"]["requests_per_s"]   # measured in section 3
+load_factors = pick([0.5, 0.8, 1.2, 2.0], [0.5, 2.0])
+n_open = pick(12, 4)
+open_rows = []
+if grading():
+    print("skipped while grading: the open-loop runs take real time")
+else:
+    print(f"closed-loop capacity measured in section 3: {capacity:.2f} requests/s; "
+          f"{n_open} requests of {max_tokens} tokens per rate, {concurrency} in flight at most")
+    for factor in load_factors:
+        gen = LoadGenerator(n_open, capacity * factor, concurrency, seed=1)
+        wall = drive(gen, lambda p: engine.stream(p, max_tokens), prompts)
+        rows = gen.report()
+        served = [(r["sent"], [r["sent"] + r["ttft"] + sum(r["itls"][:j])
+                               for j in range(len(r["itls"]) + 1)])
+                  for r in rows if r["ttft"] is not None]
+        row = {"rate": capacity * factor, "tok_s": throughput(served), "wall_s": wall,
+               **{f"{k}_{q}": percentile([r[k] for r in rows], q)
+                  for k in ("wait", "latency") for q in (50, 95)},
+               "ttft_50": percentile([r["ttft"] for r in rows if r["ttft"] is not None], 50)}
+        open_rows.append(row)
+        print(f"offered {row['rate']:5.2f} req/s ({factor:.1f}x): {row['tok_s']:6.1f} tokens/s; "
+              f"wait p50 {row['wait_50']:5.2f} s, p95 {row['wait_95']:5.2f} s; "
+              f"TTFT p50 {row['ttft_50'] * 1e3:5.0f} ms; latency p50 {row['latency_50']:5.2f} s, "
+              f"p95 {row['latency_95']:5.2f} s")
+    plots.lines([r["rate"] for r in open_rows],
+                {"latency p50": [r["latency_50"] for r in open_rows],
+                 "latency p95": [r["latency_95"] for r in open_rows],
+                 "client wait p95": [r["wait_95"] for r in open_rows]},
+                title=f"Open-loop load on transformers generate ({device_name(device)})",
+                xaxis="offered requests/s", yaxis="seconds").show()
+
+# %% [markdown]
+# Below its capacity the engine keeps up and requests hardly wait; above it the queue - your
+# `wait` column - grows with every request, while the engine's own TTFT (counted from the send)
+# stays about the same. Closed-loop tests never show this: they slow the clients down instead.
 
 # %% [markdown]
 # ## 9 · Try it: concurrency and lengths

@@ -1,7 +1,79 @@
 """Plausible wrong answers for lesson 10; each passes the visible tests and fails the hidden
 ones."""
 
+CONTEXT = "import random\n"
+
+_LOADGEN = '''
+class LoadGenerator:
+    def __init__(self, n_requests, rate, max_concurrency, seed=0):
+        rng, t = random.Random(seed), 0.0
+        self.arrivals = []
+        for _ in range(n_requests):
+            t += rng.expovariate(rate)
+            self.arrivals.append(t)
+        self.max_concurrency = max_concurrency
+        self.sent, self.tokens, self.ended = {}, {}, {}
+        self.next = 0
+
+    def due(self, now):
+        released = []
+        while (self.next < len(self.arrivals) and self.arrivals[self.next] <= now
+               and len(self.sent) - len(self.ended) < self.max_concurrency):
+            self.sent[self.next] = now
+            self.tokens[self.next] = []
+            released.append(self.next)
+            self.next += 1
+        return released
+
+    def token(self, i, t):
+        self.tokens[i].append(t)
+
+    def done(self, i, t):
+        self.ended[i] = t
+
+    def report(self):
+        rows = []
+        for i in sorted(self.ended):
+            times, sent = self.tokens[i], self.sent[i]
+            rows.append({"arrival": self.arrivals[i], "sent": sent,
+                         "wait": sent - self.arrivals[i],
+                         "ttft": times[0] - sent if times else None,
+                         "itls": [b - a for a, b in zip(times, times[1:])],
+                         "latency": self.ended[i] - self.arrivals[i]})
+        return rows
+'''
+
 MUTANTS = {
+    "load_generator": [
+        # The seed is ignored: always the same arrivals.
+        _LOADGEN.replace("rng, t = random.Random(seed), 0.0", "rng, t = random.Random(0), 0.0"),
+        # Releases at most one request per call.
+        _LOADGEN.replace("            self.next += 1\n", "            self.next += 1\n            break\n"),
+        # The newest arrival first (a stack, not a queue).
+        _LOADGEN.replace("""        while (self.next < len(self.arrivals) and self.arrivals[self.next] <= now
+               and len(self.sent) - len(self.ended) < self.max_concurrency):
+            self.sent[self.next] = now
+            self.tokens[self.next] = []
+            released.append(self.next)
+            self.next += 1""", """        waiting = [i for i, a in enumerate(self.arrivals) if a <= now and i not in self.sent]
+        for i in reversed(waiting):
+            if len(self.sent) - len(self.ended) >= self.max_concurrency:
+                break
+            self.sent[i] = now
+            self.tokens[i] = []
+            released.append(i)"""),
+        # A request without tokens breaks the report.
+        _LOADGEN.replace('"ttft": times[0] - sent if times else None,', '"ttft": times[0] - sent,'),
+        # Failed requests (no token) are left out of the report.
+        _LOADGEN.replace("for i in sorted(self.ended):", "for i in sorted(i for i in self.ended if self.tokens[i]):"),
+        # The course's Poisson arrivals, over the expected duration only: sometimes too few.
+        _LOADGEN.replace("""        rng, t = random.Random(seed), 0.0
+        self.arrivals = []
+        for _ in range(n_requests):
+            t += rng.expovariate(rate)
+            self.arrivals.append(t)""", """        from inferlab.serving.loadgen import arrival_times
+        self.arrivals = arrival_times([(n_requests / rate, rate)], seed)[:n_requests]"""),
+    ],
     "ttft_and_itl": [
         # Every gap replaced by the average gap.
         '''
@@ -129,4 +201,40 @@ REFERENCES = {
     "throughput": ["inferlab.serving.latency:summarize"],
     "stream_text": ["inferlab.serving.clients:iter_sse_data",
                     "inferlab.serving.clients:chunk_text"],
+    "load_generator": ["inferlab.serving.loadgen:arrival_times",
+                       "inferlab.serving.loadgen:open_loop", "inferlab.serving.loadgen:drive"],
+}
+
+# Shortcuts the *visible* tests already reject (tests/test_notebooks.py checks that they do).
+SHORTCUTS = {
+    "load_generator": [
+        # TTFT counted from the arrival: the client's queue charged to the server.
+        _LOADGEN.replace('"ttft": times[0] - sent if times else None,',
+                         '"ttft": times[0] - self.arrivals[i] if times else None,'),
+        # The first request at time 0 (gaps counted after it).
+        _LOADGEN.replace("""            t += rng.expovariate(rate)
+            self.arrivals.append(t)""", """            self.arrivals.append(t)
+            t += rng.expovariate(rate)"""),
+        # The rate taken as the mean gap.
+        _LOADGEN.replace("rng.expovariate(rate)", "rng.expovariate(1 / rate)"),
+        # A slot never frees: the cap counts every request ever sent.
+        _LOADGEN.replace("len(self.sent) - len(self.ended) < self.max_concurrency",
+                         "len(self.sent) < self.max_concurrency"),
+        # Latency from the send, not from the arrival.
+        _LOADGEN.replace('"latency": self.ended[i] - self.arrivals[i]})',
+                         '"latency": self.ended[i] - sent})'),
+        # Lets one request more than the cap through when several are released at once.
+        _LOADGEN.replace("""            released.append(self.next)
+            self.next += 1
+        return released""", """            released.append(self.next)
+            self.next += 1
+        if released and self.next < len(self.arrivals) and self.arrivals[self.next] <= now:
+            self.sent[self.next] = now
+            self.tokens[self.next] = []
+            released.append(self.next)
+            self.next += 1
+        return released"""),
+        # Every request sent at its arrival: no cap.
+        _LOADGEN.replace(" and len(self.sent) - len(self.ended) < self.max_concurrency)", ")"),
+    ],
 }
