@@ -218,9 +218,10 @@ print(f"PyTorch SDPA (causal) vs naive causal:    {(sdpa(qh, kh, vh) - ref).abs(
 # the length of `kv_blocks[0]`'s keys (the last block may be shorter; `len(kv_blocks)` blocks in
 # all). The query block and the key blocks need not have the same length, nor start together.
 #
-# Load a block only when you use it (`kv_blocks[j]`), never the blocks after the diagonal, use your
-# `online_softmax_step` for the blocks below it, and never build more than `n x B` scores. Every
-# query sees key 0, so after the first block every row's running maximum is finite. Below, the
+# Load each block you use once (`kv_blocks[j]`; block 0 is always needed - every query sees key
+# 0 - so read `B` from it), never the blocks after the diagonal, use your `online_softmax_step` for
+# the blocks below it, and never build more than `n x B` scores. After block 0 every row's running
+# maximum is finite. Below, the
 # lesson runs your function over every query block of real sequences and counts the tiles it
 # loaded.
 
@@ -229,11 +230,12 @@ def causal_block_attention(q_block, q_start, kv_blocks):
     ### BEGIN SOLUTION
     n, d = q_block.shape
     last = q_start + n - 1                                   # the last query's position
-    block = kv_blocks[0][0].shape[0]
+    first = kv_blocks[0]                                     # every query sees key 0
+    block = first[0].shape[0]
     rows = torch.arange(q_start, q_start + n)[:, None]      # each query's position
     state = None
     for j in range(min(len(kv_blocks), last // block + 1)):  # later blocks: never loaded
-        k_block, v_block = kv_blocks[j]
+        k_block, v_block = first if j == 0 else kv_blocks[j]   # one load per block
         start = j * block
         if start + k_block.shape[0] - 1 <= q_start:          # below the diagonal: all visible
             state = online_softmax_step(q_block, k_block, v_block, state)
@@ -398,8 +400,10 @@ for n in your_lengths:
     your_loads.append((loads // 4, tiles * tiles))
     gap = (out - sdpa(qn, kn, vn)).abs().max().item()
     print(f"N = {n:>5}: naive {your_mem['naive'][-1]:6.1f} MiB, yours "
-          f"{your_mem['yours (block 128)'][-1]:6.1f} MiB extra; key blocks loaded per head "
-          f"{loads // 4} of {tiles * tiles}; largest difference from SDPA {gap:.1e}")
+          f"{your_mem['yours (block 128)'][-1]:6.1f} MiB extra (computed: one score tile "
+          f"{min(n, 128) * 128 * 4 / 1024:.0f} KiB, one N x N matrix {n * n * 4 / 2**20:.0f} MiB "
+          f"per head); key blocks loaded per head {loads // 4} of {tiles * tiles}; "
+          f"largest difference from SDPA {gap:.1e}")
     qn = kn = vn = out = None
 plots.lines(your_lengths, your_mem, title="Extra peak memory: your causal attention vs naive (CPU)",
             xaxis="sequence length N", yaxis="MiB", log_x=True, log_y=True).show()

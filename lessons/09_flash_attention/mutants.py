@@ -44,11 +44,12 @@ _CAUSAL = '''
 def causal_block_attention(q_block, q_start, kv_blocks):
     n, d = q_block.shape
     last = q_start + n - 1
-    block = kv_blocks[0][0].shape[0]
+    first = kv_blocks[0]                                     # every query sees key 0
+    block = first[0].shape[0]
     rows = torch.arange(q_start, q_start + n)[:, None]
     state = None
     for j in range(min(len(kv_blocks), last // block + 1)):
-        k_block, v_block = kv_blocks[j]
+        k_block, v_block = first if j == 0 else kv_blocks[j]   # one load per block
         start = j * block
         if start + k_block.shape[0] - 1 <= q_start:
             state = online_softmax_step(q_block, k_block, v_block, state)
@@ -99,7 +100,7 @@ def causal_block_attention(q_block, q_start, kv_blocks):
         # Stops at the block holding the *first* query: later queries of a block miss keys.
         _CAUSAL.replace("last = q_start + n - 1", "last = q_start"),
         # Assumes key blocks as long as the query block.
-        _CAUSAL.replace("block = kv_blocks[0][0].shape[0]", "block = n"),
+        _CAUSAL.replace("block = first[0].shape[0]", "block = n"),
         # Masks with block-local positions (right only when the blocks line up).
         _CAUSAL.replace("rows = torch.arange(q_start, q_start + n)[:, None]",
                         "rows = torch.arange(n)[:, None]").replace(
