@@ -83,11 +83,12 @@ def dequantize_w4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tens
                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The reference: the full ``[N, K]`` weight back from the packed format, in plain PyTorch
     (``in_features`` defaults to ``2 * qweight.shape[1]``; pass it when K is odd)."""
+    n, groups = scales.shape
     k = in_features or 2 * qweight.shape[1]
     codes = torch.stack([qweight & 0x0F, qweight >> 4], dim=-1).flatten(-2)[:, :k]
-    group = torch.arange(k, device=qweight.device) // group_size
-    w = (codes.float() - zeros[:, group].float()) * scales[:, group].float()
-    return w.to(dtype)
+    codes = F.pad(codes, (0, groups * group_size - k)).view(n, groups, group_size)
+    w = (codes.to(dtype) - zeros.to(dtype)[..., None]) * scales.to(dtype)[..., None]
+    return w.view(n, -1)[:, :k]
 
 
 def bits_per_weight(group_size: int = GROUP_SIZE) -> float:
@@ -185,6 +186,8 @@ def launch_w4a16(kernel, x, qweight, scales, zeros, group_size, *, block_m=None,
 
     ``grid`` launches other programs than the whole output (the rest of ``out`` is untouched);
     ``extra`` goes to the kernel by name."""
+    if triton is None:
+        raise ImportError("launching a Triton kernel needs Triton (pip install triton; Linux)")
     _check(x, qweight, scales, zeros, group_size)
     m, k = x.shape
     n = qweight.shape[0]

@@ -1242,13 +1242,15 @@ else:
     print("skipped while grading: measures two whole models")
 
 # %% [markdown]
-# Compare the two rows of your device. The perplexity and the agreement show what group-128
-# 4-bit costs in quality on this model (finer groups cost less, section 2). The speed row is a
-# whole `generate` step, not one matmul: with layers this small a step is set by the number of
-# kernel launches and the framework around them, which is the regime of the first paragraph of
-# this section - so do not expect the single-layer gain here. It appears where each layer's bytes
-# dominate its time: a 7B model's layers (the table above), decoded by an engine that removes the
-# launch overhead (lesson 09: CUDA graphs in the course engine).
+# Compare the two rows of your device. Perplexity and agreement show what 4 bits in groups of 128
+# cost this model (finer groups cost less, section 2). The tokens/s are whole `generate` steps,
+# not one matmul. On a CPU the W4A16 layers run the PyTorch fallback, which - like `QuantLinear`
+# in section 6 - rebuilds every weight on every call: it saves memory, not time. On a GPU they
+# run the kernel, but in a model this small a step is set by the number of kernel launches and
+# the framework around them (the second point at the start of this section), so the gain of a
+# single layer need not show. It shows where each layer's bytes dominate its time: a 7B model's
+# layers (the table above), run by an engine that removes the launch overhead (lesson 09: CUDA
+# graphs in the course engine).
 
 # %% [markdown]
 # ## Claims vs measured
