@@ -855,9 +855,9 @@ else:
 
 # %% [markdown]
 # ## 11 · A 4-bit kernel that pays
-# Sections 6 and 7 found 4 bits saving memory, not time. Yet lesson 00 showed that decoding one
-# token is limited by the **bytes of weights it reads**, and 4-bit weights are about a quarter of
-# fp16's bytes. Three things stood in the way:
+# Compare the memory and tokens/s columns of sections 6 and 7: 4 bits saved memory, but not time.
+# Yet lesson 00 showed that decoding one token is limited by the **bytes of weights it reads**,
+# and 4-bit weights are about a quarter of fp16's bytes. Three things stood in the way:
 #
 # * **Where the weights are unpacked.** `QuantLinear` rebuilds the whole weight in memory on every
 #   call and then multiplies: it writes and reads a full-precision copy, more traffic than the
@@ -884,8 +884,10 @@ from inferlab.compress.w4a16 import GROUP_SIZE, bits_per_weight
 from inferlab.lab.bench import DATASHEET_BANDWIDTH
 
 w4_bits = bits_per_weight(GROUP_SIZE)
-llama_linear_params = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)   # 32 x (q, k, v, o, gate, up,
-small_linear_params = sum(lin.weight.numel() for lin in linears)   # down); this model's, counted
+# 32 decoder layers of q, k, v, o (4096 x 4096) and gate, up, down (4096 x 11008); this model's
+# Linear layers (section 5's `linears`) counted
+llama_linear_params = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+small_linear_params = sum(lin.weight.numel() for lin in linears)
 for name, params in [("Llama-2-7B", llama_linear_params), (DEFAULT_MODEL, small_linear_params)]:
     print(f"{name}: decoder Linear layers {params / 1e6:,.0f} M weights -> per decoded token "
           f"{params * 2 / 1e6:,.1f} MB in fp16, {params * w4_bits / 8 / 1e6:,.1f} MB in W4A16 "
@@ -906,9 +908,9 @@ for m in (1, 8, 32, 64, 128, 512):
           f"({'memory' if fp16_intensity < ridge else 'compute'}-bound), {w4_intensity:5.0f} "
           f"in W4A16 ({'memory' if w4_intensity < ridge else 'compute'}-bound)")
 try:
-    slow = records.load("why_slow_gpu")["results"]
-    print(f"\n{records.label(records.load('why_slow_gpu'))}: transformers generate, fp16, batch 1 "
-          f"reached {slow['fraction_of_roofline']:.0%} of its decode roofline")
+    slow = records.load("why_slow_gpu")
+    print(f"\n{records.label(slow)}: transformers generate, fp16, batch 1 reached "
+          f"{slow['results']['fraction_of_roofline']:.0%} of its decode roofline")
 except FileNotFoundError as missing:
     print(missing)
 if gpu is not None:
@@ -1190,8 +1192,10 @@ else:
                 if "us" in r:
                     print(f"M = {m:>2}  {way:<8} {r['us']:8.1f} us  {r['GB_s']:6.0f} GB/s = "
                           f"{r['pct_of_copy_bw']:3.0f}% of the copy bandwidth")
-        print("decode tokens/s of a 7B model's Linear layers alone (an upper bound):",
-              res["decode_estimate_tok_s"])
+        for m, by_way in res["decode_estimate_tok_s"].items():
+            print(f"a 7B model's Linear layers alone at M = {m} (an upper bound): "
+                  + ", ".join(f"{way} {tok_s:.0f}" for way, tok_s in by_way.items())
+                  + " tokens/s")
     except FileNotFoundError:
         print("No GPU run of this kernel is recorded yet (benchmarks/w4a16_gpu.py records one "
               "on a CUDA GPU); the bytes-per-token arithmetic above is what it would test.")
