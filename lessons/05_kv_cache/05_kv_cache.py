@@ -398,6 +398,42 @@ plots.lines(range(1, n_new + 1), {"without cache": [s * 1e3 for s in plain_s],
 # replaces rows by blocks.
 
 # %% [markdown]
+# ### The engine's decode step against the memory roofline
+# The course engine keeps the same static layout and computes the same forward pass, with the Q/K/V
+# and gate/up matrices fused and, on a GPU, each decode step replayed from a CUDA graph with the
+# engine's own attention kernels. Either way a decode step must read every weight once, plus the
+# cached keys and values of the sequence: that many bytes, divided by the step's time, is the
+# bandwidth the step achieved. Below, your loop and the engine (batch 1, the same prompt, greedy),
+# against the bandwidth your device reaches copying a large buffer, measured now.
+
+# %%
+from inferlab.engine import EngineConfig, LLMEngine, SamplingParams
+from inferlab.engine.kv_cache import kv_bytes_per_token
+from inferlab.lab.bench import measure_bandwidth
+from inferlab.lab.roofline import DecodeRun, decode_contexts, engine_decode_run
+
+bandwidth = measure_bandwidth(device, megabytes=pick(512, 128), repeats=pick(7, 3))
+where = device_name(device)
+engine = LLMEngine(model, tokenizer, EngineConfig(kv_cache="static", max_model_len=512,
+                                                  max_num_seqs=1))
+engine_run, engine_out = engine_decode_run(engine, [prompt],
+                                           SamplingParams(max_tokens=n_new, ignore_eos=True),
+                                           bandwidth, label="the engine, static cache",
+                                           device=where, warmup=device != "cpu")
+prompt_len = len(tokenizer(prompt).input_ids)
+kv_token = kv_bytes_per_token(cfg.num_layers, cfg.num_kv_heads, cfg.head_dim,
+                              weights.embed.element_size())
+your_run = DecodeRun("your forward + your StaticKVCache", n_new - 1, n_new - 1, sum(mine_s[1:]),
+                     weights.bytes_read_per_token,
+                     kv_token * sum(decode_contexts(prompt_len, n_new)), bandwidth, where)
+print(f"{where}: {bandwidth / 1e9:.1f} GB/s copying memory (measured now); the engine uses "
+      f"{engine.runner.attention.name} attention, CUDA graphs "
+      f"{'on' if engine.config.cuda_graphs else 'off'}")
+for run in (your_run, engine_run):
+    print(run.line())
+print(f"the engine's tokens equal yours: {engine_out[0].token_ids == mine}")
+
+# %% [markdown]
 # ## 5 · KV-cache quantization
 # ### Why the cache, not the weights, fills memory at scale
 # The weights are stored once, whatever the batch. The cache is stored **per token of every
@@ -639,6 +675,10 @@ claims = [
      f"{cached_ms[0]:.1f} -> {cached_ms[-1]:.1f} ms with (n = {lengths[0]} -> {lengths[-1]})"),
     ("whole answer", "O(n^2) -> O(n)",
      f"{sum(plain_s):.2f} s -> {sum(mine_s):.2f} s for {n_new} tokens"),
+    ("batch-1 decode", "bound by memory: every step re-reads all weights (lesson 00)",
+     f"the engine {engine_run.tok_s:.1f} tok/s = {engine_run.fraction:.0%} of the measured-"
+     f"bandwidth roofline ({engine_run.roofline_tok_s:.0f} tok/s); your loop "
+     f"{your_run.fraction:.0%}"),
     ("Llama-2-7B cache, 4k tokens fp16", "2 GiB per sequence (formula)",
      f"{kv_cache_size(32, 32, 128, 4096) / 2**30:.1f} GiB from your function; SmolLM2 measured: "
      f"{stored / 2**20:.2f} MiB for {n_check} tokens = formula"),
