@@ -7,7 +7,8 @@
 # distribution.
 #
 # At batch 1, a decode step is limited by reading the weights, not by arithmetic (lesson 00):
-# scoring five positions costs about as much as scoring one. Speculative decoding (Leviathan, Kalman
+# scoring a few positions costs little more than scoring one (section 8 measures how much more on
+# your device). Speculative decoding (Leviathan, Kalman
 # & Matias, ICML 2023; Chen et al., 2023) exploits this. A small **draft** model guesses `k` tokens
 # one by one; the large **target** model scores all of them in **one** pass; a clever accept/reject
 # rule keeps a prefix of the guesses and fixes the first wrong one - and the output is distributed
@@ -16,11 +17,12 @@
 # You will implement that accept/reject step (graded), test statistically that it preserves the
 # target's distribution, then write the **speculative decoding loop** itself (graded): the draft
 # guesses, the target checks all guesses in one pass, your rule decides, both KV caches roll back.
-# Your loop then runs on the real model: first with a small draft model, which barely pays here,
-# then with a draft that costs nothing - **prompt lookup**, which copies tokens from the prompt -
-# on a task whose answer repeats its input, where it wins. Every speed is measured on your device,
-# beside the engine's own decoding and the memory-bandwidth roofline; the last sections measure
-# when speculation stops paying: a poor draft, sampling temperature, large batches.
+# Your loop then runs on the real model: first with a small draft model, then with a draft that
+# costs nothing - **prompt lookup**, which copies tokens from the prompt - on a task whose answer
+# repeats its input and on one whose answer does not. Every speed is measured on your device,
+# beside the engine's own decoding and the memory-bandwidth roofline, and the lesson prints where
+# speculation paid; the last sections measure when it stops paying: a poor draft, sampling
+# temperature, large batches.
 
 # %%
 import torch
@@ -234,8 +236,8 @@ plots.grouped_bars([tokenizer.decode([k]) for k in top] + ["other"],
 #    `len(tokens) - 1` tokens (the newest token has not been fed to either).
 #
 # Return the new tokens and the list of guesses accepted in each round. `CountingModel` (given)
-# counts forward passes and the positions they computed; the measurements below and the tests
-# read them.
+# counts forward passes and the positions they computed: the tests read these counts, and so can
+# you, to check your loop.
 
 # %% solution id=speculative_generate
 from inferlab.engine.sampler import sampling_probs
