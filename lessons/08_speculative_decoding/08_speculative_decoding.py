@@ -394,7 +394,7 @@ if device != "cpu":   # a GPU compiles its kernels on first use: keep that out o
 base_tokens, base_stats = measure(None, 0)
 base_tps = base_stats.tokens_per_second
 rows = {}
-for k in pick([1, 2, 3, 4, 6], [1, 2, 4]):
+for k in pick([1, 2, 4], [1, 4]):
     tokens, stats = measure("student", k)
     rows[k] = (stats.acceptance_rate, stats.tokens_per_round,
                stats.tokens_per_second / base_tps, tokens == base_tokens)
@@ -459,7 +459,7 @@ print("the same formula for a = 0.8, c = 0.05 (a ~20x smaller draft that agrees 
 # faithful answer is all in the prompt), and writing a story (nothing to copy). For each: the
 # **engine** decoding greedily (`LLMEngine`, batch 1, on your device, its decode steps timed against
 # the memory bandwidth measured in this run), the **target alone** through the per-model caches your
-# loop uses, and **your loop** with prompt lookup for several `k`.
+# loop uses, and **your loop** with prompt lookup (several `k` on the copy, `k = 4` on the story).
 
 # %%
 def chat_ids(text):
@@ -473,7 +473,7 @@ paragraph = eval_text().split("\n\n")[2]        # the chapter's first paragraph
 tasks = {"copy a paragraph": chat_ids("Repeat the following text exactly, word for word:\n\n"
                                       + paragraph),
          "write a story": chat_ids("Write a short story about a lighthouse keeper.")}
-n_lookup = pick(96, 16)
+n_lookup = pick(64, 16)
 lookup_ks = pick([2, 4, 8], [4])
 bandwidth = measure_bandwidth(device, megabytes=pick(512, 128), repeats=pick(7, 3))
 engine = LLMEngine(target, tokenizer, EngineConfig(max_model_len=1024, max_num_seqs=1))
@@ -504,7 +504,7 @@ for task, ids in tasks.items():
                                          warmup=device != "cpu")
     alone_tokens, alone = measure(None, 0, params, ids)
     runs = {}
-    for k in lookup_ks:
+    for k in lookup_ks if task == "copy a paragraph" else [4]:     # the story: k = 4 only
         lookup_draft = PromptLookupDraft(tc.vocab_size)
         tokens, stats = measure(lookup_draft, k, params, ids)
         runs[k] = (stats, tokens == alone_tokens)
@@ -530,7 +530,8 @@ print(spec_run(f"your loop + prompt lookup, k = {best_lookup_k}", best_lookup, b
 plots.grouped_bars(list(tasks), {
     "engine (plain decoding)": [lookup[t]["engine"].tok_s for t in tasks],
     "target alone": [lookup[t]["alone"].tokens_per_second for t in tasks],
-    **{f"prompt lookup, k = {k}": [lookup[t]["runs"][k][0].tokens_per_second for t in tasks]
+    **{f"prompt lookup, k = {k}": [lookup[t]["runs"][k][0].tokens_per_second
+                                   if k in lookup[t]["runs"] else None for t in tasks]
        for k in lookup_ks}},
     title=f"Greedy decoding speed on {where}", yaxis="tokens/s").show()
 if device == "cuda":
@@ -602,17 +603,18 @@ else:
 # ## 8 · When it stops paying
 # ### Sampling, and a poor draft
 # With sampling, a guess is kept with probability `min(1, p/q)`. The hotter the temperature, the
-# more the target's distribution spreads, and the less any one guess - or a draft's whole
-# distribution - matches it. Prompt lookup guesses one token for sure (`q` one-hot), so its guess
-# is kept with probability `p(guess)`. Acceptance against temperature on the copying task, `k = 4`
-# (prompt lookup only, in fast mode):
+# more the target's distribution spreads, so a guess the target would have made greedily is kept
+# less often. Prompt lookup guesses one token for sure (`q` one-hot), so its guess is kept with
+# probability `p(guess)`, which falls as `p` spreads. A draft that rarely agrees with the target
+# can instead gain a little: a flatter `p` overlaps more with its `q`. Your run shows which.
+# Acceptance against temperature on the copying task, `k = 4` (prompt lookup only, in fast mode):
 
 # %%
-temps = pick([0.0, 0.5, 1.0, 1.5], [0.0, 1.0])
+temps = pick([0.0, 0.6, 1.2], [0.0, 1.0])
 copy_ids = tasks["copy a paragraph"]
 temp_rows = {name: [] for name in pick(["student", "prompt lookup"], ["prompt lookup"])}
 for temperature in temps:
-    params = SamplingParams(max_tokens=pick(48, 12), temperature=temperature, ignore_eos=True)
+    params = SamplingParams(max_tokens=pick(32, 12), temperature=temperature, ignore_eos=True)
     for name, row in temp_rows.items():
         _, stats = measure(name, 4, params, copy_ids)
         row.append((stats.acceptance_rate, stats.tokens_per_round))
@@ -655,8 +657,8 @@ import ipywidgets as w
 
 from inferlab.lab.widgets import guarded, show
 
-draft_pick = w.Dropdown(options=list(drafts), description="draft")
-task_pick = w.Dropdown(options=["continue the evaluation text", *tasks], description="task")
+draft_pick = w.Dropdown(options=list(drafts), value="prompt lookup", description="draft")
+task_pick = w.Dropdown(options=[*tasks, "continue the evaluation text"], description="task")
 k_pick = w.IntSlider(value=4, min=1, max=8, description="draft length k")
 temp_pick = w.FloatSlider(value=0.0, min=0.0, max=1.5, step=0.1, description="temperature")
 spec_out = w.Output()
@@ -700,7 +702,7 @@ claims = [("Leviathan et al. 2023",
            f"{lookup_speed:.2f}x the target alone, {lookup_vs_engine:.2f}x the engine "
            f"(k={best_lookup_k}); identical outputs: {identical}"),
           ("Saxena 2023 (prompt lookup)", "2x-4x on input-grounded tasks",
-           f"copying: {lookup_speed:.2f}x; a story (nothing to copy): best {story_speed:.2f}x"),
+           f"copying: {lookup_speed:.2f}x; a story (nothing to copy), k = 4: {story_speed:.2f}x"),
           ("distribution preserved", "exactly the target's (Thm. 3.5 / Appendix A.1)",
            f"chi-square {chi2:.1f} (5 d.o.f.) on real distributions"),
           ("sampling", "acceptance falls as the temperature rises",
