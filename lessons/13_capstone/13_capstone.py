@@ -1,8 +1,9 @@
 # %% [markdown]
 # # 13 · Capstone: the whole stack on one workload, in one table
 #
-# **Time:** about 6 min to run every cell in full mode on a 2-core CPU (an estimate until
-# `benchmarks/lesson_times.py` measures it on your machine), plus your reading and exercises.
+# **Time:** about 5 min to run every cell in full mode on an idle 2-core CPU (an estimate, until
+# `benchmarks/lesson_times.py` measures it), plus your reading and exercises; much longer while
+# other programs keep the processor busy.
 # **Prerequisites:** lessons 00-11.
 #
 # Every lesson so far measured one technique on its own. A service runs them **together**, and the
@@ -125,7 +126,8 @@ print(f"a call that costs 0.5 s of device time: {unsynced:.2f} s measured withou
 #    prompt.
 #
 # Return a dict: `tokens` (new tokens of one run), `times` (the seconds of each timed run, in
-# order), `p50_s`, `p90_s` and `tokens_per_s` (`tokens / p50_s`). Raise `ValueError` if `repeats <
+# order), `p50_s`, `p90_s` and `tokens_per_s` (`tokens / p50_s`). The tests run your harness on
+# the pretend device above, where a run that is not synchronised takes 0 s. Raise `ValueError` if `repeats <
 # 1` or `warmup < 0`. Write it yourself: `inferlab.lab.bench.time_fn` and `tokens_per_second` do
 # parts of this, and they are not available while your work is graded.
 
@@ -301,7 +303,10 @@ for bad in ([{"name": "x", "tokens_per_s": 0.0}],
 
 # %%
 rows, measured, outputs = [], {}, {}
-eos_ids = set(LlamaWeights.from_hf(model).config.eos_token_ids)
+# the ids that end an answer: the model's, and those transformers' generate stops at
+stop_ids = [model.config.eos_token_id, model.generation_config.eos_token_id]
+eos_ids = {i for ids in stop_ids if ids is not None
+           for i in (ids if isinstance(ids, (list, tuple)) else [ids])}
 
 
 def hf_generate(m):
@@ -334,10 +339,18 @@ def add_row(name, generate_fn, batch, base=None):
           f"{repeats}, p90 {m['p90_s']:.2f} s) = {m['tokens_per_s']:.1f} tokens/s")
 
 
+def speed_check():
+    """Row 1's code on one short request: run at the start and at the end of the rows, it shows
+    whether the machine's speed stayed the same while they were measured."""
+    return measure_row(hf_generate(model), prompts[:1], pick(16, 4), eos_ids, warmup=1,
+                       repeats=1, sync=lambda: synchronize(device))["tokens_per_s"]
+
+
 ROW1 = "transformers fp32, batch 1"
 if grading():
     print("skipped while grading: the table's measurements")
 else:
+    speed_at_start = speed_check()
     add_row(ROW1, hf_generate(model), prompts[:n_single])
 
 # %% [markdown]
@@ -473,7 +486,9 @@ else:
 # below are **cited**, not measured: on-demand list prices with their source and date (yours may
 # differ - change them, or pick another in the panel below). The table uses the one closest to the
 # device this notebook ran on. Cost per token at a fixed price is inversely proportional to
-# tokens/s, so the cost column falls exactly as the speed-up column rises.
+# tokens/s, so the cost column falls exactly as the speed-up column rises. Last, the short
+# measurement made before row 1 is repeated: if your machine's speed changed while the rows ran
+# (other programs busy), the rows are not comparable and the cell says so.
 
 # %%
 # $ per hour, cited (on-demand list prices; edit them for your own provider)
@@ -509,8 +524,8 @@ else:
     price = PRICES[price_name][0]
     table = stack_table(rows, price)
     print(f"every row ran on {device_name(device)}; workload: {n_prompts} requests, up to {n_new}"
-          f" new tokens each; price: {price_name} at ${price}/hour (cited: "
-          f"{PRICES[price_name][1]})\n")
+          f" new tokens each; price: {price_name} at ${price}/hour, the closest cited one "
+          f"(cited: {PRICES[price_name][1]})\n")
     print(f"{'row':<44}{'tokens/s':>10}{'speed-up':>10}{'step':>8}  {'over':<6}"
           f"{'$ / 1M tok':>11}{'same tokens as row 1':>22}")
     for i, r in enumerate(table):
@@ -525,6 +540,13 @@ else:
                      text=[f"{r['speedup']:.2f}x (step {r['step']:.2f}x)" for r in table])
     fig.update_yaxes(type="log")
     fig.show()
+    speed_at_end = speed_check()
+    drift = speed_at_end / speed_at_start
+    print(f"the same short measurement before row 1 and after row 5: {speed_at_start:.1f} and "
+          f"{speed_at_end:.1f} tokens/s - " + (
+              "steady, so the rows are comparable." if 0.8 <= drift <= 1.25 else
+              "your machine's speed changed while the rows ran (other programs busy?): compare "
+              "the rows with care, or run the section again when the machine is idle."))
 
 # %% [markdown]
 # Change the price: pick another cited one or type your own. The speed-ups stay; the dollars move
@@ -597,9 +619,10 @@ else:
           f"{chained * r5['step']:.1f}x - section 12 measures why that product is not real.")
 
 # %% [markdown]
-# The tutorial's figures describe 7B-70B models on data-centre GPUs under heavy load; the table
-# above is a 135M model on the device you ran it on, a few dozen requests. The combined factor
-# depends above all on how much idle hardware batching finds, and on how slow the baseline was.
+# The tutorial's figures describe large models served on data-centre GPUs under heavy load (lesson
+# 00); the table above is the model printed at the top, on the device you ran it on, with a few
+# dozen requests. The combined factor depends above all on how much idle hardware batching finds,
+# and on how slow the baseline was.
 #
 # ## 12 · Which multipliers compose, and which do not
 # A multiplier measured alone assumes the bottleneck it attacks is still the bottleneck after the
