@@ -218,6 +218,25 @@ def test_certify_cli_and_revoked_students_are_not_reissued(course, issuer, tmp_p
         (issuer.directory / keys.STATUS_FILE).write_text(status_before)
 
 
+def test_a_lesson_added_later_is_required_of_new_students_only(course, issuer, tmp_path):
+    """How lesson 13 (the capstone) joined the course: a new graded notebook in solutions/ is
+    required for every certificate issued from then on; one issued before stays what it was -
+    valid, and not issued again."""
+    out = tmp_path / "out"
+    assert certify_student(course, "ada", issuer, out).status == "issued"
+    cred = registry.for_student(course / "gradebook.db", "ada").credential
+    (course / "solutions" / "13_capstone").mkdir()
+    (course / "solutions" / "13_capstone" / "13_capstone.ipynb").write_text("{}")
+    progress = student_progress(course, "edge")
+    assert [s.name for s in progress.statuses][-1] == "13_capstone" and not progress.complete
+    assert {s.name: s.reason for s in progress.missing} == {
+        "13_capstone": "not in the gradebook yet (never released/graded)"}
+    assert certify_student(course, "edge", issuer, out).status == "incomplete"
+    again = certify_student(course, "ada", issuer, out)
+    assert again.status == "already certified" and again.credential == cred
+    assert verify_credential(json.dumps(cred), published(issuer)).valid
+
+
 def test_missing_gradebook_is_an_error_not_a_new_database(tmp_path, capsys):
     (tmp_path / "solutions" / "00_a").mkdir(parents=True)
     (tmp_path / "solutions" / "00_a" / "00_a.ipynb").write_text("{}")
