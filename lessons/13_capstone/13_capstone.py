@@ -629,9 +629,9 @@ else:
 # other techniques are applied. Three measurements of single forward passes of the engine (the
 # same runner every row used), at **batch 1** and at **the batched row's size**, test that:
 #
-# * **precision**: fp32 weights vs 16-bit ones (bf16; fp16 on older GPUs). Fewer bytes help while the step is bound by reading
-#   the weights (batch 1); once a batch shares each read, arithmetic dominates and bytes matter
-#   less - or the format's arithmetic is slower, as on many CPUs.
+# * **precision**: fp32 weights vs 16-bit ones (bf16; fp16 on older GPUs). Fewer bytes help while
+#   the step is bound by reading the weights (batch 1); once a batch shares each read, arithmetic
+#   dominates and bytes matter less - or the format's arithmetic is slower, as on many CPUs.
 # * **speculation's verification**: a pass over `k + 1` new tokens per sequence vs one. At batch 1
 #   it costs about one pass (spare compute, the whole point of speculation); at the batched size,
 #   batching has already spent that spare compute, and verifying `k + 1` tokens per sequence costs
