@@ -126,10 +126,10 @@ print(f"a call that costs 0.5 s of device time: {unsynced:.2f} s measured withou
 #    prompt.
 #
 # Return a dict: `tokens` (new tokens of one run), `times` (the seconds of each timed run, in
-# order), `p50_s`, `p90_s` and `tokens_per_s` (`tokens / p50_s`). The tests run your harness on
-# the pretend device above, where a run that is not synchronised takes 0 s. Raise `ValueError` if `repeats <
-# 1` or `warmup < 0`. Write it yourself: `inferlab.lab.bench.time_fn` and `tokens_per_second` do
-# parts of this, and they are not available while your work is graded.
+# order), `p50_s`, `p90_s` and `tokens_per_s` (`tokens / p50_s`). Raise `ValueError` if
+# `repeats < 1` or `warmup < 0`. The tests run your harness on the pretend device above, where a
+# run that is not synchronised takes 0 s. Write it yourself: `inferlab.lab.bench.time_fn` and
+# `tokens_per_second` do parts of this, and they are not available while your work is graded.
 
 # %% solution id=measure_row
 def measure_row(generate_fn, prompts, max_new_tokens, eos_ids, *, warmup=1, repeats=3, sync,
@@ -713,8 +713,8 @@ else:
 #   and per token, cache bookkeeping, kernel launches (CUDA graphs remove those on a GPU). It does
 #   not make the weights any smaller, so it composes with precision, but fixed overhead matters
 #   less as a step gets longer, at larger batches.
-# * **Continuous batching** is usually the big multiplier: one read of the weights serves every running
-#   sequence. It uses up the idle arithmetic that the other two techniques relied on.
+# * **Continuous batching** is usually the big multiplier: one read of the weights serves every
+#   running sequence. It uses up the idle arithmetic that the other two techniques relied on.
 # * **Speculative decoding** spends the same idle arithmetic to verify guesses; at the batched
 #   row's size that arithmetic is no longer idle (the verify multiplier above), so its gain shrinks
 #   or turns into a loss - and it needs a draft that is cheap *and* often right.
