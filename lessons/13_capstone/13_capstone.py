@@ -1,9 +1,8 @@
 # %% [markdown]
 # # 13 · Capstone: the whole stack on one workload, in one table
 #
-# **Time:** about 5 min to run every cell in full mode on an idle 2-core CPU (an estimate, until
-# `benchmarks/lesson_times.py` measures it), plus your reading and exercises; much longer while
-# other programs keep the processor busy.
+# **Time:** about 6 min to run every cell in full mode on a 2-core CPU (an estimate), plus your
+# reading and exercises; much longer while other programs keep the processor busy.
 # **Prerequisites:** lessons 00-11.
 #
 # Every lesson so far measured one technique on its own. A service runs them **together**, and the
@@ -37,7 +36,7 @@ import torch
 from inferlab.compress.distill import make_student, saved_students, students_dir
 from inferlab.compress.quant import Scheme, quantize_model
 from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, SamplingParams, Sequence
-from inferlab.engine.spec_decode import SpeculativeDecoder
+from inferlab.engine.spec_decode import PromptLookupDraft, SpeculativeDecoder
 from inferlab.lab import plots, scripted_device
 from inferlab.lab.bench import (
     compute_dtype,
@@ -337,6 +336,10 @@ def add_row(name, generate_fn, batch, base=None):
                 | ({} if base is None else {"base": base}))
     print(f"row {len(rows)}, {name}: {m['tokens']} new tokens in {m['p50_s']:.2f} s (median of "
           f"{repeats}, p90 {m['p90_s']:.2f} s) = {m['tokens_per_s']:.1f} tokens/s")
+    spread = (max(m["times"]) - min(m["times"])) / m["p50_s"]
+    if spread > 0.2:
+        print(f"  its runs differ by {spread:.0%} of the median: something else was using the "
+              "machine; run this cell again for a steadier number")
 
 
 def speed_check():
@@ -441,13 +444,39 @@ else:
 
 # %% [markdown]
 # ## 9 · Row 5 - speculative decoding, one request at a time
-# Lesson 08's `SpeculativeDecoder` on the stack's weights, with lesson 08's draft: lesson 04's
-# distilled student if you ran it, else the first layers of the model without training (a poor
-# guesser). It serves one request at a time, so this row builds on row 3, not on the batched row.
-# The decoder runs its passes without CUDA graphs; its accept/reject step runs on the CPU.
+# Lesson 08's `SpeculativeDecoder` on the stack's weights, with one of lesson 08's two kinds of
+# draft: a small **model** (lesson 04's distilled student if you ran it, else the first layers of
+# the model without training - a poor guesser), or **prompt lookup**, which copies what followed
+# the last few tokens earlier in the text and runs no model at all. Like the precision row, both
+# are tried on one request, and the faster is stacked. The decoder serves one request at a time,
+# so this row builds on row 3, not on the batched row. It runs its passes without CUDA graphs; its
+# accept/reject step runs on the CPU.
 
 # %%
 spec_k = 2
+spec_stats = []
+
+
+def spec_generate(decoder):
+    """generate_fn for a SpeculativeDecoder: one request after another; keeps its statistics."""
+    def run(batch, max_new_tokens):
+        done = []
+        for text in batch:
+            ids = tokenizer.encode(text)
+            new, stats = decoder.generate(ids, SamplingParams(max_tokens=max_new_tokens))
+            spec_stats.append(stats)
+            done.append((ids, new))
+        return done
+    return run
+
+
+def acceptance(stats):
+    """Share of the draft's guesses kept, and tokens produced per target pass."""
+    proposed = sum(s.proposed for s in stats)
+    return (sum(s.accepted for s in stats) / max(1, proposed),
+            sum(s.generated for s in stats) / sum(s.rounds for s in stats))
+
+
 if grading():
     print("skipped while grading: the speculative row")
 else:
@@ -456,28 +485,28 @@ else:
     if trained:
         name = max(trained, key=lambda n: students[n]["steps"])
         draft_model = load_model(str(students_dir() / name), device=device)[0]
-        draft_label = f"lesson 04's distilled student '{name}'"
+        model_draft = f"model draft: lesson 04's student '{name}'"
     else:
         draft_model = make_student(model, 10)
-        draft_label = "10 of the model's layers, not distilled (run lesson 04 for a better one)"
+        model_draft = "model draft: 10 layers, not distilled"
     draft_weights = LlamaWeights.from_hf(draft_model, dtype=engine_dtype, device=device)
-    decoder = SpeculativeDecoder(stack_weights, draft_weights, k=spec_k, max_len=max_len)
-    spec_stats = []
-
-    def spec_generate(batch, max_new_tokens):
-        done = []
-        for text in batch:
-            ids = tokenizer.encode(text)
-            new, stats = decoder.generate(ids, SamplingParams(max_tokens=max_new_tokens))
-            spec_stats.append(stats)
-            done.append((ids, new))
-        return done
-
-    add_row(f"+ speculative decoding (k={spec_k})", spec_generate, prompts[:n_single], base=ROW3)
-    last = spec_stats[-n_single:]
-    accepted = sum(s.accepted for s in last) / max(1, sum(s.proposed for s in last))
-    per_pass = sum(s.generated for s in last) / sum(s.rounds for s in last)
-    print(f"draft: {draft_label}; acceptance {accepted:.0%}, {per_pass:.2f} tokens per "
+    drafts = {model_draft: draft_weights,
+              "prompt lookup": PromptLookupDraft(stack_weights.config.vocab_size)}
+    print(f"one request, {probe_tokens} new tokens, k = {spec_k}, each draft:")
+    spec_probe = {}
+    for name, draft in drafts.items():
+        trial = SpeculativeDecoder(stack_weights, draft, k=spec_k, max_len=max_len)
+        r = measure_row(spec_generate(trial), prompts[:1], probe_tokens, eos_ids, warmup=1,
+                        repeats=pick(2, 1), sync=lambda: synchronize(device))
+        spec_probe[name] = r["tokens_per_s"]
+        kept, _ = acceptance(spec_stats[-1:])
+        print(f"  {name:<44} {r['tokens_per_s']:6.1f} tokens/s, acceptance {kept:.0%}")
+    draft_name = max(spec_probe, key=spec_probe.get)
+    decoder = SpeculativeDecoder(stack_weights, drafts[draft_name], k=spec_k, max_len=max_len)
+    add_row(f"+ speculative decoding (k={spec_k})", spec_generate(decoder), prompts[:n_single],
+            base=ROW3)
+    accepted, per_pass = acceptance(spec_stats[-n_single:])
+    print(f"stacked draft: {draft_name}; acceptance {accepted:.0%}, {per_pass:.2f} tokens per "
           "target pass")
 
 # %% [markdown]
@@ -609,7 +638,8 @@ else:
         ("Anyscale blog (2023): continuous batching up to 23x (lesson 06)",
          f"{r4['step']:.1f}x (all {n_prompts} requests at once vs one at a time, same engine)"),
         ("Leviathan et al. (ICML 2023): speculative decoding 2-3x (lesson 08)",
-         f"{r5['step']:.2f}x (k = {spec_k}, acceptance {accepted:.0%}, vs the engine at batch 1)"),
+         f"{r5['step']:.2f}x ({draft_name}, k = {spec_k}, acceptance {accepted:.0%}, vs the "
+         "engine at batch 1)"),
     ]
     for claim, here in claims:
         print(f"claim: {claim}\n   measured here: {here}")
@@ -631,12 +661,13 @@ else:
 #
 # * **precision**: fp32 weights vs 16-bit ones (bf16; fp16 on older GPUs). Fewer bytes help while
 #   the step is bound by reading the weights (batch 1); once a batch shares each read, arithmetic
-#   dominates and bytes matter less - or the format's arithmetic is slower, as on many CPUs.
+#   takes over, and the gain depends on how fast the device computes in that format (faster with
+#   bf16 units or tensor cores, slower where the format is emulated).
 # * **speculation's verification**: a pass over `k + 1` new tokens per sequence vs one. At batch 1
 #   it costs about one pass (spare compute, the whole point of speculation); at the batched size,
 #   batching has already spent that spare compute, and verifying `k + 1` tokens per sequence costs
 #   up to `k + 1` passes.
-# * **the draft's cost** relative to the target at each batch size.
+# * **the draft's cost** relative to the target at each batch size (none for prompt lookup).
 #
 # From these and row 5's acceptance, the expected speculative gain *on top of the batched row* is
 # predicted (Leviathan et al.'s formula, lesson 08): tokens per round over the price of a round.
@@ -673,7 +704,8 @@ if grading():
 else:
     sizes = [1, n_prompts]
     t_stack = pass_times(stack_weights, sizes, [1, spec_k + 1])
-    t_draft = pass_times(draft_weights, sizes, [1])
+    lookup = not isinstance(drafts[draft_name], LlamaWeights)     # prompt lookup: no model pass
+    t_draft = None if lookup else pass_times(draft_weights, sizes, [1])
     fp32_weights = stack_weights if engine_dtype == torch.float32 else LlamaWeights.from_hf(model)
     low_weights = stack_weights if engine_dtype == low else LlamaWeights.from_hf(
         model, dtype=low, device=device)
@@ -683,10 +715,10 @@ else:
     print(f"{f'{low_name} over fp32 weights (precision)':<52}"
           + "".join(f"{precision[b]:>11.2f}x" for b in sizes))
     verify = {b: t_stack[b, spec_k + 1] / t_stack[b, 1] for b in sizes}
-    draft_cost = {b: t_draft[b, 1] / t_stack[b, 1] for b in sizes}
+    draft_cost = {b: 0.0 if lookup else t_draft[b, 1] / t_stack[b, 1] for b in sizes}
     print(f"{f'verify {spec_k + 1} tokens over 1 token (cost)':<52}"
           + "".join(f"{verify[b]:>11.2f}x" for b in sizes))
-    print(f"{'draft pass over target pass (cost)':<52}"
+    print(f"{'draft pass over target pass (cost)' + (', none: lookup' if lookup else ''):<52}"
           + "".join(f"{draft_cost[b]:>11.2f}x" for b in sizes))
     predicted = {b: per_pass / (spec_k * draft_cost[b] + verify[b]) for b in sizes}
     print(f"{'speculation predicted (tokens per pass / round cost)':<52}"
@@ -706,9 +738,9 @@ else:
 # %% [markdown]
 # How to read it, with the table above:
 #
-# * **Precision** pays most where a step is bound by reading weights - one sequence at a time - and
-#   much less once batching makes the step compute-bound, and only if the device has fast
-#   arithmetic in that format. Compare its multiplier in the two columns.
+# * **Precision** saves bytes, which is what a step bound by reading weights - one sequence at a
+#   time - needs. Once batching makes the step compute-bound, bytes matter less and the format's
+#   arithmetic speed decides: compare its multiplier in the two columns, and with row 2's.
 # * **The engine's** gain over eager `transformers` is mostly overhead removed - Python per layer
 #   and per token, cache bookkeeping, kernel launches (CUDA graphs remove those on a GPU). It does
 #   not make the weights any smaller, so it composes with precision, but fixed overhead matters
