@@ -407,7 +407,8 @@ for n in your_lengths:
     qn = kn = vn = out = None
 plots.lines(your_lengths, your_mem, title="Extra peak memory: your causal attention vs naive (CPU)",
             xaxis="sequence length N", yaxis="MiB", log_x=True, log_y=True).show()
-#
+
+# %% [markdown]
 # ## 3 · PyTorch's SDPA backends
 # `torch.nn.functional.scaled_dot_product_attention` picks a kernel per call: **flash**
 # (FlashAttention-2, CUDA, Ampere or newer, fp16/bf16), **efficient** (memory-efficient attention from
