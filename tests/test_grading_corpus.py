@@ -31,7 +31,7 @@ QUIZ = "12_knowledge_check"
 LESSONS = (QUANT, PAGED, QUIZ)
 POINTS = {
     QUANT: {"test_absmax": 2.0, "test_zeropoint": 2.0, "test_groups": 2.0, "test_nf4": 2.0,
-            "test_pack": 2.0},
+            "test_pack": 2.0, "test_w4a16_kernel": 4.0},
     PAGED: {"test_block_manager": 4.0, "test_paged_attention": 2.0},
     QUIZ: {f"check_q{i}": 1.0 for i in range(1, 6)},
 }
