@@ -8,7 +8,8 @@ tokens it times ``x [M, K] @ W.T``:
 * ``fp16``: ``torch.nn.functional.linear`` (cuBLAS);
 * ``bnb NF4``: bitsandbytes ``Linear4bit`` (NF4, blocks of 64, double quantization), if
   importable;
-* ``W4A16``: ``inferlab.compress.w4a16.w4a16_matmul`` (group 128, the package's block sizes);
+* ``W4A16``: ``inferlab.compress.w4a16.w4a16_matmul`` (group 128; the tiles ``tuned_config``
+  measures fastest on this GPU on first use, recorded in the row);
 
 with ``inferlab.compress.w4a16_bench.time_layer`` (CUDA-graph replays of many calls cycling over
 copies of the weights larger than L2; ``inferlab.lab.bench.time_fn``: warm-up, synchronisation,
@@ -38,7 +39,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from inferlab.compress.w4a16 import bits_per_weight, fused_w4a16, kernel_config  # noqa: E402
+from inferlab.compress.w4a16 import (  # noqa: E402
+    TUNED,
+    bits_per_weight,
+    fused_w4a16,
+    kernel_config,
+)
 from inferlab.compress.w4a16_bench import (  # noqa: E402
     LLAMA2_7B_LINEARS,
     decode_estimate,
@@ -52,14 +58,20 @@ SMOKE_LINEARS = {"tiny 64x96": (64, 96, 2), "tiny 32x160": (32, 160, 1)}   # --s
 
 
 def sweep_configs(m: int, group_size: int):
-    """Block sizes tried by ``--sweep`` (the package's choice is always among them)."""
-    block_ms = [1] if m == 1 else [max(16, 1 << (m - 1).bit_length())]
-    for block_m, block_n, block_k, split_k, stages in itertools.product(
-            block_ms, (16, 32, 64, 128), (64, 128, 256), (1, 2, 4), (3, 4)):
-        if block_k > group_size and group_size % block_k:
-            continue
-        yield dict(block_m=block_m, block_n=block_n, block_k=block_k, split_k=split_k,
-                   num_warps=4 if block_n <= 64 else 8, num_stages=stages)
+    """Block sizes tried by ``--sweep`` (the package's choice is always among them): at M = 1
+    narrow N tiles and few warps (many programs in flight, the multiply-add path); at larger M
+    16-64-row tiles for tl.dot."""
+    if m == 1:
+        space = itertools.product([1], (4, 8, 16, 32), (128, 256), (1, 2, 4), (1, 2, 4), (3,))
+    else:
+        space = itertools.product([max(16, 1 << (m - 1).bit_length())], (32, 64, 128),
+                                  (64, 128, 256), (1, 2, 4), (4,), (3,))
+    configs = [dict(block_m=block_m, block_n=block_n, block_k=block_k, split_k=split_k,
+                    num_warps=warps, num_stages=stages)
+               for block_m, block_n, block_k, split_k, warps, stages in space
+               if block_k <= group_size or block_k % group_size == 0]
+    package = kernel_config(m, group_size)
+    return configs if package in configs else [package, *configs]
 
 
 def run_sweep(m, n, k, group_size, results_row):
@@ -70,13 +82,17 @@ def run_sweep(m, n, k, group_size, results_row):
     timed = time_layer(m, n, k, kernels=kernels, group_size=group_size, with_bnb=False,
                        repeats=10)
     ok = {name: row for name, row in timed.items() if name.startswith("cfg ") and "us" in row}
-    best = min(ok, key=lambda name: ok[name]["us"])
+    ranked = sorted(ok, key=lambda name: ok[name]["us"])
+    best = ranked[0]
     results_row["sweep"] = {"best_config": json.loads(best[4:]), "best_us": ok[best]["us"],
+                            "top5": [[ok[name]["us"], json.loads(name[4:])]
+                                     for name in ranked[:5]],
                             "package_config": kernel_config(m, group_size),
                             "configs_timed": len(ok),
                             "failed": len(kernels) - len(ok)}
-    print(f"    sweep: best {ok[best]['us']:.1f} us with {best[4:]} ({len(ok)} configs)",
-          flush=True)
+    print(f"    sweep ({len(ok)} configs), fastest:", flush=True)
+    for name in ranked[:5]:
+        print(f"      {ok[name]['us']:6.1f} us  {name[4:]}", flush=True)
 
 
 def markdown(record: dict) -> str:
@@ -163,6 +179,10 @@ def main(argv=None) -> None:
         layers[shape] = {}
         for m in args.batches:
             row = time_layer(m, n, k, group_size=args.group_size)
+            if "us" in row["W4A16"]:           # the tiles tuned_config chose on first use
+                row["W4A16"]["config"] = next(
+                    (config for key, config in TUNED.items() if key[3:5] == (n, k)
+                     and key[2] == (1 if m == 1 else max(16, 1 << (m - 1).bit_length()))), None)
             for r in row.values():
                 if "us" in r:
                     r["pct_of_copy_bw"] = round(100 * r["GB_s"] * 1e9 / bandwidth, 1)

@@ -112,6 +112,20 @@ def test_kernel_matches_pytorch_in_the_interpreter(dtype, m, n, k, group, config
     assert (got.double() - want).abs().max().item() <= tol
 
 
+@pytest.mark.parametrize("m", [1, 5])
+def test_every_tuning_candidate_computes_the_same_product(m):
+    """tuned_config may pick any candidate on a GPU: each must be right (group 32: K tiles of
+    one group and of two; K = 200 leaves a tail and N = 40 a partial N tile)."""
+    packed = pack_w4(random_weight(40, 200, seed=3), 32)
+    x = torch.randn(m, 200, generator=torch.Generator().manual_seed(m)).half()
+    want = reference(x, packed, 200)
+    candidates = w4a16.candidate_configs(1 if m == 1 else 16, 32)
+    assert w4a16.kernel_config(m, 32) in candidates and len(candidates) > 4
+    for config in candidates:
+        got = fused_w4a16(x, *packed, config=config)
+        assert (got.double() - want).abs().max().item() <= 3e-3 * want.abs().max().item(), config
+
+
 def test_kernel_accumulates_in_float32():
     k = 512                                 # 2048 from group 0, then 480 terms of 1/32
     codes = torch.ones(16, k, dtype=torch.uint8)

@@ -104,30 +104,33 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
     """``out[m, n] = sum_k x[m, k] * W[n, k]`` for a ``BLOCK_M x BLOCK_N`` tile of ``out``,
     over the ``pid_k``-th slice of K (``k_split`` inputs; the whole of K when ``SPLIT_K == 1``).
 
-    A ``BLOCK_K`` tile of weights is ``BLOCK_K // 2`` bytes per row: one contiguous (vectorized)
-    load, then the low nibbles are the even k and the high nibbles the odd k, multiplied with the
-    even and odd activations. Compiled by ``triton.jit`` on first use (``_compiled``)."""
+    A ``BLOCK_K`` tile of weights is loaded as ``[BLOCK_N, BLOCK_K // 2]`` bytes: each row's
+    bytes are contiguous in memory and lie along the tile's last (fastest) axis, so neighbouring
+    threads read neighbouring bytes, 16 at a time - the loads are *coalesced*. (The transposed
+    tile, bytes along the first axis, reads the same bytes with scattered accesses and is several
+    times slower.) The low nibbles are the even k and the high nibbles the odd k, multiplied with
+    the even and odd activations. Compiled by ``triton.jit`` on first use (``_compiled``)."""
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     HALF: tl.constexpr = BLOCK_K // 2
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok, n_ok = offs_m < M, offs_n < N
     if BLOCK_M == 1:      # one token: multiply-add on the CUDA cores, reduce once at the end
-        partial = tl.zeros([HALF, BLOCK_N], dtype=tl.float32)
+        partial = tl.zeros([BLOCK_N, HALF], dtype=tl.float32)
     else:                 # a few tokens: tensor cores (tl.dot), accumulating in fp32
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
     k_end = tl.minimum(pid_k * k_split + k_split, K)
     for k0 in range(pid_k * k_split, k_end, BLOCK_K):
         byte = k0 // 2 + tl.arange(0, HALF)              # byte columns of this tile
         k_lo = 2 * byte                                   # k of the low nibbles; high: k_lo + 1
-        w_ok = (k_lo[:, None] < K) & n_ok[None, :]
-        packed = tl.load(qweight_ptr + offs_n[None, :] * stride_qn + byte[:, None], mask=w_ok,
-                         other=0)                         # [HALF, BLOCK_N] bytes
+        w_ok = n_ok[:, None] & (k_lo[None, :] < K)
+        packed = tl.load(qweight_ptr + offs_n[:, None] * stride_qn + byte[None, :], mask=w_ok,
+                         other=0)                         # [BLOCK_N, HALF] bytes
         if GROUP_SIZE % BLOCK_K == 0:                     # the tile lies in one group
-            g_off = offs_n[None, :] * stride_gn + k0 // GROUP_SIZE
-            g_ok = n_ok[None, :]
+            g_off = offs_n[:, None] * stride_gn + k0 // GROUP_SIZE
+            g_ok = n_ok[:, None]
         else:                                             # a group per byte
-            g_off = offs_n[None, :] * stride_gn + k_lo[:, None] // GROUP_SIZE
+            g_off = offs_n[:, None] * stride_gn + k_lo[None, :] // GROUP_SIZE
             g_ok = w_ok
         scale = tl.load(scales_ptr + g_off, mask=g_ok, other=0.0).to(tl.float32)
         zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32)
@@ -137,13 +140,13 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
         x_lo = tl.load(x_row + k_lo[None, :], mask=m_ok[:, None] & (k_lo[None, :] < K), other=0.0)
         x_hi = tl.load(x_row + k_lo[None, :] + 1, mask=m_ok[:, None] & (k_lo[None, :] + 1 < K),
                        other=0.0)
-        if BLOCK_M == 1:
-            partial += (w_lo * tl.trans(x_lo.to(tl.float32))
-                        + w_hi * tl.trans(x_hi.to(tl.float32)))
+        if BLOCK_M == 1:                                  # [1, HALF] activations broadcast
+            partial += w_lo * x_lo.to(tl.float32) + w_hi * x_hi.to(tl.float32)
         else:
-            acc += tl.dot(x_lo, w_lo.to(x_lo.dtype)) + tl.dot(x_hi, w_hi.to(x_hi.dtype))
+            acc += tl.dot(x_lo, tl.trans(w_lo.to(x_lo.dtype)))
+            acc += tl.dot(x_hi, tl.trans(w_hi.to(x_hi.dtype)))
     if BLOCK_M == 1:
-        acc = tl.sum(partial, axis=0)[None, :]
+        acc = tl.sum(partial, axis=1)[None, :]
     out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
     if SPLIT_K == 1:
         tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
@@ -208,27 +211,82 @@ def launch_w4a16(kernel, x, qweight, scales, zeros, group_size, *, block_m=None,
 
 
 def kernel_config(m: int, group_size: int = GROUP_SIZE) -> dict:
-    """Launch settings for the package kernel, chosen for memory-bound decoding on Hopper-class
-    GPUs: one token takes the multiply-add path with narrow N tiles (many programs) and a K tile
-    of one group (long contiguous byte loads, one scale per row and tile); a few tokens take
-    16-64-row tiles for tl.dot. ``benchmarks/w4a16_gpu.py --sweep`` measures the alternatives."""
+    """Default launch settings for the package kernel (the CPU interpreter's, and a GPU's while a
+    CUDA graph is being captured, when nothing may be timed): one token takes the multiply-add
+    path with narrow N tiles (many programs in flight, each reading whole 16-byte vectors of
+    every row); a few tokens take 16-64-row tiles for tl.dot. On a GPU ``tuned_config`` times
+    ``candidate_configs`` instead and keeps the fastest."""
     block_k = group_size if group_size in (64, 128, 256) else 128
     if m == 1:
-        return dict(block_m=1, block_n=32, block_k=block_k, split_k=1, num_warps=4,
-                    num_stages=4)
+        return dict(block_m=1, block_n=8, block_k=block_k, split_k=1, num_warps=1,
+                    num_stages=3)
     block_m = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m)))
     return dict(block_m=block_m, block_n=64, block_k=block_k, split_k=1, num_warps=4,
                 num_stages=3)
 
 
+def candidate_configs(m: int, group_size: int = GROUP_SIZE) -> list[dict]:
+    """The tile sizes ``tuned_config`` tries: the default and its neighbours. Narrow N tiles and
+    longer K tiles put more bytes in flight per row; splitting K makes more programs when N is
+    small (slices add up with atomics in an fp32 buffer: two more small kernels)."""
+    base = kernel_config(m, group_size)
+    block_ks = sorted({base["block_k"], 2 * base["block_k"]})
+    if m == 1:      # (block_n, block_k, num_warps, split_k): a 16-byte vector a thread or more
+        tiles = [(n, k, w, s) for n in (4, 8, 16, 32) for k in block_ks for w in (1, 2, 4)
+                 for s in ((1, 4) if n <= 8 else (1,)) if n * k // 2 >= 16 * 32 * w]
+    else:
+        tiles = [(n, k, 4, s) for n in (32, 64, 128) for k in block_ks
+                 for s in ((1, 2) if n == 64 else (1,))]
+    configs = [dict(base, block_n=n, block_k=k, num_warps=w, split_k=s) for n, k, w, s in tiles]
+    return configs if base in configs else [base, *configs]
+
+
+#: the configs ``tuned_config`` chose so far: (device index, dtype, M bucket, N, K, group) -> config
+TUNED: dict = {}
+
+
+def tuned_config(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 zeros: torch.Tensor, group_size: int) -> dict:
+    """The fastest of ``candidate_configs`` for this GPU, shape and dtype, measured on first use
+    and remembered (what ``triton.autotune`` does): ``triton.testing.do_bench`` runs each
+    candidate with the L2 cache flushed before every call, so the weights come from memory as in
+    a real model, and takes the median. Tuning a shape costs a few seconds once (compiling
+    the candidates, then ~0.1 s each); M is bucketed (1, <= 16, <= 32, <= 64) so a new prompt
+    length does not tune again. While a CUDA graph is being captured nothing can be timed: the
+    default ``kernel_config`` is used (tune before capturing)."""
+    m, k = x.shape
+    bucket = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m))) if m > 1 else 1
+    key = (x.device.index, x.dtype, bucket, qweight.shape[0], k, group_size)
+    if key in TUNED:
+        return TUNED[key]
+    if torch.cuda.is_current_stream_capturing():
+        return kernel_config(m, group_size)
+    from triton.testing import do_bench
+    timings = []
+    for config in candidate_configs(bucket, group_size):
+        try:
+            ms = do_bench(lambda c=config: fused_w4a16(x, qweight, scales, zeros, group_size, c),
+                          warmup=5, rep=20, return_mode="median")
+        except Exception:  # noqa: BLE001 - a tile this GPU cannot compile (resources) is skipped
+            continue
+        timings.append((ms, config))
+    TUNED[key] = min(timings, key=lambda t: t[0])[1] if timings else kernel_config(m,
+                                                                                     group_size)
+    return TUNED[key]
+
+
 def fused_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                 zeros: torch.Tensor, group_size: int, config: dict | None = None) -> torch.Tensor:
     """The package kernel, whatever the device: compiled on a GPU, interpreted for CPU tensors
-    (tests). ``config`` as ``kernel_config`` returns it; ``split_k > 1`` adds slices of K up in
-    an fp32 buffer (a third grid dimension), then casts."""
+    (tests). ``config`` as ``kernel_config`` returns it (default: ``tuned_config`` on a GPU,
+    ``kernel_config`` on a CPU); ``split_k > 1`` adds slices of K up in an fp32 buffer (a third
+    grid dimension), then casts."""
     m, k = x.shape
     n = qweight.shape[0]
-    config = dict(config or kernel_config(m, group_size))
+    if config is None:
+        config = (tuned_config(x, qweight, scales, zeros, group_size) if x.is_cuda
+                  else kernel_config(m, group_size))
+    config = dict(config)
     split_k = config.pop("split_k", 1)
     k_split = triton.cdiv(triton.cdiv(k, split_k), config["block_k"]) * config["block_k"]
     grid = (triton.cdiv(m, config["block_m"]), triton.cdiv(n, config["block_n"]), split_k)
