@@ -142,6 +142,8 @@ def test_kernel_accumulates_in_float32():
 
 
 def test_launcher_partial_grid_and_clean_process():
+    import triton.language as tl
+    language = [(module, dict(vars(module))) for module in (tl, tl.core, tl.math, tl.core.tensor)]
     packed = pack_w4(random_weight(48, 64), 32)
     x = torch.randn(20, 64).half()
     out = torch.full((20, 48), float("nan"), dtype=torch.float16)
@@ -150,7 +152,10 @@ def test_launcher_partial_grid_and_clean_process():
     assert torch.isnan(out[16:]).all() and torch.isnan(out[:, 32:]).all()
     want = reference(x, packed, 64)[:16, :32]
     assert (out[:16, :32].double() - want).abs().max() <= 3e-3 * want.abs().max()
-    # the interpreter was switched on for those launches only
+    # the interpreter was switched on for those launches only: triton.language is as it was
+    # (a function left swapped would break compiling any kernel later in the process)
+    for module, saved in language:
+        assert dict(vars(module)) == saved, module
     from triton.runtime.jit import JITFunction
 
     from inferlab.lab import triton_cpu

@@ -31,6 +31,7 @@ from importlib import resources
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 DATA_FILE = "hellaswag_val_300.jsonl"
 SOURCE = ("HellaSwag validation set (Zellers et al. 2019, github.com/rowanz/hellaswag, MIT), "
@@ -81,17 +82,18 @@ def standard_error(p: float, n: int) -> float:
     return math.sqrt(p * (1 - p) / n) if n else float("nan")
 
 
-def task_accuracy(model, tokenizer, items: list[dict]) -> dict:
+def task_accuracy(model, tokenizer, items: list[dict], label: str | None = None) -> dict:
     """Score ``items``: ``acc``, ``acc_norm``, their standard errors, chance, and the choices.
 
     ``choices`` / ``choices_norm`` (one ending index per item) let two models be compared item
-    by item with ``agreement``.
+    by item with ``agreement``. ``label`` shows a progress bar with that name (a few hundred
+    items take a minute or more).
     """
     was_training = model.training
     model.eval()
     choices, choices_norm, right, right_norm = [], [], 0, 0
     try:
-        for item in items:
+        for item in tqdm(items, desc=label, disable=label is None, leave=False):
             ll = ending_logprobs(model, tokenizer, item)
             chars = torch.tensor([len(" " + e) for e in item["endings"]], dtype=torch.float)
             c, cn = int(ll.argmax()), int((ll / chars).argmax())

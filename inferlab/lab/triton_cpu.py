@@ -18,7 +18,10 @@ launch it
   (``tl.zeros``, ``tl.sum``, ``x.sum()``, ``tl.cdiv``...) and the kernel's own helpers run
   interpreted too (compiled mode forbids calling them from Python);
 * makes ``tl.dot`` of bfloat16 tiles correct (the interpreter keeps bfloat16 as raw 16-bit
-  integers, which NumPy's matmul would multiply as integers).
+  integers, which NumPy's matmul would multiply as integers);
+* lets older Triton releases' interpreters take a scalar as a loop bound under NumPy 2.4;
+* puts back every function of ``triton.language`` the interpreter swapped, so that kernels
+  compile for a GPU afterwards.
 
 Where Triton was imported with ``TRITON_INTERPRET=1`` already (the engine's kernel tests do that
 in a child process) the kernel is interpreted as it is. Only CPU tensors: on a GPU, launch the
@@ -75,9 +78,26 @@ def interpreter_mode():
     saved_env = os.environ.get("TRITON_INTERPRET")
     members = {name: value for name, value in vars(tl.core.tensor).items()
                if isinstance(value, JITFunction)}          # x.sum(), x.to()... helpers
+    # The interpreter swaps triton.language's functions for NumPy ones while a kernel runs;
+    # some releases leave a few swapped afterwards (tl.program_id...), which breaks compiling
+    # any kernel later in the process. Everything is put back as it was on exit.
+    language = [(module, dict(vars(module))) for module in (tl, tl.core, tl.math,
+                                                             tl.core.tensor)]
 
     def call(self, *args, **kwargs):
         return _interpreted(self)(*args, **kwargs)
+
+    saved_patch = getattr(_interpreter, "_patch_lang_tensor", None)
+
+    def patch_lang_tensor(tensor, *scope):
+        """Triton before 3.7 converts a loop bound with ``int(array)``, which NumPy 2.4 refuses
+        for the 1-element arrays the interpreter keeps scalars in: squeeze them first."""
+        saved_patch(tensor, *scope)
+        index = lambda self: int(self.handle.data.squeeze())  # noqa: E731
+        if scope:
+            scope[0].set_attr(tensor, "__index__", index)
+        else:
+            tensor.__index__ = index
 
     def create_dot(self, a, b, d, *args, **kwargs):
         if a.dtype.scalar == tl.bfloat16:
@@ -87,6 +107,8 @@ def interpreter_mode():
         return saved_dot(self, a, b, d, *args, **kwargs)
 
     JITFunction.__call__ = call
+    if saved_patch is not None:
+        _interpreter._patch_lang_tensor = patch_lang_tensor
     _interpreter.InterpreterBuilder.create_dot = create_dot
     for name, value in members.items():
         setattr(tl.core.tensor, name, _method(value))
@@ -95,9 +117,15 @@ def interpreter_mode():
         yield
     finally:
         JITFunction.__call__ = saved_call
+        if saved_patch is not None:
+            _interpreter._patch_lang_tensor = saved_patch
         _interpreter.InterpreterBuilder.create_dot = saved_dot
-        for name, value in members.items():
-            setattr(tl.core.tensor, name, value)
+        for module, saved in language:
+            for name in set(vars(module)) - set(saved):
+                delattr(module, name)
+            for name, value in saved.items():
+                if vars(module).get(name) is not value:
+                    setattr(module, name, value)
         if saved_env is None:
             os.environ.pop("TRITON_INTERPRET", None)
         else:

@@ -604,10 +604,10 @@ from inferlab.lab.tasks import agreement, describe, load_items, task_accuracy
 
 task_items = load_items(pick(300 if device == "cuda" else 30, 8))
 if HEAVY:
-    task_rows = {"fp32": task_accuracy(model, tokenizer, task_items)}
+    task_rows = {"fp32": task_accuracy(model, tokenizer, task_items, label="fp32")}
     for label in ("int8 absmax per-channel", "NF4 group-64"):
         quantized = quantized_model(SCHEMES[label]).to(device)
-        task_rows[label] = task_accuracy(quantized, tokenizer, task_items)
+        task_rows[label] = task_accuracy(quantized, tokenizer, task_items, label=label)
         del quantized
     for label, r in task_rows.items():
         print(f"{label:<26}{describe(r)}; same choice as fp32 "

@@ -799,7 +799,7 @@ if grading():
 else:
     for label, m in (("dense", model), ("Wanda 50%", wanda50), ("magnitude 50%", magnitude50),
                      ("MLP channels 50%", mlp_half)):
-        task[label] = task_accuracy(m, tokenizer, task_items)
+        task[label] = task_accuracy(m, tokenizer, task_items, label=label)
         print(f"{label:<18}{describe(task[label])}")
 del wanda50
 

@@ -276,8 +276,9 @@ teacher_report["tok_s"] = speed["teacher"]
 before["tok_s"] = speed["student"]
 # A task beside perplexity: HellaSwag accuracy (inferlab.lab.tasks), teacher vs untrained student.
 task_items = load_items(pick(300 if device == "cuda" else 30, 8))
-task = {} if grading() else {"teacher": task_accuracy(teacher, tokenizer, task_items),
-                             "student before": task_accuracy(student, tokenizer, task_items)}
+task = {} if grading() else {"teacher": task_accuracy(teacher, tokenizer, task_items, "teacher"),
+                             "student before": task_accuracy(student, tokenizer, task_items,
+                                                               "student before")}
 print(f"student: teacher layers {layers}")
 print(f"{before['params'] / 1e6:.1f} M parameters "
       f"({teacher_report['params'] / before['params']:.2f}x fewer), "
@@ -608,7 +609,7 @@ else:
 # %%
 quality_ratio = teacher_report["ppl"] / after["ppl"]
 if task:
-    task["student after"] = task_accuracy(student, tokenizer, task_items)
+    task["student after"] = task_accuracy(student, tokenizer, task_items, "student after")
     for name, r in task.items():
         print(f"HellaSwag {name:<15} {describe(r)}")
     task_ratio = (f"; HellaSwag acc_norm {task['student after']['acc_norm']:.0%} vs the "
