@@ -148,7 +148,7 @@ def test_launcher_partial_grid_and_clean_process():
     x = torch.randn(20, 64).half()
     out = torch.full((20, 48), float("nan"), dtype=torch.float16)
     launch_w4a16(w4a16._compiled(), x, *packed, block_m=16, block_n=16, block_k=32, grid=(1, 2, 1),
-                 out=out, k_split=64, SPLIT_K=1)
+                 out=out, k_bytes=32, split_bytes=32, SPLIT_K=1)
     assert torch.isnan(out[16:]).all() and torch.isnan(out[:, 32:]).all()
     want = reference(x, packed, 64)[:16, :32]
     assert (out[:16, :32].double() - want).abs().max() <= 3e-3 * want.abs().max()
@@ -278,3 +278,25 @@ def test_compiled_kernel_matches_pytorch_on_the_gpu(dtype):
         assert (w4a16_matmul(x, *packed).cpu().double() - want).abs().max().item() <= tol
     rows = time_layer(1, 4096, 4096, dtype=torch.float16, repeats=3)
     assert rows["fp16"]["timing"] == "graph" and rows["W4A16"]["us"] > 0, rows
+
+
+# ------------------------------------------------------------------------------ what it compiles to
+def test_one_token_tiles_read_weights_in_16_byte_vectors():
+    """Compiled for an H100/H200 (no GPU needed), the one-token path loads each thread's weight
+    bytes with one 16-byte vector instruction per tile, not byte by byte (a tile transposed, or
+    masked per nibble, compiles to one ``ld.global.b8`` per byte and reads at a fraction of the
+    memory bandwidth)."""
+    pytest.importorskip("triton.backends.nvidia.compiler")
+    from inferlab.lab.ptx import compile_ptx, global_loads
+    pointers = {"x_ptr": "float16", "qweight_ptr": "uint8", "scales_ptr": "float16",
+                "zeros_ptr": "uint8", "out_ptr": "float16"}
+    config = w4a16.kernel_config(1)
+    ptx = compile_ptx(w4a16._compiled(), pointers,
+                      dict(GROUP_SIZE=128, BLOCK_M=1, BLOCK_N=config["block_n"],
+                           BLOCK_K=config["block_k"], SPLIT_K=1),
+                      divisible=("N", "K", "stride_xm", "stride_qn", "stride_gn", "stride_om",
+                                 "k_bytes", "split_bytes"),
+                      num_warps=config["num_warps"], num_stages=config["num_stages"])
+    loads = global_loads(ptx)
+    assert loads["ld.global.v4.b32"] >= 1, loads
+    assert loads["ld.global.b8"] <= 1, loads        # the zero-point byte of the row's group

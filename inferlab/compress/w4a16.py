@@ -98,18 +98,21 @@ def bits_per_weight(group_size: int = GROUP_SIZE) -> float:
 
 # ------------------------------------------------------------------------------ the kernel
 def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
-                  stride_xm, stride_qn, stride_gn, stride_om, k_split,
+                  stride_xm, stride_qn, stride_gn, stride_om, k_bytes, split_bytes,
                   GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
     """``out[m, n] = sum_k x[m, k] * W[n, k]`` for a ``BLOCK_M x BLOCK_N`` tile of ``out``,
-    over the ``pid_k``-th slice of K (``k_split`` inputs; the whole of K when ``SPLIT_K == 1``).
+    over the ``pid_k``-th slice of each row's ``k_bytes`` bytes (``split_bytes`` of them; all
+    when ``SPLIT_K == 1``).
 
     A ``BLOCK_K`` tile of weights is loaded as ``[BLOCK_N, BLOCK_K // 2]`` bytes: each row's
     bytes are contiguous in memory and lie along the tile's last (fastest) axis, so neighbouring
-    threads read neighbouring bytes, 16 at a time - the loads are *coalesced*. (The transposed
-    tile, bytes along the first axis, reads the same bytes with scattered accesses and is several
-    times slower.) The low nibbles are the even k and the high nibbles the odd k, multiplied with
-    the even and odd activations. Compiled by ``triton.jit`` on first use (``_compiled``)."""
+    threads read neighbouring bytes, 16 at a time - the loads are *coalesced* and *vectorized*.
+    Two details keep them so: the loop runs over byte offsets (multiples of the tile, which the
+    compiler can see) and the mask compares bytes with ``k_bytes`` (a mask that changes every
+    other element, as ``2 * byte < K`` would, forces one load per byte). The low nibbles are the
+    even k and the high nibbles the odd k, multiplied with the even and odd activations.
+    Compiled by ``triton.jit`` on first use (``_compiled``)."""
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     HALF: tl.constexpr = BLOCK_K // 2
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -119,18 +122,19 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
         partial = tl.zeros([BLOCK_N, HALF], dtype=tl.float32)
     else:                 # a few tokens: tensor cores (tl.dot), accumulating in fp32
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    k_end = tl.minimum(pid_k * k_split + k_split, K)
-    for k0 in range(pid_k * k_split, k_end, BLOCK_K):
-        byte = k0 // 2 + tl.arange(0, HALF)              # byte columns of this tile
+    b_start = pid_k * split_bytes
+    b_end = tl.minimum(b_start + split_bytes, k_bytes)
+    for b0 in range(b_start, b_end, HALF):
+        byte = tl.max_contiguous(tl.multiple_of(b0 + tl.arange(0, HALF), HALF), HALF)
         k_lo = 2 * byte                                   # k of the low nibbles; high: k_lo + 1
-        w_ok = n_ok[:, None] & (k_lo[None, :] < K)
+        w_ok = n_ok[:, None] & (byte[None, :] < k_bytes)
         packed = tl.load(qweight_ptr + offs_n[:, None] * stride_qn + byte[None, :], mask=w_ok,
                          other=0)                         # [BLOCK_N, HALF] bytes
         if GROUP_SIZE % BLOCK_K == 0:                     # the tile lies in one group
-            g_off = offs_n[:, None] * stride_gn + k0 // GROUP_SIZE
+            g_off = offs_n[:, None] * stride_gn + b0 // (GROUP_SIZE // 2)
             g_ok = n_ok[:, None]
         else:                                             # a group per byte
-            g_off = offs_n[:, None] * stride_gn + k_lo[None, :] // GROUP_SIZE
+            g_off = offs_n[:, None] * stride_gn + byte[None, :] // (GROUP_SIZE // 2)
             g_ok = w_ok
         scale = tl.load(scales_ptr + g_off, mask=g_ok, other=0.0).to(tl.float32)
         zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32)
@@ -288,11 +292,13 @@ def fused_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                   else kernel_config(m, group_size))
     config = dict(config)
     split_k = config.pop("split_k", 1)
-    k_split = triton.cdiv(triton.cdiv(k, split_k), config["block_k"]) * config["block_k"]
+    k_bytes = qweight.shape[1]
+    half = config["block_k"] // 2              # bytes per K tile: slices are whole tiles
+    split_bytes = triton.cdiv(triton.cdiv(k_bytes, split_k), half) * half
     grid = (triton.cdiv(m, config["block_m"]), triton.cdiv(n, config["block_n"]), split_k)
     out = None if split_k == 1 else torch.zeros(m, n, dtype=torch.float32, device=x.device)
     result = launch_w4a16(_compiled(), x, qweight, scales, zeros, group_size, grid=grid, out=out,
-                          k_split=k_split, SPLIT_K=split_k, **config)
+                          k_bytes=k_bytes, split_bytes=split_bytes, SPLIT_K=split_k, **config)
     return result.to(x.dtype)
 
 
