@@ -149,14 +149,16 @@ def measure_bandwidth(device: str | torch.device | None = None, megabytes: int =
                       repeats: int = 5) -> float:
     """Memory bandwidth in bytes/s reached by copying a large buffer (read + write counted).
 
-    The buffer must be much larger than the caches, or we would measure the cache instead.
+    The buffer must be much larger than the caches, or we would measure the cache instead. The
+    fastest repeat counts: the result is a ceiling, and anything else running on the machine
+    (another notebook sharing the GPU, a busy CPU) can only make a copy slower, never faster.
     """
     device = torch.device(device or default_device())
     n = megabytes * (1 << 20) // 4
     src = torch.ones(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
     timing = time_fn(lambda: dst.copy_(src), warmup=2, repeats=repeats, device=device)
-    return 2 * src.numel() * src.element_size() / timing.median
+    return 2 * src.numel() * src.element_size() / timing.min
 
 
 def datasheet_for(name: str) -> tuple[str, float] | None:
