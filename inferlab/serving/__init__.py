@@ -19,6 +19,7 @@ module          what it teaches
 ``ray_app``     a Ray Serve application with autoscaling replicas and a /metrics endpoint
 ``metrics``     Prometheus-format metrics: counters, gauges, histograms, a /metrics page (11)
 ``parallel``    tensor-parallel linear layers, a split MLP, a toy pipeline (11)
+``multi_lora``  many LoRA fine-tunes of one base model served in one mixed batch (06)
 ==============  ==============================================================================
 
 Nothing here imports vLLM, llama.cpp or Ray at import time: each is imported where it is used,

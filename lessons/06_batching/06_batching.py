@@ -19,7 +19,8 @@
 # admission by free KV blocks and preemption (graded) - plug it into the real engine, and drive the
 # engine, running **your** step, with a simulated stream of requests to measure throughput and
 # p50/p95 latency against static and dynamic batching. Then you will see what one long prompt does
-# to the requests already running, and how chunked prefill bounds that stall.
+# to the requests already running, and how chunked prefill bounds that stall, and how one batch
+# serves many fine-tunes of the model at once (LoRA adapters).
 
 # %%
 import statistics
@@ -492,6 +493,113 @@ except FileNotFoundError as missing:
     print(missing)
 
 # %% [markdown]
+# ## 6 · Many fine-tunes, one base model: batching LoRA adapters
+# A service often hosts many fine-tunes of one model - one per customer or task - each a LoRA
+# adapter (Hu et al., 2022): two thin matrices `A [r, in]` and `B [out, r]` per adapted layer,
+# rank `r` = 8 here, so the layer computes `x W^T + scale * (x A^T) B^T`. Merging an adapter into
+# its own copy of the weights makes it an ordinary model, but then N fine-tunes are N copies of
+# the weights, and a batch can only hold requests for the same fine-tune. Batching the adapters
+# instead (Punica and S-LoRA, both MLSys 2024; vLLM's `enable_lora`) keeps one copy of `W` and
+# every adapter's small `A` and `B`: the base matmul - the weight read that sets decoding's pace -
+# runs once for the whole mixed batch, and only the low-rank part is gathered per row
+# (`inferlab.serving.multi_lora.MultiLoRALinear`).
+#
+# Four random adapters of real shape (values stand in for trained ones: speed and arithmetic do
+# not depend on them) on the `q_proj` and `v_proj` layers of a copy of the model. First the
+# arithmetic - a row of the mixed batch must compute what that adapter's merged model computes -
+# then the same requests served three ways, with `transformers` `generate` (the adapters live in
+# its modules; the engine does not load adapters).
+
+# %%
+import copy
+
+from inferlab.serving.multi_lora import adapter_bytes, add_adapters, merged_model, use_adapters
+
+n_adapters = 4
+lora_model = copy.deepcopy(model)             # the lesson's model stays as it was
+lora_layers = add_adapters(lora_model, n_adapters, rank=8, targets=("q_proj", "v_proj"))
+model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+print(f"{n_adapters} adapters on {len(lora_layers)} layers: {adapter_bytes(lora_model) / 1e6:.2f} "
+      f"MB for all of them; merging instead costs {model_bytes / 1e6:.0f} MB per fine-tune "
+      f"({n_adapters} copies: {n_adapters * model_bytes / 1e6:.0f} MB)")
+
+check = tokenizer(sample_prompts(n_adapters, 8, 8, seed=4), return_tensors="pt",
+                  padding=True).to(device)
+use_adapters(lora_model, list(range(n_adapters)))          # row a uses adapter a
+with torch.inference_mode():
+    mixed_logits = lora_model(**check).logits
+    for a in range(n_adapters):
+        alone = merged_model(lora_model, a)                 # adapter a merged into W
+        one_row = {key: value[a:a + 1] for key, value in check.items()}
+        want = alone(**one_row).logits
+        gap = (mixed_logits[a:a + 1] - want).abs().max().item()
+        base_gap = (model(**one_row).logits - want).abs().max().item()
+        print(f"adapter {a}: mixed batch vs its merged model, largest logit difference "
+              f"{gap:.1e} (the adapter itself moves the logits by up to {base_gap:.2f})")
+        del alone
+
+# %%
+lora_prompts = sample_prompts(pick(32, 8) if gpu else pick(16, 8), 8, 40, seed=5)
+lora_ids = [i % n_adapters for i in range(len(lora_prompts))]    # every adapter in demand
+lora_new = pick(32, 8)
+
+
+def serve(prompts, ids):
+    """Greedy-decode ``prompts`` as one batch; ``ids``: each row's adapter (None: base only)."""
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+    use_adapters(lora_model, ids)
+    with torch.inference_mode():
+        lora_model.generate(**encoded, max_new_tokens=lora_new, min_new_tokens=lora_new,
+                            do_sample=False)
+
+
+def one_adapter_per_batch():
+    for a in range(n_adapters):
+        group = [p for p, i in zip(lora_prompts, lora_ids) if i == a]
+        serve(group, [a] * len(group))
+
+
+lora_ways = {
+    "base model only (no adapters)": lambda: serve(lora_prompts, None),
+    "one adapter per batch (merged copies)": one_adapter_per_batch,
+    "one mixed batch, batched LoRA": lambda: serve(lora_prompts, lora_ids),
+}
+lora_tps = {}
+for way, run in lora_ways.items():
+    run()                                                    # warm-up
+    times = []
+    for _ in range(pick(3, 1)):
+        synchronize(device)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    lora_tps[way] = len(lora_prompts) * lora_new / min(times)
+    print(f"{way:<40} {lora_tps[way]:7.1f} tokens/s")
+mixed_gain = lora_tps["one mixed batch, batched LoRA"] / lora_tps[
+    "one adapter per batch (merged copies)"]
+lora_cost = 1 - lora_tps["one mixed batch, batched LoRA"] / lora_tps[
+    "base model only (no adapters)"]
+print(f"{len(lora_prompts)} requests for {n_adapters} adapters, {lora_new} new tokens each, on "
+      f"{device_name(device)}: the mixed batch serves {mixed_gain:.2f}x the tokens/s of one "
+      f"batch per adapter; the adapters cost {lora_cost:.0%} of the base model's tokens/s")
+plots.bars(list(lora_tps), list(lora_tps.values()),
+           title=f"{n_adapters} LoRA adapters, {len(lora_prompts)} requests",
+           yaxis="tokens/s").show()
+use_adapters(lora_model, None)
+
+# %% [markdown]
+# One batch per adapter runs as many decode steps as there are adapters, each with a quarter of
+# the rows, and each step reads the whole base model: on a GPU, where a decode step costs about
+# the same for 8 rows as for 32 (lesson 00), that is close to 4x the time. The mixed batch reads
+# the base weights once per step for everyone, and pays for the gathers and two thin matmuls per
+# adapted layer - small beside the base matmuls, larger on a CPU, where a step's time grows with
+# its rows. With hundreds of adapters and few requests each, the grouped way degrades towards
+# batch 1 while the mixed batch stays full: that is why serving systems batch adapters.
+# Production kernels (Punica's SGMV/BGMV, S-LoRA's) skip the gather copies, and S-LoRA also pages
+# adapters in and out of GPU memory with the KV cache (lesson 07's blocks).
+
+# %% [markdown]
 # ## Claims vs measured
 
 # %%
@@ -504,6 +612,13 @@ claims = [
     ("Anyscale blog (2023)",
      "continuous batching: up to 23x throughput with vLLM vs static batching",
      f"engine vs transformers generate here: {tps['engine'] / tps['transformers generate']:.1f}x"),
+    ("Punica (MLSys 2024)", "12x higher throughput serving multiple LoRA models than "
+     "state-of-the-art systems, adding 2 ms latency per token",
+     f"one mixed batch vs one batch per adapter here: {mixed_gain:.2f}x ({n_adapters} adapters)"),
+    ("S-LoRA (MLSys 2024)", "up to 4x throughput vs vLLM with naive LoRA support; thousands of "
+     "adapters on one GPU",
+     f"adapters here: {adapter_bytes(lora_model) / 1e6:.2f} MB for {n_adapters}, "
+     f"{lora_cost:.0%} of the base tokens/s"),
 ]
 for who, claim, here in claims:
     print(f"{who:<20}| {claim}\n{'':<20}| here: {here}")
@@ -527,6 +642,8 @@ for who, claim, here in claims:
 # * A long prompt's prefill stalls every running request; chunked prefill mixes one chunk of it
 #   into each decode step, trading the long request's first-token time and some throughput for a
 #   bounded inter-token latency.
+# * Many fine-tunes share one base model best in one mixed batch: the base weights are read once
+#   per step for every request, and only the thin LoRA matrices differ per row.
 # * Next, lesson 07: where those KV blocks come from, and why paging them wastes almost nothing.
 
 # %% [markdown]
