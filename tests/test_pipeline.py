@@ -160,18 +160,19 @@ def test_autograde_scores_and_missing_work(scratch_course, capsys):
     alice = {r.exercise: r for r in pipeline.scores("alice", root) if r.assignment == LESSON}
     assert {k: r.score for k, r in alice.items()} == {"test_decode_tokens_per_s_bound": 2,
                                                       "test_llama_parameter_count": 2,
+                                                      "test_timed_greedy": 4,
                                                       "test_monthly_gpu_cost": 1}
 
     # A syntax error and a raising cell cost only their own exercises.
     bob = {r.exercise: r.score for r in pipeline.scores("bob", root) if r.assignment == LESSON}
     assert bob == {"test_decode_tokens_per_s_bound": 2, "test_llama_parameter_count": 0,
-                   "test_monthly_gpu_cost": 0}
+                   "test_timed_greedy": 4, "test_monthly_gpu_cost": 0}
 
     # Lessons without a submission are reported as missing, not as a crash.
     rows = pipeline.scores("alice", root)
     assert {r.assignment for r in rows if r.status == "missing"} == {"12_knowledge_check"}
     code, out, _ = _cli(capsys, "--root", root, "scores", "alice")
-    assert code == 0 and "MISSING" in out and "5 / 5" in out
+    assert code == 0 and "MISSING" in out and "9 / 9" in out
     code, _, err = _cli(capsys, "--root", root, "scores", "carol")
     assert code == 2 and err.startswith("error: student 'carol' is not in the gradebook")
 

@@ -19,8 +19,9 @@
 #    token, detokenizing.
 # 5. **Cost** - what all this means for a service answering a million queries a day.
 #
-# You will implement three small functions (graded): the parameter count of a Llama-style model,
-# the decode speed bound of a device, and the monthly cost of serving. Every number printed below
+# You will implement (graded) the parameter count of a Llama-style model, the timed generation
+# loop that every measurement here rests on, the decode speed bound of a device, and the monthly
+# cost of serving. Every number printed below
 # is measured in *this* run, or cited with its source.
 
 # %%
@@ -39,7 +40,7 @@ from inferlab.lab.bench import (
     measure_bandwidth,
     pin_threads,
 )
-from inferlab.lab.generation import batch_throughput, request_latency, timed_greedy
+from inferlab.lab.generation import batch_throughput, request_latency
 from inferlab.lab.models import describe, load_model, parameter_count, weight_bytes
 from inferlab.lab.settings import fast_mode, grading, model_name, pick
 from inferlab.lab.widgets import cost_calculator, show
@@ -147,7 +148,128 @@ print(f"decode roofline for {MODEL} ({model_bytes / 1e6:.0f} MB per token): "
       f"{roofline:.0f} tokens/s at batch size 1")
 
 # %% [markdown]
-# Now the real thing: generate greedily with a KV cache and time every step.
+# ### Exercise 2 - time every step of a generation (4 points)
+# Now the real thing: generate greedily and time every step. Write `timed_greedy(model,
+# input_ids, new_tokens)` for one sequence (`input_ids` of shape `[1, T]`):
+#
+# 1. Move `input_ids` to the model's device (`next(model.parameters()).device`) and make an empty
+#    KV cache, `DynamicCache(config=model.config)` (lesson 05 builds one of its own).
+# 2. **Prefill**: one forward pass over the whole prompt, `model(input_ids, past_key_values=cache,
+#    use_cache=True)`; the first new token is the argmax of the logits at the **last** position,
+#    `out.logits[:, -1].argmax(-1, keepdim=True)` (shape `[1, 1]`).
+# 3. **Decode**: `new_tokens - 1` more passes, each over the **one** newest token with the same
+#    cache (the cache holds the keys and values of everything before it), each giving the next
+#    token the same way.
+# 4. Time the prefill and every decode step separately with `time.perf_counter()`. A GPU runs
+#    asynchronously: Python gets control back before the work is done, so call
+#    `synchronize(device)` (from `inferlab.lab.bench`; it does nothing on a CPU) before reading
+#    the clock at the end of each timed part.
+#
+# Return `StepTimes(prefill_s, decode_s, prompt_tokens, token_ids)`: the prefill's seconds, the
+# list of `new_tokens - 1` decode-step seconds, the prompt length `T` and the `new_tokens`
+# generated token ids (Python ints). Do not call `model.generate`: it is what this replaces. Raise
+# `ValueError` for `new_tokens < 1`. The tests use a tiny random Llama model; the hidden ones
+# check that each decode pass gets exactly one token and the cache, and that each step's time
+# is that step's alone.
+
+# %% solution id=timed_greedy
+import torch
+from transformers import DynamicCache
+
+from inferlab.lab.bench import synchronize
+from inferlab.lab.generation import StepTimes
+
+
+@torch.no_grad()
+def timed_greedy(model, input_ids: torch.Tensor, new_tokens: int) -> StepTimes:
+    """Greedy generation with a KV cache, timing the prefill and every decode step."""
+    ### BEGIN SOLUTION
+    if new_tokens < 1:
+        raise ValueError("new_tokens must be at least 1")
+    device = next(model.parameters()).device
+    input_ids = input_ids.to(device)
+    cache = DynamicCache(config=model.config)
+    synchronize(device)
+    start = time.perf_counter()
+    out = model(input_ids, past_key_values=cache, use_cache=True)
+    token = out.logits[:, -1].argmax(-1, keepdim=True)
+    synchronize(device)
+    prefill_s = time.perf_counter() - start
+    token_ids, decode_s = [token.item()], []
+    for _ in range(new_tokens - 1):
+        start = time.perf_counter()
+        out = model(token, past_key_values=cache, use_cache=True)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        synchronize(device)
+        decode_s.append(time.perf_counter() - start)
+        token_ids.append(token.item())
+    return StepTimes(prefill_s, decode_s, input_ids.shape[1], token_ids)
+    ### END SOLUTION
+
+# %% tests id=test_timed_greedy points=4
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+torch.manual_seed(0)
+tiny = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64,
+                                    num_hidden_layers=2, num_attention_heads=4,
+                                    num_key_value_heads=2, max_position_embeddings=64)).eval()
+tiny.generation_config.pad_token_id, tiny.generation_config.eos_token_id = 0, None  # no stop
+prompt_ids = torch.randint(0, 96, (1, 7))
+with torch.no_grad():
+    want = tiny.generate(prompt_ids, max_new_tokens=6, do_sample=False,
+                         attention_mask=torch.ones_like(prompt_ids))[0, 7:].tolist()
+got = timed_greedy(tiny, prompt_ids, new_tokens=6)
+assert list(got.token_ids) == want, (got.token_ids, want)
+assert got.prompt_tokens == 7 and len(got.decode_s) == 5, (got.prompt_tokens, got.decode_s)
+assert got.prefill_s > 0 and all(s > 0 for s in got.decode_s)
+### BEGIN HIDDEN TESTS
+# each pass: the whole prompt first, then exactly one new token with the cache
+calls = []
+
+
+def record(module, args, kwargs):
+    ids = args[0] if args else kwargs.get("input_ids")
+    calls.append((ids.shape[1], kwargs.get("past_key_values") is not None))
+
+
+def no_generate(*args, **kwargs):
+    raise AssertionError("timed_greedy must run the passes itself, not model.generate")
+
+
+hook = tiny.register_forward_pre_hook(record, with_kwargs=True)
+tiny.generate = no_generate
+try:
+    start = time.perf_counter()
+    got = timed_greedy(tiny, prompt_ids, new_tokens=6)
+    elapsed = time.perf_counter() - start
+finally:
+    hook.remove()
+    del tiny.generate
+assert list(got.token_ids) == want
+assert [n for n, _ in calls] == [7, 1, 1, 1, 1, 1], (
+    f"tokens per forward pass {[n for n, _ in calls]}: prefill the prompt once, then feed only "
+    "the newest token, with the cache")
+assert all(cached for _, cached in calls[1:]), "pass past_key_values=cache to every decode pass"
+assert got.prefill_s + sum(got.decode_s) <= elapsed, (
+    "each decode time must be that step's alone: restart the clock for every step")
+one = timed_greedy(tiny, prompt_ids[:, :3], new_tokens=1)
+assert list(one.token_ids) == tiny.generate(prompt_ids[:, :3], max_new_tokens=1, do_sample=False,
+                                            attention_mask=torch.ones(1, 3, dtype=torch.long)
+                                            )[0, 3:].tolist()
+assert one.decode_s == [] and one.prompt_tokens == 3 and isinstance(one.token_ids[0], int)
+try:
+    timed_greedy(tiny, prompt_ids, new_tokens=0)
+except ValueError:
+    pass
+else:
+    raise AssertionError("new_tokens=0 must raise ValueError")
+### END HIDDEN TESTS
+
+# %% [markdown]
+# Your function on the real model:
 
 # %%
 prompt = "Explain in simple words why the sky is blue."
@@ -161,7 +283,7 @@ print(f"\nbatch-1 decode: {decode_tps:.1f} tokens/s = {decode_tps / roofline:.1%
       f"achieved bandwidth {achieved_bandwidth(model_bytes, decode_tps) / 1e9:.1f} GB/s")
 
 # %% [markdown]
-# ### Exercise 2 - the speed limit of decoding (2 points)
+# ### Exercise 3 - the speed limit of decoding (2 points)
 # A decode step of a batch of `B` sequences reads all weights **once** and produces `B` tokens, so
 # memory allows `B * bandwidth / weight_bytes` tokens/s. But each token also costs about
 # `2 * n_params` floating-point operations, so compute allows at most `peak_flops / (2 * n_params)`
@@ -298,7 +420,7 @@ plots.stacked_bars({"measured here": measured_ms, "tutorial (cited)": tutorial_m
 # it grows with every token generated.
 #
 # ## 5 · What it costs
-# ### Exercise 3 - monthly cost of serving (1 point)
+# ### Exercise 4 - monthly cost of serving (1 point)
 # A service gets `queries_per_day` requests of `tokens_per_query` generated tokens. The GPU
 # produces `tokens_per_s` when busy, is busy a fraction `utilization` of the time you pay for, and
 # costs `dollars_per_hour`. Return the cost of `days` days (default 30). Raise `ValueError` for a

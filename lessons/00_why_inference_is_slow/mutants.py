@@ -1,6 +1,10 @@
 """Plausible wrong answers for lesson 00; each passes the visible tests and fails the hidden
 ones."""
 
+CONTEXT = ("import time\nimport torch\nfrom transformers import DynamicCache\n"
+           "from inferlab.lab.bench import synchronize\n"
+           "from inferlab.lab.generation import StepTimes\n")
+
 MUTANTS = {
     "llama_parameter_count": [
         # Forgets grouped-query attention: k and v as wide as q.
@@ -18,6 +22,91 @@ def llama_parameter_count(cfg):
     kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
     layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
     return cfg["num_hidden_layers"] * layer + 2 * cfg["vocab_size"] * h + h
+''',
+    ],
+    "timed_greedy": [
+        # No cache: every step runs the whole sequence again (same tokens, quadratic work).
+        '''
+@torch.no_grad()
+def timed_greedy(model, input_ids, new_tokens):
+    if new_tokens < 1:
+        raise ValueError("new_tokens must be at least 1")
+    device = next(model.parameters()).device
+    ids = input_ids.to(device)
+    start = time.perf_counter()
+    token = model(ids).logits[:, -1].argmax(-1, keepdim=True)
+    synchronize(device)
+    prefill_s = time.perf_counter() - start
+    token_ids, decode_s = [token.item()], []
+    for _ in range(new_tokens - 1):
+        ids = torch.cat([ids, token], dim=1)
+        start = time.perf_counter()
+        token = model(ids).logits[:, -1].argmax(-1, keepdim=True)
+        synchronize(device)
+        decode_s.append(time.perf_counter() - start)
+        token_ids.append(token.item())
+    return StepTimes(prefill_s, decode_s, input_ids.shape[1], token_ids)
+''',
+        # The clock starts once: every "step" time is the time since the prefill.
+        '''
+@torch.no_grad()
+def timed_greedy(model, input_ids, new_tokens):
+    if new_tokens < 1:
+        raise ValueError("new_tokens must be at least 1")
+    device = next(model.parameters()).device
+    input_ids = input_ids.to(device)
+    cache = DynamicCache(config=model.config)
+    start = time.perf_counter()
+    out = model(input_ids, past_key_values=cache, use_cache=True)
+    token = out.logits[:, -1].argmax(-1, keepdim=True)
+    synchronize(device)
+    prefill_s = time.perf_counter() - start
+    token_ids, decode_s = [token.item()], []
+    start = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        out = model(token, past_key_values=cache, use_cache=True)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        synchronize(device)
+        decode_s.append(time.perf_counter() - start)
+        token_ids.append(token.item())
+    return StepTimes(prefill_s, decode_s, input_ids.shape[1], token_ids)
+''',
+        # The library call the exercise replaces, with the time split evenly afterwards.
+        '''
+@torch.no_grad()
+def timed_greedy(model, input_ids, new_tokens):
+    if new_tokens < 1:
+        raise ValueError("new_tokens must be at least 1")
+    start = time.perf_counter()
+    out = model.generate(input_ids, max_new_tokens=new_tokens, do_sample=False,
+                         attention_mask=torch.ones_like(input_ids))
+    each = (time.perf_counter() - start) / new_tokens
+    return StepTimes(each, [each] * (new_tokens - 1), input_ids.shape[1],
+                     out[0, input_ids.shape[1]:].tolist())
+''',
+        # Forgets new_tokens = 1 (always decodes at least one step) and never validates.
+        '''
+@torch.no_grad()
+def timed_greedy(model, input_ids, new_tokens):
+    device = next(model.parameters()).device
+    input_ids = input_ids.to(device)
+    cache = DynamicCache(config=model.config)
+    start = time.perf_counter()
+    out = model(input_ids, past_key_values=cache, use_cache=True)
+    token = out.logits[:, -1].argmax(-1, keepdim=True)
+    synchronize(device)
+    prefill_s = time.perf_counter() - start
+    token_ids, decode_s = [token.item()], []
+    while True:
+        start = time.perf_counter()
+        out = model(token, past_key_values=cache, use_cache=True)
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        synchronize(device)
+        decode_s.append(time.perf_counter() - start)
+        token_ids.append(token.item())
+        if len(token_ids) >= new_tokens:
+            break
+    return StepTimes(prefill_s, decode_s, input_ids.shape[1], token_ids)
 ''',
     ],
     "decode_tokens_per_s_bound": [
