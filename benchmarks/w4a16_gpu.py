@@ -62,7 +62,8 @@ def sweep_configs(m: int, group_size: int):
     narrow N tiles and few warps (many programs in flight, the multiply-add path); at larger M
     16-64-row tiles for tl.dot."""
     if m == 1:
-        space = itertools.product([1], (4, 8, 16, 32), (128, 256), (1, 2, 4), (1, 2, 4), (3,))
+        space = itertools.product([1], (4, 8, 16, 32), (128, 256, 512, 1024), (1, 2, 4),
+                                  (1, 2, 4), (3,))
     else:
         space = itertools.product([max(16, 1 << (m - 1).bit_length())], (32, 64, 128),
                                   (64, 128, 256), (1, 2, 4), (4,), (3,))

@@ -293,10 +293,12 @@ def test_one_token_tiles_read_weights_in_16_byte_vectors():
     config = w4a16.kernel_config(1)
     ptx = compile_ptx(w4a16._compiled(), pointers,
                       dict(GROUP_SIZE=128, BLOCK_M=1, BLOCK_N=config["block_n"],
-                           BLOCK_K=config["block_k"], SPLIT_K=1),
+                           BLOCK_K=config["block_k"], SPLIT_K=1,
+                           TILE_GROUPS=w4a16.tile_groups(1, config["block_k"], 128)),
                       divisible=("N", "K", "stride_xm", "stride_qn", "stride_gn", "stride_om",
                                  "k_bytes", "split_bytes"),
                       num_warps=config["num_warps"], num_stages=config["num_stages"])
     loads = global_loads(ptx)
-    assert loads["ld.global.v4.b32"] >= 1, loads
+    per_thread = config["block_n"] * config["block_k"] // 2 // (32 * config["num_warps"])
+    assert loads["ld.global.v4.b32"] >= per_thread // 16, loads
     assert loads["ld.global.b8"] <= 1, loads        # the zero-point byte of the row's group

@@ -100,7 +100,8 @@ def bits_per_weight(group_size: int = GROUP_SIZE) -> float:
 def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
                   stride_xm, stride_qn, stride_gn, stride_om, k_bytes, split_bytes,
                   GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                  BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr):
+                  BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
+                  TILE_GROUPS: tl.constexpr = 0):
     """``out[m, n] = sum_k x[m, k] * W[n, k]`` for a ``BLOCK_M x BLOCK_N`` tile of ``out``,
     over the ``pid_k``-th slice of each row's ``k_bytes`` bytes (``split_bytes`` of them; all
     when ``SPLIT_K == 1``).
@@ -112,18 +113,72 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
     compiler can see) and the mask compares bytes with ``k_bytes`` (a mask that changes every
     other element, as ``2 * byte < K`` would, forces one load per byte). The low nibbles are the
     even k and the high nibbles the odd k, multiplied with the even and odd activations.
-    Compiled by ``triton.jit`` on first use (``_compiled``)."""
+
+    One token (``BLOCK_M == 1``) with ``TILE_GROUPS`` > 0 (``fused_w4a16`` sets it when a K tile
+    is a whole number of groups, or lies inside one) takes a ``[BLOCK_N, TILE_GROUPS, bytes per
+    group]`` view of the tile: each group's scale and zero-point is loaded once per row and
+    broadcast, so K tiles can be long - many bytes in flight per thread, which is what a
+    one-token matmul needs to keep the memory busy (it waits on memory, not on arithmetic).
+    Other cases look a group up per byte. Compiled by ``triton.jit`` on first use
+    (``_compiled``)."""
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     HALF: tl.constexpr = BLOCK_K // 2
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     m_ok, n_ok = offs_m < M, offs_n < N
+    b_start = pid_k * split_bytes
+    b_end = tl.minimum(b_start + split_bytes, k_bytes)
+    if BLOCK_M == 1 and TILE_GROUPS > 0:  # one token, whole groups: multiply-add, reduce at end
+        SUB: tl.constexpr = HALF // TILE_GROUPS            # bytes of one group in the tile
+        parts = tl.arange(0, TILE_GROUPS)
+        partial3 = tl.zeros([BLOCK_N, TILE_GROUPS, SUB], dtype=tl.float32)
+        x_row = x_ptr + pid_m * stride_xm
+        for b0 in range(b_start, b_end, HALF):
+            byte = b0 + parts[:, None] * SUB + tl.arange(0, SUB)[None, :]     # [groups, SUB]
+            w_ok = n_ok[:, None, None] & (byte[None, :, :] < k_bytes)
+            packed = tl.load(qweight_ptr + offs_n[:, None, None] * stride_qn + byte[None, :, :],
+                             mask=w_ok, other=0)                  # [BLOCK_N, groups, SUB]
+            group = b0 // (GROUP_SIZE // 2) + parts
+            g_ok = n_ok[:, None] & (group[None, :] * (GROUP_SIZE // 2) < k_bytes)
+            g_off = offs_n[:, None] * stride_gn + group[None, :]
+            scale = tl.load(scales_ptr + g_off, mask=g_ok, other=0.0).to(tl.float32)
+            zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32)
+            k_pair = 2 * byte[:, :, None] + tl.arange(0, 2)[None, None, :]    # [groups, SUB, 2]
+            x_pair = tl.load(x_row + k_pair, mask=k_pair < K, other=0.0).to(tl.float32)
+            x_lo, x_hi = tl.split(x_pair)             # contiguous loads, then even / odd k
+            w_lo = ((packed & 0xF).to(tl.float32) - zero[:, :, None]) * scale[:, :, None]
+            w_hi = ((packed >> 4).to(tl.float32) - zero[:, :, None]) * scale[:, :, None]
+            partial3 += w_lo * x_lo[None, :, :] + w_hi * x_hi[None, :, :]
+        acc = tl.sum(tl.sum(partial3, axis=2), axis=1)[None, :]
+    else:
+        acc = _w4a16_generic(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, offs_m, offs_n, m_ok,
+                             n_ok, K, stride_xm, stride_qn, stride_gn, k_bytes, b_start, b_end,
+                             GROUP_SIZE, BLOCK_M, BLOCK_N, BLOCK_K)
+    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
+    if SPLIT_K == 1:
+        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
+    else:                 # slices of K add up in an fp32 buffer
+        tl.atomic_add(out_ptrs, acc, mask=m_ok[:, None] & n_ok[None, :])
+
+
+def _jit(fn):
+    """``triton.jit`` where Triton is installed (the module imports without it)."""
+    return triton.jit(fn) if triton is not None else fn
+
+
+@_jit
+def _w4a16_generic(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, offs_m, offs_n, m_ok, n_ok, K,
+                   stride_xm, stride_qn, stride_gn, k_bytes, b_start, b_end,
+                   GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_K: tl.constexpr):
+    """The ``[BLOCK_M, BLOCK_N]`` fp32 sums of ``_w4a16_kernel`` over bytes ``b_start..b_end``
+    of each row, with ``[BLOCK_N, BLOCK_K // 2]`` byte tiles: tl.dot for a few tokens, multiply-
+    add for one; a group per tile when the tile lies in one, else a group per byte."""
+    HALF: tl.constexpr = BLOCK_K // 2
     if BLOCK_M == 1:      # one token: multiply-add on the CUDA cores, reduce once at the end
         partial = tl.zeros([BLOCK_N, HALF], dtype=tl.float32)
     else:                 # a few tokens: tensor cores (tl.dot), accumulating in fp32
         acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    b_start = pid_k * split_bytes
-    b_end = tl.minimum(b_start + split_bytes, k_bytes)
     for b0 in range(b_start, b_end, HALF):
         byte = tl.max_contiguous(tl.multiple_of(b0 + tl.arange(0, HALF), HALF), HALF)
         k_lo = 2 * byte                                   # k of the low nibbles; high: k_lo + 1
@@ -151,11 +206,7 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
             acc += tl.dot(x_hi, tl.trans(w_hi.to(x_hi.dtype)))
     if BLOCK_M == 1:
         acc = tl.sum(partial, axis=1)[None, :]
-    out_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
-    if SPLIT_K == 1:
-        tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
-    else:                 # slices of K add up in an fp32 buffer
-        tl.atomic_add(out_ptrs, acc, mask=m_ok[:, None] & n_ok[None, :])
+    return acc
 
 
 _KERNEL = []
@@ -221,8 +272,8 @@ def kernel_config(m: int, group_size: int = GROUP_SIZE) -> dict:
     every row); a few tokens take 16-64-row tiles for tl.dot. On a GPU ``tuned_config`` times
     ``candidate_configs`` instead and keeps the fastest."""
     block_k = group_size if group_size in (64, 128, 256) else 128
-    if m == 1:
-        return dict(block_m=1, block_n=8, block_k=block_k, split_k=1, num_warps=1,
+    if m == 1:            # 8 rows x 4 groups: 64 bytes (four 16-byte loads) a thread per tile
+        return dict(block_m=1, block_n=8, block_k=4 * block_k, split_k=1, num_warps=1,
                     num_stages=3)
     block_m = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m)))
     return dict(block_m=block_m, block_n=64, block_k=block_k, split_k=1, num_warps=4,
@@ -230,15 +281,18 @@ def kernel_config(m: int, group_size: int = GROUP_SIZE) -> dict:
 
 
 def candidate_configs(m: int, group_size: int = GROUP_SIZE) -> list[dict]:
-    """The tile sizes ``tuned_config`` tries: the default and its neighbours. Narrow N tiles and
-    longer K tiles put more bytes in flight per row; splitting K makes more programs when N is
-    small (slices add up with atomics in an fp32 buffer: two more small kernels)."""
+    """The tile sizes ``tuned_config`` tries: the default and its neighbours. For one token,
+    longer K tiles (1-8 groups) put more bytes in flight per thread - from one 16-byte vector to
+    eight - and narrow N tiles make more programs; splitting K makes more programs still when N
+    is small (slices add up with atomics in an fp32 buffer: two more small kernels)."""
     base = kernel_config(m, group_size)
-    block_ks = sorted({base["block_k"], 2 * base["block_k"]})
-    if m == 1:      # (block_n, block_k, num_warps, split_k): a 16-byte vector a thread or more
-        tiles = [(n, k, w, s) for n in (4, 8, 16, 32) for k in block_ks for w in (1, 2, 4)
-                 for s in ((1, 4) if n <= 8 else (1,)) if n * k // 2 >= 16 * 32 * w]
+    if m == 1:      # (block_n, block_k, num_warps, split_k): 16..128 bytes a thread per tile
+        tiles = [(n, k, w, s) for n in (4, 8, 16) for k in (base["block_k"] * f
+                                                             for f in (1, 2, 4, 8))
+                 for w in (1, 2) for s in ((1, 4) if n == 8 and w == 1 else (1,))
+                 if 16 <= n * k // 2 // (32 * w) <= 128]
     else:
+        block_ks = sorted({base["block_k"], 2 * base["block_k"]})
         tiles = [(n, k, 4, s) for n in (32, 64, 128) for k in block_ks
                  for s in ((1, 2) if n == 64 else (1,))]
     configs = [dict(base, block_n=n, block_k=k, num_warps=w, split_k=s) for n, k, w, s in tiles]
@@ -298,8 +352,22 @@ def fused_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     grid = (triton.cdiv(m, config["block_m"]), triton.cdiv(n, config["block_n"]), split_k)
     out = None if split_k == 1 else torch.zeros(m, n, dtype=torch.float32, device=x.device)
     result = launch_w4a16(_compiled(), x, qweight, scales, zeros, group_size, grid=grid, out=out,
-                          k_bytes=k_bytes, split_bytes=split_bytes, SPLIT_K=split_k, **config)
+                          k_bytes=k_bytes, split_bytes=split_bytes, SPLIT_K=split_k,
+                          TILE_GROUPS=tile_groups(config["block_m"], config["block_k"],
+                                                  group_size), **config)
     return result.to(x.dtype)
+
+
+def tile_groups(block_m: int, block_k: int, group_size: int) -> int:
+    """Whole groups per K tile for the kernel's one-token path (1 for a tile inside a group), or
+    0 where it does not apply (several tokens; tiles and groups that do not nest; a group of a
+    size that is no power of two split across a tile)."""
+    if block_m != 1:
+        return 0
+    if group_size % block_k == 0:
+        return 1
+    power_of_two = group_size & (group_size - 1) == 0
+    return block_k // group_size if block_k % group_size == 0 and power_of_two else 0
 
 
 def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,

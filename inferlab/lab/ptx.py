@@ -18,6 +18,7 @@ runs.
 """
 from __future__ import annotations
 
+import inspect
 import re
 from collections import Counter
 
@@ -30,7 +31,8 @@ def compile_ptx(kernel, pointers: dict[str, str], constexprs: dict[str, int], *,
                 num_warps: int = 4, num_stages: int = 3) -> str:
     """The PTX of ``kernel`` (a ``@triton.jit`` function) for an NVIDIA GPU of compute
     ``capability``. ``pointers`` gives each pointer argument's element type (``"float16"``,
-    ``"uint8"``...), ``constexprs`` each compile-time constant; every other argument is a 32-bit
+    ``"uint8"``...), ``constexprs`` each compile-time constant (those with a default may be left
+out); every other argument is a 32-bit
     integer, and those named in ``divisible`` (default: all) are multiples of 16 - which Triton
     checks at every launch and compiles for (strides, sizes), so that is what a launch sees."""
     from triton.backends.compiler import GPUTarget
@@ -41,6 +43,12 @@ def compile_ptx(kernel, pointers: dict[str, str], constexprs: dict[str, int], *,
     unknown = (set(pointers) | set(constexprs) | set(divisible or ())) - set(names)
     if unknown:
         raise ValueError(f"{sorted(unknown)} are not arguments of {kernel.__name__}")
+    empty = inspect.Parameter.empty
+    constexprs = {**{p.name: p.default for p in kernel.params
+                     if p.is_constexpr and p.default is not empty}, **constexprs}
+    missing = [p.name for p in kernel.params if p.is_constexpr and p.name not in constexprs]
+    if missing:
+        raise ValueError(f"give a value for every tl.constexpr argument: {missing}")
     integers = [name for name in names if name not in pointers and name not in constexprs]
     signature = {name: ("constexpr" if name in constexprs else
                         _POINTER_TYPES[pointers[name]] if name in pointers else "i32")

@@ -1219,9 +1219,10 @@ if kernel_rows:
 #
 # Your kernel addresses a `[BLOCK_K, BLOCK_N]` tile whose neighbouring elements along its fast
 # axis are a row apart in memory, and two k share each byte. The package's one-token path loads
-# `[BLOCK_N, BLOCK_K // 2]` bytes instead, each row's bytes along the fast axis, and masks whole
-# bytes (`byte < k_bytes`) rather than nibbles (`2 * byte < K` changes every other element and
-# would force a load per byte). Compare:
+# each row's bytes along the tile's fast axis, masks whole bytes (`byte < k_bytes`) rather than
+# nibbles (`2 * byte < K` changes every other element and would force a load per byte), and takes
+# several groups per tile, so that each thread has several 16-byte loads in flight: a one-token
+# matmul waits on memory, and only many outstanding loads hide its latency. Compare:
 
 # %%
 from inferlab.compress import w4a16 as w4a16_module
@@ -1238,7 +1239,9 @@ try:
     one_token = w4a16_module.kernel_config(1)
     package = compile_ptx(w4a16_module._compiled(), pointer_types,
                           dict(GROUP_SIZE=128, BLOCK_M=1, BLOCK_N=one_token["block_n"],
-                               BLOCK_K=one_token["block_k"], SPLIT_K=1),
+                               BLOCK_K=one_token["block_k"], SPLIT_K=1,
+                               TILE_GROUPS=w4a16_module.tile_groups(1, one_token["block_k"],
+                                                                    128)),
                           divisible=(*multiples_of_16, "k_bytes", "split_bytes"),
                           num_warps=one_token["num_warps"])
     for name, ptx in [("your kernel (M = 16 tile)", yours), ("package, one token", package)]:
