@@ -5,24 +5,19 @@
 # plus your reading and exercises. **Prerequisites:** lesson 00 (the memory wall:
 # decoding reads every weight per token); PyTorch tensors and dtypes.
 #
-# Lesson 00 showed that batch-1 decoding is limited by how many **bytes of weights** must be read
-# per token. Quantization stores each weight in fewer bits: 8 or 4 instead of 32 or 16. This lesson
-# builds it from the bottom up and measures what it buys and what it costs, on this machine (the
-# whole-model measurements run on your device: the GPU when PyTorch sees one, else the CPU):
+# Quantization stores each weight in 8 or 4 bits instead of 32 or 16: fewer **bytes of weights** to
+# read per token. This lesson builds it from the bottom up and measures what it buys and costs
+# (whole-model measurements run on your device: the GPU when PyTorch sees one, else the CPU):
 #
-# 1. **Numbers in a few bits** - absmax (symmetric) and zero-point (asymmetric) quantization.
-# 2. **Whose scale?** - per-tensor, per-channel and per-group scales (with padding).
-# 3. **NF4** - 16 levels placed where normally distributed weights are dense.
-# 4. **Real savings** - two 4-bit codes per byte, and a `QuantLinear` layer that keeps only those.
-# 5. **The whole model** - size in memory and on disk, weight error, perplexity and speed for each
-#    scheme, beside **bitsandbytes** (LLM.int8 and NF4 with double quantization), and GPU numbers.
-# 6. **PTQ vs QAT**, and **when not to quantize** - with numbers.
-# 7. **A 4-bit kernel that pays** - why 4-bit weights speed up decoding only when a kernel reads
-#    the packed bytes itself, and only at small batches; you write that kernel in Triton and time
-#    it against fp16 and bitsandbytes (on a GPU; elsewhere Triton's interpreter checks it).
+# 1. **Numbers in a few bits** - absmax and zero-point quantization; per-tensor, per-channel and
+#    per-group scales; NF4; two 4-bit codes per byte.
+# 2. **The whole model** - memory, error, perplexity and speed per scheme, beside **bitsandbytes**;
+#    PTQ vs QAT; when not to quantize.
+# 3. **A 4-bit kernel that pays** - you write it in Triton and time it against fp16 and bitsandbytes
+#    (on a GPU; elsewhere Triton's interpreter checks it).
 #
-# You implement the core of each technique (6 graded exercises). Every number printed below is
-# measured in this run, or cited with its source.
+# You implement the core of each (6 graded exercises). Every number printed is measured in this run,
+# or cited with its source.
 
 # %%
 import logging
@@ -75,9 +70,9 @@ print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {gradi
 
 # %% [markdown]
 # ## 0 · The baseline, measured first
-# The embedded SmolLM2-135M in fp32: its size, its perplexity on the held-out evaluation text,
-# and its batch-1 decode speed on your device. Every whole model below stays in fp32 on that
-# device (bf16 is measured as one of the schemes), so the comparisons differ in one thing only.
+# The embedded SmolLM2-135M in fp32: size, perplexity on held-out text, batch-1 decode speed. All
+# models below stay in fp32 on your device (bf16 is one of the schemes): comparisons differ in one
+# thing only.
 
 # %%
 model, tokenizer = load_model(device=device)
@@ -92,14 +87,12 @@ print(f"{DEFAULT_MODEL}: {parameter_count(model) / 1e6:.1f} M parameters, "
 
 # %% [markdown]
 # ## 1 · Numbers in a few bits
-# A `b`-bit integer has `2^b` values. To store a real-valued row of weights `x` we choose a
-# **scale** (a float per row) and keep `q = round(x / scale)`; reading it back gives
-# `x_hat = q * scale`, off by at most half a step.
+# A `b`-bit integer has `2^b` values. To store a row of weights `x` we choose a **scale** (a float
+# per row) and keep `q = round(x / scale)`; `x_hat = q * scale` is off by at most half a step.
 #
-# **absmax (symmetric)**: `qmax = 2^(b-1) - 1` (127 for int8, 7 for int4),
-# `scale = max|x| / qmax`, `q = clamp(round(x / scale), -qmax, qmax)` stored as `int8`.
-# The grid is symmetric around zero, so zero is exact, and the row's largest value lands on
-# `±qmax`.
+# **absmax (symmetric)**: `qmax = 2^(b-1) - 1` (127 for int8, 7 for int4), `scale = max|x| / qmax`,
+# `q = clamp(round(x / scale), -qmax, qmax)` stored as `int8`. The grid is symmetric, so zero is
+# exact; the row's largest value lands on `±qmax`.
 #
 # ### Exercise 1 - absmax quantization (2 points)
 # Implement `absmax_quantize(x, bits)` returning `(q, scale)` with **one scale per row** of the
@@ -156,13 +149,12 @@ assert (scale == 1).all() and torch.equal(absmax_dequantize(q, scale), zeros), (
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# **Zero-point (asymmetric)**: absmax wastes levels when a row is not centred on zero (a row of
-# values in [0, 3] never uses the negative codes). Zero-point maps the range
-# `[lo, hi] = [min(x.min(), 0), max(x.max(), 0)]` (it always contains 0) onto `0 .. 2^b - 1`:
-# `scale = (hi - lo) / (2^b - 1)`, an integer **zero-point** `zero = round(-lo / scale)`,
-# `q = clamp(round(x / scale) + zero, 0, 2^b - 1)` stored as `uint8`, and
-# `x_hat = (q - zero) * scale`. Because `zero` is an integer, a weight of exactly 0 comes back as
-# exactly 0 (padding and ReLU zeros stay zeros).
+# **Zero-point (asymmetric)**: absmax wastes levels on a row not centred on zero (values in [0, 3]
+# never use the negative codes). Zero-point maps `[lo, hi] = [min(x.min(), 0), max(x.max(), 0)]`
+# onto `0 .. 2^b - 1`: `scale = (hi - lo) / (2^b - 1)`, an integer **zero-point**
+# `zero = round(-lo / scale)`, `q = clamp(round(x / scale) + zero, 0, 2^b - 1)` stored as `uint8`,
+# and `x_hat = (q - zero) * scale`. As `zero` is an integer, a weight of 0 comes back exactly
+# (padding and ReLU zeros stay zeros).
 #
 # ### Exercise 2 - zero-point quantization (2 points)
 # Implement `zeropoint_quantize(x, bits)` returning `(q, scale, zero)` (one scale and zero-point
@@ -226,9 +218,8 @@ assert torch.isfinite(scale).all() and torch.equal(zeropoint_dequantize(q, scale
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Try both on a real weight matrix of the model (taken to the CPU: one matrix is quick to quantize
-# anywhere, and your functions then always see CPU tensors). Relative error is `||W - W_hat|| / ||W||`, here with **one scale per output
-# row** (per-channel):
+# Both on a real weight matrix (on the CPU, where your functions always run), **one scale per output
+# row** (per-channel); relative error is `||W - W_hat|| / ||W||`:
 
 # %%
 weight = model.model.layers[5].mlp.down_proj.weight.detach().cpu()
@@ -245,9 +236,9 @@ plots.bars(list(rows), list(rows.values()), title="layers.5.mlp.down_proj, per-c
 
 # %% [markdown]
 # ## 2 · Whose scale? Per-tensor, per-channel, per-group
-# One scale per row means one outlier weight stretches the grid of its whole row. The finer the
-# scales, the smaller the error - and the more scales to store. Each quantizer above works row by
-# row, so choosing a granularity is just choosing **a 2-D view** of the `(out, in)` weight:
+# One outlier stretches the grid of its whole row: finer scales, smaller error, more scales to
+# store. The quantizers above work row by row, so a granularity is just **a 2-D view** of the
+# `(out, in)` weight:
 #
 # * **per-tensor**: the whole matrix as one row, shape `(1, out * in)`;
 # * **per-channel**: one row per output channel, shape `(out, in)` (the matrix itself);
@@ -322,8 +313,8 @@ else:
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The same matrix, int4 absmax, every granularity - and what the scales cost in storage
-# (an fp16 scale per row of the view):
+# The same matrix, int4 absmax, every granularity, and the cost of its scales (fp16, one per row of
+# the view):
 
 # %%
 gran_rows = {}
@@ -343,12 +334,11 @@ plots.bars(list(gran_rows), [v[0] for v in gran_rows.values()], yaxis="relative 
 
 # %% [markdown]
 # ## 3 · NF4: levels where the weights are
-# int4 spaces its 15 levels evenly. But weights are roughly normally distributed: most sit near
-# zero, few in the tails. **NF4** (NormalFloat-4, from the QLoRA paper, Dettmers et al. 2023) puts
-# its 16 levels at quantiles of a normal distribution, scaled to [-1, 1], with an exact zero. A
-# row (block) is scaled by its absmax, and each value is stored as the **index of the nearest
-# level**. The levels, rebuilt from normal quantiles and compared with the table bitsandbytes
-# ships:
+# int4 spaces its 15 levels evenly, but weights are roughly normal: most near zero. **NF4**
+# (NormalFloat-4, QLoRA paper, Dettmers et al. 2023) puts its 16 levels at quantiles of a normal
+# distribution, scaled to [-1, 1], with an exact zero. Each block is scaled by its absmax, each
+# value stored as the **index of the nearest level**. The levels, rebuilt from normal quantiles,
+# against bitsandbytes' table:
 
 # %%
 rebuilt = nf4_codebook_from_normal()
@@ -437,8 +427,8 @@ print(f"int4 absmax group-64: relative error {err_int4:.4f}\n"
 
 # %% [markdown]
 # ## 4 · Two codes per byte: the saving becomes real
-# PyTorch has no 4-bit dtype. A `uint8` tensor holding one 4-bit code per byte would use exactly
-# as much memory as int8. To halve it we **pack** two codes into each byte.
+# PyTorch has no 4-bit dtype, and one code per `uint8` byte takes as much memory as int8: we
+# **pack** two codes into each byte.
 #
 # ### Exercise 5 - 4-bit packing (2 points)
 # Implement `pack_int4(q)` for a `uint8` tensor of codes 0..15: along the last dimension, element
@@ -487,9 +477,9 @@ assert torch.equal(unpack_int4(pack_int4(big), 33), big)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# `inferlab.compress.quant.QuantLinear` puts it together (same algorithms as your functions): it stores the
-# packed codes plus one **fp16** scale per group, and dequantizes the weight on every call. Its
-# memory is what `torch` really allocated:
+# `inferlab.compress.quant.QuantLinear` (your functions' algorithms) stores the packed codes plus
+# one **fp16** scale per group and dequantizes the weight on every call. Its memory is what `torch`
+# really allocated:
 
 # %%
 linear = model.model.layers[5].mlp.down_proj
@@ -514,13 +504,12 @@ print("your int4 group-128 codes vs the package's (whose scales are stored in fp
 
 # %% [markdown]
 # ## 5 · The embedded model was already 4-bit once
-# The course's model ships as `SmolLM2-135M-Instruct.Q4_1.gguf`: llama.cpp's **Q4_1** format,
-# blocks of 32 weights stored as `x = q * d + m` (4-bit `q`, fp16 scale `d` and minimum `m` per
-# block). The fp32 weights we load are those values, dequantized. So every block of 32 of every
-# Linear already lies exactly on a 16-level grid. Re-quantizing with **the same** grid (4-bit,
-# asymmetric with a float minimum, group 32 - `method="minmax"` in `inferlab.compress.quant`) gives back the
-# very same numbers: zero error, which says nothing about how well 4 bits would do on a model that
-# was trained in 16 bits. Other schemes show real error. Measured on every decoder Linear:
+# The model ships as `SmolLM2-135M-Instruct.Q4_1.gguf`: llama.cpp's **Q4_1**, blocks of 32 weights
+# stored as `x = q * d + m` (4-bit `q`, fp16 scale `d` and minimum `m` per block). The fp32 weights
+# we load are those values, so every Linear lies exactly on a 16-level grid per block of 32.
+# Re-quantizing with **the same** grid (`method="minmax"`, group 32, in `inferlab.compress.quant`)
+# gives zero error, which says nothing about 4 bits on a model trained in 16 bits. On every decoder
+# Linear:
 
 # %%
 linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
@@ -545,15 +534,14 @@ print(f"{'bf16 cast':>28}: relative error {bf16:.6f}  "
       "(why the quantization lessons keep an fp32 copy)")
 
 # %% [markdown]
-# Note the integer zero-point version of the same 4-bit group-32 grid is *not* exact: Q4_1's
-# minimum `m` is generally not an integer number of steps `d` away from zero, so rounding the
-# zero-point to an integer shifts the whole block. Keep this in mind when reading perplexities
-# below: int4 "minmax" group-32 is this model's home format, not a fair test of 4 bits.
+# The integer zero-point version of that grid is *not* exact: Q4_1's `m` is generally not an integer
+# number of steps `d` from zero, so rounding the zero-point shifts the whole block. Below, int4
+# "minmax" group-32 is this model's home format, not a fair test of 4 bits.
 #
 # ## 6 · The whole model: size, error, perplexity, speed
-# Each scheme is applied to every decoder Linear (the `lm_head` is tied to the token embedding -
-# one shared tensor - so it stays fp32 with it, as bitsandbytes does by default). `QuantLinear`
-# keeps packed codes, so the memory numbers are real; "disk" is the size `torch.save` writes.
+# Each scheme is applied to every decoder Linear; the `lm_head`, tied to the token embedding (one
+# shared tensor), stays fp32 as in bitsandbytes' default. Memory is real (packed codes); "disk" is
+# what `torch.save` writes.
 
 # %%
 SCHEMES = {
@@ -594,10 +582,10 @@ else:
 
 # %% [markdown]
 # ### Quality on a task, beside perplexity
-# Perplexity is one view. A task asks whether the model still *chooses* right: HellaSwag items
-# (`inferlab.lab.tasks`: a scene and four endings, the likeliest ending counts as the answer; chance
-# 25%). "±" is one binomial standard error: differences within about two of them are noise.
-# "same choice" compares each item's answer with fp32's, a much finer view.
+# Does the model still *choose* right? HellaSwag items (`inferlab.lab.tasks`: a scene and four
+# endings, the likeliest ending is the answer; chance 25%). "±" is one binomial standard error:
+# differences within about two are noise. "same choice" compares each answer with fp32's, a finer
+# view.
 
 # %%
 from inferlab.lab.tasks import agreement, describe, load_items, task_accuracy
@@ -616,30 +604,25 @@ else:
     print("skipped while grading: scoring the task takes a minute")
 
 # %% [markdown]
-# Read the table from left to right:
-# * **memory** falls with the bits of the Linear weights only; the token embedding (fp32, a large
-#   share of a model this small - printed in section 10) is untouched, so the whole model shrinks
-#   far less than its Linear layers ("Linear MB").
-# * **perplexity** barely moves at 8 bits and rises at 4 bits; finer groups and NF4 help.
-# * **speed**: do not expect `QuantLinear` to be faster than fp32, on a CPU or a GPU - compare
-#   the tok/s column. It rebuilds the full weight on every call (weight-only quantization saves
-#   bytes, not arithmetic), and PyTorch's matmul is a tuned kernel while the dequantization is a few
-#   generic tensor operations, each reading and writing the whole weight. Real speed-ups need fused
-#   kernels that read packed weights and dequantize inside the matmul - bitsandbytes and llama.cpp
-#   (lesson 02) have them.
+# Reading the table:
+# * **memory** falls with the bits of the Linear weights only; the fp32 embedding (a large share of
+#   a model this small, section 10) stays, so the whole model shrinks far less than "Linear MB".
+# * **perplexity** barely moves at 8 bits and rises at 4; finer groups and NF4 help.
+# * **speed**: `QuantLinear` is no faster than fp32, on a CPU or a GPU: weight-only quantization
+#   saves bytes, not arithmetic, and it rebuilds the weight before each matmul (section 11). Fused
+#   kernels dequantize inside the matmul (bitsandbytes; llama.cpp, lesson 02).
 #
 # ## 7 · bitsandbytes: LLM.int8() and NF4 with double quantization
 # `bitsandbytes` is what `transformers` uses for `load_in_8bit` / `load_in_4bit`:
-# * **LLM.int8()** (Dettmers et al. 2022): int8 absmax per row for the weights, *and* int8 for
-#   the activations, except the few activation columns larger than a threshold (6.0), which are
-#   computed in 16-bit ("mixed-precision decomposition").
-# * **NF4** with **double quantization** (QLoRA): NF4 blocks of 64 with an absmax each; the absmax
-#   values themselves are quantized to 8 bits in blocks of 256. Storage per weight:
-#   4 + 32/64 = 4.5 bits with fp32 absmax; 4 + 8/64 + 32/(64*256) = 4.127 bits with double
-#   quantization (arithmetic below, not a measurement).
+# * **LLM.int8()** (Dettmers et al. 2022): int8 absmax per row for the weights, *and* int8
+#   activations, except the few activation columns above a threshold (6.0), computed in 16-bit
+#   ("mixed-precision decomposition").
+# * **NF4** with **double quantization** (QLoRA): NF4 blocks of 64, whose absmax values are
+#   themselves quantized to 8 bits in blocks of 256: 4 + 8/64 + 32/(64*256) = 4.127 bits per weight
+#   instead of 4 + 32/64 = 4.5 with fp32 absmax (arithmetic, not a measurement).
 #
-# The same model through `BitsAndBytesConfig`, on the CPU (and also on the GPU when one is present:
-# bitsandbytes' backends differ per device, so both are measured where both exist):
+# The same model through `BitsAndBytesConfig`, on the CPU and on a GPU if present (bitsandbytes'
+# backends differ per device):
 
 # %%
 print(f"NF4 storage: {4 + 32 / 64:.3f} bits per weight with an fp32 absmax per 64 weights, "
@@ -689,11 +672,9 @@ elif not HEAVY:
     print("skipped while grading: loads two more models")
 
 # %% [markdown]
-# Compare bitsandbytes' perplexities with ours for the same formats (int8 per-row; NF4 blocks of
-# 64), and its speed with our dequantize-then-matmul `QuantLinear` (speeds compare only between
-# rows of the same device, named in brackets). On a GPU, the
-# recorded run below (a Llama-2-7B-shaped model with random weights: speed and memory only) shows
-# the other side of the trade.
+# Compare bitsandbytes with ours for the same formats (int8 per-row; NF4 blocks of 64); compare
+# speeds only within a device (in brackets). The recorded GPU run below (a Llama-2-7B-shaped model
+# with random weights: speed and memory only) shows the other side of the trade.
 
 # %%
 try:
@@ -721,10 +702,10 @@ except FileNotFoundError as missing:
 
 # %% [markdown]
 # ## 8 · Your turn: the quantization panel
-# Choose bits, method, granularity, group size (try one that does not divide 576 or 1536, e.g.
-# 100: rows are padded) and which layers to quantize, then press **measure**. Each press quantizes
-# a fresh copy of the model with `QuantLinear` and adds its memory, perplexity and decode speed to
-# the charts. An impossible combination (NF4 with 8 bits, say) is explained in the output.
+# Choose bits, method, granularity, group size (try one that does not divide 576 or 1536, e.g. 100:
+# rows are padded) and layers, then press **measure**: each press adds a freshly quantized
+# `QuantLinear` copy's memory, perplexity and decode speed to the charts. An impossible combination
+# (NF4 with 8 bits, say) is explained in the output.
 
 # %%
 panel_ids = eval_ids[:, :pick(512, 128)]
@@ -745,15 +726,14 @@ else:
 
 # %% [markdown]
 # ## 9 · PTQ vs QAT, measured
-# Everything above is **post-training quantization** (PTQ): round the trained weights, done.
-# **Quantization-aware training** (QAT) trains *with* the rounding in the forward pass (the
-# backward pass pretends rounding is the identity - the straight-through estimator), so the weights
-# move to where rounding hurts least. It needs data, gradients and optimizer memory; PTQ needs none.
+# All of the above is **post-training quantization** (PTQ): round the trained weights, done.
+# **Quantization-aware training** (QAT) trains *with* the rounding in the forward pass (the backward
+# pass treats it as the identity: the straight-through estimator), so weights move to where rounding
+# hurts least. It needs data, gradients and optimizer memory; PTQ needs none.
 #
-# The experiment: int4 absmax **per-channel** (a coarse scheme, so there is damage to repair). PTQ;
-# QAT for a few steps on the calibration text; and, as the control, the same steps of plain fp32
-# fine-tuning - training on text close to the evaluation text lowers perplexity by itself, and
-# that part is not QAT's doing.
+# With int4 absmax **per-channel** (coarse: damage to repair): PTQ, QAT for a few steps on the
+# calibration text, and a control - the same steps of fp32 fine-tuning, since training on text like
+# the evaluation text lowers perplexity by itself.
 
 # %%
 qat_scheme = Scheme(4, "absmax", "channel")
@@ -789,18 +769,16 @@ else:
 
 # %% [markdown]
 # ## 10 · When to avoid quantization - numbers, not advice
-# Two situations the tutorial warns about, measured here.
+# Two situations the tutorial warns about, measured.
 #
-# **Small models.** Quantization pays when weight bytes dominate: memory or bandwidth. A small
-# model fits in memory anyway, its embedding (which stays unquantized) is a large share of it,
-# and without fused kernels the 4-bit layers do not run faster. The table below puts saved
-# megabytes beside the speed and quality it cost on your device (from section 6), and the
-# embedding's share of a small and a 7B model.
+# **Small models.** Quantization pays when weight bytes dominate memory or bandwidth. A small model
+# fits anyway, and its unquantized embedding is a large share of it. Below: megabytes saved beside
+# the speed and quality they cost on your device (section 6), and the embedding's share of a small
+# and a 7B model.
 #
-# **Math and code.** Are some kinds of text more sensitive than prose? Perplexity on three kinds
-# of text (prose, Python source code from the standard library, and two-digit additions
-# `a + b = c`), plus the share of addition *answers* the model predicts correctly (teacher-forced,
-# greedy choice of each answer token):
+# **Math and code.** Perplexity on prose, Python standard-library source and two-digit additions
+# `a + b = c`, and the share of addition *answers* predicted right (teacher-forced, greedy per
+# answer token):
 
 # %%
 if HEAVY and len(results) > 2:
@@ -855,29 +833,26 @@ else:
 
 # %% [markdown]
 # ## 11 · A 4-bit kernel that pays
-# Compare the memory and tokens/s columns of sections 6 and 7: 4 bits saved memory, but not time.
-# Yet lesson 00 showed that decoding one token is limited by the **bytes of weights it reads**,
-# and 4-bit weights are about a quarter of fp16's bytes. Three things stood in the way:
+# 4 bits saved memory but not time (sections 6 and 7), though decoding a token is limited by the
+# **bytes of weights it reads** (lesson 00) and 4-bit weights are about a quarter of fp16's. Three
+# things stood in the way:
 #
-# * **Where the weights are unpacked.** `QuantLinear` rebuilds the whole weight in memory on every
-#   call and then multiplies: it writes and reads a full-precision copy, more traffic than the
-#   16-bit weight alone. A kernel that pays loads the **packed bytes** into registers, splits the
-#   nibbles, applies the zero-point and scale there and multiplies at once ("fused
-#   dequantization"): the only weight traffic is the 4-bit codes and their scales.
+# * **Where the weights are unpacked.** `QuantLinear` rebuilds the full weight on every call with a
+#   few generic tensor operations (each reading and writing all of it) before PyTorch's tuned
+#   matmul: more traffic than the 16-bit weight alone. A kernel that pays loads the **packed bytes**
+#   into registers, splits the nibbles, applies zero-point and scale and multiplies at once ("fused
+#   dequantization"): the only weight traffic is the codes and scales.
 # * **What sets the pace.** Eager `transformers.generate` launches several small kernels per layer
-#   from Python, each costing microseconds of CPU time however little work it does. The recorded
-#   GPU runs (printed below) reached only a small share of their roofline already in fp16: when
-#   launches and framework overhead set the pace, fewer bytes cannot help, and the extra work
-#   bitsandbytes does around each layer makes NF4 no faster.
+#   from Python, microseconds of CPU time each. The recorded GPU runs (below) reached a small share
+#   of their roofline even in fp16: where launches and framework overhead set the pace, fewer bytes
+#   cannot help, and bitsandbytes' extra work per layer makes NF4 no faster.
 # * **How many tokens share each weight.** With M tokens per step (a batch, or a prompt), each
-#   weight read serves M multiply-adds. At M = 1 the GPU computes far less than it could while the
-#   bytes arrive (memory-bound), so fewer bytes means less time. As M grows it becomes
-#   compute-bound: the bytes saved stop mattering, and unpacking (a shift, a mask, a subtraction
-#   and a multiply per weight and tile) is extra arithmetic. W4A16 pays at small M and fades at
-#   large M - and it reaches the compute-bound regime at a smaller M than fp16, since it reads
-#   fewer bytes for the same work.
+#   weight read serves M multiply-adds. At M = 1 the GPU waits for bytes (memory-bound): fewer
+#   bytes, less time. As M grows it turns compute-bound - W4A16 sooner than fp16, reading fewer
+#   bytes for the same work - and unpacking (a shift, a mask, a subtraction and a multiply per
+#   weight and tile) is extra arithmetic.
 #
-# The arithmetic, for a Llama-2-7B decoder and for this model, then what the recorded runs show:
+# The arithmetic for a Llama-2-7B decoder and this model, then the recorded runs:
 
 # %%
 from inferlab.compress.w4a16 import GROUP_SIZE, bits_per_weight
@@ -929,10 +904,9 @@ if gpu is not None:
 #   zero-point per group of G consecutive inputs of a row (your `zeropoint_quantize`, per group);
 # * `W[n, k] = (code[n, k] - zeros[n, k // G]) * scales[n, k // G]`.
 #
-# Asymmetric (with a zero-point) because a group of weights is rarely centred on zero: the
-# zero-point lets its 16 levels span the group's own range, for one byte per group and one
-# subtraction per weight in the kernel. `dequantize_w4` rebuilds `W` in plain PyTorch - the
-# reference your kernel must match. On the real layer of section 1:
+# The zero-point lets a group's 16 levels span its own range (groups are rarely centred on zero),
+# for one byte per group and one subtraction per weight. `dequantize_w4` rebuilds `W` in PyTorch:
+# the reference your kernel must match. On section 1's layer:
 
 # %%
 from inferlab.compress.w4a16 import dequantize_w4, pack_w4
@@ -951,13 +925,13 @@ print(f"relative error of W4A16 group-{GROUP_SIZE}: "
 
 # %% [markdown]
 # ### Exercise 6 - the W4A16 kernel in Triton (4 points)
-# [Triton](https://triton-lang.org) writes a GPU kernel as a Python function that many
-# **programs** run at once, each on one tile of the output. Inside it, `tl.program_id(axis)` says
-# which tile, `tl.arange(0, B)` makes a vector of offsets, `tl.load(pointer + offsets, mask=...,
-# other=...)` reads a tile (masked-off lanes read `other` and touch no memory), `tl.store` writes
-# one, `x.to(dtype)` converts, and `tl.dot(a, b)` multiplies two tiles on the tensor cores.
-# Indexing works like NumPy broadcasting: `rows[:, None] * stride + cols[None, :]` is a 2-D tile
-# of addresses.
+# [Triton](https://triton-lang.org) writes a GPU kernel as a Python function that many **programs**
+# run at once, each on one tile of the output. `tl.program_id(axis)` says which tile,
+# `tl.arange(0, B)` makes a vector of offsets, `tl.load(pointer + offsets, mask=..., other=...)`
+# reads a tile (masked-off lanes read `other` and touch no memory), `tl.store` writes one,
+# `x.to(dtype)` converts, and `tl.dot(a, b)` multiplies two tiles on the tensor cores. Indexing
+# works like NumPy broadcasting: `rows[:, None] * stride + cols[None, :]` is a 2-D tile of
+# addresses.
 #
 # Write the body of `w4a16_kernel`: program `(pid_m, pid_n)` computes the tile
 # `out[pid_m * BLOCK_M : ..., pid_n * BLOCK_N : ...]` of `out = x @ W.T`.
@@ -975,15 +949,14 @@ print(f"relative error of W4A16 group-{GROUP_SIZE}: "
 # 3. Store `acc` converted to the output's dtype (`out_ptr.dtype.element_ty`) at
 #    `out_ptr + m * stride_om + n`.
 #
-# Mask every load and the store: `m < M`, `n < N`, `k < K`. K need not be a multiple of BLOCK_K,
-# nor even (an odd K leaves a padding nibble in each row's last byte); M and N need not be
-# multiples of their blocks. Keep the signature: the given launcher `launch_w4a16` passes the
-# strides and block sizes and launches a `(cdiv(M, BLOCK_M), cdiv(N, BLOCK_N))` grid. For CPU
-# tensors it runs your kernel in **Triton's interpreter** - each program in Python, with NumPy:
-# slow, but the very same kernel, so the tests check it on any machine (a GPU runs it for real in
-# the measurements below). The hidden tests try several M (more than one tile of them), K that
-# are no multiple of BLOCK_K (and odd), several groups per row, bfloat16 as well as float16, a
-# long K whose small terms a 16-bit accumulator would lose, and a launch of only some programs
+# Mask every load and the store: `m < M`, `n < N`, `k < K`. K need not be a multiple of BLOCK_K, nor
+# even (an odd K leaves a padding nibble in each row's last byte); M and N need not be multiples of
+# their blocks. Keep the signature: the given launcher `launch_w4a16` passes the strides and block
+# sizes and launches a `(cdiv(M, BLOCK_M), cdiv(N, BLOCK_N))` grid. For CPU tensors it runs your
+# kernel in **Triton's interpreter** (each program in Python, with NumPy): slow, but the same
+# kernel, so the tests check it on any machine. The hidden tests try several M (more than one tile),
+# K that are no multiple of BLOCK_K (and odd), several groups per row, bfloat16 as well as float16,
+# a long K whose small terms a 16-bit accumulator would lose, and a launch of only some programs
 # (each must write its own tile and nothing else).
 
 # %% solution id=w4a16_kernel
@@ -1114,9 +1087,9 @@ assert (out.float() - 2063).abs().max() <= 1.01, (
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Your kernel on the real layer, for one token: against `F.linear` with the dequantized weight
-# (the same numbers, computed another way) and with the original fp32 weight (the quantization
-# error). Where PyTorch sees a GPU the kernel runs compiled there; otherwise in the interpreter.
+# Your kernel on the real layer, one token, against `F.linear` with the dequantized weight (same
+# numbers, computed another way) and with the fp32 weight (the quantization error); compiled on a
+# GPU, else interpreted.
 
 # %%
 import time
@@ -1144,15 +1117,13 @@ else:
 # %% [markdown]
 # ### Measured: your kernel against fp16, bitsandbytes and the package's kernel
 # On a GPU this cell times one Llama-2-7B gate/up projection (11008 x 4096) at M = 1 and M = 32:
-# `F.linear` in fp16 (cuBLAS), bitsandbytes NF4, the package's `w4a16_matmul` (the same idea,
-# reading each byte once in 16-byte vectors and splitting it into an even and an odd k, with
-# tiles it picks by timing a few candidates on your GPU on first use) and your kernel
-# through `my_w4a16_matmul`. `inferlab.compress.w4a16_bench.time_layer` captures many calls in a
-# CUDA graph (no launch overhead), cycling over copies of the weights larger than the L2 cache (so
-# every call reads its weights from memory, as a real model does), and takes the median of
-# repeats. Bandwidth is the bytes of each weight format over its time, shown as a share of the
-# copy bandwidth measured here - the roofline. Without a GPU the interpreter says nothing about
-# speed; the cell shows the run recorded with `benchmarks/w4a16_gpu.py` instead.
+# `F.linear` in fp16 (cuBLAS), bitsandbytes NF4, the package's `w4a16_matmul` (reading each byte
+# once, in 16-byte vectors split into an even and an odd k; it picks its tiles by timing a few on
+# your GPU on first use) and your kernel. `inferlab.compress.w4a16_bench.time_layer` captures many
+# calls in a CUDA graph (no launch overhead), cycling over weight copies larger than the L2 cache
+# (so every call reads from memory, as in a real model), and takes the median of repeats. Bandwidth
+# is each format's weight bytes over its time, as a share of the copy bandwidth measured here (the
+# roofline). Without a GPU the cell shows the run recorded with `benchmarks/w4a16_gpu.py`.
 
 # %%
 LAYER = "gate/up 11008x4096"
@@ -1209,20 +1180,19 @@ if kernel_rows:
 
 # %% [markdown]
 # ### What the compiler made of it
-# Fewer bytes pay only if the kernel reads them at the memory's pace, and that is decided by the
-# instructions the compiler emits. Triton compiles in stages (Triton IR, GPU IR, LLVM IR, then
-# **PTX**, NVIDIA's assembly) that all run on the CPU, so `inferlab.lab.ptx.compile_ptx` can
-# compile a kernel for an H100 (compute capability 9.0) on any machine, GPU or not, and
-# `global_loads` counts its memory reads: `ld.global.v4.b32` brings 16 bytes to a thread in one
-# instruction, `ld.global.b8` one byte, `cp.async` copies a tile to shared memory in the
-# background (for `tl.dot`). Each instruction is counted once even inside the loop.
+# Fewer bytes pay only if the kernel reads them at the memory's pace, which its instructions decide.
+# Triton's compile stages (Triton IR, GPU IR, LLVM IR, then **PTX**, NVIDIA's assembly) all run on
+# the CPU, so `inferlab.lab.ptx.compile_ptx` compiles a kernel for an H100 (compute capability 9.0)
+# on any machine, and `global_loads` counts its memory reads: `ld.global.v4.b32` brings 16 bytes to
+# a thread in one instruction, `ld.global.b8` one byte, `cp.async` copies a tile to shared memory in
+# the background (for `tl.dot`). Each instruction counts once, even inside the loop.
 #
-# Your kernel addresses a `[BLOCK_K, BLOCK_N]` tile whose neighbouring elements along its fast
-# axis are a row apart in memory, and two k share each byte. The package's one-token path loads
-# each row's bytes along the tile's fast axis, masks whole bytes (`byte < k_bytes`) rather than
-# nibbles (`2 * byte < K` changes every other element and would force a load per byte), and takes
-# several groups per tile, so that each thread has several 16-byte loads in flight: a one-token
-# matmul waits on memory, and only many outstanding loads hide its latency. Compare:
+# In your kernel's `[BLOCK_K, BLOCK_N]` tile, neighbours along the fast axis are a row apart in
+# memory, and two k share a byte. The package's one-token path loads each row's bytes along the fast
+# axis, masks whole bytes (`byte < k_bytes`; a nibble mask, `2 * byte < K`, changes every other
+# element and would force a load per byte) and takes several groups per tile, so each thread has
+# several 16-byte loads in flight: only many outstanding loads hide the latency of a one-token
+# matmul, which waits on memory. Compare:
 
 # %%
 from inferlab.compress import w4a16 as w4a16_module
@@ -1252,22 +1222,19 @@ except ImportError as missing:      # Triton without its NVIDIA backend (macOS, 
     print(f"cannot compile for an NVIDIA GPU here: {missing}")
 
 # %% [markdown]
-# Byte-sized loads are one reason a kernel can read 4x fewer bytes and still lose to fp16; the
-# other is what each program does between loads (unpacking, scales, the final reduction) and how
-# many programs keep the memory busy. Production W4A16 kernels (Marlin, the AWQ and GPTQ CUDA
-# kernels) go further: they reorder the packed weights offline so that a thread's 16 bytes feed
-# the tensor cores directly, and pipeline the loads. The benchmark numbers above (or the
-# recorded ones) are the judge: the ratio in the claims below says whether this kernel pays on
-# that GPU.
+# Byte-sized loads are one reason a kernel reading 4x fewer bytes can still lose to fp16; the other
+# is what each program does between loads (unpacking, scales, the final reduction) and how many
+# programs keep the memory busy. Production W4A16 kernels (Marlin, the AWQ and GPTQ CUDA kernels)
+# also reorder the packed weights offline so a thread's 16 bytes feed the tensor cores directly, and
+# pipeline the loads.
 
 # %% [markdown]
 # ### The real model with W4A16 layers
-# `quantize_model_w4a16` replaces every decoder Linear (not the tied `lm_head`) by a
-# `W4A16Linear`, which keeps only the packed weight and calls `w4a16_matmul`: the package's kernel
-# on a GPU (for up to 64 tokens per call; more are compute-bound, so it dequantizes once and calls
-# cuBLAS), the PyTorch fallback on a CPU. Quality is compared with the fp32 model, speed (greedy,
-# batch 1) with the same model without the swap: in fp16 on a GPU (the kernel takes 16-bit
-# activations), in fp32 on a CPU.
+# `quantize_model_w4a16` swaps every decoder Linear (not the tied `lm_head`) for a `W4A16Linear`,
+# which keeps only the packed weight and calls `w4a16_matmul`: the package's kernel on a GPU (up to
+# 64 tokens per call; more are compute-bound, so it dequantizes once and calls cuBLAS), a PyTorch
+# fallback on a CPU. Quality is compared with fp32, speed (greedy, batch 1) with the unswapped model
+# in fp16 on a GPU (the kernel takes 16-bit activations), fp32 on a CPU.
 
 # %%
 from inferlab.compress.w4a16 import W4A16Linear, quantize_model_w4a16
@@ -1300,21 +1267,16 @@ else:
     print("skipped while grading: measures two whole models")
 
 # %% [markdown]
-# Compare the two rows of your device. Perplexity and agreement show what 4 bits in groups of 128
-# cost this model (finer groups cost less, section 2). The tokens/s are whole `generate` steps,
-# not one matmul. On a CPU the W4A16 layers run the PyTorch fallback, which - like `QuantLinear`
-# in section 6 - rebuilds every weight on every call: it saves memory, not time. On a GPU they
-# run the kernel, but in a model this small a step is set by the number of kernel launches and
-# the framework around them (the second point at the start of this section), so the gain of a
-# single layer need not show. It shows where each layer's bytes dominate its time: a 7B model's
-# layers (the table above), run by an engine that removes the launch overhead (lesson 09: CUDA
-# graphs in the course engine).
+# The tokens/s are whole `generate` steps. On a CPU the fallback, like `QuantLinear`, saves memory,
+# not time. On a GPU, launches and framework overhead pace a model this small (section 11), so one
+# layer's gain need not show; it shows in a 7B model's layers (above), in an engine without launch
+# overhead (lesson 09: CUDA graphs in the course engine).
 
 # %% [markdown]
 # ## Claims vs measured
-# The tutorial this course follows gives a precision table (FP32 1x, FP16 ~2x, INT8 ~3-4x,
-# NF4 ~6-8x, INT4 ~8-10x). The papers behind the libraries make quality claims. Beside them, what
-# this run measured on your machine:
+# The tutorial this course follows gives a precision table (FP32 1x, FP16 ~2x, INT8 ~3-4x, NF4
+# ~6-8x, INT4 ~8-10x); the papers behind the libraries make quality claims. Beside them, what this
+# run measured on your machine:
 
 # %%
 def ratio(key, label, invert=False):
@@ -1385,27 +1347,21 @@ for claim, what, value, why in claims:
     print(f"claim: {claim}\n   measured: {what} = {value}\n   why: {why}")
 
 # %% [markdown]
-# The tutorial's multipliers mix two different things. **Memory** follows the bits per weight
-# (plus scales, minus whatever stays in high precision); that part reproduces, diluted by the
-# fp32 embedding in a model this small. **Speed** follows the kernels: with weight-only
-# quantization the weights must be dequantized before (or inside) each matmul, which pays off only
-# when reading weights is the bottleneck (batch-1 decoding with fused kernels on a GPU) and can
-# lose otherwise (unfused dequantization like `QuantLinear`'s, LLM.int8's outlier handling, large
-# batches).
+# The tutorial's multipliers mix two things. **Memory** follows the bits per weight (plus scales,
+# minus what stays in high precision): that reproduces, diluted by the fp32 embedding of a small
+# model. **Speed** follows the kernels: weight-only quantization dequantizes before (or inside) each
+# matmul, which pays only when reading weights is the bottleneck (batch-1 decoding with fused
+# kernels on a GPU) and can lose otherwise (unfused dequantization like `QuantLinear`'s, LLM.int8's
+# outlier handling, large batches).
 #
 # ## Summary
-# * absmax and zero-point quantization are one scale (and offset) per row of a chosen view; the
-#   view is the granularity. Finer groups cost a few bits of scales and save a lot of error.
-# * NF4 spends its 16 levels where normal weights are; it beats uniform int4 at the same size.
-# * Memory savings are only real when codes are packed; speed needs kernels that read packed
-#   weights directly.
-# * This model's weights came from a Q4_1 file: its own 4-bit grid re-quantizes with zero error.
-# * QAT repairs some of what PTQ breaks, at the price of training; small models and
-#   arithmetic are where 4 bits hurt most.
-# * 4-bit weights pay in speed only through a fused kernel that reads the packed bytes and
-#   unpacks them in registers (yours, in Triton), and only while bytes set the time: at batch 1
-#   on a GPU, not at large batches (compute-bound) and not where launch overhead dominates (eager
-#   generation of a small model).
+# * A granularity is the view whose rows share a scale (and offset); finer groups cost a few bits of
+#   scales and save a lot of error. NF4 beats uniform int4 at the same size.
+# * This model came from a Q4_1 file: its own 4-bit grid re-quantizes with zero error.
+# * QAT repairs some of what PTQ breaks, at the price of training; small models and arithmetic are
+#   where 4 bits hurt most.
+# * Packed codes save memory; time only through a fused kernel like yours (Triton), where bytes set
+#   the time: batch 1 on a GPU, not large batches (compute-bound) or launch-bound eager generation.
 #
 # Next: lesson 02 makes 4 bits better without training (GPTQ, AWQ) and runs the model with
 # llama.cpp's kernels.

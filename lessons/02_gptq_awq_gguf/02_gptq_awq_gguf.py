@@ -7,23 +7,16 @@
 # model's evaluations run on your device (the GPU when PyTorch sees one, else the CPU); GPTQ and AWQ
 # calibrate on the CPU, and llama.cpp runs on the CPU even on a GPU machine.
 #
-# Lesson 01 quantized every weight on its own: **round-to-nearest** (RTN). At 4 bits that cost a
-# lot of perplexity. Two post-training methods do better without any training, by looking at what
-# the weights are *used for* - the activations of a little calibration text:
+# Lesson 01 rounded every weight on its own (**round-to-nearest**, RTN); at 4 bits that cost a lot
+# of perplexity. **GPTQ** and **AWQ** do better without training, by looking at what the weights are
+# *used for*: the activations of a little calibration text. Then **GGUF / llama.cpp**, the file
+# format and CPU engine (you implement its Q8_0 and Q4_0 blocks bit-exactly, write a Q8_0 file and
+# run both files beside transformers), and **W8A8, SmoothQuant and FP8**, which quantize the
+# activations too, as GPU serving engines do.
 #
-# 1. **GPTQ** quantizes a layer column by column and lets the columns not yet quantized absorb
-#    each column's error, weighted by the inputs' correlations (the Hessian).
-# 2. **AWQ** scales up the input channels that carry large activations before rounding, so the
-#    weights that matter most lose least.
-# 3. **GGUF / llama.cpp** - the file format and the CPU engine that run 4- and 8-bit models fast:
-#    we read the course's GGUF file, implement its Q8_0 and Q4_0 blocks bit-exactly, write a Q8_0
-#    file, and run both files with llama.cpp beside transformers.
-# 4. **W8A8, SmoothQuant and FP8** - quantizing the activations too, as GPU serving engines do:
-#    why outlier channels make that hard, SmoothQuant's fix, and the FP8 formats.
-#
-# You implement the core of each (7 graded exercises); the course's own implementations
-# (`inferlab.compress.gptq`, `inferlab.compress.awq`, `inferlab.compress.gguf_blocks`) then run them on the whole model.
-# Every number printed is measured in this run, or cited with its source.
+# You implement the core of each (7 graded exercises); the course's `inferlab.compress` modules
+# (`gptq`, `awq`, `gguf_blocks`) then run them on the whole model. Every number printed is measured
+# in this run, or cited with its source.
 
 # %%
 import logging
@@ -74,9 +67,9 @@ print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {gradi
 
 # %% [markdown]
 # ## 0 · The gap to close, measured first
-# fp32, and round-to-nearest int4 group-128 (symmetric absmax, and asymmetric zero-point), on the
-# held-out evaluation text. Every model is evaluated in fp32 on your device; `quality` brings the
-# logits back to the CPU for the statistics.
+# fp32 and round-to-nearest int4 group-128 (symmetric absmax, and asymmetric zero-point) on the
+# held-out text, each evaluated in fp32 on your device (`quality` computes the statistics on the
+# CPU).
 
 # %%
 model, tokenizer = load_model(device=device)
@@ -110,7 +103,7 @@ for label, r in results.items():
 
 # %% [markdown]
 # ## 1 · GPTQ: quantize a column, fix the rest
-# A Linear layer computes `Y = X W^T` for inputs `X` (tokens x in). Quantizing `W` to `Q` changes
+# A Linear layer computes `Y = X W^T` for inputs `X` (tokens x in); quantizing `W` to `Q` changes
 # the output by `X (W - Q)^T`. GPTQ (Frantar et al., 2022) minimises that output error, row by row,
 # with the **Hessian** of the squared error,
 #
@@ -119,12 +112,12 @@ for label, r in results.items():
 # It walks over the columns `j = 0, 1, ...` of `W`:
 # 1. quantize column `j` (at the first column of each group, choose the group's scales from the
 #    *current* - already corrected - weights of that group);
-# 2. compute the error scaled by the inverse Hessian's diagonal: `err = (w_j - q_j) / U[j, j]`;
+# 2. scale the error by the inverse Hessian's diagonal: `err = (w_j - q_j) / U[j, j]`;
 # 3. subtract `err ⊗ U[j, j+1:]` from the columns not quantized yet - they move to compensate.
 #
-# `U` is the upper Cholesky factor of `H^-1` (with 1% damping added to `H`): after each column,
-# the remaining rows of `U` are exactly the inverse Hessian of the columns left, so the update
-# never needs another matrix inverse. (Our `inverse_hessian_factor` computes `U`.)
+# `U` is the upper Cholesky factor of `H^-1` (with 1% damping added to `H`; our
+# `inverse_hessian_factor` computes it): after each column, the remaining rows of `U` are exactly
+# the inverse Hessian of the columns left, so the update never needs another matrix inverse.
 #
 # ### Exercise 1 - the Hessian (1 point)
 # Implement `hessian(x)` for inputs of shape `(..., in_features)` (a batch of sequences, or
@@ -233,11 +226,10 @@ for bits, group in [(3, 8), (4, 24), (8, 6)]:
 
 # %% [markdown]
 # ### On a real layer
-# The inputs of block 5's Linear layers on calibration text (other chapters of the Python
-# reference than the evaluation text), then `mlp.down_proj` (576 x 1536) quantized three ways.
-# Relative output error is `||X W^T - X Q^T|| / ||X W^T||`. The model runs on your device; the
-# inputs and the weight are then taken to the CPU, where your functions and the course's GPTQ
-# work on them (one layer is quick there).
+# Block 5's Linear inputs on calibration text (other chapters of the Python reference than the
+# evaluation text), then `mlp.down_proj` (576 x 1536) quantized three ways; relative output error is
+# `||X W^T - X Q^T|| / ||X W^T||`. The model runs on your device; inputs and weight then go to the
+# CPU, where one layer is quick.
 
 # %%
 BLOCK = 5
@@ -283,15 +275,15 @@ plots.bars(list(layer_rows), list(layer_rows.values()), yaxis="relative output e
            title=f"block {BLOCK} mlp.down_proj, int4 group-128").show()
 
 # %% [markdown]
-# The blocked ("lazy batch") version gives the same result: inside a block of 128 columns it
-# updates only the block, and pushes the accumulated errors to the later columns in one matrix
-# product - far less memory traffic. `inferlab.compress.gptq.gptq_quantize_model` runs it over the whole
-# model **block by block**: each decoder block sees the outputs of the blocks before it *after*
-# they were quantized, so later layers also compensate earlier ones. Linears that read the same
-# input (q/k/v; gate/up) share one Hessian and are quantized as one taller matrix.
+# The blocked ("lazy batch") version gives the same result: inside a block of 128 columns it updates
+# only the block, then pushes the accumulated errors to later columns in one matrix product - far
+# less memory traffic. `inferlab.compress.gptq.gptq_quantize_model` runs it **block by block**: each
+# decoder block sees the outputs of the blocks before it *after* they were quantized, so later
+# layers also compensate earlier ones. Linears reading the same input (q/k/v; gate/up) share one
+# Hessian, quantized as one taller matrix.
 #
-# The course's GPTQ and AWQ keep their statistics (float64 Hessians, search state) in CPU memory,
-# so the quantization runs on a CPU copy of the model; the result is evaluated on your device.
+# The course's GPTQ and AWQ keep their statistics (float64 Hessians, search state) in CPU memory, so
+# they quantize a CPU copy of the model.
 
 # %%
 calib_ids = calibration_tokens(tokenizer, n_samples=pick(32, 4), seq_len=pick(512, 256))
@@ -316,13 +308,13 @@ else:
 
 # %% [markdown]
 # ## 2 · AWQ: scale the channels that matter
-# Activations are not uniform: a few input channels are much larger than the rest, and the
-# weights that multiply them decide most of the output. AWQ (Lin et al., 2023) multiplies input
-# channel `c` of `W` by a factor `s_c` before quantizing and divides the input by it:
-# `x W^T = (x / s) (W * s)^T  ->  (x / s) Q(W * s)^T`. A channel scaled up gets a *relatively*
-# finer grid (its group's scale barely moves when only a few channels grow). The `1/s` is folded
-# into the operation that produces `x` (an RMSNorm weight, or the rows of the previous Linear), so
-# inference costs nothing extra. Look at the activations of block 5:
+# A few input channels carry much larger activations than the rest, and the weights that multiply
+# them decide most of the output. AWQ (Lin et al., 2023) multiplies input channel `c` of `W` by
+# `s_c` before quantizing and divides the input by it:
+# `x W^T = (x / s) (W * s)^T  ->  (x / s) Q(W * s)^T`. A channel scaled up gets a *relatively* finer
+# grid (its group's scale barely moves when only a few channels grow). The `1/s` is folded into what
+# produces `x` (an RMSNorm weight, or the previous Linear's rows), so inference costs nothing extra.
+# Block 5's activations:
 
 # %%
 X_attn = inputs[("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")]
@@ -335,8 +327,8 @@ plots.bars(list(range(magnitude.numel())), magnitude.tolist(), yaxis="mean |x|",
            title=f"block {BLOCK}: activation magnitude of each input channel (q/k/v input)").show()
 
 # %% [markdown]
-# AWQ chooses `s = mean|x|^alpha` and searches `alpha` on a grid: `alpha = 0` is plain RTN,
-# larger `alpha` protects loud channels more (and hurts quiet ones).
+# AWQ chooses `s = mean|x|^alpha` and searches `alpha` on a grid: `alpha = 0` is plain RTN; larger
+# `alpha` protects loud channels more (and hurts quiet ones).
 #
 # ### Exercise 3 - the AWQ scale search (3 points)
 # Implement `awq_search_scale(W, X, bits, group_size, n_grid)` for a weight `W` (out x in) and its
@@ -401,8 +393,8 @@ assert a2 == ra2 and torch.allclose(s2, r2, rtol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# On the real layer: the output error of block 5's q/k/v (one matrix: they share their input) for
-# every `alpha`, and what the best scales give:
+# Block 5's q/k/v (one matrix: they share their input): the output error for every `alpha`, and what
+# the best scales give:
 
 # %%
 W_attn = torch.cat([decoder_blocks(model)[BLOCK].get_submodule(n).weight.detach().float().cpu()
@@ -417,11 +409,11 @@ plots.lines([i / 20 for i in range(20)], {"output MSE": alpha_losses}, xaxis="al
             title=f"AWQ grid search, block {BLOCK} q/k/v (alpha = 0 is round-to-nearest)").show()
 
 # %% [markdown]
-# `inferlab.compress.awq.awq_quantize_model` runs the search for every block (q/k/v, gate/up and down_proj;
-# o_proj is only clipped: its input comes from attention over shared KV heads, where a
-# per-channel scale could not be folded into v_proj), and then the second half of AWQ: a search,
-# per group, for how much to **clip** the range (a slightly smaller max can lower the error of all
-# the other weights of the group).
+# `inferlab.compress.awq.awq_quantize_model` runs the search for every block (q/k/v, gate/up and
+# down_proj; o_proj is only clipped: its input comes from attention over shared KV heads, where a
+# per-channel scale could not be folded into v_proj), then AWQ's second half: a per-group search for
+# how much to **clip** the range (a slightly smaller max can lower the error of the group's other
+# weights).
 
 # %%
 if HEAVY:
@@ -446,9 +438,8 @@ else:
 
 # %% [markdown]
 # ## 3 · All three at 4 bits, group 128
-# The comparison above is symmetric (absmax) everywhere. Asymmetric (zero-point) round-to-nearest
-# is measured in section 0; set `ALSO_ZERO_POINT = True` to run GPTQ and AWQ with zero-points too
-# (doubles the time of this section).
+# All symmetric (absmax); zero-point round-to-nearest is in section 0. Set `ALSO_ZERO_POINT = True`
+# to run GPTQ and AWQ with zero-points too (doubles this section's time).
 
 # %%
 ALSO_ZERO_POINT = False
@@ -482,12 +473,11 @@ plots.bars(list(results), [r["perplexity"] for r in results.values()],
 
 # %% [markdown]
 # ### What a GPU user would run
-# The libraries that package these methods need a CUDA GPU (and their own kernels); they are not
-# installed here, and the graded work is the implementation above. The tutorial's one-liners, for
-# reference (not executed):
+# The libraries that package these methods need a CUDA GPU (and their own kernels) and are not
+# installed here. The tutorial's one-liners, for reference (not executed):
 #
 # ```python
-# # GPTQ (AutoGPTQ; its maintained successor is GPTQModel, also reachable through transformers' GPTQConfig)
+# # GPTQ (AutoGPTQ; maintained successor: GPTQModel, also via transformers' GPTQConfig)
 # from auto_gptq import AutoGPTQForCausalLM, BaseQuantizeConfig
 # model = AutoGPTQForCausalLM.from_pretrained(model_id, BaseQuantizeConfig(bits=4, group_size=128))
 # model.quantize(calibration_examples)
@@ -505,8 +495,8 @@ plots.bars(list(results), [r["perplexity"] for r in results.values()],
 #
 # ## 4 · Your turn: one layer, three quantizers
 # Pick a block, a layer, bits and a group size (100 does not divide 576 or 1536: rows are padded;
-# "per-channel" is one scale per row). The panel computes round-to-nearest, GPTQ and AWQ (scale
-# search, then with clipping) on that layer's real calibration inputs and draws their output error.
+# "per-channel" is one scale per row). The panel draws the output error of round-to-nearest, GPTQ
+# and AWQ (scale search, then with clipping) on that layer's real calibration inputs.
 
 # %%
 panel_calib = calibration_tokens(tokenizer, n_samples=pick(8, 2), seq_len=pick(256, 128), seed=1)
@@ -547,8 +537,8 @@ else:
 
 # %% [markdown]
 # ## 5 · GGUF: the file, its blocks, and llama.cpp
-# The course's model ships as a GGUF file. Its header holds key/value metadata - everything
-# llama.cpp needs to rebuild the model and its tokenizer - then the tensors, each in its own type:
+# The model ships as a GGUF file: key/value metadata (all llama.cpp needs to rebuild the model and
+# its tokenizer), then the tensors, each in its own type:
 
 # %%
 gguf_path = embedded_gguf()
@@ -565,10 +555,10 @@ for kind, row in summary["types"].items():
           f"{row['bits_per_weight']:>13.2f}")
 
 # %% [markdown]
-# The Linear weights are **Q4_1**: blocks of 32 weights, each 20 bytes - an fp16 scale `d`, an
-# fp16 minimum `m`, then 16 bytes of 4-bit codes (byte `j` holds code `j` in its low nibble and
-# code `j + 16` in its high nibble), and `x = q * d + m`. Decoding the first block of
-# `blk.0.ffn_down.weight` by hand, and comparing with the fp32 model transformers loaded:
+# The Linear weights are **Q4_1**: blocks of 32 weights, 20 bytes each - an fp16 scale `d`, an fp16
+# minimum `m`, then 16 bytes of 4-bit codes (byte `j` holds code `j` in its low nibble and code
+# `j + 16` in its high nibble) - and `x = q * d + m`. The first block of `blk.0.ffn_down.weight`
+# decoded by hand, against the fp32 model transformers loaded:
 
 # %%
 import numpy as np
@@ -698,9 +688,8 @@ assert not bad, f"blocks {bad[:5]} differ from gguf's reference (nibble order? t
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Both formats against the original values of one real layer (block 5's down_proj), with the
-# package's dequantizers, beside round-to-nearest int4 absmax group-32 from lesson 01 (the same
-# block size; Q4_0 uses the asymmetric extra level):
+# Both formats on block 5's down_proj (with the package's dequantizers), beside lesson 01's
+# round-to-nearest int4 absmax group-32 (the same block size; Q4_0 uses the asymmetric extra level):
 
 # %%
 W = decoder_blocks(model)[BLOCK].mlp.down_proj.weight.detach().float().cpu()
@@ -716,9 +705,8 @@ print(f"int4 absmax group-32: 4.50 bits per weight, relative weight error "
 # %% [markdown]
 # ### A Q8_0 file written with your quantizer
 # Copy the metadata, dequantize every Q4_1 tensor and re-quantize it with **your** `q8_0_quantize`
-# (the embedding is already Q8_0 and the norms are F32: copied as they are). The values do not get
-# better than the Q4_1 file's - they are those values, stored with 8 bits - but llama.cpp runs a
-# different kernel on them.
+# (the embedding, already Q8_0, and the F32 norms are copied as they are). The values are the Q4_1
+# file's, stored in 8 bits - no better - but llama.cpp runs a different kernel on them.
 
 # %%
 q8_path = cache_dir() / "gguf" / "SmolLM2-135M-Instruct.Q8_0-from-Q4_1.gguf"
@@ -736,7 +724,7 @@ else:
 # %% [markdown]
 # ### llama.cpp on this CPU
 # `llama-cpp-python` binds llama.cpp. It has no prebuilt wheel for this platform and compiles from
-# source on install (cmake and a C++ compiler needed; the compile takes minutes on a CPU):
+# source on install (cmake and a C++ compiler needed; minutes on a CPU):
 #
 # ```
 # CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python==0.3.36
@@ -744,11 +732,10 @@ else:
 #
 # (`GGML_NATIVE=OFF` builds for generic x86-64 with AVX2 instead of this exact CPU, so the build
 # also runs on other machines; `-DGGML_NATIVE=ON` may be a little faster here.) Without it the cells
-# below say so and the rest of the lesson still works. Measured, same thread count for everyone:
-# prompt processing (prefill) and generation tokens/s from llama.cpp's own timers, and perplexity
-# computed from llama.cpp's logits on the same evaluation tokens as above. transformers fp32 runs
-# beside it on the same CPU; on a GPU machine it is measured once more on the GPU, for reference
-# (a different device: compare llama.cpp with the CPU row).
+# below say so and the rest of the lesson still works. With the same thread count for all: prefill
+# and generation tokens/s from llama.cpp's own timers, perplexity from its logits on the same
+# evaluation tokens, beside transformers fp32 on the same CPU (on a GPU machine also on the GPU, for
+# reference: compare llama.cpp with the CPU row).
 
 # %%
 try:
@@ -823,29 +810,27 @@ elif llama_cpp is not None:
     print("skipped while grading: runs two models with llama.cpp")
 
 # %% [markdown]
-# The perplexities should agree: the Q4_1 file holds exactly the weights transformers computes
-# with, and the Q8_0 file stores the same values on a finer grid. Differences in the last digits
-# come from llama.cpp computing in different precision and order (its matmuls quantize the
-# activations to 8 bits for the quantized dot products). Speed is where the engines differ: they
-# read 4.5-5 or 8.5 bits per weight through fused dequantize-and-multiply kernels, instead of 32.
+# The perplexities should agree: the Q4_1 file holds exactly the weights transformers computes with,
+# and the Q8_0 file the same values on a finer grid. Last-digit differences come from llama.cpp's
+# precision and order (its matmuls quantize the activations to 8 bits for the quantized dot
+# products). Speed is where the engines differ: fused dequantize-and-multiply kernels read 4.5-5 or
+# 8.5 bits per weight instead of 32.
 #
 # ## 6 · Beyond weight-only: W8A8, SmoothQuant and FP8
-# GPTQ, AWQ and GGUF quantize the **weights** only: the matmul still runs in 16 or 32 bits after
-# the weights are expanded. That helps decoding, which is limited by reading weights from memory.
-# Prefill and large batches are limited by arithmetic instead, and int8 or FP8 tensor cores only
-# run faster when **both** operands are 8-bit: weights *and* activations (W8A8). Serving engines
-# offer this beside GPTQ/AWQ (int8 W8A8 with SmoothQuant, and FP8 on recent GPUs).
+# GPTQ, AWQ and GGUF quantize the **weights** only; the matmul still runs in 16 or 32 bits. That
+# helps decoding, limited by reading weights, but prefill and large batches are limited by
+# arithmetic, and int8 or FP8 tensor cores only run faster when **both** operands are 8-bit: weights
+# *and* activations (W8A8). Serving engines offer this beside GPTQ/AWQ (int8 W8A8 with SmoothQuant,
+# and FP8 on recent GPUs).
 #
-# Weights are easy: they are fixed, and one scale per output row (per channel) fits them well.
-# Activations are computed at run time, and in LLMs a few **input channels** carry values far
-# larger than the rest (the "outlier features" of Dettmers et al. 2022, *LLM.int8()*). An int8
-# matmul can only use scales that factor out of its sum over input channels: one per **token**
-# (row of `X`) or one per tensor - not one per input channel. So a token's single scale must cover
-# its outlier channel, and every other channel of that token is left with a few levels. Measured
-# on the calibration text: the largest `|x|` of every input channel of every Linear, the layers
-# with the worst ratio of the largest channel to the median channel, and the int8 error of one
-# layer's real inputs with one scale per tensor, per token, and (not usable in an int8 matmul,
-# for comparison) per input channel:
+# Weights are fixed, and one scale per output row fits them well. Activations are computed at run
+# time, and in LLMs a few **input channels** carry values far larger than the rest (the "outlier
+# features" of Dettmers et al. 2022, *LLM.int8()*). An int8 matmul can only use scales that factor
+# out of its sum over input channels: one per **token** (row of `X`) or per tensor, not per input
+# channel. So a token's one scale must cover its outlier channel, leaving its other channels a few
+# levels. Measured on the calibration text: the worst Linears by largest / median channel of max
+# `|x|`, and one layer's int8 error per tensor, per token and (unusable in an int8 matmul) per input
+# channel:
 
 # %%
 def input_absmax(m, ids):
@@ -892,17 +877,17 @@ plots.bars(list(range(X_worst.shape[1])), act_absmax[worst].tolist(), yaxis="max
            title=f"{worst}: largest activation of each input channel").show()
 
 # %% [markdown]
-# **SmoothQuant** (Xiao et al. 2023, *SmoothQuant: Accurate and Efficient Post-Training
-# Quantization for Large Language Models*) moves the difficulty from the activations to the
-# weights with the same identity as AWQ: `X W^T = (X / s) (W * s)^T`. Dividing input channel `j` by
-# `s_j` tames its outliers; multiplying column `j` of `W` by `s_j` makes the weights a little
-# harder, and they have room to spare. The `1/s` is folded into the RMSNorm (or the Linear) that
-# produces `X`, so it costs nothing at inference. The scale balances the two maxima:
+# **SmoothQuant** (Xiao et al. 2023, *SmoothQuant: Accurate and Efficient Post-Training Quantization
+# for Large Language Models*) moves the difficulty from the activations to the weights with AWQ's
+# identity, `X W^T = (X / s) (W * s)^T`: dividing input channel `j` by `s_j` tames its outliers;
+# multiplying column `j` of `W` by `s_j` makes the weights a little harder, and they have room to
+# spare. The `1/s` is folded into the RMSNorm (or the Linear) that produces `X`, free at inference.
+# The scale balances the two maxima:
 #
 # `s_j = max|X_j|^alpha / max|W_{:, j}|^(1 - alpha)`
 #
 # with `alpha = 0.5` as the paper's default (larger `alpha` moves more of the difficulty to the
-# weights). `max|X_j|` comes from calibration text, as above.
+# weights) and `max|X_j|` from calibration text, as above.
 #
 # ### Exercise 6 - the smoothing scales (1 point)
 # Implement `smooth_scales(act_absmax, weight, alpha)`: `act_absmax` is `max|X_j|` per input
@@ -1039,15 +1024,14 @@ assert close(y3, reference(x3, W3)), "one scale per token and one per output row
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# On the worst layer found above: its real inputs, int8 W8A8 per-token, and SmoothQuant for a few
-# `alpha` (`alpha = 0` leaves the activations' outliers alone; large `alpha` moves them into the
-# weights). Then the whole model: every Linear but the `lm_head` runs through a W8A8 wrapper -
-# with one scale per tensor (computed for each forward pass here), per token, each with and without
-# SmoothQuant (`alpha = 0.5`, the maxima from the calibration tokens above), and with FP8 (next
-# part), on the first `W8_EVAL` evaluation tokens (five models to run). SmoothQuant is applied where its `1/s` can be folded: q/k/v (into the input RMSNorm),
-# gate/up (into the post-attention RMSNorm) and down_proj (into up_proj's rows); o_proj is left
-# as it is (shared KV heads, as with AWQ). The wrapper does the division by `s` at run time, which
-# gives the same numbers as folding.
+# The worst layer with its real inputs: int8 W8A8 per-token, and SmoothQuant for a few `alpha`
+# (`alpha = 0` leaves the outliers in the activations; large `alpha` moves them into the weights).
+# Then the whole model, every Linear but the `lm_head` through a W8A8 wrapper: per-tensor scales
+# (computed per forward pass here) or per-token, each with and without SmoothQuant (`alpha = 0.5`,
+# maxima from the calibration tokens above), and FP8 (next part). SmoothQuant goes where its `1/s`
+# can be folded: q/k/v (into the input RMSNorm), gate/up (the post-attention RMSNorm), down_proj
+# (up_proj's rows); not o_proj (shared KV heads, as with AWQ). The wrapper divides by `s` at run
+# time: the same numbers as folding.
 
 # %%
 def relative_error(y, ref):
@@ -1153,22 +1137,19 @@ else:
     print("skipped while grading: five whole-model evaluations")
 
 # %% [markdown]
-# Read the numbers against the table of worst layers: how much the outliers cost depends on how
-# many layers have them and how large they are. The SmoothQuant paper reports that plain W8A8
-# keeps accuracy up to about 6.7B parameters and then collapses (where LLM.int8() saw systematic
-# outliers emerge), and that SmoothQuant restores FP16 accuracy up to 175B (OPT-175B, BLOOM-176B,
-# and more). A 135M model is far from that regime: its outliers are confined to a few layers, so
-# per-token int8 may already be close to fp32 here, and smoothing matters most where one scale
-# must cover everything (per-tensor). The table at the end puts the paper's claims beside these
-# numbers.
+# How much the outliers cost depends on how many layers have them and how large they are. The
+# SmoothQuant paper reports that plain W8A8 keeps accuracy up to about 6.7B parameters and then
+# collapses (where LLM.int8() saw systematic outliers emerge), and that SmoothQuant restores FP16
+# accuracy up to 175B (OPT-175B, BLOOM-176B, and more). A 135M model, its outliers confined to a few
+# layers, is far from that regime: per-token int8 may already be close to fp32, and smoothing
+# matters most where one scale covers everything (per-tensor).
 #
 # ### FP8
-# FP8 (Micikevicius et al. 2022, *FP8 Formats for Deep Learning*) is a floating-point alternative
-# to int8 with two variants: **E4M3** (4 exponent bits, 3 mantissa bits; the paper's choice for
-# weights and activations) and **E5M2** (more range, less precision; for gradients). A float
-# grid is *relative*: every value keeps about the same relative precision, where int8's grid is
-# uniform and small values get few levels. PyTorch has both as dtypes, and casting works on the
-# CPU:
+# FP8 (Micikevicius et al. 2022, *FP8 Formats for Deep Learning*) is a floating-point alternative to
+# int8 in two variants: **E4M3** (4 exponent bits, 3 mantissa bits; the paper's choice for weights
+# and activations) and **E5M2** (more range, less precision; for gradients). A float grid is
+# *relative* - every value keeps about the same relative precision - where int8's grid is uniform
+# and small values get few levels. PyTorch has both as dtypes; casting works on the CPU:
 
 # %%
 print(f"{'format':<16}{'max':>10}{'smallest normal':>17}{'eps (1 + eps > 1)':>19}")
@@ -1189,11 +1170,11 @@ for label, t, dim in [(f"block {BLOCK} down_proj weight", W_down, 1),
           f"int8 {i8[0]:.4f} ({i8[1]:.4f})")
 
 # %% [markdown]
-# Hopper and Ada GPUs (compute capability 8.9 and up) multiply FP8 matrices in their tensor
-# cores; NVIDIA's H100 datasheet lists twice the dense BF16 peak for FP8. PyTorch reaches them
-# through `torch._scaled_mm` (a private function whose signature has changed between releases),
-# which engines such as vLLM use for FP8 checkpoints. The cell below runs it only on such a GPU
-# and prints what it measured on yours; elsewhere it says why it skipped.
+# Hopper and Ada GPUs (compute capability 8.9 and up) multiply FP8 matrices in their tensor cores;
+# NVIDIA's H100 datasheet lists twice the dense BF16 peak for FP8. PyTorch reaches them through
+# `torch._scaled_mm` (a private function whose signature has changed between releases), which
+# engines such as vLLM use for FP8 checkpoints. The cell runs it only on such a GPU; elsewhere it
+# says why it skipped.
 
 # %%
 fp8_gpu = (torch.cuda.is_available() and str(device).startswith("cuda")
@@ -1301,17 +1282,17 @@ print(f"\nblock {BLOCK} q/k/v, int4 g128 output error: RTN "
 
 # %% [markdown]
 # ## Summary
-# * GPTQ and AWQ use a little calibration text to decide *how* to round: GPTQ lets later columns
-#   compensate the error of earlier ones (second-order, via the Hessian); AWQ protects the
-#   channels with large activations by scaling. Both keep the model's shape and speed, and both
-#   beat round-to-nearest at the same bits and group size (the table in section 3).
+# * GPTQ and AWQ use a little calibration text to decide *how* to round - GPTQ lets later columns
+#   compensate earlier ones (second-order, via the Hessian), AWQ scales up channels with large
+#   activations - and, keeping the model's shape and speed, beat round-to-nearest at the same bits
+#   and group size (section 3).
 # * GGUF stores blocks of 32 with an fp16 scale (Q8_0, Q4_0) or scale and minimum (Q4_1); you
-#   reproduced two of them byte for byte and wrote a file llama.cpp runs.
-# * Real speed comes from kernels that compute on the packed formats: llama.cpp on CPUs,
-#   bitsandbytes / GPTQ / AWQ kernels on GPUs.
-# * W8A8 quantizes the activations too, so int8 / FP8 tensor cores can do the arithmetic.
-#   Activations have outlier channels; per-token scales and SmoothQuant's `s` (moving the
-#   outliers into the weights) keep int8 accurate; FP8's relative grid suits them natively.
+#   reproduced two byte for byte and wrote a file llama.cpp runs.
+# * Speed comes from kernels that compute on the packed formats: llama.cpp on CPUs, bitsandbytes /
+#   GPTQ / AWQ kernels on GPUs.
+# * W8A8 quantizes the activations too, for int8 / FP8 tensor cores; per-token scales and
+#   SmoothQuant's `s` keep int8 accurate despite outlier channels, and FP8's relative grid suits
+#   them natively.
 #
 # Next: lesson 03 removes weights instead of shrinking them (pruning).
 
