@@ -1,8 +1,8 @@
 # %% [markdown]
 # # 12 · Knowledge check
 #
-# **Time:** a minute to run on a CPU or a GPU (estimate), plus the time you take to answer.
-# **Prerequisites:** lessons 00-11.
+# **Time:** under a minute to run on a 2-core CPU or a GPU (measured), plus the time you take to
+# answer. **Prerequisites:** lessons 00-11.
 #
 # Five multiple-choice questions on the ideas of the whole course - the tutorial's own five. Each
 # has four options and exactly one correct answer.
