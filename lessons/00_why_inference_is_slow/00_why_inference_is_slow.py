@@ -168,16 +168,39 @@ print(f"decode roofline for {MODEL} ({model_bytes / 1e6:.0f} MB per token): "
 # Return `StepTimes(prefill_s, decode_s, prompt_tokens, token_ids)`: the prefill's seconds, the
 # list of `new_tokens - 1` decode-step seconds, the prompt length `T` and the `new_tokens`
 # generated token ids (Python ints). Do not call `model.generate`: it is what this replaces. Raise
-# `ValueError` for `new_tokens < 1`. The tests use a tiny random Llama model; the hidden ones
-# check that each decode pass gets exactly one token and the cache, and that each step's time
-# is that step's alone.
+# `ValueError` for `new_tokens < 1`. The tests use `tiny_llama` (given): a tiny random Llama
+# model that records, in `model.calls`, how many tokens each forward pass got and whether a cache
+# came with it; the hidden tests check that each decode pass gets exactly one token and the
+# cache, and that each step's time is that step's alone.
 
 # %% solution id=timed_greedy
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from inferlab.lab.bench import synchronize
 from inferlab.lab.generation import StepTimes
+
+
+def tiny_llama(seed: int = 0, allow_generate: bool = True):
+    """A tiny random Llama (2 layers, 96 tokens) for the tests. ``model.calls`` records
+    ``(tokens fed, cache passed?)`` for every forward pass; ``allow_generate=False`` makes
+    ``model.generate`` raise."""
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)).eval()
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = 0, None
+    model.calls = []
+
+    def record(module, args, kwargs):
+        ids = args[0] if args else kwargs.get("input_ids")
+        module.calls.append((ids.shape[1], kwargs.get("past_key_values") is not None))
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    if not allow_generate:
+        def no_generate(*args, **kwargs):
+            raise AssertionError("timed_greedy must run the passes itself, not model.generate")
+        model.generate = no_generate
+    return model
 
 
 @torch.no_grad()
@@ -210,45 +233,23 @@ def timed_greedy(model, input_ids: torch.Tensor, new_tokens: int) -> StepTimes:
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-torch.manual_seed(0)
-tiny = LlamaForCausalLM(LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64,
-                                    num_hidden_layers=2, num_attention_heads=4,
-                                    num_key_value_heads=2, max_position_embeddings=64)).eval()
-tiny.generation_config.pad_token_id, tiny.generation_config.eos_token_id = 0, None  # no stop
-prompt_ids = torch.randint(0, 96, (1, 7))
-with torch.no_grad():
-    want = tiny.generate(prompt_ids, max_new_tokens=6, do_sample=False,
-                         attention_mask=torch.ones_like(prompt_ids))[0, 7:].tolist()
+tiny = tiny_llama(seed=0)
+prompt_ids = torch.randint(0, 96, (1, 7), generator=torch.Generator().manual_seed(1))
+want = tiny.generate(prompt_ids, max_new_tokens=6, do_sample=False,
+                     attention_mask=torch.ones_like(prompt_ids))[0, 7:].tolist()
 got = timed_greedy(tiny, prompt_ids, new_tokens=6)
 assert list(got.token_ids) == want, (got.token_ids, want)
 assert got.prompt_tokens == 7 and len(got.decode_s) == 5, (got.prompt_tokens, got.decode_s)
 assert got.prefill_s > 0 and all(s > 0 for s in got.decode_s)
 ### BEGIN HIDDEN TESTS
-# each pass: the whole prompt first, then exactly one new token with the cache
-calls = []
-
-
-def record(module, args, kwargs):
-    ids = args[0] if args else kwargs.get("input_ids")
-    calls.append((ids.shape[1], kwargs.get("past_key_values") is not None))
-
-
-def no_generate(*args, **kwargs):
-    raise AssertionError("timed_greedy must run the passes itself, not model.generate")
-
-
-hook = tiny.register_forward_pre_hook(record, with_kwargs=True)
-tiny.generate = no_generate
-try:
-    start = time.perf_counter()
-    got = timed_greedy(tiny, prompt_ids, new_tokens=6)
-    elapsed = time.perf_counter() - start
-finally:
-    hook.remove()
-    del tiny.generate
+# each pass: the whole prompt first, then exactly one new token with the cache; no generate
+strict = tiny_llama(seed=0, allow_generate=False)
+start = time.perf_counter()
+got = timed_greedy(strict, prompt_ids, new_tokens=6)
+elapsed = time.perf_counter() - start
 assert list(got.token_ids) == want
+calls = strict.calls
 assert [n for n, _ in calls] == [7, 1, 1, 1, 1, 1], (
     f"tokens per forward pass {[n for n, _ in calls]}: prefill the prompt once, then feed only "
     "the newest token, with the cache")
@@ -259,7 +260,7 @@ one = timed_greedy(tiny, prompt_ids[:, :3], new_tokens=1)
 assert list(one.token_ids) == tiny.generate(prompt_ids[:, :3], max_new_tokens=1, do_sample=False,
                                             attention_mask=torch.ones(1, 3, dtype=torch.long)
                                             )[0, 3:].tolist()
-assert one.decode_s == [] and one.prompt_tokens == 3 and isinstance(one.token_ids[0], int)
+assert list(one.decode_s) == [] and one.prompt_tokens == 3 and isinstance(one.token_ids[0], int)
 try:
     timed_greedy(tiny, prompt_ids, new_tokens=0)
 except ValueError:

@@ -1,9 +1,31 @@
 """Plausible wrong answers for lesson 00; each passes the visible tests and fails the hidden
 ones."""
 
-CONTEXT = ("import time\nimport torch\nfrom transformers import DynamicCache\n"
+CONTEXT = ("import time\nimport torch\n"
+           "from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM\n"
            "from inferlab.lab.bench import synchronize\n"
            "from inferlab.lab.generation import StepTimes\n")
+
+# the given helper of the timed_greedy cell, which every answer to it keeps
+_TINY = '''
+def tiny_llama(seed=0, allow_generate=True):
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)).eval()
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = 0, None
+    model.calls = []
+
+    def record(module, args, kwargs):
+        ids = args[0] if args else kwargs.get("input_ids")
+        module.calls.append((ids.shape[1], kwargs.get("past_key_values") is not None))
+    model.register_forward_pre_hook(record, with_kwargs=True)
+    if not allow_generate:
+        def no_generate(*args, **kwargs):
+            raise AssertionError("no generate")
+        model.generate = no_generate
+    return model
+'''
 
 MUTANTS = {
     "llama_parameter_count": [
@@ -26,7 +48,7 @@ def llama_parameter_count(cfg):
     ],
     "timed_greedy": [
         # No cache: every step runs the whole sequence again (same tokens, quadratic work).
-        '''
+        _TINY + '''
 @torch.no_grad()
 def timed_greedy(model, input_ids, new_tokens):
     if new_tokens < 1:
@@ -48,7 +70,7 @@ def timed_greedy(model, input_ids, new_tokens):
     return StepTimes(prefill_s, decode_s, input_ids.shape[1], token_ids)
 ''',
         # The clock starts once: every "step" time is the time since the prefill.
-        '''
+        _TINY + '''
 @torch.no_grad()
 def timed_greedy(model, input_ids, new_tokens):
     if new_tokens < 1:
@@ -72,7 +94,7 @@ def timed_greedy(model, input_ids, new_tokens):
     return StepTimes(prefill_s, decode_s, input_ids.shape[1], token_ids)
 ''',
         # The library call the exercise replaces, with the time split evenly afterwards.
-        '''
+        _TINY + '''
 @torch.no_grad()
 def timed_greedy(model, input_ids, new_tokens):
     if new_tokens < 1:
@@ -85,7 +107,7 @@ def timed_greedy(model, input_ids, new_tokens):
                      out[0, input_ids.shape[1]:].tolist())
 ''',
         # Forgets new_tokens = 1 (always decodes at least one step) and never validates.
-        '''
+        _TINY + '''
 @torch.no_grad()
 def timed_greedy(model, input_ids, new_tokens):
     device = next(model.parameters()).device
