@@ -40,10 +40,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from inferlab.compress.w4a16 import (  # noqa: E402
-    TUNED,
     bits_per_weight,
     fused_w4a16,
     kernel_config,
+    tuned_for,
 )
 from inferlab.compress.w4a16_bench import (  # noqa: E402
     LLAMA2_7B_LINEARS,
@@ -181,9 +181,7 @@ def main(argv=None) -> None:
         for m in args.batches:
             row = time_layer(m, n, k, group_size=args.group_size)
             if "us" in row["W4A16"]:           # the tiles tuned_config chose on first use
-                row["W4A16"]["config"] = next(
-                    (config for key, config in TUNED.items() if key[3:5] == (n, k)
-                     and key[2] == (1 if m == 1 else max(16, 1 << (m - 1).bit_length()))), None)
+                row["W4A16"]["config"] = tuned_for(n, k, m, args.group_size)
             for r in row.values():
                 if "us" in r:
                     r["pct_of_copy_bw"] = round(100 * r["GB_s"] * 1e9 / bandwidth, 1)

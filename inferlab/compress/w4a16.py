@@ -196,14 +196,15 @@ def _w4a16_generic(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, offs_m, offs_n, m_
         w_lo = ((packed & 0xF).to(tl.float32) - zero) * scale
         w_hi = ((packed >> 4).to(tl.float32) - zero) * scale
         x_row = x_ptr + offs_m[:, None] * stride_xm
-        x_lo = tl.load(x_row + k_lo[None, :], mask=m_ok[:, None] & (k_lo[None, :] < K), other=0.0)
-        x_hi = tl.load(x_row + k_lo[None, :] + 1, mask=m_ok[:, None] & (k_lo[None, :] + 1 < K),
-                       other=0.0)
         if BLOCK_M == 1:                                  # [1, HALF] activations broadcast
+            x_lo = tl.load(x_row + k_lo[None, :], mask=k_lo[None, :] < K, other=0.0)
+            x_hi = tl.load(x_row + k_lo[None, :] + 1, mask=k_lo[None, :] + 1 < K, other=0.0)
             partial += w_lo * x_lo.to(tl.float32) + w_hi * x_hi.to(tl.float32)
-        else:
-            acc += tl.dot(x_lo, tl.trans(w_lo.to(x_lo.dtype)))
-            acc += tl.dot(x_hi, tl.trans(w_hi.to(x_hi.dtype)))
+        else:             # nibbles back in k order (low, high, low, ...): one dot, rows of x
+            k = 2 * b0 + tl.arange(0, BLOCK_K)            # contiguous, like the weight bytes
+            x = tl.load(x_row + k[None, :], mask=m_ok[:, None] & (k[None, :] < K), other=0.0)
+            w = tl.reshape(tl.join(w_lo, w_hi), [BLOCK_N, BLOCK_K]).to(x.dtype)
+            acc += tl.dot(x, tl.trans(w))
     if BLOCK_M == 1:
         acc = tl.sum(partial, axis=1)[None, :]
     return acc
@@ -250,7 +251,7 @@ def launch_w4a16(kernel, x, qweight, scales, zeros, group_size, *, block_m=None,
     m, k = x.shape
     n = qweight.shape[0]
     if block_m is None:                      # tl.dot needs tiles of at least 16 on a GPU
-        block_m = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m)))
+        block_m = m_bucket(max(m, 2))
     if out is None:
         out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if grid is None:
@@ -275,7 +276,7 @@ def kernel_config(m: int, group_size: int = GROUP_SIZE) -> dict:
     if m == 1:            # 8 rows x 4 groups: 64 bytes (four 16-byte loads) a thread per tile
         return dict(block_m=1, block_n=8, block_k=4 * block_k, split_k=1, num_warps=1,
                     num_stages=3)
-    block_m = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m)))
+    block_m = m_bucket(m)
     return dict(block_m=block_m, block_n=64, block_k=block_k, split_k=1, num_warps=4,
                 num_stages=3)
 
@@ -284,7 +285,9 @@ def candidate_configs(m: int, group_size: int = GROUP_SIZE) -> list[dict]:
     """The tile sizes ``tuned_config`` tries: the default and its neighbours. For one token,
     longer K tiles (1-8 groups) put more bytes in flight per thread - from one 16-byte vector to
     eight - and narrow N tiles make more programs; splitting K makes more programs still when N
-    is small (slices add up with atomics in an fp32 buffer: two more small kernels)."""
+    is small (slices add up with atomics in an fp32 buffer: two more small kernels). A few tokens
+    try 16-128-column tiles and K split in 1-4: a 4096-row layer makes only 32-256 programs of
+    tl.dot tiles, too few to keep 100+ multiprocessors reading."""
     base = kernel_config(m, group_size)
     if m == 1:      # (block_n, block_k, num_warps, split_k): 16..128 bytes a thread per tile
         tiles = [(n, k, w, s) for n in (4, 8, 16) for k in (base["block_k"] * f
@@ -293,10 +296,21 @@ def candidate_configs(m: int, group_size: int = GROUP_SIZE) -> list[dict]:
                  if 16 <= n * k // 2 // (32 * w) <= 128]
     else:
         block_ks = sorted({base["block_k"], 2 * base["block_k"]})
-        tiles = [(n, k, 4, s) for n in (32, 64, 128) for k in block_ks
-                 for s in ((1, 2) if n == 64 else (1,))]
+        tiles = [(n, k, 4, s) for n in (16, 32, 64, 128) for k in block_ks for s in (1, 2, 4)
+                 if n * s <= 256]
     configs = [dict(base, block_n=n, block_k=k, num_warps=w, split_k=s) for n, k, w, s in tiles]
     return configs if base in configs else [base, *configs]
+
+
+def m_bucket(m: int) -> int:
+    """The M a config is tuned for: 1, or the power of two (16..64) the tl.dot tile rounds up to."""
+    return min(MAX_KERNEL_M, max(16, 1 << (m - 1).bit_length())) if m > 1 else 1
+
+
+def tuned_for(n: int, k: int, m: int, group_size: int = GROUP_SIZE) -> dict | None:
+    """The config ``tuned_config`` chose for an ``[N, K]`` weight and M tokens, if it ran."""
+    return next((config for key, config in TUNED.items()
+                 if key[2:] == (m_bucket(m), n, k, group_size)), None)
 
 
 #: the configs ``tuned_config`` chose so far: (device index, dtype, M bucket, N, K, group) -> config
@@ -313,7 +327,7 @@ def tuned_config(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     length does not tune again. While a CUDA graph is being captured nothing can be timed: the
     default ``kernel_config`` is used (tune before capturing)."""
     m, k = x.shape
-    bucket = min(MAX_KERNEL_M, max(16, triton.next_power_of_2(m))) if m > 1 else 1
+    bucket = m_bucket(m)
     key = (x.device.index, x.dtype, bucket, qweight.shape[0], k, group_size)
     if key in TUNED:
         return TUNED[key]
