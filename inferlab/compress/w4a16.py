@@ -281,19 +281,27 @@ def kernel_config(m: int, group_size: int = GROUP_SIZE) -> dict:
                 num_stages=3)
 
 
-def candidate_configs(m: int, group_size: int = GROUP_SIZE) -> list[dict]:
-    """The tile sizes ``tuned_config`` tries: the default and its neighbours. For one token,
-    longer K tiles (1-8 groups) put more bytes in flight per thread - from one 16-byte vector to
-    eight - and narrow N tiles make more programs; splitting K makes more programs still when N
-    is small (slices add up with atomics in an fp32 buffer: two more small kernels). A few tokens
-    try 16-128-column tiles and K split in 1-4: a 4096-row layer makes only 32-256 programs of
-    tl.dot tiles, too few to keep 100+ multiprocessors reading."""
+def candidate_configs(m: int, group_size: int = GROUP_SIZE, k: int | None = None) -> list[dict]:
+    """The tile sizes ``tuned_config`` tries: the default and its neighbours.
+
+    One token waits on memory: what counts is how many weight bytes are *in flight* at once
+    (bytes per thread x threads), about bandwidth x latency (~4 MB on an H100/H200: half of a
+    4096 x 4096 layer in 4 bits). So the candidates give every thread 64 or 128 bytes per tile
+    (four or eight 16-byte loads) and vary the shape: 1-16 rows x 1-32 groups (up to ``k``, the
+    layer's K, when given), 1-4 warps - from many narrow programs that each read a whole row at
+    once (no loop, no atomics) to fewer, wider ones. Splitting K also makes more programs, but
+    its slices add up with atomics in an fp32 buffer (two more small kernels).
+
+    A few tokens try 16-128-column tiles and K split in 1-4: a 4096-row layer makes only 32-256
+    programs of tl.dot tiles, too few to keep 100+ multiprocessors reading."""
     base = kernel_config(m, group_size)
-    if m == 1:      # (block_n, block_k, num_warps, split_k): 16..128 bytes a thread per tile
-        tiles = [(n, k, w, s) for n in (4, 8, 16) for k in (base["block_k"] * f
-                                                             for f in (1, 2, 4, 8))
-                 for w in (1, 2) for s in ((1, 4) if n == 8 and w == 1 else (1,))
-                 if 16 <= n * k // 2 // (32 * w) <= 128]
+    if m == 1:      # (block_n, block_k, num_warps, split_k)
+        max_k = max(base["block_k"], triton.next_power_of_2(k)) if k else 32 * base["block_k"]
+        tiles = [(n, f * base["block_k"], w, 1) for w in (1, 2, 4) for n in (1, 2, 4, 8, 16)
+                 for f in (1, 2, 4, 8, 16, 32)
+                 if f * base["block_k"] <= max_k
+                 and n * f * base["block_k"] // 2 // (32 * w) in (64, 128)]
+        tiles += [(8, 4 * base["block_k"], 1, 4), (8, 8 * base["block_k"], 1, 4)]
     else:
         block_ks = sorted({base["block_k"], 2 * base["block_k"]})
         tiles = [(n, k, 4, s) for n in (16, 32, 64, 128) for k in block_ks for s in (1, 2, 4)
@@ -335,7 +343,7 @@ def tuned_config(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
         return kernel_config(m, group_size)
     from triton.testing import do_bench
     timings = []
-    for config in candidate_configs(bucket, group_size):
+    for config in candidate_configs(bucket, group_size, k):
         try:
             ms = do_bench(lambda c=config: fused_w4a16(x, qweight, scales, zeros, group_size, c),
                           warmup=5, rep=20, return_mode="median")
