@@ -289,20 +289,42 @@ torch.testing.assert_close(full, sdpa_out, msg="all query blocks together: causa
 ### BEGIN HIDDEN TESTS
 
 
-def poisoned(k, v, block, last):
-    """Blocks after the diagonal hold NaN: using one (or a full matrix over them) gives NaN."""
+def one_block_at_a_time(limit):
+    """A tensor type for the key and value blocks: every result computed from them (scores,
+    probabilities, sums, concatenations...) must stay within ``limit`` along every axis - an
+    ``n x B`` tile, never the keys of several blocks at once."""
+    class OneBlock(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            out = super().__torch_function__(func, types, args, kwargs or {})
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor) and t.dim() and max(t.shape) > limit:
+                    raise AssertionError(
+                        f"{getattr(func, '__name__', func)} built a tensor of shape "
+                        f"{tuple(t.shape)} from the key blocks: work on one block at a time "
+                        f"(at most {limit} along any axis), folding each into the running "
+                        "state, instead of one softmax over several blocks")
+            return out
+    return OneBlock
+
+
+def poisoned(k, v, block, last, limit):
+    """Blocks after the diagonal hold NaN: using one (or a full matrix over them) gives NaN;
+    every block is a ``one_block_at_a_time`` tensor."""
     out = split(k, v, block)
     for j in range(len(out)):
         if j * block > last:
             out[j] = (torch.full_like(out[j][0], float("nan")),
                       torch.full_like(out[j][1], float("nan")))
-    return out
+    guarded = one_block_at_a_time(limit)
+    return [(kb.as_subclass(guarded), vb.as_subclass(guarded)) for kb, vb in out]
 
 
 def check(n_keys, q_start, n, block, d=16, dv=16, scale=1.0, dtype=torch.float32):
     qq = torch.randn(n, d, dtype=dtype) * scale
     kk, vv = torch.randn(n_keys, d, dtype=dtype) * scale, torch.randn(n_keys, dv, dtype=dtype)
-    got = causal_block_attention(qq, q_start, poisoned(kk, vv, block, q_start + n - 1))
+    blocks = poisoned(kk, vv, block, q_start + n - 1, limit=max(n, block, d, dv))
+    got = causal_block_attention(qq, q_start, blocks).as_subclass(torch.Tensor)
     assert got.dtype == dtype, "the output has the queries' dtype"
     assert torch.isfinite(got).all(), (f"NaN/inf with {n_keys} keys, queries {q_start}..+{n}, "
                                        f"blocks of {block}: a block after the diagonal was used")

@@ -84,6 +84,35 @@ def causal_block_attention(q_block, q_start, kv_blocks):
 MUTANTS = {
     "causal_block_attention": [
         _CAUSAL_FULL,
+        # Skips the blocks after the diagonal, then one full softmax over all the others.
+        '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    n, d = q_block.shape
+    block = kv_blocks[0][0].shape[0]
+    used = [kv_blocks[j] for j in range(min(len(kv_blocks), (q_start + n - 1) // block + 1))]
+    k = torch.cat([kb for kb, _ in used])
+    v = torch.cat([vb for _, vb in used])
+    s = q_block @ k.T / math.sqrt(d)
+    rows = torch.arange(q_start, q_start + n)[:, None]
+    s = s.masked_fill(torch.arange(k.shape[0])[None, :] > rows, float("-inf"))
+    return torch.softmax(s, dim=1) @ v
+''',
+        # The same with one score tile per block, concatenated into one softmax.
+        '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    n, d = q_block.shape
+    block = kv_blocks[0][0].shape[0]
+    rows = torch.arange(q_start, q_start + n)[:, None]
+    scores, values = [], []
+    for j in range(min(len(kv_blocks), (q_start + n - 1) // block + 1)):
+        k_block, v_block = kv_blocks[j]
+        cols = torch.arange(j * block, j * block + k_block.shape[0])[None, :]
+        scores.append((q_block @ k_block.T / math.sqrt(d)).masked_fill(cols > rows,
+                                                                      float("-inf")))
+        values.append(v_block)
+    p = torch.softmax(torch.cat(scores, dim=1), dim=1)
+    return sum(p[:, i * block:(i + 1) * block] @ vb for i, vb in enumerate(values))
+''',
         # The same through PyTorch's attention with a boolean mask.
         '''
 def causal_block_attention(q_block, q_start, kv_blocks):
