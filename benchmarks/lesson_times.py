@@ -19,6 +19,13 @@ three minutes with whether they showed a progress bar while they ran. The result
 GPU's name) is written after every lesson, so a run cut short still leaves what it measured, and
 ``lesson_times_<tag>.md`` is written from it. ``--merge`` joins the results files of runs made
 side by side (several lessons at a time on one machine) into one, with ``--note`` saying how.
+
+On a GPU each cell's **GPU-busy seconds** are recorded too: ``nvidia-smi`` samples the share of
+time a kernel was running, ten times a second (``GpuBusy``). That splits a lesson's time into work
+the GPU did and everything else (Python, the CPU, waiting), and gives an estimate for a slower
+card: a T4 reads memory 15x slower than an H200 (320 against 4800 GB/s) and computes fp16 15x
+slower (65 against 989 TFLOPS), so ``estimate = time + busy x (15 - 1)`` (``slower_card_estimate``)
+- an upper bound when several lessons share the GPU, since each then counts the others' kernels.
 """
 from __future__ import annotations
 
@@ -28,7 +35,9 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +46,51 @@ RESULTS = ROOT / "benchmarks" / "results"
 LONG_CELL_S = 180.0          # a cell longer than this must show a progress bar
 LESSON_TARGETS_S = {"gpu": 600.0, "cpu": 1200.0}   # full mode: 10 min on a GPU, 20 on 2 cores
 PROGRESS = re.compile(r"\d+%\|")   # tqdm's text bar "37%|###..."
+
+
+class GpuBusy:
+    """Samples the GPU's utilization (the share of the last sample period in which a kernel ran)
+    with ``nvidia-smi`` ten times a second, in a background thread; ``seconds(t0, t1)`` is the
+    GPU-busy time between two ``time.perf_counter()`` readings."""
+
+    def __init__(self, gpu: int = 0, period_ms: int = 100):
+        self.samples: list[tuple[float, float]] = []      # (perf_counter, busy fraction)
+        self.period = period_ms / 1000
+        self.process = subprocess.Popen(
+            ["nvidia-smi", f"--id={gpu}", "--query-gpu=utilization.gpu",
+             "--format=csv,noheader,nounits", f"-lms={period_ms}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            try:
+                self.samples.append((time.perf_counter(), float(line.strip()) / 100))
+            except ValueError:      # "[N/A]" and the like: no reading for this period
+                continue
+
+    def seconds(self, t0: float, t1: float) -> float:
+        return sum(busy for t, busy in self.samples if t0 < t <= t1) * self.period
+
+    def stop(self) -> None:
+        self.process.terminate()
+
+
+def start_gpu_busy() -> GpuBusy | None:
+    """A ``GpuBusy`` sampler, or None where ``nvidia-smi`` is missing."""
+    try:
+        return GpuBusy()
+    except OSError:
+        return None
+
+
+SLOWER_CARD = ("T4", 15.0)     # H200 / T4: 4800 / 320 GB/s, 989 / 65 fp16 TFLOPS
+
+
+def slower_card_estimate(seconds: float, busy: float, factor: float = SLOWER_CARD[1]) -> float:
+    """A lesson's time on a card ``factor`` times slower: its GPU work slows down by the
+    factor, the rest (Python, CPU, waiting) stays as measured."""
+    return seconds + busy * (factor - 1)
 
 
 def lessons(selected: list[str]) -> list[Path]:
@@ -86,8 +140,10 @@ def first_line(source: str) -> str:
     return source.strip()[:80]
 
 
-def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log) -> dict:
-    """Execute one notebook; return its timings (never raises for errors in its cells)."""
+def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log,
+               busy: GpuBusy | None = None) -> dict:
+    """Execute one notebook; return its timings (never raises for errors in its cells), and with
+    ``busy`` each cell's GPU-busy seconds."""
     import nbformat
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
@@ -95,12 +151,16 @@ def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log)
     nb = nbformat.read(path, as_version=4)
     starts: dict[int, float] = {}
     seconds: dict[int, float] = {}
+    gpu_seconds: dict[int, float] = {}
 
     def on_start(cell, cell_index, **_):
         starts[cell_index] = time.perf_counter()
 
     def on_done(cell, cell_index, **_):
-        seconds[cell_index] = time.perf_counter() - starts.get(cell_index, time.perf_counter())
+        now = time.perf_counter()
+        seconds[cell_index] = now - starts.get(cell_index, now)
+        if busy is not None:
+            gpu_seconds[cell_index] = busy.seconds(starts.get(cell_index, now), now)
         if seconds[cell_index] > 5:
             log(f"   cell {cell_index:>2} {seconds[cell_index]:7.1f} s  {first_line(cell.source)}")
 
@@ -137,6 +197,7 @@ def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log)
                 errors.append({"cell": i, "error": out.get("ename"),
                                "message": (message[0] if message else "")[:200]})
     times = {i: round(seconds[i], 2) for i, _ in code if i in seconds}
+    gpu_times = {i: round(gpu_seconds[i], 2) for i in times if i in gpu_seconds}
     slowest = max(times, key=times.get) if times else None
     long_cells = [{"cell": i, "seconds": times[i], "progress_bar": showed_progress(nb.cells[i]),
                    "code": first_line(nb.cells[i].source)}
@@ -148,6 +209,8 @@ def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log)
             "cell": slowest, "seconds": times[slowest],
             "code": first_line(nb.cells[slowest].source)},
         "long_cells": long_cells, "cell_seconds": times,
+        **({"gpu_busy_seconds": round(sum(gpu_times.values()), 1),
+            "cell_gpu_busy_seconds": gpu_times} if busy is not None else {}),
     }
 
 
@@ -165,9 +228,16 @@ def write_markdown(results: dict, path: Path) -> None:
         + f". Written by `benchmarks/lesson_times.py`; target per lesson {target / 60:.0f} min.",
         "",
         *([results["note"], ""] if results.get("note") else []),
-        "| lesson | time | slowest cell | error cells | cells > 3 min (progress bar?) |",
-        "| --- | ---: | --- | --- | --- |",
     ]
+    with_busy = any("gpu_busy_seconds" in r for r in results["lessons"].values())
+    card, factor = SLOWER_CARD
+    if with_busy:
+        lines += [f"| lesson | time | GPU busy | estimate on a {card} (time + busy x "
+                  f"{factor - 1:.0f}) | slowest cell | error cells | cells > 3 min "
+                  "(progress bar?) |", "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+    else:
+        lines += ["| lesson | time | slowest cell | error cells | cells > 3 min (progress bar?) |",
+                  "| --- | ---: | --- | --- | --- |"]
     total = 0.0
     for name, r in results["lessons"].items():
         total += r["seconds"]
@@ -180,7 +250,13 @@ def write_markdown(results: dict, path: Path) -> None:
             f"{c['cell']} ({c['seconds']:.0f} s, {'yes' if c['progress_bar'] else 'NO'})"
             for c in r["long_cells"]) or "none"
         flag = "" if r["seconds"] <= target else " (over)"
-        lines.append(f"| {name} | {r['seconds']:.0f} s{flag} | {slow_txt} | {errs} | {longs} |")
+        busy_txt = ""
+        if with_busy:
+            busy = r.get("gpu_busy_seconds")
+            busy_txt = ("- | - | " if busy is None else f"{busy:.0f} s | "
+                        f"{slower_card_estimate(r['seconds'], busy) / 60:.1f} min | ")
+        lines.append(f"| {name} | {r['seconds']:.0f} s{flag} | {busy_txt}{slow_txt} | {errs} "
+                     f"| {longs} |")
     lines += ["", f"Total: {total / 60:.1f} min for {len(results['lessons'])} lessons.", ""]
     path.write_text("\n".join(lines))
 
@@ -248,15 +324,18 @@ def main(argv=None) -> int:
         print(message, flush=True)
 
     log(f"{facts['device']}: {len(lessons(args.lessons))} lessons -> {json_path}")
+    busy = start_gpu_busy() if device == "cuda" else None
     for path in lessons(args.lessons):
         log(f"== {path.stem}")
-        result = run_lesson(path, env, args.cell_timeout, args.keep, log)
+        result = run_lesson(path, env, args.cell_timeout, args.keep, log, busy)
         results["lessons"][path.stem] = result
         json_path.write_text(json.dumps(results, indent=1) + "\n")
         write_markdown(results, md_path)
         errs = f", {len(result['errors'])} error cell(s)" if result["errors"] else ""
         log(f"   {path.stem}: {result['seconds']:.0f} s{errs}"
             + (f"; stopped: {result['failure']}" if result["failure"] else ""))
+    if busy is not None:
+        busy.stop()
     return 0
 
 

@@ -66,3 +66,36 @@ def test_runs_made_side_by_side_merge_into_one_table(tmp_path):
     b.write_text(json.dumps(other))
     with pytest.raises(SystemExit, match="different machines"):
         lesson_times.main(["--merge", str(a), str(b), "--tag", "m", "--out", str(tmp_path)])
+
+
+def test_gpu_busy_seconds_come_from_nvidia_smi_samples(tmp_path, monkeypatch):
+    """The sampler reads nvidia-smi's utilization lines (a stand-in script here: 50 %, then a
+    line without a reading) and integrates them over a time window."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nwhile true; do echo 50; echo '[N/A]'; sleep 0.02; done\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{lesson_times.os.environ['PATH']}")
+    busy = lesson_times.start_gpu_busy()
+    t0 = lesson_times.time.perf_counter()
+    lesson_times.time.sleep(0.5)
+    t1 = lesson_times.time.perf_counter()
+    busy.stop()
+    readings = [b for t, b in busy.samples if t0 < t <= t1]
+    assert readings and set(readings) == {0.5}
+    assert busy.seconds(t0, t1) == pytest.approx(len(readings) * 0.5 * busy.period)
+    assert busy.seconds(t1, t1 + 10) <= 0.5 * busy.period    # nothing after the window
+
+
+def test_a_slower_card_estimate_scales_only_the_gpu_work(tmp_path):
+    assert lesson_times.slower_card_estimate(100.0, 0.0) == 100.0        # nothing on the GPU
+    assert lesson_times.slower_card_estimate(100.0, 10.0, factor=15) == 240.0
+    facts = {"device": "GPU X", "torch": "2", "transformers": "5", "triton": "3",
+             "bitsandbytes": None, "cpus": 16}
+    lesson = {"seconds": 100.0, "cells": 1, "cells_run": 1, "errors": [], "failure": None,
+              "slowest": None, "long_cells": [], "cell_seconds": {}, "gpu_busy_seconds": 10.0}
+    results = {"date": "2026-12-03", "device_kind": "cuda", "facts": facts, "threads": 4,
+               "fast": False, "lessons": {"01_x": lesson}}
+    lesson_times.write_markdown(results, tmp_path / "t.md")
+    table = (tmp_path / "t.md").read_text()
+    assert "estimate on a T4" in table
+    assert f"| 01_x | 100 s | 10 s | {(100 + 10 * 14) / 60:.1f} min |" in table
