@@ -53,6 +53,48 @@ def test_block_loads_hands_out_counted_views_one_block_at_a_time():
         blocks[3]
 
 
+def test_guarded_blocks_refuse_anything_wider_than_one_tile():
+    """With a limit, results computed from a block stay within it; concatenating blocks, a row
+    of scores over several blocks, or writing a tile into a wider tensor raises."""
+    from inferlab.engine.tiled_attention import BlockLoads
+    torch.manual_seed(0)
+    q, k, v = torch.randn(4, 8), torch.randn(12, 8), torch.randn(12, 8)
+    blocks = BlockLoads(k, v, 4, limit=8)
+    k0, v0 = blocks[0]
+    s = q @ k0.T                                                   # one 4 x 4 tile: fine
+    out = (torch.softmax(s, dim=1) @ v0).as_subclass(torch.Tensor)
+    assert type(out) is torch.Tensor
+    torch.testing.assert_close(out, torch.softmax(q @ k[:4].T, dim=1) @ v[:4])
+    k1, _ = blocks[1]
+    k2, _ = blocks[2]
+    with pytest.raises(RuntimeError, match="one block at a time"):
+        torch.cat([k0, k1, k2])                                    # 12 keys
+    with pytest.raises(RuntimeError, match="one block at a time"):
+        torch.cat([q @ k0.T, q @ k1.T, q @ k2.T], dim=1)           # 12 scores a row
+    wide = torch.empty(4, 12)
+    with pytest.raises(RuntimeError, match="one block at a time"):
+        wide[:, :4] = q @ k0.T
+    assert type(BlockLoads(k, v, 4)[0][0]) is torch.Tensor        # no limit: plain views
+
+
+def test_guarded_blocks_cross_the_grading_sandbox_as_data():
+    """Lesson 09's tests pass a guarded BlockLoads into the sandbox; the student's result, a
+    guarded tensor there, comes back as a plain tensor, and the loads come back too."""
+    from autograder.grading import wire
+    from inferlab.engine.tiled_attention import BlockLoads, guarded_type
+    def cross(value):
+        tree = wire.Encoder(fallback=lambda obj: pytest.fail(f"not data: {obj!r}")).encode(value)
+        return wire.Decoder().decode(wire.loads(wire.dumps(tree)))
+
+    blocks = BlockLoads(torch.randn(6, 2), torch.randn(6, 2), 3, limit=3)
+    sent = cross(blocks)
+    assert type(sent) is BlockLoads and sent.limit == 3
+    sent[1]
+    assert sent.loads == [1] and type(sent[0][0]) is guarded_type(3)
+    back = cross(torch.ones(2, 3).as_subclass(guarded_type(3)))
+    assert type(back) is torch.Tensor and back.tolist() == [[1.0] * 3] * 2
+
+
 def test_by_query_blocks_runs_a_block_function_head_by_head():
     from inferlab.engine.tiled_attention import by_query_blocks, naive_attention
 

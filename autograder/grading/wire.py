@@ -12,7 +12,8 @@ Nodes of the tree (tuples tagged by their first item):
     ("D", ref, pairs)          a dict
     ("t", ref, dtype, shape, stride, offset, storage, raw bytes, requires_grad)   a tensor (on
                             the CPU): a view into a storage, which the receiver keeps by number
-                            so that views of one storage stay views of one storage
+                            so that views of one storage stay views of one storage; a
+                            course tensor type (a test's guard, ``inferlab.*``) as plain data
     ("g", ref, state)                                   a torch.Generator (its state)
     ("n", dtype, shape, raw bytes)                       a NumPy array
     ("y", dtype) ("z", dims) ("s", start, stop, step)    a torch dtype, torch.Size, slice
@@ -47,6 +48,7 @@ DATA_CLASSES = frozenset({
     "inferlab.engine.block_manager:Block",
     "inferlab.engine.block_manager:BlockManager",
     "inferlab.engine.scheduler:Scheduler",
+    "inferlab.engine.tiled_attention:BlockLoads",
 })
 MAX_MESSAGE = 256 * 2 ** 20
 MAX_DEPTH = 200
@@ -177,6 +179,9 @@ class Encoder:
             if kind is torch.Tensor or kind is torch.nn.Parameter:
                 self._mark(obj)
                 return self._tensor(obj, torch)
+            if isinstance(obj, torch.Tensor) and kind.__module__.startswith("inferlab."):
+                self._mark(obj)            # a course tensor type (a test's guard): its data
+                return self._tensor(obj.as_subclass(torch.Tensor), torch)
             if kind is torch.Generator:
                 self._mark(obj)
                 return ("g", self.ref(obj), _tensor_bytes(obj.get_state()))

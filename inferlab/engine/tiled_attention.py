@@ -71,6 +71,49 @@ def tiled_attention(q, k, v, causal: bool = True, block: int = 128) -> torch.Ten
     return (acc / l_sum[..., None]).to(v.dtype)
 
 
+class OneTileTensor(torch.Tensor):
+    """A key or value block from a ``BlockLoads`` with a ``limit``: every tensor computed from it
+    (scores, probabilities, sums) must fit within ``limit`` along every axis, and none may be
+    written into a larger one - the keys of several blocks are never held at once, as in a
+    kernel whose SRAM holds one tile. ``as_subclass(torch.Tensor)`` gives a plain tensor back.
+    Each ``limit`` has its own subclass (``guarded_type``)."""
+
+    limit = 0
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.Tensor.as_subclass:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs)
+        if func is torch.Tensor.__setitem__:
+            cls._check(func, args[0])
+        out = super().__torch_function__(func, types, args, kwargs)
+        for result in out if isinstance(out, (tuple, list)) else (out,):
+            cls._check(func, result)
+        return out
+
+    @classmethod
+    def _check(cls, func, result):
+        if isinstance(result, torch.Tensor) and result.dim() and max(result.shape) > cls.limit:
+            raise RuntimeError(
+                f"{getattr(func, '__name__', func)} made a tensor of shape {tuple(result.shape)} "
+                f"from the key/value blocks: work on one block at a time (at most {cls.limit} "
+                "along any axis) and fold it into the running state, instead of one softmax "
+                "over several blocks")
+
+
+_GUARDED_TYPES: dict[int, type] = {}
+
+
+def guarded_type(limit: int) -> type:
+    """The ``OneTileTensor`` subclass for this ``limit`` (made once)."""
+    if limit not in _GUARDED_TYPES:
+        _GUARDED_TYPES[limit] = type(f"OneTileTensor{limit}", (OneTileTensor,),
+                                     {"limit": limit, "__module__": __name__})
+    return _GUARDED_TYPES[limit]
+
+
 class BlockLoads(Sequence):
     """The key/value blocks of one head, handed out one at a time - and counted.
 
@@ -78,12 +121,16 @@ class BlockLoads(Sequence):
     slow memory (HBM) into on-chip SRAM. Lesson 09 gives the student's causal attention its keys
     this way: ``blocks[j]`` is ``(k[j*block:(j+1)*block], v[...])`` (views, no copy), and every
     access is recorded in ``loads``, so the lesson can show how many tiles were read.
+
+    With ``limit`` (the tests' setting) the blocks come as ``OneTileTensor``s: anything computed
+    from them longer than ``limit`` along an axis - all the keys concatenated, or one row of
+    scores over several blocks - raises.
     """
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, block: int):
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, block: int, limit: int | None = None):
         if block < 1:
             raise ValueError("block must be >= 1")
-        self.k, self.v, self.block = k, v, block
+        self.k, self.v, self.block, self.limit = k, v, block, limit
         self.loads: list[int] = []
 
     def __len__(self) -> int:
@@ -97,7 +144,11 @@ class BlockLoads(Sequence):
         j %= len(self)
         self.loads.append(j)
         rows = slice(j * self.block, (j + 1) * self.block)
-        return self.k[..., rows, :], self.v[..., rows, :]
+        k, v = self.k[..., rows, :], self.v[..., rows, :]
+        if self.limit is not None:
+            guarded = guarded_type(self.limit)
+            k, v = k.as_subclass(guarded), v.as_subclass(guarded)
+        return k, v
 
 
 def by_query_blocks(block_fn, q, k, v, block: int = 64):

@@ -287,44 +287,29 @@ sdpa_out = torch.nn.functional.scaled_dot_product_attention(q[None], k[None], v[
                                                             is_causal=True)[0]
 torch.testing.assert_close(full, sdpa_out, msg="all query blocks together: causal attention")
 ### BEGIN HIDDEN TESTS
+from inferlab.engine.tiled_attention import BlockLoads
 
 
-def one_block_at_a_time(limit):
-    """A tensor type for the key and value blocks: every result computed from them (scores,
-    probabilities, sums, concatenations...) must stay within ``limit`` along every axis - an
-    ``n x B`` tile, never the keys of several blocks at once."""
-    class OneBlock(torch.Tensor):
-        @classmethod
-        def __torch_function__(cls, func, types, args=(), kwargs=None):
-            out = super().__torch_function__(func, types, args, kwargs or {})
-            for t in out if isinstance(out, (tuple, list)) else (out,):
-                if isinstance(t, torch.Tensor) and t.dim() and max(t.shape) > limit:
-                    raise AssertionError(
-                        f"{getattr(func, '__name__', func)} built a tensor of shape "
-                        f"{tuple(t.shape)} from the key blocks: work on one block at a time "
-                        f"(at most {limit} along any axis), folding each into the running "
-                        "state, instead of one softmax over several blocks")
-            return out
-    return OneBlock
-
-
-def poisoned(k, v, block, last, limit):
-    """Blocks after the diagonal hold NaN: using one (or a full matrix over them) gives NaN;
-    every block is a ``one_block_at_a_time`` tensor."""
-    out = split(k, v, block)
-    for j in range(len(out)):
-        if j * block > last:
-            out[j] = (torch.full_like(out[j][0], float("nan")),
-                      torch.full_like(out[j][1], float("nan")))
-    guarded = one_block_at_a_time(limit)
-    return [(kb.as_subclass(guarded), vb.as_subclass(guarded)) for kb, vb in out]
+def poisoned(k, v, block, last):
+    """Keys and values after the diagonal hold NaN: using one (or a full matrix over them) gives
+    NaN."""
+    k, v = k.clone(), v.clone()
+    after = (last // block + 1) * block
+    k[after:], v[after:] = float("nan"), float("nan")
+    return k, v
 
 
 def check(n_keys, q_start, n, block, d=16, dv=16, scale=1.0, dtype=torch.float32):
     qq = torch.randn(n, d, dtype=dtype) * scale
     kk, vv = torch.randn(n_keys, d, dtype=dtype) * scale, torch.randn(n_keys, dv, dtype=dtype)
-    blocks = poisoned(kk, vv, block, q_start + n - 1, limit=max(n, block, d, dv))
+    # one block at a time: anything wider than one n x B tile raises (no softmax over blocks)
+    blocks = BlockLoads(*poisoned(kk, vv, block, q_start + n - 1), block,
+                        limit=max(n, block, d, dv))
     got = causal_block_attention(qq, q_start, blocks).as_subclass(torch.Tensor)
+    needed = list(range(min(len(blocks), (q_start + n - 1) // block + 1)))
+    assert sorted(blocks.loads) == needed, (
+        f"blocks loaded {blocks.loads}: load each block up to the diagonal once ({needed}), "
+        "none after it")
     assert got.dtype == dtype, "the output has the queries' dtype"
     assert torch.isfinite(got).all(), (f"NaN/inf with {n_keys} keys, queries {q_start}..+{n}, "
                                        f"blocks of {block}: a block after the diagonal was used")
