@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -302,3 +303,6 @@ def test_one_token_tiles_read_weights_in_16_byte_vectors():
     per_thread = config["block_n"] * config["block_k"] // 2 // (32 * config["num_warps"])
     assert loads["ld.global.v4.b32"] >= per_thread // 16, loads
     assert loads["ld.global.b8"] <= 1, loads        # the zero-point byte of the row's group
+    # codes become floats through their bits (_nibble_float), not int-to-float conversions,
+    # which run at a quarter of the arithmetic rate: one is left, for the group's zero-point
+    assert len(re.findall(r"cvt\.rn\.f32\.[us]\d+", ptx)) <= 2, "int-to-float conversions"

@@ -142,13 +142,14 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
             g_ok = n_ok[:, None] & (group[None, :] * (GROUP_SIZE // 2) < k_bytes)
             g_off = offs_n[:, None] * stride_gn + group[None, :]
             scale = tl.load(scales_ptr + g_off, mask=g_ok, other=0.0).to(tl.float32)
-            zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32)
+            zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32) + MAGIC
             k_pair = 2 * byte[:, :, None] + tl.arange(0, 2)[None, None, :]    # [groups, SUB, 2]
             x_pair = tl.load(x_row + k_pair, mask=k_pair < K, other=0.0).to(tl.float32)
             x_lo, x_hi = tl.split(x_pair)             # contiguous loads, then even / odd k
-            w_lo = ((packed & 0xF).to(tl.float32) - zero[:, :, None]) * scale[:, :, None]
-            w_hi = ((packed >> 4).to(tl.float32) - zero[:, :, None]) * scale[:, :, None]
-            partial3 += w_lo * x_lo[None, :, :] + w_hi * x_hi[None, :, :]
+            w_lo = (_nibble_float(packed & 0xF) - zero[:, :, None]) * scale[:, :, None]
+            w_hi = (_nibble_float(packed >> 4) - zero[:, :, None]) * scale[:, :, None]
+            partial3 += w_lo * x_lo[None, :, :]      # two fused multiply-adds a byte
+            partial3 += w_hi * x_hi[None, :, :]
         acc = tl.sum(tl.sum(partial3, axis=2), axis=1)[None, :]
     else:
         acc = _w4a16_generic(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, offs_m, offs_n, m_ok,
@@ -164,6 +165,21 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
 def _jit(fn):
     """``triton.jit`` where Triton is installed (the module imports without it)."""
     return triton.jit(fn) if triton is not None else fn
+
+
+#: 2**23: a float32 whose last mantissa bits hold a small integer exactly (a constant in kernels)
+MAGIC = tl.constexpr(2.0 ** 23) if triton is not None else 2.0 ** 23
+
+
+@_jit
+def _nibble_float(code):
+    """``2**23 + code`` as float32, for codes 0..15, without an int-to-float conversion: the code
+    is written into the low mantissa bits of 2**23 (bits ``0x4B000000``) and the bits are read
+    as a float. GPUs convert integers to floats at a quarter of their arithmetic rate, and a
+    one-token matmul unpacks two codes per byte read, so the conversions alone would cap it far
+    below the memory bandwidth; subtracting ``zero + 2**23`` (exact in float32) then gives
+    ``code - zero`` exactly."""
+    return (code.to(tl.int32) | 0x4B000000).to(tl.float32, bitcast=True)
 
 
 @_jit
@@ -192,14 +208,15 @@ def _w4a16_generic(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, offs_m, offs_n, m_
             g_off = offs_n[:, None] * stride_gn + byte[None, :] // (GROUP_SIZE // 2)
             g_ok = w_ok
         scale = tl.load(scales_ptr + g_off, mask=g_ok, other=0.0).to(tl.float32)
-        zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32)
-        w_lo = ((packed & 0xF).to(tl.float32) - zero) * scale
-        w_hi = ((packed >> 4).to(tl.float32) - zero) * scale
+        zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32) + MAGIC
+        w_lo = (_nibble_float(packed & 0xF) - zero) * scale
+        w_hi = (_nibble_float(packed >> 4) - zero) * scale
         x_row = x_ptr + offs_m[:, None] * stride_xm
         if BLOCK_M == 1:                                  # [1, HALF] activations broadcast
             x_lo = tl.load(x_row + k_lo[None, :], mask=k_lo[None, :] < K, other=0.0)
             x_hi = tl.load(x_row + k_lo[None, :] + 1, mask=k_lo[None, :] + 1 < K, other=0.0)
-            partial += w_lo * x_lo.to(tl.float32) + w_hi * x_hi.to(tl.float32)
+            partial += w_lo * x_lo.to(tl.float32)
+            partial += w_hi * x_hi.to(tl.float32)
         else:             # nibbles back in k order (low, high, low, ...): one dot, rows of x
             k = 2 * b0 + tl.arange(0, BLOCK_K)            # contiguous, like the weight bytes
             x = tl.load(x_row + k[None, :], mask=m_ok[:, None] & (k[None, :] < K), other=0.0)
