@@ -97,8 +97,8 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("m,n,k,group", [(1, 40, 200, 32), (3, 48, 201, 64), (17, 24, 128, 128),
-                                         (64, 16, 96, 32)])
+@pytest.mark.parametrize("m,n,k,group", [(1, 40, 200, 32), (1, 24, 544, 32), (3, 48, 201, 64),
+                                         (17, 24, 128, 128), (64, 16, 96, 32)])
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_kernel_matches_pytorch_in_the_interpreter(dtype, m, n, k, group, config):
     settings = CONFIGS[config]
@@ -125,6 +125,24 @@ def test_every_tuning_candidate_computes_the_same_product(m):
     for config in candidates:
         got = fused_w4a16(x, *packed, config=config)
         assert (got.double() - want).abs().max().item() <= 3e-3 * want.abs().max().item(), config
+
+
+def test_one_token_path_reads_words_where_rows_allow(monkeypatch):
+    """Rows on 16-byte bounds (K a multiple of 32) take the 32-bit-word path, other rows the byte
+    path; both compute the product, partial tiles and K split included."""
+    taken = []
+    launch = w4a16.launch_w4a16
+    monkeypatch.setattr(w4a16, "launch_w4a16",
+                        lambda *a, **kw: taken.append(kw["WORDS"]) or launch(*a, **kw))
+    for k, group, words in [(544, 32, True), (768, 128, True), (200, 32, False)]:
+        packed = pack_w4(random_weight(24, k, seed=k), group)
+        x = torch.randn(1, k, generator=torch.Generator().manual_seed(k)).half()
+        want = reference(x, packed, k)
+        for config in w4a16.candidate_configs(1, group, k)[:4]:
+            taken.clear()
+            got = fused_w4a16(x, *packed, config=config)
+            assert taken == [words], (k, config)
+            assert (got.double() - want).abs().max().item() <= 3e-3 * want.abs().max().item()
 
 
 def test_kernel_accumulates_in_float32():
@@ -282,11 +300,12 @@ def test_compiled_kernel_matches_pytorch_on_the_gpu(dtype):
 
 
 # ------------------------------------------------------------------------------ what it compiles to
-def test_one_token_tiles_read_weights_in_16_byte_vectors():
+@pytest.mark.parametrize("words", [False, True])
+def test_one_token_tiles_read_weights_in_16_byte_vectors(words):
     """Compiled for an H100/H200 (no GPU needed), the one-token path loads each thread's weight
     bytes with one 16-byte vector instruction per tile, not byte by byte (a tile transposed, or
     masked per nibble, compiles to one ``ld.global.b8`` per byte and reads at a fraction of the
-    memory bandwidth)."""
+    memory bandwidth) - reading bytes, or 32-bit words (``WORDS``, rows on 16-byte bounds)."""
     pytest.importorskip("triton.backends.nvidia.compiler")
     from inferlab.lab.ptx import compile_ptx, global_loads
     pointers = {"x_ptr": "float16", "qweight_ptr": "uint8", "scales_ptr": "float16",
@@ -295,7 +314,8 @@ def test_one_token_tiles_read_weights_in_16_byte_vectors():
     ptx = compile_ptx(w4a16._compiled(), pointers,
                       dict(GROUP_SIZE=128, BLOCK_M=1, BLOCK_N=config["block_n"],
                            BLOCK_K=config["block_k"], SPLIT_K=1,
-                           TILE_GROUPS=w4a16.tile_groups(1, config["block_k"], 128)),
+                           TILE_GROUPS=w4a16.tile_groups(1, config["block_k"], 128),
+                           WORDS=words),
                       divisible=("N", "K", "stride_xm", "stride_qn", "stride_gn", "stride_om",
                                  "k_bytes", "split_bytes"),
                       num_warps=config["num_warps"], num_stages=config["num_stages"])

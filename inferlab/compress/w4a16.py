@@ -101,7 +101,7 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
                   stride_xm, stride_qn, stride_gn, stride_om, k_bytes, split_bytes,
                   GROUP_SIZE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                   BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr,
-                  TILE_GROUPS: tl.constexpr = 0):
+                  TILE_GROUPS: tl.constexpr = 0, WORDS: tl.constexpr = False):
     """``out[m, n] = sum_k x[m, k] * W[n, k]`` for a ``BLOCK_M x BLOCK_N`` tile of ``out``,
     over the ``pid_k``-th slice of each row's ``k_bytes`` bytes (``split_bytes`` of them; all
     when ``SPLIT_K == 1``).
@@ -119,8 +119,9 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
     group]`` view of the tile: each group's scale and zero-point is loaded once per row and
     broadcast, so K tiles can be long - many bytes in flight per thread, which is what a
     one-token matmul needs to keep the memory busy (it waits on memory, not on arithmetic).
-    Other cases look a group up per byte. Compiled by ``triton.jit`` on first use
-    (``_compiled``)."""
+    With ``WORDS`` (``fused_w4a16`` sets it where rows are whole 4-byte words) that path reads
+    the bytes as 32-bit words instead (``_one_token_words``). Other cases look a group up per
+    byte. Compiled by ``triton.jit`` on first use (``_compiled``)."""
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     HALF: tl.constexpr = BLOCK_K // 2
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -128,7 +129,11 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
     m_ok, n_ok = offs_m < M, offs_n < N
     b_start = pid_k * split_bytes
     b_end = tl.minimum(b_start + split_bytes, k_bytes)
-    if BLOCK_M == 1 and TILE_GROUPS > 0:  # one token, whole groups: multiply-add, reduce at end
+    if BLOCK_M == 1 and TILE_GROUPS > 0 and WORDS:       # one token, whole groups, in words
+        acc = _one_token_words(x_ptr + pid_m * stride_xm, qweight_ptr, scales_ptr, zeros_ptr,
+                               offs_n, n_ok, K, stride_qn, stride_gn, k_bytes, b_start, b_end,
+                               GROUP_SIZE, BLOCK_N, BLOCK_K, TILE_GROUPS)
+    elif BLOCK_M == 1 and TILE_GROUPS > 0:  # one token, whole groups: multiply-add, reduce at end
         SUB: tl.constexpr = HALF // TILE_GROUPS            # bytes of one group in the tile
         parts = tl.arange(0, TILE_GROUPS)
         partial3 = tl.zeros([BLOCK_N, TILE_GROUPS, SUB], dtype=tl.float32)
@@ -180,6 +185,68 @@ def _nibble_float(code):
     below the memory bandwidth; subtracting ``zero + 2**23`` (exact in float32) then gives
     ``code - zero`` exactly."""
     return (code.to(tl.int32) | 0x4B000000).to(tl.float32, bitcast=True)
+
+
+@_jit
+def _code_value(words, i: tl.constexpr, zero):
+    """``code - zero`` for nibble ``i`` of every word, as float32 (``zero`` is offset by 2**23,
+    as ``_nibble_float``'s result is)."""
+    return _nibble_float((words >> (4 * i)) & 0xF) - zero[:, :, None]
+
+
+@_jit
+def _one_token_words(x_row, qweight_ptr, scales_ptr, zeros_ptr, offs_n, n_ok, K, stride_qn,
+                     stride_gn, k_bytes, b_start, b_end, GROUP_SIZE: tl.constexpr,
+                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, TILE_GROUPS: tl.constexpr):
+    """The one-token path of ``_w4a16_kernel`` reading 32-bit words: ``[1, BLOCK_N]`` fp32 sums
+    over bytes ``b_start..b_end`` of each row (rows, the row stride and the tiles start on 16-byte
+    bounds and ``k_bytes`` is a multiple of 4: ``fused_w4a16`` checks, the loads rely on it).
+
+    Nibble ``i`` of word ``j`` (bits ``4i..4i+3``, little-endian) is ``k = 8j + i``: one shift and
+    one mask give each code, in k order, so the 8 activations of a word are 8 contiguous values.
+    Unpacking bytes instead costs byte extracts and widening conversions for every code - at a
+    few bytes of weight per instruction, a one-token matmul runs out of instructions before it
+    runs out of memory bandwidth. Each word's 8 products are summed in the thread, then scaled
+    once by the group's scale."""
+    HALF: tl.constexpr = BLOCK_K // 2
+    SUBW: tl.constexpr = HALF // TILE_GROUPS // 4          # words of one group in the tile
+    words_ptr = qweight_ptr.to(tl.pointer_type(tl.int32))
+    row_words = tl.multiple_of(stride_qn // 4, 4)           # rows start on 16-byte bounds
+    k_words = k_bytes // 4
+    parts = tl.arange(0, TILE_GROUPS)
+    nibble = tl.arange(0, 8)
+    partial3 = tl.zeros([BLOCK_N, TILE_GROUPS, SUBW], dtype=tl.float32)
+    for b0 in range(b_start, b_end, HALF):
+        w0 = tl.multiple_of(b0 // 4, 4)                     # tiles start on 16-byte bounds
+        word = w0 + parts[:, None] * SUBW + tl.arange(0, SUBW)[None, :]       # [groups, SUBW]
+        w_ok = n_ok[:, None, None] & (word[None, :, :] < k_words)   # whole words: vectors
+        words = tl.load(words_ptr + offs_n[:, None, None] * row_words + word[None, :, :],
+                        mask=w_ok, other=0)                   # [BLOCK_N, groups, SUBW] int32
+        group = b0 // (GROUP_SIZE // 2) + parts
+        g_ok = n_ok[:, None] & (group[None, :] * (GROUP_SIZE // 2) < k_bytes)
+        g_off = offs_n[:, None] * stride_gn + group[None, :]
+        scale = tl.load(scales_ptr + g_off, mask=g_ok, other=0.0).to(tl.float32)
+        zero = tl.load(zeros_ptr + g_off, mask=g_ok, other=0).to(tl.float32) + MAGIC
+        k = 8 * word[:, :, None] + nibble[None, None, :]               # [groups, SUBW, 8]
+        x8 = tl.load(x_row + k, mask=k < K, other=0.0).to(tl.float32)  # 8 contiguous a word
+        x_a, x_b = tl.split(tl.reshape(x8, [TILE_GROUPS, SUBW, 4, 2]))    # k = 8j + 2i, +1
+        x_0, x_2 = tl.split(tl.reshape(x_a, [TILE_GROUPS, SUBW, 2, 2]))
+        x_1, x_3 = tl.split(tl.reshape(x_b, [TILE_GROUPS, SUBW, 2, 2]))
+        x_0, x_4 = tl.split(x_0)
+        x_2, x_6 = tl.split(x_2)
+        x_1, x_5 = tl.split(x_1)
+        x_3, x_7 = tl.split(x_3)
+        dot = tl.zeros([BLOCK_N, TILE_GROUPS, SUBW], dtype=tl.float32)
+        dot += _code_value(words, 0, zero) * x_0[None]
+        dot += _code_value(words, 1, zero) * x_1[None]
+        dot += _code_value(words, 2, zero) * x_2[None]
+        dot += _code_value(words, 3, zero) * x_3[None]
+        dot += _code_value(words, 4, zero) * x_4[None]
+        dot += _code_value(words, 5, zero) * x_5[None]
+        dot += _code_value(words, 6, zero) * x_6[None]
+        dot += _code_value(words, 7, zero) * x_7[None]
+        partial3 += dot * scale[:, :, None]
+    return tl.sum(tl.sum(partial3, axis=2), axis=1)[None, :]
 
 
 @_jit
@@ -390,10 +457,12 @@ def fused_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     split_bytes = triton.cdiv(triton.cdiv(k_bytes, split_k), half) * half
     grid = (triton.cdiv(m, config["block_m"]), triton.cdiv(n, config["block_n"]), split_k)
     out = None if split_k == 1 else torch.zeros(m, n, dtype=torch.float32, device=x.device)
+    groups = tile_groups(config["block_m"], config["block_k"], group_size)
+    words = (groups > 0 and half // groups % 4 == 0 and half % 16 == 0 and k_bytes % 4 == 0
+             and qweight.stride(0) % 16 == 0 and qweight.data_ptr() % 16 == 0)
     result = launch_w4a16(_compiled(), x, qweight, scales, zeros, group_size, grid=grid, out=out,
                           k_bytes=k_bytes, split_bytes=split_bytes, SPLIT_K=split_k,
-                          TILE_GROUPS=tile_groups(config["block_m"], config["block_k"],
-                                                  group_size), **config)
+                          TILE_GROUPS=groups, WORDS=words, **config)
     return result.to(x.dtype)
 
 

@@ -1188,13 +1188,17 @@ if kernel_rows:
 # the background (for `tl.dot`). Each instruction counts once, even inside the loop.
 #
 # In your kernel's `[BLOCK_K, BLOCK_N]` tile, neighbours along the fast axis are a row apart in
-# memory, and two k share a byte. The package's one-token path loads each row's bytes along the fast
-# axis, masks whole bytes (`byte < k_bytes`; a nibble mask, `2 * byte < K`, changes every other
-# element and would force a load per byte) and takes several groups per tile, so each thread has
-# several 16-byte loads in flight: only many outstanding loads hide the latency of a one-token
-# matmul, which waits on memory. Compare:
+# memory, and two k share a byte. The package's one-token path loads each row along the fast axis as
+# 32-bit words, masks whole words (a nibble mask, `2 * byte < K`, changes every other element and
+# would force a load per byte) and takes several groups per tile, so each thread has several 16-byte
+# loads in flight: only many outstanding loads hide the latency of a one-token matmul. Then the
+# arithmetic must keep up with the memory: nibble `i` of a word is `k = 8j + i`, one bit-field
+# extract away, and it becomes a float by being written into the mantissa of 2^23 (an `or`), not by
+# an int-to-float conversion, which GPUs run at a quarter of their arithmetic rate. Compare:
 
 # %%
+import re
+
 from inferlab.compress import w4a16 as w4a16_module
 
 try:
@@ -1211,13 +1215,15 @@ try:
                           dict(GROUP_SIZE=128, BLOCK_M=1, BLOCK_N=one_token["block_n"],
                                BLOCK_K=one_token["block_k"], SPLIT_K=1,
                                TILE_GROUPS=w4a16_module.tile_groups(1, one_token["block_k"],
-                                                                    128)),
+                                                                    128), WORDS=True),
                           divisible=(*multiples_of_16, "k_bytes", "split_bytes"),
                           num_warps=one_token["num_warps"])
     for name, ptx in [("your kernel (M = 16 tile)", yours), ("package, one token", package)]:
         loads = global_loads(ptx)
+        conversions = len(re.findall(r"cvt\.rn\.f32\.[us]\d+", ptx))   # int -> float
         print(f"{name:<26} " + ", ".join(f"{kind} x{count}" for kind, count in
-                                         loads.most_common()))
+                                         loads.most_common())
+              + f"; int-to-float conversions x{conversions}")
 except ImportError as missing:      # Triton without its NVIDIA backend (macOS, Windows)
     print(f"cannot compile for an NVIDIA GPU here: {missing}")
 
