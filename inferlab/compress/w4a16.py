@@ -118,10 +118,10 @@ def _w4a16_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, out_ptr, M, N, K,
     is a whole number of groups, or lies inside one) takes a ``[BLOCK_N, TILE_GROUPS, bytes per
     group]`` view of the tile: each group's scale and zero-point is loaded once per row and
     broadcast, so K tiles can be long - many bytes in flight per thread, which is what a
-    one-token matmul needs to keep the memory busy (it waits on memory, not on arithmetic).
-    With ``WORDS`` (``fused_w4a16`` sets it where rows are whole 4-byte words) that path reads
-    the bytes as 32-bit words instead (``_one_token_words``). Other cases look a group up per
-    byte. Compiled by ``triton.jit`` on first use (``_compiled``)."""
+    one-token matmul needs to keep the memory busy, if its arithmetic keeps up (``_nibble_float``).
+    With ``WORDS`` (``fused_w4a16`` sets it where rows lie on 16-byte bounds) that path reads
+    32-bit words instead, with fewer instructions a byte (``_one_token_words``). Other cases look
+    a group up per byte. Compiled by ``triton.jit`` on first use (``_compiled``)."""
     pid_m, pid_n, pid_k = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     HALF: tl.constexpr = BLOCK_K // 2
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
