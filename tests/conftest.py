@@ -10,6 +10,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def seeded_torch():
+    """Every test starts from the same torch seed, so a draw that happens to sit near a tolerance
+    fails every run (and gets fixed) instead of once in a while in CI."""
+    import torch
+    torch.manual_seed(0)
+
+
 @pytest.fixture(scope="session")
 def embedded_model_dir():
     """The converted embedded model (converted once; safe across xdist workers)."""
