@@ -61,11 +61,27 @@ def hf_generate(model, tok, prompts, n_tokens):
     return out[:, enc.input_ids.shape[1]:].tolist()
 
 
+def alternate(runs: dict, repeats: int, label: str) -> tuple[dict, dict]:
+    """Run each system once per round, ``repeats`` rounds, so a slow minute on a shared machine
+    slows them all. ``runs``: name -> () -> (seconds, outputs). Returns times and last outputs."""
+    times, outputs = {name: [] for name in runs}, {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            seconds, outputs[name] = run()
+            times[name].append(seconds)
+            print(f"{label} {name}: {seconds:.2f} s", flush=True)
+    return times, outputs
+
+
 def cpu(args) -> dict:
     import transformers
 
+    from inferlab.engine.attention import MathAttention
     from inferlab.lab.data import sample_prompts
     from inferlab.lab.models import load_model
+
+    class GroupedOnly(MathAttention):          # the math backend before the one-query path
+        one_query_max_kv_heads = 0
 
     transformers.logging.set_verbosity_error()
     threads = pin_threads(args.threads)
@@ -76,65 +92,100 @@ def cpu(args) -> dict:
     params = SamplingParams(max_tokens=args.tokens, ignore_eos=True)
     total = args.prompts * args.tokens
     rows = []
+
+    def timed(fn):
+        def run():
+            start = time.perf_counter()
+            out = fn()
+            return time.perf_counter() - start, out
+        return run
+
+    def engine_run(engine):
+        return timed(lambda: [o.token_ids for o in engine.generate(prompts, params)])
+
+    def add_rows(times, outputs, dtype_name, group):
+        reference = outputs.get("transformers")
+        for name, ts in times.items():
+            row = {"system": name, "dtype": dtype_name, "group": group,
+                   "tok_s": round(total / statistics.median(ts), 1),
+                   "runs_tok_s": [round(total / t, 1) for t in ts]}
+            if reference is not None and name.startswith("engine"):
+                same = sum(a == b for a, b in zip(outputs[name], reference))
+                row["identical_outputs"] = f"{same}/{len(prompts)}"
+            rows.append(row)
+
+    engines = {}
     for dtype_name in args.dtypes:
         dtype = getattr(torch, dtype_name)
         hf = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
-        engine = LLMEngine(hf, tok, EngineConfig(max_model_len=512, max_num_seqs=args.prompts))
-        engine.generate(prompts[:2], SamplingParams(max_tokens=2))   # warm-up
-        hf_generate(hf, tok, prompts[:2], 2)
-        times = {"engine": [], "transformers": []}
-        outputs = {}
-        for _ in range(args.repeats):
-            for name in ("engine", "transformers"):
-                start = time.perf_counter()
-                if name == "engine":
-                    outputs[name] = [o.token_ids for o in engine.generate(prompts, params)]
-                else:
-                    outputs[name] = hf_generate(hf, tok, prompts, args.tokens)
-                times[name].append(time.perf_counter() - start)
-                print(f"{dtype_name} {name}: {total / times[name][-1]:.1f} tok/s", flush=True)
-        same = sum(a == b for a, b in zip(outputs["engine"], outputs["transformers"]))
-        for name, ts in times.items():
-            rows.append({"system": name, "dtype": dtype_name,
-                         "tok_s": round(total / statistics.median(ts), 1),
-                         "runs_tok_s": [round(total / t, 1) for t in ts],
-                         "identical_outputs": f"{same}/{len(prompts)}"})
-        del engine
-    if args.vllm:   # the same prompts and tokens through vLLM's offline mode, same thread count
+        base = EngineConfig(max_model_len=512, max_num_seqs=args.prompts)
+        variants = {"engine": base}
+        if dtype == torch.bfloat16:   # what this dtype's CPU fast paths add
+            variants["engine, plain F.linear and grouped attention"] = base.replace(
+                prepack_weights=False, attention_backend=GroupedOnly())
+        else:
+            variants["engine, packed float32 weights"] = base.replace(prepack_weights=True)
+        built = {name: LLMEngine(hf, tok, config) for name, config in variants.items()}
+        for engine in built.values():       # warm-up: every shape of the workload once
+            engine.generate(prompts, params)
+        hf_generate(hf, tok, prompts, args.tokens)
+        runs = {name: engine_run(engine) for name, engine in built.items()}
+        runs["transformers"] = timed(lambda: hf_generate(hf, tok, prompts, args.tokens))
+        add_rows(*alternate(runs, args.repeats, dtype_name), dtype_name, "engine vs transformers")
+        if dtype == torch.bfloat16:
+            engines["bfloat16"] = built["engine"]
+    if args.vllm and "bfloat16" in engines:   # vLLM's offline mode, alternating with the engine
         from inferlab.serving.launch import bf16_model_dir
-        from inferlab.serving.vllm_offline import run_in_child
+        from inferlab.serving.vllm_offline import OfflineWorker
         for eager in (True, False):
             name = "vLLM offline" + (" (enforce_eager)" if eager else " (compiled, CPU graphs)")
             try:
-                out = run_in_child(bf16_model_dir(), prompts, args.tokens, enforce_eager=eager,
-                                   max_num_seqs=args.prompts, cpu_threads=threads, timeout=900)
-                tok_s = round(out["throughput_tok_s"], 1)
-                rows.append({"system": name, "dtype": "bfloat16", "tok_s": tok_s,
-                             "runs_tok_s": [tok_s],
-                             "startup_s": round(out["startup_s"], 1)})
+                with OfflineWorker(bf16_model_dir(), enforce_eager=eager,
+                                   max_num_seqs=args.prompts, cpu_threads=threads,
+                                   timeout=1200) as worker:
+                    worker.generate(prompts, args.tokens)                  # warm-up
+
+                    def vllm_run():
+                        out = worker.generate(prompts, args.tokens)
+                        return out["generate_s"], None
+                    times, _ = alternate({"engine": engine_run(engines["bfloat16"]),
+                                          name: vllm_run}, args.repeats, "vllm")
+                    add_rows(times, {}, "bfloat16", f"engine vs {name}")
+                    rows[-1]["startup_s"] = round(worker.startup_s, 1)
             except RuntimeError as error:
-                rows.append({"system": name, "dtype": "bfloat16", "error": str(error)[-300:]})
+                rows.append({"system": name, "dtype": "bfloat16", "group": f"engine vs {name}",
+                             "error": str(error)[-300:]})
             print(rows[-1], flush=True)
     record = {"device": device_name("cpu"), "date": today(), "threads": threads,
               "machine": platform.node(), "torch": torch.__version__,
               "source": "benchmarks/engine_bench.py cpu",
               "workload": f"{args.prompts} prompts ({n_prompt} prompt tokens, 8-64 words each) x "
                           f"{args.tokens} new tokens, greedy, embedded SmolLM2-135M",
-              "method": "engine and transformers alternating in one process, median of "
-                        f"{args.repeats}" + (f"; {args.note}" if args.note else ""),
+              "method": "the systems of each group run in turn, one generate each per round, "
+                        f"median of {args.repeats} rounds (a shared machine slows a whole round, "
+                        "not one system)" + (f"; {args.note}" if args.note else ""),
               "reference": VLLM_CPU, "results": rows}
+    try:
+        import vllm
+        record["vllm"] = vllm.__version__
+    except ImportError:
+        pass
     save(RESULTS / f"engine_cpu_{threads}t.json", record)
-    lines = [f"# Engine vs transformers, CPU ({record['device']}, {record['date']})", "",
-             f"Workload: {record['workload']}. {record['method']}.", "",
-             "| system | dtype | tok/s (median) | runs | outputs identical to transformers |",
-             "|---|---|---|---|---|"]
+    lines = [f"# Engine vs transformers and vLLM, CPU ({record['device']}, {record['date']})", "",
+             f"Workload: {record['workload']}. Method: {record['method']}.", "",
+             "| measured together | system | dtype | tok/s (median) | runs | outputs identical "
+             "to transformers |", "|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['system']} | {r['dtype']} | failed: {r['error'][-80:]} | - | - |")
+            lines.append(f"| {r['group']} | {r['system']} | {r['dtype']} | failed: "
+                         f"{r['error'][-80:]} | - | - |")
             continue
-        lines.append(f"| {r['system']} | {r['dtype']} | {r['tok_s']} | {r['runs_tok_s']} | "
-                     f"{r['identical_outputs'] if r['system'] == 'engine' else '-'} |")
-    lines += ["", "Identical outputs are counted against transformers' *batched, left-padded* "
+        lines.append(f"| {r['group']} | {r['system']} | {r['dtype']} | {r['tok_s']} | "
+                     f"{r['runs_tok_s']} | {r.get('identical_outputs', '-')} |")
+    lines += ["", "The engine's CPU fast paths (bf16): weights packed once for oneDNN "
+              "(`inferlab/engine/packed_weights.py`) and one-query decode attention "
+              "(`attention.one_query_attention`); the plain row turns both off.",
+              "", "Identical outputs are counted against transformers' *batched, left-padded* "
               "generate; padding changes low-order bits, and in bf16 so do different batch shapes. "
               "Against unpadded per-prompt generation in fp32 the engine is token-for-token equal "
               "(tests/test_engine_model.py).",
@@ -426,7 +477,7 @@ def main(argv=None) -> None:
     parser.add_argument("--dtypes", nargs="+", default=["bfloat16", "float32"])
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=os.environ.get("OUT", str(RESULTS)))
     parser.add_argument("--prompt-len", type=int, default=32)
     parser.add_argument("--decode-tokens", type=int, default=256)

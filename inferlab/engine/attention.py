@@ -66,6 +66,33 @@ def grouped_attention(q, keys, values, mask, scale):
     return out.view(b, kv_heads, group, nq, d).permute(0, 3, 1, 2, 4).reshape(b, nq, heads, d)
 
 
+def one_query_attention(q, keys, values, mask, scale):
+    """``grouped_attention`` for decode steps (one query per sequence), without moving K or V.
+
+    The gathered keys are ``[B, L, kv_heads, d]``: the head is not the outer dimension, so the
+    matmuls above first copy K and V into ``[B, kv_heads, ...]`` order - on a CPU that copy costs
+    as much as the matmul. Here each sequence's keys stay one ``[L, kv_heads * d]`` matrix, and
+    the queries become a *block-diagonal* ``[kv_heads * d, heads]`` matrix (query head ``h`` in
+    the rows of its KV head, zeros elsewhere), so one batched matmul gives every head's scores.
+    The zeros multiply ``kv_heads`` times more numbers than needed, which is why ``MathAttention``
+    takes this path only for few KV heads. Same shapes as ``grouped_attention`` (``Q = 1``).
+    """
+    b, _, heads, d = q.shape
+    length, kv_heads = keys.shape[1], keys.shape[2]
+    group = heads // kv_heads
+    diagonal = torch.arange(kv_heads, device=q.device)
+    queries = q.new_zeros(b, kv_heads, d, kv_heads, group)
+    queries[:, diagonal, :, diagonal] = q.view(b, kv_heads, group, d).permute(1, 0, 3, 2)
+    scores = torch.bmm(keys.reshape(b, length, kv_heads * d),
+                       queries.view(b, kv_heads * d, heads)).float() * scale     # [B, L, heads]
+    scores = scores.transpose(1, 2)                                               # [B, heads, L]
+    if mask is not None:
+        scores = scores.masked_fill(~mask[:, 0], float("-inf"))
+    out = torch.bmm(scores.softmax(-1).to(values.dtype), values.reshape(b, length, kv_heads * d))
+    out = out.view(b, kv_heads, group, kv_heads, d)[:, diagonal, :, diagonal]    # [kvh, B, g, d]
+    return out.transpose(0, 1).reshape(b, 1, heads, d)
+
+
 def sdpa_attention(q, keys, values, mask, scale):
     """The same with PyTorch's ``scaled_dot_product_attention`` (same shapes as above)."""
     kwargs = {"enable_gqa": True} if q.shape[2] != keys.shape[2] else {}
@@ -122,8 +149,11 @@ class SdpaAttention(AttentionBackend):
 
 class MathAttention(AttentionBackend):
     name = "math"
+    one_query_max_kv_heads = 4   # decode steps of models with at most this many KV heads
 
     def gathered(self, q, keys, values, mask, scale):
+        if q.shape[1] == 1 and keys.shape[2] <= self.one_query_max_kv_heads:
+            return one_query_attention(q, keys, values, mask, scale)
         return grouped_attention(q, keys, values, mask, scale)
 
 

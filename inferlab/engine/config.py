@@ -28,6 +28,10 @@ field                  lesson  what it takes
 running sequence (``scheduler.chunked_step``). It uses the built-in scheduler and block manager, so
 it cannot be combined with the ``schedule_step`` and ``block_manager`` plug-ins.
 
+``prepack_weights`` (lessons 05, 06): on a CPU, each weight matrix is copied once into the blocked
+layout oneDNN's kernels read (``packed_weights``), instead of on every matrix multiply. ``None``
+packs bfloat16 weights, where the result is exactly ``F.linear``'s; ``True`` also packs float32.
+
 Values are checked when the config is made (``__post_init__``: each bad value gets an error that
 says what is allowed), and against the model and device when an engine is built (``resolve``).
 """
@@ -40,6 +44,7 @@ from typing import Any, Callable
 import torch
 
 from .attention import BACKENDS, AttentionBackend, resolve_backend_name
+from .packed_weights import can_pack
 from .scheduler import POLICIES
 
 KV_CACHES = ("paged", "static")
@@ -77,6 +82,7 @@ class EngineConfig:
     attention_backend: Any = "auto"        # a name of attention.BACKENDS or an AttentionBackend
     cuda_graphs: bool | None = None        # replay decode steps from CUDA graphs; None: on CUDA
     compile: bool = False                  # torch.compile the graph-captured decode step
+    prepack_weights: bool | None = None    # CPU: weights packed once for oneDNN; None: in bf16
     seed: int = 0                          # the default sampler's random generator
     # plug-in points (see the module docstring)
     block_manager: Callable | None = None
@@ -151,6 +157,8 @@ class EngineConfig:
         if self.compile and self.cuda_graphs is False:
             raise ValueError("compile=True compiles the decode step that CUDA graphs capture: it "
                              "needs cuda_graphs=True (or None, on a CUDA device)")
+        if not (self.prepack_weights is None or isinstance(self.prepack_weights, bool)):
+            fail("prepack_weights", "None (on a CPU in bfloat16), True or False")
         if not _is_int(self.seed):
             fail("seed", "an int")
         for name in ("block_manager", "schedule_step", "sampler"):
@@ -211,8 +219,14 @@ class EngineConfig:
         backend = self.attention_backend
         if not isinstance(backend, AttentionBackend):
             backend = resolve_backend_name(backend, device, dtype)
+        prepack = can_pack(device, dtype, exact_only=self.prepack_weights is None)
+        if self.prepack_weights and not prepack:
+            raise ValueError(f"prepack_weights=True packs CPU weights for oneDNN: {dtype} on "
+                             f"{device.type} cannot be packed in this PyTorch build (bfloat16 "
+                             "needs a CPU with bf16 instructions); leave it unset")
         changes = dict(max_model_len=max_len, enable_prefix_caching=prefix, cuda_graphs=graphs,
-                       attention_backend=backend)
+                       attention_backend=backend,
+                       prepack_weights=prepack and self.prepack_weights is not False)
         if self.kv_cache == "static":
             changes["block_size"] = max_len    # one block (row) of max_model_len slots a sequence
         else:

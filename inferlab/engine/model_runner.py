@@ -24,6 +24,7 @@ from .attention import AttentionBackend, make_backend
 from .cuda_graphs import DecodeGraphs
 from .inputs import StepInputs, pack_step
 from .kv_cache import PagedKVCache
+from .packed_weights import PackedWeights, PlainWeights
 from .weights import LlamaWeights, rms_norm, rotate_half
 
 
@@ -31,11 +32,14 @@ class ModelRunner:
     """Forward passes of ``weights`` over sequences whose K/V live in ``cache``.
 
     ``attention``: a backend name of ``attention.BACKENDS`` ("auto" by default) or an
-    ``AttentionBackend``.
+    ``AttentionBackend``. ``prepack_weights``: multiply through weights packed once for the CPU's
+    matrix kernels (``packed_weights``; the engine decides it in ``EngineConfig.resolve``), with
+    ``batch_hint`` the rows of a full decode step.
     """
 
     def __init__(self, weights: LlamaWeights, cache: PagedKVCache, max_model_len: int | None = None,
-                 attention: str | AttentionBackend = "auto"):
+                 attention: str | AttentionBackend = "auto", prepack_weights: bool = False,
+                 batch_hint: int = 32):
         self.weights, self.cache, self.config = weights, cache, weights.config
         c = self.config
         self.device, self.dtype = weights.device, weights.dtype
@@ -45,6 +49,7 @@ class ModelRunner:
         self.max_model_len = max_model_len or c.max_position
         self.attention: AttentionBackend = make_backend(attention, self.device, self.dtype)
         self.graphs: DecodeGraphs | None = None
+        self.matmuls = PackedWeights(weights, batch_hint) if prepack_weights else PlainWeights()
         self._rope_tables(self.max_model_len)
 
     def _rope_tables(self, length: int) -> None:
@@ -106,23 +111,23 @@ class ModelRunner:
 
     def forward(self, inp: StepInputs) -> torch.Tensor:
         """Logits (fp32) at ``inp.logits_index`` of the packed tokens."""
-        c, w = self.config, self.weights
+        c, w, linear = self.config, self.weights, self.matmuls.linear
         h = F.embedding(inp.input_ids, w.embed)
         cos = sin = None
         if not (inp.paged_decode and self.attention.fused_rope):
             cos, sin = self.cos[inp.positions][:, None], self.sin[inp.positions][:, None]
         for i, layer in enumerate(w.layers):
             x = rms_norm(h, layer.input_norm, c.rms_norm_eps)
-            q = self.rope_and_store(i, F.linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
+            q = self.rope_and_store(i, linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
             o = self.attend(i, q, inp)
-            h = h + F.linear(o, layer.o)
+            h = h + linear(o, layer.o)
             x = rms_norm(h, layer.post_norm, c.rms_norm_eps)
-            gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)
-            h = h + F.linear(F.silu(gate) * up, layer.down)
+            gate, up = linear(x, layer.gate_up).chunk(2, dim=-1)
+            h = h + linear(F.silu(gate) * up, layer.down)
         if inp.logits_index is not None:
             h = h.index_select(0, inp.logits_index)
         h = rms_norm(h, w.norm, c.rms_norm_eps)
-        return F.linear(h, w.lm_head).float()
+        return linear(h, w.lm_head).float()
 
     @torch.inference_mode()
     def run(self, seqs, is_prefill: bool, all_logits: bool = False,

@@ -5,19 +5,10 @@
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lesson 00 (the memory
 # wall: decoding reads every weight per token); PyTorch tensors and dtypes.
 #
-# Quantization stores each weight in 8 or 4 bits instead of 32 or 16: fewer **bytes of weights** to
-# read per token. This lesson builds it from the bottom up and measures what it buys and costs
-# (whole-model measurements run on your device: the GPU when PyTorch sees one, else the CPU):
-#
-# 1. **Numbers in a few bits** - absmax and zero-point quantization; per-tensor, per-channel and
-#    per-group scales; NF4; two 4-bit codes per byte.
-# 2. **The whole model** - memory, error, perplexity and speed per scheme, beside **bitsandbytes**;
-#    PTQ vs QAT; when not to quantize.
-# 3. **A 4-bit kernel that pays** - you write it in Triton and time it against fp16 and bitsandbytes
-#    (on a GPU; elsewhere Triton's interpreter checks it).
-#
-# You implement the core of each (6 graded exercises). Every number printed is measured in this run,
-# or cited with its source.
+# Quantization stores each weight in 8 or 4 bits instead of 32 or 16: fewer **bytes** to read per
+# token. You build it from the bottom up, measure it on the whole model beside **bitsandbytes** and
+# write a 4-bit Triton kernel: 6 graded exercises. Every number printed is measured in this run, or
+# cited with its source.
 
 # %%
 import logging
@@ -70,9 +61,8 @@ print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {gradi
 
 # %% [markdown]
 # ## 0 · The baseline, measured first
-# The embedded SmolLM2-135M in fp32: size, perplexity on held-out text, batch-1 decode speed. All
-# models below stay in fp32 on your device (bf16 is one of the schemes): comparisons differ in one
-# thing only.
+# SmolLM2-135M in fp32. Every model below runs in fp32 on your device (except the bf16 scheme), so
+# comparisons differ in one thing only.
 
 # %%
 model, tokenizer = load_model(device=device)
@@ -87,12 +77,12 @@ print(f"{DEFAULT_MODEL}: {parameter_count(model) / 1e6:.1f} M parameters, "
 
 # %% [markdown]
 # ## 1 · Numbers in a few bits
-# A `b`-bit integer has `2^b` values. To store a row of weights `x` we choose a **scale** (a float
-# per row) and keep `q = round(x / scale)`; `x_hat = q * scale` is off by at most half a step.
+# A `b`-bit integer has `2^b` values. To store a row of weights `x`, choose a **scale** (a float per
+# row) and keep `q = round(x / scale)`; `x_hat = q * scale` is off by at most half a step.
 #
 # **absmax (symmetric)**: `qmax = 2^(b-1) - 1` (127 for int8, 7 for int4), `scale = max|x| / qmax`,
-# `q = clamp(round(x / scale), -qmax, qmax)` stored as `int8`. The grid is symmetric, so zero is
-# exact; the row's largest value lands on `±qmax`.
+# `q = clamp(round(x / scale), -qmax, qmax)` stored as `int8`. Zero is exact; the row's largest
+# value lands on `±qmax`.
 #
 # ### Exercise 1 - absmax quantization (2 points)
 # Implement `absmax_quantize(x, bits)` returning `(q, scale)` with **one scale per row** of the
@@ -218,8 +208,8 @@ assert torch.isfinite(scale).all() and torch.equal(zeropoint_dequantize(q, scale
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Both on a real weight matrix (on the CPU, where your functions always run), **one scale per output
-# row** (per-channel); relative error is `||W - W_hat|| / ||W||`:
+# Both on a real weight matrix, one scale per output row (**per-channel**); relative error is
+# `||W - W_hat|| / ||W||`:
 
 # %%
 weight = model.model.layers[5].mlp.down_proj.weight.detach().cpu()
@@ -237,8 +227,8 @@ plots.bars(list(rows), list(rows.values()), title="layers.5.mlp.down_proj, per-c
 # %% [markdown]
 # ## 2 · Whose scale? Per-tensor, per-channel, per-group
 # One outlier stretches the grid of its whole row: finer scales, smaller error, more scales to
-# store. The quantizers above work row by row, so a granularity is just **a 2-D view** of the
-# `(out, in)` weight:
+# store. Your quantizers work row by row, so a granularity is just **a 2-D view** of the `(out, in)`
+# weight:
 #
 # * **per-tensor**: the whole matrix as one row, shape `(1, out * in)`;
 # * **per-channel**: one row per output channel, shape `(out, in)` (the matrix itself);
@@ -313,8 +303,7 @@ else:
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The same matrix, int4 absmax, every granularity, and the cost of its scales (fp16, one per row of
-# the view):
+# int4 absmax at every granularity, with the cost of its scales (fp16, one per row of the view):
 
 # %%
 gran_rows = {}
@@ -336,8 +325,7 @@ plots.bars(list(gran_rows), [v[0] for v in gran_rows.values()], yaxis="relative 
 # ## 3 · NF4: levels where the weights are
 # int4 spaces its 15 levels evenly, but weights are roughly normal: most near zero. **NF4**
 # (NormalFloat-4, QLoRA paper, Dettmers et al. 2023) puts its 16 levels at quantiles of a normal
-# distribution, scaled to [-1, 1], with an exact zero. Each block is scaled by its absmax, each
-# value stored as the **index of the nearest level**. The levels, rebuilt from normal quantiles,
+# distribution, scaled to [-1, 1], with an exact zero. The levels, rebuilt from normal quantiles,
 # against bitsandbytes' table:
 
 # %%
@@ -412,7 +400,7 @@ assert torch.isfinite(absmax).all() and (NF4_CODEBOOK[index.long()] == 0).all()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# int4 absmax against NF4 on the same blocks of 64 (the block size bitsandbytes uses for NF4):
+# int4 absmax against NF4 on the same blocks of 64 (bitsandbytes' NF4 block size):
 
 # %%
 view = to_groups(weight, "group", 64)
@@ -427,8 +415,8 @@ print(f"int4 absmax group-64: relative error {err_int4:.4f}\n"
 
 # %% [markdown]
 # ## 4 · Two codes per byte: the saving becomes real
-# PyTorch has no 4-bit dtype, and one code per `uint8` byte takes as much memory as int8: we
-# **pack** two codes into each byte.
+# PyTorch has no 4-bit dtype, and one code per `uint8` byte is as large as int8: **pack** two codes
+# into each byte.
 #
 # ### Exercise 5 - 4-bit packing (2 points)
 # Implement `pack_int4(q)` for a `uint8` tensor of codes 0..15: along the last dimension, element
@@ -477,9 +465,8 @@ assert torch.equal(unpack_int4(pack_int4(big), 33), big)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# `inferlab.compress.quant.QuantLinear` (your functions' algorithms) stores the packed codes plus
-# one **fp16** scale per group and dequantizes the weight on every call. Its memory is what `torch`
-# really allocated:
+# `inferlab.compress.quant.QuantLinear` (your algorithms) stores the packed codes plus one **fp16**
+# scale per group and dequantizes the weight on every call. Its memory is what `torch` allocated:
 
 # %%
 linear = model.model.layers[5].mlp.down_proj
@@ -506,10 +493,9 @@ print("your int4 group-128 codes vs the package's (whose scales are stored in fp
 # ## 5 · The embedded model was already 4-bit once
 # The model ships as `SmolLM2-135M-Instruct.Q4_1.gguf`: llama.cpp's **Q4_1**, blocks of 32 weights
 # stored as `x = q * d + m` (4-bit `q`, fp16 scale `d` and minimum `m` per block). The fp32 weights
-# we load are those values, so every Linear lies exactly on a 16-level grid per block of 32.
-# Re-quantizing with **the same** grid (`method="minmax"`, group 32, in `inferlab.compress.quant`)
-# gives zero error, which says nothing about 4 bits on a model trained in 16 bits. On every decoder
-# Linear:
+# we load lie exactly on that grid, so re-quantizing with **the same** grid (`method="minmax"`,
+# group 32) gives zero error - which says nothing about 4 bits on a model trained in 16 bits. On
+# every decoder Linear:
 
 # %%
 linears = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
@@ -535,13 +521,12 @@ print(f"{'bf16 cast':>28}: relative error {bf16:.6f}  "
 
 # %% [markdown]
 # The integer zero-point version of that grid is *not* exact: Q4_1's `m` is generally not an integer
-# number of steps `d` from zero, so rounding the zero-point shifts the whole block. Below, int4
-# "minmax" group-32 is this model's home format, not a fair test of 4 bits.
+# number of steps `d` from zero, so rounding the zero-point shifts the whole block.
 #
 # ## 6 · The whole model: size, error, perplexity, speed
-# Each scheme is applied to every decoder Linear; the `lm_head`, tied to the token embedding (one
-# shared tensor), stays fp32 as in bitsandbytes' default. Memory is real (packed codes); "disk" is
-# what `torch.save` writes.
+# Each scheme quantizes every decoder Linear (int4 "minmax" group-32 is this model's home format);
+# the `lm_head`, tied to the token embedding, stays fp32 as in bitsandbytes' default. Memory is real
+# (packed codes); "disk" is what `torch.save` writes.
 
 # %%
 SCHEMES = {
@@ -582,10 +567,9 @@ else:
 
 # %% [markdown]
 # ### Quality on a task, beside perplexity
-# Does the model still *choose* right? HellaSwag items (`inferlab.lab.tasks`: a scene and four
-# endings, the likeliest ending is the answer; chance 25%). "±" is one binomial standard error:
-# differences within about two are noise. "same choice" compares each answer with fp32's, a finer
-# view.
+# HellaSwag items (`inferlab.lab.tasks`): a scene and four endings, the likeliest is the model's
+# answer (chance 25%). "±" is one binomial standard error: differences within about two are noise;
+# "same choice" compares each answer with fp32's.
 
 # %%
 from inferlab.lab.tasks import agreement, describe, load_items, task_accuracy
@@ -605,24 +589,21 @@ else:
 
 # %% [markdown]
 # Reading the table:
-# * **memory** falls with the bits of the Linear weights only; the fp32 embedding (a large share of
-#   a model this small, section 10) stays, so the whole model shrinks far less than "Linear MB".
+# * **memory** falls with the Linear weights' bits only; the fp32 embedding (a large share of a
+#   model this small) stays, so the whole model shrinks far less than "Linear MB".
 # * **perplexity** barely moves at 8 bits and rises at 4; finer groups and NF4 help.
-# * **speed**: `QuantLinear` is no faster than fp32, on a CPU or a GPU: weight-only quantization
-#   saves bytes, not arithmetic, and it rebuilds the weight before each matmul (section 11). Fused
-#   kernels dequantize inside the matmul (bitsandbytes; llama.cpp, lesson 02).
+# * **speed**: `QuantLinear` is no faster than fp32, on a CPU or a GPU (section 11 says why).
 #
 # ## 7 · bitsandbytes: LLM.int8() and NF4 with double quantization
 # `bitsandbytes` is what `transformers` uses for `load_in_8bit` / `load_in_4bit`:
 # * **LLM.int8()** (Dettmers et al. 2022): int8 absmax per row for the weights, *and* int8
 #   activations, except the few activation columns above a threshold (6.0), computed in 16-bit
 #   ("mixed-precision decomposition").
-# * **NF4** with **double quantization** (QLoRA): NF4 blocks of 64, whose absmax values are
+# * **NF4** with **double quantization** (QLoRA): NF4 blocks of 64 whose absmax values are
 #   themselves quantized to 8 bits in blocks of 256: 4 + 8/64 + 32/(64*256) = 4.127 bits per weight
 #   instead of 4 + 32/64 = 4.5 with fp32 absmax (arithmetic, not a measurement).
 #
-# The same model through `BitsAndBytesConfig`, on the CPU and on a GPU if present (bitsandbytes'
-# backends differ per device):
+# Through `BitsAndBytesConfig`, on the CPU and on a GPU if present:
 
 # %%
 print(f"NF4 storage: {4 + 32 / 64:.3f} bits per weight with an fp32 absmax per 64 weights, "
@@ -672,9 +653,8 @@ elif not HEAVY:
     print("skipped while grading: loads two more models")
 
 # %% [markdown]
-# Compare bitsandbytes with ours for the same formats (int8 per-row; NF4 blocks of 64); compare
-# speeds only within a device (in brackets). The recorded GPU run below (a Llama-2-7B-shaped model
-# with random weights: speed and memory only) shows the other side of the trade.
+# Compare speeds only within a device (in brackets). The recorded GPU run below (a Llama-2-7B-shaped
+# model, random weights: speed and memory only) shows the other side of the trade.
 
 # %%
 try:
@@ -702,10 +682,9 @@ except FileNotFoundError as missing:
 
 # %% [markdown]
 # ## 8 · Your turn: the quantization panel
-# Choose bits, method, granularity, group size (try one that does not divide 576 or 1536, e.g. 100:
-# rows are padded) and layers, then press **measure**: each press adds a freshly quantized
-# `QuantLinear` copy's memory, perplexity and decode speed to the charts. An impossible combination
-# (NF4 with 8 bits, say) is explained in the output.
+# Choose bits, method, granularity, group size (e.g. 100, which does not divide 576 or 1536: rows
+# are padded) and layers, then press **measure**: each press charts a quantized copy's memory,
+# perplexity and speed. Impossible combinations (NF4 with 8 bits) are explained.
 
 # %%
 panel_ids = eval_ids[:, :pick(512, 128)]
@@ -729,10 +708,10 @@ else:
 # All of the above is **post-training quantization** (PTQ): round the trained weights, done.
 # **Quantization-aware training** (QAT) trains *with* the rounding in the forward pass (the backward
 # pass treats it as the identity: the straight-through estimator), so weights move to where rounding
-# hurts least. It needs data, gradients and optimizer memory; PTQ needs none.
+# hurts least; it needs data, gradients and optimizer memory.
 #
-# With int4 absmax **per-channel** (coarse: damage to repair): PTQ, QAT for a few steps on the
-# calibration text, and a control - the same steps of fp32 fine-tuning, since training on text like
+# Below, int4 absmax **per-channel** (coarse: damage to repair) by PTQ, by QAT for a few steps on
+# the calibration text, and a control - the same steps of fp32 fine-tuning, as training on text like
 # the evaluation text lowers perplexity by itself.
 
 # %%
@@ -769,12 +748,8 @@ else:
 
 # %% [markdown]
 # ## 10 · When to avoid quantization - numbers, not advice
-# Two situations the tutorial warns about, measured.
-#
-# **Small models.** Quantization pays when weight bytes dominate memory or bandwidth. A small model
-# fits anyway, and its unquantized embedding is a large share of it. Below: megabytes saved beside
-# the speed and quality they cost on your device (section 6), and the embedding's share of a small
-# and a 7B model.
+# **Small models.** Quantization pays when weight bytes dominate memory or bandwidth; a small model
+# fits anyway, and its unquantized embedding is a large share of it.
 #
 # **Math and code.** Perplexity on prose, Python standard-library source and two-digit additions
 # `a + b = c`, and the share of addition *answers* predicted right (teacher-forced, greedy per
@@ -833,26 +808,21 @@ else:
 
 # %% [markdown]
 # ## 11 · A 4-bit kernel that pays
-# 4 bits saved memory but not time (sections 6 and 7), though decoding a token is limited by the
-# **bytes of weights it reads** (lesson 00) and 4-bit weights are about a quarter of fp16's. Three
-# things stood in the way:
+# Decoding is limited by the **bytes of weights it reads** (lesson 00), and 4-bit weights are about
+# a quarter of fp16's, yet 4 bits saved no time (sections 6 and 7), for three reasons:
 #
-# * **Where the weights are unpacked.** `QuantLinear` rebuilds the full weight on every call with a
-#   few generic tensor operations (each reading and writing all of it) before PyTorch's tuned
-#   matmul: more traffic than the 16-bit weight alone. A kernel that pays loads the **packed bytes**
-#   into registers, splits the nibbles, applies zero-point and scale and multiplies at once ("fused
-#   dequantization"): the only weight traffic is the codes and scales.
+# * **Where the weights are unpacked.** `QuantLinear` rebuilds the full weight on every call with
+#   generic tensor operations, each reading and writing all of it; a kernel that pays unpacks the
+#   **packed bytes** in registers and multiplies at once ("fused dequantization").
 # * **What sets the pace.** Eager `transformers.generate` launches several small kernels per layer
-#   from Python, microseconds of CPU time each. The recorded GPU runs (below) reached a small share
-#   of their roofline even in fp16: where launches and framework overhead set the pace, fewer bytes
-#   cannot help, and bitsandbytes' extra work per layer makes NF4 no faster.
-# * **How many tokens share each weight.** With M tokens per step (a batch, or a prompt), each
-#   weight read serves M multiply-adds. At M = 1 the GPU waits for bytes (memory-bound): fewer
-#   bytes, less time. As M grows it turns compute-bound - W4A16 sooner than fp16, reading fewer
-#   bytes for the same work - and unpacking (a shift, a mask, a subtraction and a multiply per
-#   weight and tile) is extra arithmetic.
+#   from Python, microseconds of CPU time each; where that sets the pace (the recorded GPU runs
+#   below), fewer bytes cannot help.
+# * **How many tokens share each weight.** With M tokens per step, each weight read serves M
+#   multiply-adds: at M = 1 the GPU waits for bytes; as M grows it turns compute-bound (W4A16 sooner
+#   than fp16), and unpacking (a shift, a mask, a subtraction and a multiply per weight) is extra
+#   arithmetic.
 #
-# The arithmetic for a Llama-2-7B decoder and this model, then the recorded runs:
+# The arithmetic, then the recorded runs:
 
 # %%
 from inferlab.compress.w4a16 import GROUP_SIZE, bits_per_weight
@@ -897,16 +867,15 @@ if gpu is not None:
 # ### The format: `inferlab.compress.w4a16`
 # `pack_w4(weight, group_size=128)` stores a Linear weight `W [N, K]` (N outputs, K inputs) as
 #
-# * `qweight uint8 [N, ceil(K / 2)]`: the 4-bit codes, two per byte along K - byte `j` of a row
-#   holds `k = 2j` in its **low** nibble and `k = 2j + 1` in its **high** nibble (your
-#   `pack_int4`); an odd K leaves a padding nibble at the end of each row;
+# * `qweight uint8 [N, ceil(K / 2)]`: two 4-bit codes per byte along K, `k = 2j` in the **low**
+#   nibble of byte `j` (your `pack_int4`); an odd K leaves a padding nibble at the end of each row;
 # * `scales fp16 [N, ceil(K / G)]` and `zeros uint8 [N, ceil(K / G)]`: one scale and one integer
 #   zero-point per group of G consecutive inputs of a row (your `zeropoint_quantize`, per group);
 # * `W[n, k] = (code[n, k] - zeros[n, k // G]) * scales[n, k // G]`.
 #
-# The zero-point lets a group's 16 levels span its own range (groups are rarely centred on zero),
-# for one byte per group and one subtraction per weight. `dequantize_w4` rebuilds `W` in PyTorch:
-# the reference your kernel must match. On section 1's layer:
+# The zero-point lets a group's 16 levels span its own range, for one byte per group and one
+# subtraction per weight. `dequantize_w4` rebuilds `W` in PyTorch: the reference your kernel must
+# match. On section 1's layer:
 
 # %%
 from inferlab.compress.w4a16 import dequantize_w4, pack_w4
@@ -925,13 +894,12 @@ print(f"relative error of W4A16 group-{GROUP_SIZE}: "
 
 # %% [markdown]
 # ### Exercise 6 - the W4A16 kernel in Triton (4 points)
-# [Triton](https://triton-lang.org) writes a GPU kernel as a Python function that many **programs**
-# run at once, each on one tile of the output. `tl.program_id(axis)` says which tile,
-# `tl.arange(0, B)` makes a vector of offsets, `tl.load(pointer + offsets, mask=..., other=...)`
-# reads a tile (masked-off lanes read `other` and touch no memory), `tl.store` writes one,
-# `x.to(dtype)` converts, and `tl.dot(a, b)` multiplies two tiles on the tensor cores. Indexing
-# works like NumPy broadcasting: `rows[:, None] * stride + cols[None, :]` is a 2-D tile of
-# addresses.
+# [Triton](https://triton-lang.org) writes a GPU kernel as a Python function run by many
+# **programs** at once, one per output tile: `tl.program_id(axis)` says which, `tl.arange(0, B)`
+# makes a vector of offsets, `tl.load(pointer + offsets, mask=..., other=...)` reads a tile
+# (masked-off lanes read `other` and touch no memory), `tl.store` writes one, `x.to(dtype)`
+# converts, and `tl.dot(a, b)` multiplies two tiles on the tensor cores. Indexing broadcasts like
+# NumPy: `rows[:, None] * stride + cols[None, :]` is a 2-D tile of addresses.
 #
 # Write the body of `w4a16_kernel`: program `(pid_m, pid_n)` computes the tile
 # `out[pid_m * BLOCK_M : ..., pid_n * BLOCK_N : ...]` of `out = x @ W.T`.
@@ -949,15 +917,14 @@ print(f"relative error of W4A16 group-{GROUP_SIZE}: "
 # 3. Store `acc` converted to the output's dtype (`out_ptr.dtype.element_ty`) at
 #    `out_ptr + m * stride_om + n`.
 #
-# Mask every load and the store: `m < M`, `n < N`, `k < K`. K need not be a multiple of BLOCK_K, nor
-# even (an odd K leaves a padding nibble in each row's last byte); M and N need not be multiples of
-# their blocks. Keep the signature: the given launcher `launch_w4a16` passes the strides and block
-# sizes and launches a `(cdiv(M, BLOCK_M), cdiv(N, BLOCK_N))` grid. For CPU tensors it runs your
-# kernel in **Triton's interpreter** (each program in Python, with NumPy): slow, but the same
-# kernel, so the tests check it on any machine. The hidden tests try several M (more than one tile),
-# K that are no multiple of BLOCK_K (and odd), several groups per row, bfloat16 as well as float16,
-# a long K whose small terms a 16-bit accumulator would lose, and a launch of only some programs
-# (each must write its own tile and nothing else).
+# Mask every load and the store: `m < M`, `n < N`, `k < K`. Keep the signature: the given launcher
+# `launch_w4a16` passes the strides and block sizes and launches a
+# `(cdiv(M, BLOCK_M), cdiv(N, BLOCK_N))` grid; on CPU tensors it runs your kernel in **Triton's
+# interpreter** (slow, but the same kernel), so the tests check it on any machine. The hidden tests
+# try several M (more than one tile), M, N and K that are no multiples of their blocks, an odd K (a
+# padding nibble in each row's last byte), several groups per row, bfloat16 as well as float16, a
+# long K whose small terms a 16-bit accumulator would lose, and a launch of only some programs (each
+# must write its own tile and nothing else).
 
 # %% solution id=w4a16_kernel
 import triton
@@ -1087,9 +1054,8 @@ assert (out.float() - 2063).abs().max() <= 1.01, (
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Your kernel on the real layer, one token, against `F.linear` with the dequantized weight (same
-# numbers, computed another way) and with the fp32 weight (the quantization error); compiled on a
-# GPU, else interpreted.
+# Your kernel on the real layer, one token, against `F.linear` on the dequantized weight (same
+# numbers) and on the fp32 weight:
 
 # %%
 import time
@@ -1116,14 +1082,12 @@ else:
 
 # %% [markdown]
 # ### Measured: your kernel against fp16, bitsandbytes and the package's kernel
-# On a GPU this cell times one Llama-2-7B gate/up projection (11008 x 4096) at M = 1 and M = 32:
-# `F.linear` in fp16 (cuBLAS), bitsandbytes NF4, the package's `w4a16_matmul` (reading each byte
-# once, in 16-byte vectors split into an even and an odd k; it picks its tiles by timing a few on
-# your GPU on first use) and your kernel. `inferlab.compress.w4a16_bench.time_layer` captures many
-# calls in a CUDA graph (no launch overhead), cycling over weight copies larger than the L2 cache
-# (so every call reads from memory, as in a real model), and takes the median of repeats. Bandwidth
-# is each format's weight bytes over its time, as a share of the copy bandwidth measured here (the
-# roofline). Without a GPU the cell shows the run recorded with `benchmarks/w4a16_gpu.py`.
+# On a GPU: one Llama-2-7B gate/up projection (11008 x 4096) at M = 1 and M = 32 by `F.linear` in
+# fp16 (cuBLAS), bitsandbytes NF4, the package's `w4a16_matmul` and your kernel, timed by
+# `inferlab.compress.w4a16_bench.time_layer`: many calls captured in a CUDA graph (no launch
+# overhead), cycling over weight copies larger than the L2 cache (every call reads from memory),
+# median of repeats. Bandwidth is weight bytes over time, against the copy bandwidth measured here
+# (the roofline).
 
 # %%
 LAYER = "gate/up 11008x4096"
@@ -1180,21 +1144,19 @@ if kernel_rows:
 
 # %% [markdown]
 # ### What the compiler made of it
-# Fewer bytes pay only if the kernel reads them at the memory's pace, which its instructions decide.
-# Triton's compile stages (Triton IR, GPU IR, LLVM IR, then **PTX**, NVIDIA's assembly) all run on
-# the CPU, so `inferlab.lab.ptx.compile_ptx` compiles a kernel for an H100 (compute capability 9.0)
-# on any machine, and `global_loads` counts its memory reads: `ld.global.v4.b32` brings 16 bytes to
-# a thread in one instruction, `ld.global.b8` one byte, `cp.async` copies a tile to shared memory in
-# the background (for `tl.dot`). Each instruction counts once, even inside the loop.
+# Fewer bytes pay only if the kernel reads them at the memory's pace. Triton compiles down to
+# **PTX** (NVIDIA's assembly) on the CPU, so `inferlab.lab.ptx.compile_ptx` builds a kernel for an
+# H100 (compute capability 9.0) on any machine, and `global_loads` counts its memory reads (each
+# instruction once, even inside the loop): `ld.global.v4.b32` brings 16 bytes to a thread in one
+# instruction, `ld.global.b8` one byte, `cp.async` copies a tile to shared memory in the background
+# (for `tl.dot`).
 #
 # In your kernel's `[BLOCK_K, BLOCK_N]` tile, neighbours along the fast axis are a row apart in
-# memory, and two k share a byte. The package's one-token path loads each row along the fast axis as
-# 32-bit words, masks whole words (a nibble mask, `2 * byte < K`, changes every other element and
-# would force a load per byte) and takes several groups per tile, so each thread has several 16-byte
-# loads in flight: only many outstanding loads hide the latency of a one-token matmul. Then the
-# arithmetic must keep up with the memory: nibble `i` of a word is `k = 8j + i`, one bit-field
-# extract away, and it becomes a float by being written into the mantissa of 2^23 (an `or`), not by
-# an int-to-float conversion, which GPUs run at a quarter of their arithmetic rate. Compare:
+# memory, and two k share a byte. The package's one-token path loads whole 32-bit words (a nibble
+# mask, `2 * byte < K`, would force a load per byte) over several groups per tile, so each thread
+# keeps several 16-byte loads in flight to hide the latency; it turns a nibble into a float by
+# writing it into the mantissa of 2^23 (an `or`), as GPUs run int-to-float conversions at a quarter
+# of their arithmetic rate. Compare:
 
 # %%
 import re
@@ -1228,19 +1190,18 @@ except ImportError as missing:      # Triton without its NVIDIA backend (macOS, 
     print(f"cannot compile for an NVIDIA GPU here: {missing}")
 
 # %% [markdown]
-# Byte-sized loads are one reason a kernel reading 4x fewer bytes can still lose to fp16; the other
-# is what each program does between loads (unpacking, scales, the final reduction) and how many
-# programs keep the memory busy. Production W4A16 kernels (Marlin, the AWQ and GPTQ CUDA kernels)
-# also reorder the packed weights offline so a thread's 16 bytes feed the tensor cores directly, and
-# pipeline the loads.
+# Byte-sized loads are one reason a kernel reading 4x fewer bytes can still lose to fp16; others are
+# the work between loads (unpacking, scales, the final reduction) and too few programs to keep the
+# memory busy. Production W4A16 kernels (Marlin, the AWQ and GPTQ CUDA kernels) also reorder the
+# packed weights offline, so a thread's 16 bytes feed the tensor cores directly, and pipeline loads.
 
 # %% [markdown]
 # ### The real model with W4A16 layers
-# `quantize_model_w4a16` swaps every decoder Linear (not the tied `lm_head`) for a `W4A16Linear`,
-# which keeps only the packed weight and calls `w4a16_matmul`: the package's kernel on a GPU (up to
-# 64 tokens per call; more are compute-bound, so it dequantizes once and calls cuBLAS), a PyTorch
-# fallback on a CPU. Quality is compared with fp32, speed (greedy, batch 1) with the unswapped model
-# in fp16 on a GPU (the kernel takes 16-bit activations), fp32 on a CPU.
+# `quantize_model_w4a16` swaps every decoder Linear (not the tied `lm_head`) for a `W4A16Linear`
+# calling `w4a16_matmul` on its packed weight: the package's kernel on a GPU (up to 64 tokens per
+# call; beyond, it dequantizes once and calls cuBLAS), a PyTorch fallback on a CPU. Quality is
+# compared with fp32; speed (greedy, batch 1) with the unswapped model, fp16 on a GPU (the kernel
+# takes 16-bit activations), fp32 on a CPU.
 
 # %%
 from inferlab.compress.w4a16 import W4A16Linear, quantize_model_w4a16
@@ -1273,16 +1234,14 @@ else:
     print("skipped while grading: measures two whole models")
 
 # %% [markdown]
-# The tokens/s are whole `generate` steps. On a CPU the fallback, like `QuantLinear`, saves memory,
-# not time. On a GPU, launches and framework overhead pace a model this small (section 11), so one
-# layer's gain need not show; it shows in a 7B model's layers (above), in an engine without launch
-# overhead (lesson 09: CUDA graphs in the course engine).
+# The fallback, like `QuantLinear`, saves no time on a CPU. On a GPU, launch overhead paces whole
+# `generate` steps of a model this small (section 11), so one layer's gain need not show; it shows
+# in a 7B model's layers (above) and in an engine without launch overhead (lesson 09: CUDA graphs).
 
 # %% [markdown]
 # ## Claims vs measured
-# The tutorial this course follows gives a precision table (FP32 1x, FP16 ~2x, INT8 ~3-4x, NF4
-# ~6-8x, INT4 ~8-10x); the papers behind the libraries make quality claims. Beside them, what this
-# run measured on your machine:
+# The tutorial's precision table (FP32 1x, FP16 ~2x, INT8 ~3-4x, NF4 ~6-8x, INT4 ~8-10x) and the
+# papers' quality claims, beside what this run measured:
 
 # %%
 def ratio(key, label, invert=False):
@@ -1353,21 +1312,11 @@ for claim, what, value, why in claims:
     print(f"claim: {claim}\n   measured: {what} = {value}\n   why: {why}")
 
 # %% [markdown]
-# The tutorial's multipliers mix two things. **Memory** follows the bits per weight (plus scales,
-# minus what stays in high precision): that reproduces, diluted by the fp32 embedding of a small
-# model. **Speed** follows the kernels: weight-only quantization dequantizes before (or inside) each
-# matmul, which pays only when reading weights is the bottleneck (batch-1 decoding with fused
-# kernels on a GPU) and can lose otherwise (unfused dequantization like `QuantLinear`'s, LLM.int8's
-# outlier handling, large batches).
-#
 # ## Summary
-# * A granularity is the view whose rows share a scale (and offset); finer groups cost a few bits of
-#   scales and save a lot of error. NF4 beats uniform int4 at the same size.
-# * This model came from a Q4_1 file: its own 4-bit grid re-quantizes with zero error.
-# * QAT repairs some of what PTQ breaks, at the price of training; small models and arithmetic are
-#   where 4 bits hurt most.
-# * Packed codes save memory; time only through a fused kernel like yours (Triton), where bytes set
-#   the time: batch 1 on a GPU, not large batches (compute-bound) or launch-bound eager generation.
+# * Memory follows the bits per weight, plus scales; speed follows the kernels: a fused kernel like
+#   yours saves time where bytes set it (batch 1 on a GPU).
+# * Per-group scales and NF4 cut 4-bit error; QAT repairs some of what PTQ breaks, at the price of
+#   training. Small models and arithmetic suffer most.
 #
 # Next: lesson 02 makes 4 bits better without training (GPTQ, AWQ) and runs the model with
 # llama.cpp's kernels.

@@ -4,19 +4,13 @@
 # **Time:** running every cell in full mode took about 7 min on a 2-core CPU and about 3 min on an
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lesson 01
 # (round-to-nearest, per-group scales, perplexity); matrix products (the Cholesky factor is
-# explained here). The model's evaluations run on your device (the GPU when PyTorch sees one, else
-# the CPU); GPTQ and AWQ calibrate on the CPU, and llama.cpp runs on the CPU even on a GPU machine.
+# explained here).
 #
-# Lesson 01 rounded every weight on its own (**round-to-nearest**, RTN); at 4 bits that cost a lot
-# of perplexity. **GPTQ** and **AWQ** do better without training, by looking at what the weights are
-# *used for*: the activations of a little calibration text. Then **GGUF / llama.cpp**, the file
-# format and CPU engine (you implement its Q8_0 and Q4_0 blocks bit-exactly, write a Q8_0 file and
-# run both files beside transformers), and **W8A8, SmoothQuant and FP8**, which quantize the
-# activations too, as GPU serving engines do.
-#
-# You implement the core of each (7 graded exercises); the course's `inferlab.compress` modules
-# (`gptq`, `awq`, `gguf_blocks`) then run them on the whole model. Every number printed is measured
-# in this run, or cited with its source.
+# Lesson 01 rounded each weight on its own (**round-to-nearest**, RTN), costing a lot of perplexity
+# at 4 bits. **GPTQ** and **AWQ** do better without training, by looking at what the weights are
+# *used for*: the activations of a little calibration text. Then **GGUF / llama.cpp** (file format
+# and CPU engine) and **W8A8, SmoothQuant and FP8**, which quantize the activations too. 7 graded
+# exercises; every number printed is measured in this run, or cited with its source.
 
 # %%
 import logging
@@ -67,9 +61,8 @@ print(f"device: {device_name(device)}; fast mode: {fast_mode()}; grading: {gradi
 
 # %% [markdown]
 # ## 0 · The gap to close, measured first
-# fp32 and round-to-nearest int4 group-128 (symmetric absmax, and asymmetric zero-point) on the
-# held-out text, each evaluated in fp32 on your device (`quality` computes the statistics on the
-# CPU).
+# fp32 and round-to-nearest int4 group-128 (symmetric absmax, and asymmetric zero-point) on
+# held-out text, evaluated in fp32 on your device:
 
 # %%
 model, tokenizer = load_model(device=device)
@@ -228,8 +221,7 @@ for bits, group in [(3, 8), (4, 24), (8, 6)]:
 # ### On a real layer
 # Block 5's Linear inputs on calibration text (other chapters of the Python reference than the
 # evaluation text), then `mlp.down_proj` (576 x 1536) quantized three ways; relative output error is
-# `||X W^T - X Q^T|| / ||X W^T||`. The model runs on your device; inputs and weight then go to the
-# CPU, where one layer is quick.
+# `||X W^T - X Q^T|| / ||X W^T||`.
 
 # %%
 BLOCK = 5
@@ -278,12 +270,10 @@ plots.bars(list(layer_rows), list(layer_rows.values()), yaxis="relative output e
 # The blocked ("lazy batch") version gives the same result: inside a block of 128 columns it updates
 # only the block, then pushes the accumulated errors to later columns in one matrix product - far
 # less memory traffic. `inferlab.compress.gptq.gptq_quantize_model` runs it **block by block**: each
-# decoder block sees the outputs of the blocks before it *after* they were quantized, so later
-# layers also compensate earlier ones. Linears reading the same input (q/k/v; gate/up) share one
-# Hessian, quantized as one taller matrix.
-#
-# The course's GPTQ and AWQ keep their statistics (float64 Hessians, search state) in CPU memory, so
-# they quantize a CPU copy of the model.
+# decoder block sees the outputs of the earlier blocks *after* quantization, so later layers also
+# compensate earlier ones; Linears reading the same input (q/k/v; gate/up) share one Hessian,
+# quantized as one taller matrix. With their statistics (float64 Hessians, search state) in CPU
+# memory, GPTQ and AWQ quantize a CPU copy.
 
 # %%
 calib_ids = calibration_tokens(tokenizer, n_samples=pick(32, 4), seq_len=pick(512, 256))
@@ -327,8 +317,8 @@ plots.bars(list(range(magnitude.numel())), magnitude.tolist(), yaxis="mean |x|",
            title=f"block {BLOCK}: activation magnitude of each input channel (q/k/v input)").show()
 
 # %% [markdown]
-# AWQ chooses `s = mean|x|^alpha` and searches `alpha` on a grid: `alpha = 0` is plain RTN; larger
-# `alpha` protects loud channels more (and hurts quiet ones).
+# AWQ searches `alpha` in `s = mean|x|^alpha`: `alpha = 0` is plain RTN; larger `alpha` protects
+# loud channels more (and hurts quiet ones).
 #
 # ### Exercise 3 - the AWQ scale search (3 points)
 # Implement `awq_search_scale(W, X, bits, group_size, n_grid)` for a weight `W` (out x in) and its
@@ -393,8 +383,7 @@ assert a2 == ra2 and torch.allclose(s2, r2, rtol=1e-5)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Block 5's q/k/v (one matrix: they share their input): the output error for every `alpha`, and what
-# the best scales give:
+# Block 5's q/k/v (one matrix: they share their input):
 
 # %%
 W_attn = torch.cat([decoder_blocks(model)[BLOCK].get_submodule(n).weight.detach().float().cpu()
@@ -473,8 +462,7 @@ plots.bars(list(results), [r["perplexity"] for r in results.values()],
 
 # %% [markdown]
 # ### What a GPU user would run
-# The libraries that package these methods need a CUDA GPU (and their own kernels) and are not
-# installed here. The tutorial's one-liners, for reference (not executed):
+# The tutorial's one-liners (not executed: the libraries need a CUDA GPU and are not installed):
 #
 # ```python
 # # GPTQ (AutoGPTQ; maintained successor: GPTQModel, also via transformers' GPTQConfig)
@@ -486,17 +474,12 @@ plots.bars(list(results), [r["perplexity"] for r in results.values()],
 # from awq import AutoAWQForCausalLM
 # model = AutoAWQForCausalLM.from_pretrained(model_id)
 # model.quantize(tokenizer, quant_config={"w_bit": 4, "q_group_size": 128, "zero_point": True})
-#
-# # bitsandbytes NF4 (lesson 01), no calibration at all
-# from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-# model = AutoModelForCausalLM.from_pretrained(model_id, quantization_config=BitsAndBytesConfig(
-#     load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True))
 # ```
 #
 # ## 4 · Your turn: one layer, three quantizers
 # Pick a block, a layer, bits and a group size (100 does not divide 576 or 1536: rows are padded;
-# "per-channel" is one scale per row). The panel draws the output error of round-to-nearest, GPTQ
-# and AWQ (scale search, then with clipping) on that layer's real calibration inputs.
+# "per-channel" is one scale per row) to see the output error of round-to-nearest, GPTQ and AWQ
+# (scale search, then with clipping) on that layer's calibration inputs.
 
 # %%
 panel_calib = calibration_tokens(tokenizer, n_samples=pick(8, 2), seq_len=pick(256, 128), seed=1)
@@ -555,10 +538,10 @@ for kind, row in summary["types"].items():
           f"{row['bits_per_weight']:>13.2f}")
 
 # %% [markdown]
-# The Linear weights are **Q4_1**: blocks of 32 weights, 20 bytes each - an fp16 scale `d`, an fp16
-# minimum `m`, then 16 bytes of 4-bit codes (byte `j` holds code `j` in its low nibble and code
-# `j + 16` in its high nibble) - and `x = q * d + m`. The first block of `blk.0.ffn_down.weight`
-# decoded by hand, against the fp32 model transformers loaded:
+# The Linear weights are **Q4_1** (lesson 01): blocks of 32 weights, 20 bytes each - an fp16 scale
+# `d`, an fp16 minimum `m`, then 16 bytes of 4-bit codes (byte `j` holds code `j` in its low nibble
+# and code `j + 16` in its high nibble) - and `x = q * d + m`. The first block of
+# `blk.0.ffn_down.weight`, decoded by hand:
 
 # %%
 import numpy as np
@@ -688,8 +671,8 @@ assert not bad, f"blocks {bad[:5]} differ from gguf's reference (nibble order? t
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Both formats on block 5's down_proj (with the package's dequantizers), beside lesson 01's
-# round-to-nearest int4 absmax group-32 (the same block size; Q4_0 uses the asymmetric extra level):
+# Both formats on block 5's down_proj, beside lesson 01's int4 absmax group-32 (the same block size;
+# Q4_0 uses the asymmetric extra level):
 
 # %%
 W = decoder_blocks(model)[BLOCK].mlp.down_proj.weight.detach().float().cpu()
@@ -705,8 +688,8 @@ print(f"int4 absmax group-32: 4.50 bits per weight, relative weight error "
 # %% [markdown]
 # ### A Q8_0 file written with your quantizer
 # Copy the metadata, dequantize every Q4_1 tensor and re-quantize it with **your** `q8_0_quantize`
-# (the embedding, already Q8_0, and the F32 norms are copied as they are). The values are the Q4_1
-# file's, stored in 8 bits - no better - but llama.cpp runs a different kernel on them.
+# (other tensors are copied as they are). The values are the Q4_1 file's, no better in 8 bits, but
+# llama.cpp runs a different kernel on them.
 
 # %%
 q8_path = cache_dir() / "gguf" / "SmolLM2-135M-Instruct.Q8_0-from-Q4_1.gguf"
@@ -723,19 +706,17 @@ else:
 
 # %% [markdown]
 # ### llama.cpp on this CPU
-# `llama-cpp-python` binds llama.cpp. It has no prebuilt wheel for this platform and compiles from
-# source on install (cmake and a C++ compiler needed; minutes on a CPU):
+# `llama-cpp-python` binds llama.cpp; with no prebuilt wheel for this platform, it compiles from
+# source (cmake and a C++ compiler; minutes):
 #
 # ```
 # CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python==0.3.36
 # ```
 #
-# (`GGML_NATIVE=OFF` builds for generic x86-64 with AVX2 instead of this exact CPU, so the build
-# also runs on other machines; `-DGGML_NATIVE=ON` may be a little faster here.) Without it the cells
-# below say so and the rest of the lesson still works. With the same thread count for all: prefill
-# and generation tokens/s from llama.cpp's own timers, perplexity from its logits on the same
-# evaluation tokens, beside transformers fp32 on the same CPU (on a GPU machine also on the GPU, for
-# reference: compare llama.cpp with the CPU row).
+# (`GGML_NATIVE=OFF`: a portable AVX2 build; `ON` may be a little faster here.) Without it the
+# rest of the lesson still works. Below, one thread count for all: llama.cpp's tokens/s (its own
+# timers) and perplexity beside transformers fp32 on the same CPU (on a GPU machine also on the
+# GPU: compare llama.cpp with the CPU row).
 
 # %%
 try:
@@ -810,27 +791,24 @@ elif llama_cpp is not None:
     print("skipped while grading: runs two models with llama.cpp")
 
 # %% [markdown]
-# The perplexities should agree: the Q4_1 file holds exactly the weights transformers computes with,
-# and the Q8_0 file the same values on a finer grid. Last-digit differences come from llama.cpp's
-# precision and order (its matmuls quantize the activations to 8 bits for the quantized dot
-# products). Speed is where the engines differ: fused dequantize-and-multiply kernels read 4.5-5 or
-# 8.5 bits per weight instead of 32.
+# The perplexities should agree, as both files hold the weights transformers computes with;
+# last-digit differences come from llama.cpp's precision and order (its matmuls quantize the
+# activations to 8 bits). Speed is where the engines differ: fused dequantize-and-multiply kernels
+# read 4.5-5 or 8.5 bits per weight instead of 32.
 #
 # ## 6 · Beyond weight-only: W8A8, SmoothQuant and FP8
 # GPTQ, AWQ and GGUF quantize the **weights** only; the matmul still runs in 16 or 32 bits. That
-# helps decoding, limited by reading weights, but prefill and large batches are limited by
-# arithmetic, and int8 or FP8 tensor cores only run faster when **both** operands are 8-bit: weights
-# *and* activations (W8A8). Serving engines offer this beside GPTQ/AWQ (int8 W8A8 with SmoothQuant,
-# and FP8 on recent GPUs).
+# helps decoding (limited by reading weights), not prefill and large batches (limited by
+# arithmetic): int8 or FP8 tensor cores need **both** operands in 8 bits, weights *and* activations
+# (W8A8), which serving engines offer beside GPTQ/AWQ (int8 with SmoothQuant, and FP8 on recent
+# GPUs).
 #
-# Weights are fixed, and one scale per output row fits them well. Activations are computed at run
-# time, and in LLMs a few **input channels** carry values far larger than the rest (the "outlier
-# features" of Dettmers et al. 2022, *LLM.int8()*). An int8 matmul can only use scales that factor
-# out of its sum over input channels: one per **token** (row of `X`) or per tensor, not per input
-# channel. So a token's one scale must cover its outlier channel, leaving its other channels a few
-# levels. Measured on the calibration text: the worst Linears by largest / median channel of max
-# `|x|`, and one layer's int8 error per tensor, per token and (unusable in an int8 matmul) per input
-# channel:
+# Weights are fixed and take one scale per output row. In activations, a few **input channels**
+# carry values far larger than the rest (the "outlier features" of Dettmers et al. 2022,
+# *LLM.int8()*), and an int8 matmul can only use scales that factor out of its sum over input
+# channels: one per **token** (row of `X`) or per tensor. A token's one scale must then cover its
+# outlier channel, leaving its other channels a few levels. Measured on the calibration text (per
+# input channel only for comparison: unusable in an int8 matmul):
 
 # %%
 def input_absmax(m, ids):
@@ -881,8 +859,7 @@ plots.bars(list(range(X_worst.shape[1])), act_absmax[worst].tolist(), yaxis="max
 # for Large Language Models*) moves the difficulty from the activations to the weights with AWQ's
 # identity, `X W^T = (X / s) (W * s)^T`: dividing input channel `j` by `s_j` tames its outliers;
 # multiplying column `j` of `W` by `s_j` makes the weights a little harder, and they have room to
-# spare. The `1/s` is folded into the RMSNorm (or the Linear) that produces `X`, free at inference.
-# The scale balances the two maxima:
+# spare. The scale balances the two maxima:
 #
 # `s_j = max|X_j|^alpha / max|W_{:, j}|^(1 - alpha)`
 #
@@ -1024,14 +1001,11 @@ assert close(y3, reference(x3, W3)), "one scale per token and one per output row
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The worst layer with its real inputs: int8 W8A8 per-token, and SmoothQuant for a few `alpha`
-# (`alpha = 0` leaves the outliers in the activations; large `alpha` moves them into the weights).
-# Then the whole model, every Linear but the `lm_head` through a W8A8 wrapper: per-tensor scales
-# (computed per forward pass here) or per-token, each with and without SmoothQuant (`alpha = 0.5`,
-# maxima from the calibration tokens above), and FP8 (next part). SmoothQuant goes where its `1/s`
-# can be folded: q/k/v (into the input RMSNorm), gate/up (the post-attention RMSNorm), down_proj
-# (up_proj's rows); not o_proj (shared KV heads, as with AWQ). The wrapper divides by `s` at run
-# time: the same numbers as folding.
+# The worst layer with its real inputs, then the whole model with every Linear but the `lm_head` in
+# a W8A8 wrapper (per-tensor scales computed per forward pass here; FP8 is explained next).
+# SmoothQuant goes where its `1/s` can be folded: q/k/v (into the input RMSNorm), gate/up (the
+# post-attention RMSNorm), down_proj (up_proj's rows); not o_proj (shared KV heads, as with AWQ).
+# The wrapper divides by `s` at run time: the same numbers as folding.
 
 # %%
 def relative_error(y, ref):
@@ -1137,19 +1111,17 @@ else:
     print("skipped while grading: five whole-model evaluations")
 
 # %% [markdown]
-# How much the outliers cost depends on how many layers have them and how large they are. The
-# SmoothQuant paper reports that plain W8A8 keeps accuracy up to about 6.7B parameters and then
-# collapses (where LLM.int8() saw systematic outliers emerge), and that SmoothQuant restores FP16
-# accuracy up to 175B (OPT-175B, BLOOM-176B, and more). A 135M model, its outliers confined to a few
-# layers, is far from that regime: per-token int8 may already be close to fp32, and smoothing
-# matters most where one scale covers everything (per-tensor).
+# In the SmoothQuant paper plain W8A8 collapses beyond about 6.7B parameters (where LLM.int8() saw
+# systematic outliers emerge) and SmoothQuant restores FP16 accuracy up to 175B (OPT-175B,
+# BLOOM-176B, and more). A 135M model, its outliers in a few layers, is far from that regime:
+# smoothing matters most where one scale covers everything (per-tensor).
 #
 # ### FP8
 # FP8 (Micikevicius et al. 2022, *FP8 Formats for Deep Learning*) is a floating-point alternative to
 # int8 in two variants: **E4M3** (4 exponent bits, 3 mantissa bits; the paper's choice for weights
 # and activations) and **E5M2** (more range, less precision; for gradients). A float grid is
 # *relative* - every value keeps about the same relative precision - where int8's grid is uniform
-# and small values get few levels. PyTorch has both as dtypes; casting works on the CPU:
+# and small values get few levels. Both are PyTorch dtypes; casting works on the CPU:
 
 # %%
 print(f"{'format':<16}{'max':>10}{'smallest normal':>17}{'eps (1 + eps > 1)':>19}")
@@ -1173,8 +1145,7 @@ for label, t, dim in [(f"block {BLOCK} down_proj weight", W_down, 1),
 # Hopper and Ada GPUs (compute capability 8.9 and up) multiply FP8 matrices in their tensor cores;
 # NVIDIA's H100 datasheet lists twice the dense BF16 peak for FP8. PyTorch reaches them through
 # `torch._scaled_mm` (a private function whose signature has changed between releases), which
-# engines such as vLLM use for FP8 checkpoints. The cell runs it only on such a GPU; elsewhere it
-# says why it skipped.
+# engines such as vLLM use for FP8 checkpoints.
 
 # %%
 fp8_gpu = (torch.cuda.is_available() and str(device).startswith("cuda")
@@ -1282,17 +1253,10 @@ print(f"\nblock {BLOCK} q/k/v, int4 g128 output error: RTN "
 
 # %% [markdown]
 # ## Summary
-# * GPTQ and AWQ use a little calibration text to decide *how* to round - GPTQ lets later columns
-#   compensate earlier ones (second-order, via the Hessian), AWQ scales up channels with large
-#   activations - and, keeping the model's shape and speed, beat round-to-nearest at the same bits
-#   and group size (section 3).
-# * GGUF stores blocks of 32 with an fp16 scale (Q8_0, Q4_0) or scale and minimum (Q4_1); you
-#   reproduced two byte for byte and wrote a file llama.cpp runs.
-# * Speed comes from kernels that compute on the packed formats: llama.cpp on CPUs, bitsandbytes /
-#   GPTQ / AWQ kernels on GPUs.
-# * W8A8 quantizes the activations too, for int8 / FP8 tensor cores; per-token scales and
-#   SmoothQuant's `s` keep int8 accurate despite outlier channels, and FP8's relative grid suits
-#   them natively.
+# * With a little calibration text, GPTQ (Hessian-guided compensation) and AWQ (loud channels scaled
+#   up) beat round-to-nearest at the same bits and group size (section 3).
+# * GGUF's blocks of 32 (Q8_0, Q4_0, Q4_1) run on llama.cpp's kernels.
+# * W8A8 quantizes activations too; per-token scales, SmoothQuant and FP8 handle their outliers.
 #
 # Next: lesson 03 removes weights instead of shrinking them (pruning).
 
