@@ -80,6 +80,26 @@ def test_llama_cpp_server(model_and_tokenizer):
 
 @pytest.mark.slow
 @pytest.mark.skipif(bool(what_is_missing("vllm")), reason=str(what_is_missing("vllm")))
+def test_vllm_offline_worker_answers_each_request_and_sleeps_in_between():
+    """The benchmark's vLLM worker: one timed generate per call, its processes stopped between
+    calls (so they take no CPU from the engine measured in between), none left after close."""
+    from inferlab.serving.launch import bf16_model_dir
+    from inferlab.serving.vllm_offline import OfflineWorker
+    before = _children()
+    with OfflineWorker(bf16_model_dir(), max_num_seqs=4, cpu_threads=1, timeout=500) as worker:
+        assert worker.startup_s > 0
+        first = worker.generate(["Hello", "The sky is"], 3)
+        mine = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+        assert mine and all(p.status() == psutil.STATUS_STOPPED for p in mine
+                            if p.status() != psutil.STATUS_ZOMBIE)
+        second = worker.generate(["One two three"], 5)
+    assert first["output_tokens"] == 6 and first["prompts"] == 2 and first["generate_s"] > 0
+    assert second["output_tokens"] == 5
+    assert_no_descendants(before)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(what_is_missing("vllm")), reason=str(what_is_missing("vllm")))
 def test_vllm_server_and_offline():
     from inferlab.serving.clients import get_text, openai_client, stream_completion
     from inferlab.serving.launch import SERVED_NAME, bf16_model_dir, vllm_server
