@@ -1,31 +1,16 @@
 """Plausible wrong answers for lesson 00; each passes the visible tests and fails the hidden
 ones."""
+from pathlib import Path
 
 CONTEXT = ("import time\nimport torch\n"
            "from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM\n"
            "from inferlab.lab.bench import synchronize\n"
            "from inferlab.lab.generation import StepTimes\n")
 
-# the given helper of the timed_greedy cell, which every answer to it keeps
-_TINY = '''
-def tiny_llama(seed=0, allow_generate=True):
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)).eval()
-    model.generation_config.pad_token_id, model.generation_config.eos_token_id = 0, None
-    model.calls = []
-
-    def record(module, args, kwargs):
-        ids = args[0] if args else kwargs.get("input_ids")
-        module.calls.append((ids.shape[1], kwargs.get("past_key_values") is not None))
-    model.register_forward_pre_hook(record, with_kwargs=True)
-    if not allow_generate:
-        def no_generate(*args, **kwargs):
-            raise AssertionError("no generate")
-        model.generate = no_generate
-    return model
-'''
+# the given helper of the timed_greedy cell, which every answer to it keeps: read from the lesson
+# itself, so the mutants always carry the lesson's own version
+_LESSON = Path(__file__).with_name("00_why_inference_is_slow.py").read_text()
+_TINY = "\n" + _LESSON[_LESSON.index("def tiny_llama"):_LESSON.index("\n\n\n@torch.no_grad()")] + "\n"
 
 MUTANTS = {
     "llama_parameter_count": [
