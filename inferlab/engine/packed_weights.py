@@ -17,7 +17,8 @@ it equals ``F.linear`` exactly. In float32 oneDNN may sum in another order (diff
 ``weight`` when there is one and falls back to ``F.linear`` otherwise (a GPU, a dtype oneDNN
 cannot pack on this CPU, a PyTorch build without oneDNN). The packed copies are kept beside the
 plain tensors, which the rest of the course still reads: packing costs one more copy of the
-weights in memory.
+weights in memory. The copies are taken when the engine is built: an engine keeps multiplying by
+the weights it was built with, so build a new one after changing them in place.
 """
 from __future__ import annotations
 
