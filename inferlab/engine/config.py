@@ -28,7 +28,7 @@ field                  lesson  what it takes
 running sequence (``scheduler.chunked_step``). It uses the built-in scheduler and block manager, so
 it cannot be combined with the ``schedule_step`` and ``block_manager`` plug-ins.
 
-``prepack_weights`` (lessons 05, 06): on a CPU, each weight matrix is copied once into the blocked
+``prepack_weights`` (lesson 06): on a CPU, each weight matrix is copied once into the blocked
 layout oneDNN's kernels read (``packed_weights``), instead of on every matrix multiply. ``None``
 packs bfloat16 weights, where the result is exactly ``F.linear``'s; ``True`` also packs float32.
 

@@ -10,7 +10,8 @@ Both are the same computation, over tokens packed without padding (``inputs.pack
 layer: RMS norm, one fused Q/K/V matrix multiply, RoPE on queries and keys, the new keys and values
 written to their cache slots, attention over the cache (``attention``: the backend chosen by
 ``EngineConfig.attention_backend``), the output projection, then the MLP with gate and up fused into
-one matrix multiply. The vocabulary projection runs only on the rows whose logits are needed.
+one matrix multiply. The vocabulary projection runs only on the rows whose logits are needed. On
+a CPU the matrix multiplies read weights packed once for oneDNN (``packed_weights``, lesson 06).
 
 On a GPU, decode steps can be replayed from CUDA graphs (``cuda_graphs``, lesson 09):
 ``enable_cuda_graphs`` switches that on.

@@ -1,4 +1,4 @@
-"""Weights packed once for the CPU's matrix kernels (lessons 05 and 06).
+"""Weights packed once for the CPU's matrix kernels (lesson 06).
 
 A CPU matrix multiply does not read a weight row by row. oneDNN, the library behind PyTorch's
 CPU ``F.linear``, first copies the weight into a *blocked* layout: small tiles laid out in the
