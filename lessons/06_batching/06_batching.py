@@ -656,7 +656,7 @@ for who, claim, here in claims:
 
 # %% [markdown]
 # The recorded CPU rows put vLLM beside the engine on the same workload and thread count: the
-# engine's packed, continuously batched steps are about 3x `transformers` and within about 10 % of
+# engine's packed, continuously batched steps are about 3x `transformers` and about 10 % behind
 # vLLM, eager or compiled - vLLM's remaining lead is its hand-written CPU attention kernel and its
 # compiled, fused element-wise steps. The same lesson as lesson 09's GPU table: once scheduling is
 # right, what remains is kernels and launch overhead.
