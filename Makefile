@@ -140,9 +140,24 @@ fi
 endef
 
 # --------------------------------------------------------------------------------- set-up
+# Disk space a new set-up needs: the full .venv is 4.6 GB, the converted model 0.5 GB, and pip and
+# the llama.cpp build need room for their temporary files. Checked before anything is installed,
+# so that a full disk stops the set-up at once with a clear message, not halfway through pip.
+NEED_GB := 5.5
+define disk_check
+avail=$$(df -Pk . | awk 'NR == 2 { print $$4 }'); \
+if [ -n "$$avail" ] && [ "$$avail" -lt $$(awk 'BEGIN { printf "%d", $(NEED_GB) * 1048576 }') ]; then \
+  echo "== not enough disk space: a new set-up needs about $(NEED_GB) GB free here ($(VENV) 4.6 GB," >&2; \
+  echo "   the model 0.5 GB, temporary files), and $$(df -Ph . | awk 'NR == 2 { print $$1 }') has" >&2; \
+  echo "   $$(awk -v k=$$avail 'BEGIN { printf "%.1f", k / 1048576 }') GB free. Free some space, then run make again." >&2; \
+  exit 1; \
+fi
+endef
+
 # Lesson 00's packages and the course package: the venv is updated when the pins change.
 $(CORE): requirements.txt constraints.txt pyproject.toml
 	@$(SAY) "$$(test -x $(BIN)/python && echo updating || echo creating) $(VENV): lesson 00's pinned packages (requirements.txt), the course package"
+	@test -x $(BIN)/python || { $(disk_check); }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(llama_start)
 	$(PIP_INSTALL) -r requirements.txt -c constraints.txt $(HUSH)

@@ -365,7 +365,7 @@ def test_plugged_sampler(weights):
     assert constant.generate(batch[:1], GREEDY)[0].token_ids == [7] * 10
 
 
-@pytest.mark.parametrize("backend", ["math", "fused"])
+@pytest.mark.parametrize("backend", ["math", "fused", "cpu"])
 def test_attention_backends_agree_with_sdpa(weights, backend):
     batch = prompts(4, seed=8)
     runs = {}
@@ -376,9 +376,18 @@ def test_attention_backends_agree_with_sdpa(weights, backend):
     assert runs["sdpa"] == runs[backend]
 
 
-def test_attention_backend_auto_picks_math_for_low_precision_on_cpu():
+def test_attention_backend_auto_picks_the_cpu_kernels_for_low_precision_on_cpu(monkeypatch):
+    from inferlab.engine import cpu_kernels
+
     w = LlamaWeights.random(CONFIG, dtype=torch.bfloat16, seed=0, std=0.3)
+    assert LLMEngine(w, max_model_len=64).runner.attention.name == "cpu"
+    fp32 = LlamaWeights.random(CONFIG, dtype=torch.float32, seed=0)
+    assert LLMEngine(fp32, max_model_len=64).runner.attention.name == "sdpa"
+    # where the C++ kernels cannot be built, "auto" keeps the tensor code and "cpu" says why
+    monkeypatch.setattr(cpu_kernels, "_load", lambda: "CalledProcessError: no compiler here")
     assert LLMEngine(w, max_model_len=64).runner.attention.name == "math"
+    with pytest.raises(ValueError, match="no compiler here"):
+        LLMEngine(w, max_model_len=64, attention_backend="cpu")
 
 
 # ------------------------------------------------------------------------- step results

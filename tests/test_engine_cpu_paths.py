@@ -112,7 +112,7 @@ def test_math_backend_takes_the_one_query_path_for_decode_steps_of_few_kv_heads(
     weights = LlamaWeights.random(CONFIG, dtype=torch.bfloat16, seed=3, std=0.3)
     params = SamplingParams(max_tokens=6, ignore_eos=True)
     batch = prompts(3, seed=4)
-    fast = LLMEngine(weights, max_model_len=64).generate(batch, params)
+    fast = LLMEngine(weights, max_model_len=64, attention_backend="math").generate(batch, params)
     assert taken and all(shape[1] == 1 for shape in taken)    # decode steps only
     assert len(taken) == 5 * CONFIG.num_layers                # 5 decode steps x layers
 

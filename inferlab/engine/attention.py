@@ -23,9 +23,12 @@ name      prefill and other multi-token steps     decode steps
                                                   ``torch.compile`` fuses
 "triton"  gather + SDPA                           ``gpu_kernels``: RoPE + cache write in one
                                                   kernel, split-context paged attention
-"auto"    "triton" where Triton and CUDA are; "math" on a CPU in bf16/fp16 (PyTorch's fused
-          CPU attention is slow there for short queries: 5 ms vs 1 ms for a batch-32 decode
-          step); "sdpa" otherwise
+"cpu"     gather + two matmuls, as "math"         ``cpu_kernels`` (C++): RoPE + cache write
+                                                  in one pass, paged attention reading each
+                                                  key and value once
+"auto"    "triton" where Triton and CUDA are; on a CPU in bf16/fp16 "cpu" where the C++ kernels
+          build, else "math" (PyTorch's fused CPU attention is slow there for short queries:
+          5 ms vs 1 ms for a batch-32 decode step); "sdpa" otherwise
 ========  ======================================  ========================================
 
 A backend is a small object (subclass ``AttentionBackend``): ``gathered(q, keys, values, mask,
@@ -38,10 +41,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import gpu_kernels
+from . import cpu_kernels, gpu_kernels
 from .kv_cache import slot
 
-BACKENDS = ("auto", "triton", "sdpa", "fused", "math")
+BACKENDS = ("auto", "triton", "cpu", "sdpa", "fused", "math")
 
 
 # ------------------------------------------------------------------------- the arithmetic
@@ -181,14 +184,34 @@ class TritonAttention(AttentionBackend):
                                           heads, kv_heads)
 
 
+class CpuKernelAttention(MathAttention):
+    """Decode steps in the engine's C++ kernels (``cpu_kernels``), prefill as ``MathAttention``."""
+    name = "cpu"
+    paged_decode = True
+    reads_only_context = True
+    fused_rope = True
+
+    def decode(self, q, k_blocks, v_blocks, block_tables, context_lens, length, block_size, scale):
+        return cpu_kernels.paged_decode_attention(q, k_blocks, v_blocks, block_tables,
+                                                  context_lens, scale)
+
+    def rope_and_store(self, qkv, cos, sin, positions, slots, k_cache, v_cache, heads, kv_heads):
+        return cpu_kernels.rope_and_store(qkv, cos, sin, positions, slots, k_cache, v_cache,
+                                          heads, kv_heads)
+
+
 def resolve_backend_name(name: str, device, dtype) -> str:
     """The backend ``name`` stands for on ``device``/``dtype`` ("auto" decides; the others are
-    checked)."""
+    checked). On a CPU in bf16/fp16, "auto" builds the C++ kernels the first time (``cpu_kernels``)
+    and keeps "math" where they cannot be built; fp32 keeps "sdpa", whose sums match transformers'
+    to the last bit."""
     device = torch.device(device)
     if name == "auto":
         if gpu_kernels.available(device):
             return "triton"
-        return "math" if device.type == "cpu" and dtype != torch.float32 else "sdpa"
+        if device.type != "cpu" or dtype == torch.float32:
+            return "sdpa"
+        return "cpu" if cpu_kernels.available(device) else "math"
     if name not in BACKENDS:
         raise ValueError(f"attention_backend must be one of {BACKENDS} or an AttentionBackend, "
                          f"got {name!r}")
@@ -196,6 +219,10 @@ def resolve_backend_name(name: str, device, dtype) -> str:
         raise ValueError("attention_backend='triton' needs Triton and a CUDA device (or "
                          "TRITON_INTERPRET=1 to run the kernels in Triton's interpreter); on "
                          f"{device.type} use 'auto', 'sdpa', 'math' or 'fused'")
+    if name == "cpu" and not cpu_kernels.available(device):
+        raise ValueError(f"attention_backend='cpu' needs the engine's C++ kernels on a CPU device "
+                         f"(here: {device.type}; {cpu_kernels.unavailable_reason() or 'built'}); "
+                         "use 'auto', 'math' or 'sdpa'")
     return name
 
 
@@ -205,4 +232,4 @@ def make_backend(choice, device, dtype) -> AttentionBackend:
         return choice
     name = resolve_backend_name(choice, device, dtype)
     return {"sdpa": SdpaAttention, "math": MathAttention, "fused": FusedAttention,
-            "triton": TritonAttention}[name]()
+            "triton": TritonAttention, "cpu": CpuKernelAttention}[name]()

@@ -21,12 +21,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attention import AttentionBackend, make_backend
+from . import cpu_kernels
+from .attention import AttentionBackend, CpuKernelAttention, make_backend
 from .cuda_graphs import DecodeGraphs
 from .inputs import StepInputs, pack_step
 from .kv_cache import PagedKVCache
 from .packed_weights import PackedWeights, PlainWeights
-from .weights import LlamaWeights, rms_norm, rotate_half
+from .weights import LlamaWeights, add_rms_norm, rms_norm, rotate_half
 
 
 class ModelRunner:
@@ -51,6 +52,9 @@ class ModelRunner:
         self.attention: AttentionBackend = make_backend(attention, self.device, self.dtype)
         self.graphs: DecodeGraphs | None = None
         self.matmuls = PackedWeights(weights, batch_hint) if prepack_weights else PlainWeights()
+        # the C++ attention backend brings its residual + norm kernel (cpu_kernels, lesson 07)
+        fused = isinstance(self.attention, CpuKernelAttention)
+        self.add_rms_norm = cpu_kernels.add_rms_norm if fused else add_rms_norm
         self._rope_tables(self.max_model_len)
 
     def _rope_tables(self, length: int) -> None:
@@ -117,18 +121,18 @@ class ModelRunner:
         cos = sin = None
         if not (inp.paged_decode and self.attention.fused_rope):
             cos, sin = self.cos[inp.positions][:, None], self.sin[inp.positions][:, None]
+        x = rms_norm(h, w.layers[0].input_norm, c.rms_norm_eps)
         for i, layer in enumerate(w.layers):
-            x = rms_norm(h, layer.input_norm, c.rms_norm_eps)
             q = self.rope_and_store(i, linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
             o = self.attend(i, q, inp)
-            h = h + linear(o, layer.o)
-            x = rms_norm(h, layer.post_norm, c.rms_norm_eps)
+            h, x = self.add_rms_norm(h, linear(o, layer.o), layer.post_norm, c.rms_norm_eps)
             gate, up = linear(x, layer.gate_up).chunk(2, dim=-1)
-            h = h + linear(F.silu(gate) * up, layer.down)
+            next_norm = w.layers[i + 1].input_norm if i + 1 < len(w.layers) else w.norm
+            h, x = self.add_rms_norm(h, linear(F.silu(gate) * up, layer.down), next_norm,
+                                     c.rms_norm_eps)
         if inp.logits_index is not None:
-            h = h.index_select(0, inp.logits_index)
-        h = rms_norm(h, w.norm, c.rms_norm_eps)
-        return linear(h, w.lm_head).float()
+            x = x.index_select(0, inp.logits_index)
+        return linear(x, w.lm_head).float()
 
     @torch.inference_mode()
     def run(self, seqs, is_prefill: bool, all_logits: bool = False,
