@@ -120,7 +120,8 @@ def cpu(args) -> dict:
         hf = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
         base = EngineConfig(max_model_len=512, max_num_seqs=args.prompts)
         variants = {"engine": base}
-        if dtype == torch.bfloat16:   # what this dtype's CPU fast paths add
+        if dtype == torch.bfloat16:   # what this dtype's CPU fast paths add, one by one
+            variants["engine without its C++ kernels"] = base.replace(attention_backend="math")
             variants["engine, plain F.linear and grouped attention"] = base.replace(
                 prepack_weights=False, attention_backend=GroupedOnly())
         else:
@@ -170,7 +171,8 @@ def cpu(args) -> dict:
         record["vllm"] = vllm.__version__
     except ImportError:
         pass
-    save(RESULTS / f"engine_cpu_{threads}t.json", record)
+    out = Path(args.out)
+    save(out / f"engine_cpu_{threads}t.json", record)
     lines = [f"# Engine vs transformers and vLLM, CPU ({record['device']}, {record['date']})", "",
              f"Workload: {record['workload']}. Method: {record['method']}.", "",
              "| measured together | system | dtype | tok/s (median) | runs | outputs identical "
@@ -182,15 +184,18 @@ def cpu(args) -> dict:
             continue
         lines.append(f"| {r['group']} | {r['system']} | {r['dtype']} | {r['tok_s']} | "
                      f"{r['runs_tok_s']} | {r.get('identical_outputs', '-')} |")
-    lines += ["", "The engine's CPU fast paths (bf16): weights packed once for oneDNN "
-              "(`inferlab/engine/packed_weights.py`) and one-query decode attention "
-              "(`attention.one_query_attention`); the plain row turns both off.",
+    lines += ["", "The engine's CPU fast paths (bf16): C++ kernels for decode attention, RoPE + "
+              "cache write and residual add + RMS norm (`inferlab/engine/cpu_kernels.cpp`, the "
+              "'cpu' attention backend); weights packed once for oneDNN "
+              "(`inferlab/engine/packed_weights.py`); one-query decode attention in tensors "
+              "(`attention.one_query_attention`), which the row without C++ kernels uses. The "
+              "plain row turns all of them off.",
               "", "Identical outputs are counted against transformers' *batched, left-padded* "
               "generate; padding changes low-order bits, and in bf16 so do different batch shapes. "
               "Against unpadded per-prompt generation in fp32 the engine is token-for-token equal "
               "(tests/test_engine_model.py).",
               "", f"Reference: {VLLM_CPU}.", ""]
-    (RESULTS / f"engine_cpu_{threads}t.md").write_text("\n".join(lines))
+    (out / f"engine_cpu_{threads}t.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return record
 

@@ -6,7 +6,14 @@ Small random Llama models on the CPU, like test_engine.py.
 import pytest
 import torch
 
-from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, ModelConfig, SamplingParams
+from inferlab.engine import (
+    EngineConfig,
+    LlamaWeights,
+    LLMEngine,
+    ModelConfig,
+    SamplingParams,
+    cpu_kernels,
+)
 from inferlab.engine.scheduler import Scheduler
 
 torch.set_num_threads(1)
@@ -176,8 +183,10 @@ def test_bad_settings_are_rejected_clearly(changes, match):
         Scheduler(None, prefill_chunk_tokens=0)
 
 
-@pytest.mark.parametrize("backend", ["math", "fused", "sdpa"])
+@pytest.mark.parametrize("backend", ["math", "fused", "sdpa", "cpu"])
 def test_mixed_steps_attend_per_part_with_every_backend(weights, backend):
+    if backend == "cpu" and not cpu_kernels.available():
+        pytest.skip(f"no C++ kernels: {cpu_kernels.unavailable_reason()}")
     """A mixed step attends its decode tokens and its prompt chunk separately (no padding of the
     decode queries to the chunk's width), with the backend's decode path for the decode part."""
     batch = prompts(4, seed=7, low=20, high=60)

@@ -20,6 +20,7 @@ from inferlab.engine import (
     Scheduler,
     Sequence,
     StaticKVCache,
+    cpu_kernels,
     kv_bytes_per_token,
     kv_cache_bytes,
     sampling_probs,
@@ -367,6 +368,8 @@ def test_plugged_sampler(weights):
 
 @pytest.mark.parametrize("backend", ["math", "fused", "cpu"])
 def test_attention_backends_agree_with_sdpa(weights, backend):
+    if backend == "cpu" and not cpu_kernels.available():
+        pytest.skip(f"no C++ kernels: {cpu_kernels.unavailable_reason()}")
     batch = prompts(4, seed=8)
     runs = {}
     for name in ("sdpa", backend):
@@ -376,9 +379,8 @@ def test_attention_backends_agree_with_sdpa(weights, backend):
     assert runs["sdpa"] == runs[backend]
 
 
+@pytest.mark.skipif(not cpu_kernels.available(), reason="no C++ kernels on this machine")
 def test_attention_backend_auto_picks_the_cpu_kernels_for_low_precision_on_cpu(monkeypatch):
-    from inferlab.engine import cpu_kernels
-
     w = LlamaWeights.random(CONFIG, dtype=torch.bfloat16, seed=0, std=0.3)
     assert LLMEngine(w, max_model_len=64).runner.attention.name == "cpu"
     fp32 = LlamaWeights.random(CONFIG, dtype=torch.float32, seed=0)

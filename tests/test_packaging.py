@@ -147,3 +147,8 @@ def test_the_wheel_carries_the_task_items_and_their_licence(wheel):
     names = set(wheel.namelist())
     assert {"inferlab/lab/task_data/hellaswag_val_300.jsonl",
             "inferlab/lab/task_data/README.md"} <= names
+
+
+def test_the_wheel_carries_the_cpu_kernels_source(wheel):
+    # the engine compiles it on the student's machine (inferlab/engine/cpu_kernels.py)
+    assert "inferlab/engine/cpu_kernels.cpp" in wheel.namelist()

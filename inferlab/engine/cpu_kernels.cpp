@@ -3,8 +3,8 @@
 // compiler (torch.utils.cpp_extension); every loop runs in fp32 and stores in the tensors' dtype.
 //
 // paged_decode_attention: one query per sequence over its cached keys, read through the block
-//   table where they lie (no gathered copy, no padding, no mask): one work item per (sequence, KV
-//   head) reads each key and value row once for all the query heads that share it.
+//   table where they lie (no gathered copy, no padding, no mask); each key and value row is read
+//   once for all the query heads that share it (grouped-query attention).
 // rope_and_store: RoPE on the new queries and keys, keys and values written to their cache slots,
 //   in one pass over the fused Q/K/V projection.
 // add_rms_norm: the residual add + RMS norm, one pass instead of eight PyTorch operations.
@@ -24,33 +24,41 @@ void load_row(const scalar_t* src, float* dst, int64_t n) {
   for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<float>(src[j]);
 }
 
+// One work item = one sequence and `span` of its KV heads: all of them when there are enough
+// sequences to keep every thread busy (each key row is then one contiguous read), else one.
 template <typename scalar_t>
 void decode_rows(const scalar_t* q, const scalar_t* k_cache, const scalar_t* v_cache,
-                      const int64_t* tables, const int64_t* lens, scalar_t* out, int64_t batch,
-                      int64_t heads, int64_t kv_heads, int64_t d, int64_t block_size,
-                      int64_t width, float scale) {
-  const int64_t group = heads / kv_heads;
-  at::parallel_for(0, batch * kv_heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> query(group * d), acc(group * d), row(d), probs;
+                 const int64_t* tables, const int64_t* lens, scalar_t* out, int64_t batch,
+                 int64_t heads, int64_t kv_heads, int64_t d, int64_t block_size,
+                 int64_t width, float scale) {
+  const int64_t group = heads / kv_heads, slot_width = kv_heads * d;
+  const int64_t span = batch >= 2 * at::get_num_threads() ? kv_heads : 1;
+  const int64_t n_heads = span * group, items_per_seq = kv_heads / span;
+  at::parallel_for(0, batch * items_per_seq, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> query(n_heads * d), acc(n_heads * d), row(span * d), probs;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item / kv_heads, h = item % kv_heads, len = lens[b];
-      const int64_t first = (b * heads + h * group) * d;   // this KV head's query heads
+      const int64_t b = item / items_per_seq, h0 = (item % items_per_seq) * span;
+      const int64_t len = lens[b], first = (b * heads + h0 * group) * d;  // first query head
       const int64_t* table = tables + b * width;
-      probs.resize(group * len);
-      load_row(q + first, query.data(), group * d);
+      probs.resize(n_heads * len);
+      load_row(q + first, query.data(), n_heads * d);
       for (int64_t t = 0; t < len; ++t) {                  // scores, each key row read once
-        const int64_t slot = table[t / block_size] * block_size + t % block_size;
-        load_row(k_cache + (slot * kv_heads + h) * d, row.data(), d);
-        for (int64_t g = 0; g < group; ++g) {
-          const float* qg = query.data() + g * d;
+        const int64_t block = table[t / block_size];
+        if (t % block_size == 0 && t + block_size < len)   // the next block is elsewhere
+          __builtin_prefetch(k_cache + table[t / block_size + 1] * block_size * slot_width);
+        load_row(k_cache + (block * block_size + t % block_size) * slot_width + h0 * d,
+                 row.data(), span * d);
+        for (int64_t h = 0; h < n_heads; ++h) {
+          const float* qh = query.data() + h * d;
+          const float* kh = row.data() + (h / group) * d;
           float s = 0.f;
 #pragma omp simd reduction(+ : s)
-          for (int64_t j = 0; j < d; ++j) s += qg[j] * row[j];
-          probs[g * len + t] = s * scale;
+          for (int64_t j = 0; j < d; ++j) s += qh[j] * kh[j];
+          probs[h * len + t] = s * scale;
         }
       }
-      for (int64_t g = 0; g < group; ++g) {                // softmax of each query head
-        float* p = probs.data() + g * len;
+      for (int64_t h = 0; h < n_heads; ++h) {              // softmax of each query head
+        float* p = probs.data() + h * len;
         float top = -std::numeric_limits<float>::infinity(), sum = 0.f;
         for (int64_t t = 0; t < len; ++t) top = std::max(top, p[t]);
         for (int64_t t = 0; t < len; ++t) sum += (p[t] = std::exp(p[t] - top));
@@ -58,16 +66,18 @@ void decode_rows(const scalar_t* q, const scalar_t* k_cache, const scalar_t* v_c
       }
       std::fill(acc.begin(), acc.end(), 0.f);
       for (int64_t t = 0; t < len; ++t) {                  // weighted values, each row read once
-        const int64_t slot = table[t / block_size] * block_size + t % block_size;
-        load_row(v_cache + (slot * kv_heads + h) * d, row.data(), d);
-        for (int64_t g = 0; g < group; ++g) {
-          const float p = probs[g * len + t];
-          float* a = acc.data() + g * d;
+        const int64_t block = table[t / block_size];
+        load_row(v_cache + (block * block_size + t % block_size) * slot_width + h0 * d,
+                 row.data(), span * d);
+        for (int64_t h = 0; h < n_heads; ++h) {
+          const float p = probs[h * len + t];
+          const float* vh = row.data() + (h / group) * d;
+          float* a = acc.data() + h * d;
 #pragma omp simd
-          for (int64_t j = 0; j < d; ++j) a[j] += p * row[j];
+          for (int64_t j = 0; j < d; ++j) a[j] += p * vh[j];
         }
       }
-      for (int64_t i = 0; i < group * d; ++i) out[first + i] = static_cast<scalar_t>(acc[i]);
+      for (int64_t i = 0; i < n_heads * d; ++i) out[first + i] = static_cast<scalar_t>(acc[i]);
     }
   });
 }

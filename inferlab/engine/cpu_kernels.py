@@ -29,6 +29,7 @@ import hashlib
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ import torch
 SOURCE = Path(__file__).with_name("cpu_kernels.cpp")
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]
 DISABLE = "INFERLAB_CPU_KERNELS"           # set to 0 to keep the tensor code
+STALE_LOCK_S = 300                         # a build takes under a minute
 
 
 def _machine_tag() -> str:
@@ -69,6 +71,9 @@ def _load():
 
         folder = build_dir()
         folder.mkdir(parents=True, exist_ok=True)
+        lock = folder / "lock"        # left behind by a build that was interrupted: torch would
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:   # wait forever
+            lock.unlink(missing_ok=True)
         name = f"inferlab_cpu_kernels_{folder.name.split('-')[1]}"
         if not any(folder.glob(f"{name}*.so")):
             print("building the engine's CPU kernels with this machine's C++ compiler "

@@ -434,6 +434,83 @@ print(f"prompt of {n} tokens in blocks {seq.block_table}; max difference to cont
       f"{torch.finfo(dtype).eps:.0e} relative)")
 
 # %% [markdown]
+# ### Reading through the block table, fast
+# Your function copies a sequence's blocks out (`k_cache[blocks]`) before it attends. Done for a
+# whole batch with tensor operations - gather every sequence's blocks into one padded tensor,
+# mask the padding, two matrix multiplies - the copy is as large as the cache it reads, and each
+# operation is another pass over memory. A **paged-attention kernel** instead reads each key and
+# value once, where it lies, through the block table: vLLM's CUDA kernel on a GPU, its C++ kernel on
+# a CPU. The engine has both kinds: a C++ kernel on a CPU (`inferlab.engine.cpu_kernels`, compiled
+# once on your machine; the engine uses it by itself for bf16 on a CPU) and a Triton kernel on a
+# GPU (`gpu_kernels`, lesson 09). One layer of one decode step for a batch, on your device - the
+# same cache, the same answer, two ways:
+
+# %%
+from inferlab.engine import attention, cpu_kernels, gpu_kernels
+from inferlab.engine.kv_cache import PagedKVCache
+
+cfg = eng.runner.config
+batch_size, block_size = pick(32, 8), 16
+lengths = torch.randint(64, 257, (batch_size,), generator=torch.Generator().manual_seed(0))
+width, longest = math.ceil(int(lengths.max()) / block_size), int(lengths.max())
+cache = PagedKVCache(1, batch_size * width, block_size, cfg.num_kv_heads, cfg.head_dim, dtype,
+                     device)
+cache.k[0].normal_()
+cache.v[0].normal_()
+tables = torch.randperm(batch_size * width).view(batch_size, width).to(device)  # scattered blocks
+lens = lengths.to(device)
+q_batch = torch.randn(batch_size, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device)
+scale = cfg.head_dim ** -0.5
+mask = (torch.arange(longest, device=device)[None] < lens[:, None])[:, None, None, :]
+k_blocks, v_blocks = cache.blocks(cache.k[0]), cache.blocks(cache.v[0])
+
+
+def gather_then_attend():
+    keys, values = cache.gather(0, tables, longest)          # [B, longest, kv_heads, d], a copy
+    return attention.grouped_attention(q_batch[:, None], keys, values, mask, scale)[:, 0]
+
+
+ways = {"gather, then two matmuls": gather_then_attend}
+if grading():
+    pass                                # the grader skips building the kernels
+elif cpu_kernels.available(device):     # the first time: compiled on your machine (about 40 s)
+    ways["one C++ kernel over the blocks"] = lambda: cpu_kernels.paged_decode_attention(
+        q_batch, k_blocks, v_blocks, tables, lens, scale)
+elif gpu_kernels.available(device):
+    ways["one Triton kernel over the blocks"] = lambda: gpu_kernels.decode_attention(
+        q_batch, k_blocks, v_blocks, tables, lens, longest, block_size, scale)
+outputs = {name: fn() for name, fn in ways.items()}
+reference = outputs["gather, then two matmuls"].float()
+read = 2 * int(lengths.sum()) * cfg.num_kv_heads * cfg.head_dim * dtype.itemsize  # K and V, once
+print(f"{batch_size} sequences of {int(lengths.min())}-{longest} tokens, "
+      f"{cfg.num_heads} query / {cfg.num_kv_heads} KV heads, {dtype}, {device_name(device)}; "
+      f"the keys and values hold {read / 1e6:.1f} MB")
+for name, fn in ways.items():
+    for _ in range(3):
+        fn()                                                  # warm-up
+    times = []
+    for _ in range(pick(20, 5)):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    t = sorted(times)[len(times) // 2]
+    diff = (outputs[name].float() - reference).abs().max().item()
+    print(f"{name:<34} {t * 1e6:8.0f} us per layer ({read / t / 1e9:5.1f} GB/s of cache read), "
+          f"x {cfg.num_layers} layers = {t * cfg.num_layers * 1e3:6.2f} ms per decode step; "
+          f"max difference {diff:.1e}")
+if len(ways) == 1 and not grading():
+    print("(no compiled kernel here: the C++ kernels need a C++ compiler and ninja - "
+          f"{cpu_kernels.unavailable_reason() or 'or a CUDA GPU for the Triton one'})")
+
+# %% [markdown]
+# The two agree up to rounding; the kernel does not copy, and it stops at each sequence's own length
+# instead of the longest one. In the whole engine this is one of three C++ kernels on a CPU (with
+# RoPE + cache write, and the residual add + RMS norm): lesson 06's recorded table shows the engine
+# with and without them, beside vLLM's CPU backend, which uses kernels of the same kind.
+
+# %% [markdown]
 # ## 4 · Prefix sharing
 # Many requests start with the same tokens - a system prompt, a few-shot preamble. With blocks, a
 # full block is identified by a hash of its tokens *and of all tokens before it*; a new request
@@ -507,8 +584,9 @@ for who, claim, here in claims:
 #   admits more concurrent requests. You measured it with your own block manager inside the engine.
 # * Reference counts make sharing cheap: forks and common prefixes share blocks, copy-on-write
 #   splits a block only when a sequence writes into it.
-# * Attention reads keys through the block table; lesson 09 shows how a fused kernel makes such
-#   reads fast.
+# * Attention reads keys through the block table. One kernel that reads them where they lie (C++ on
+#   a CPU, Triton on a GPU) beats copying them out first: you measured both; lesson 09 explains the
+#   GPU kernel.
 
 # %% [markdown]
 # ## Submit this lesson
