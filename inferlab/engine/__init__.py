@@ -15,6 +15,8 @@ module              lesson    what it teaches
 ``spec_decode``     08        speculative decoding (draft, verify, accept/reject)
 ``tiled_attention`` 09        tiling and the online softmax (FlashAttention's idea)
 ``gpu_kernels``     09        Triton decode kernels: split-context paged attention, RoPE
+``cpu_kernels``     07        C++ decode kernels for the CPU: paged attention, RoPE, norm
+``packed_weights``  06        CPU weights packed once for oneDNN's matrix multiply
 ``cuda_graphs``     09        decode steps recorded once and replayed with one launch
 ``config``          05-09     ``EngineConfig``: every setting, checked in one place; plug-ins
 ``engine``          06        ``LLMEngine.generate(prompts, SamplingParams)``, ``step()``

@@ -19,8 +19,9 @@ field                  lesson  what it takes
 ``sampler``            05, 08  a callable ``(logits [B, vocab], params_list, seq_ids) -> token
                                ids`` (an optional ``forget(seq_id)`` is called when a request
                                ends); default ``Sampler(seed)``
-``attention_backend``  09      ``"auto" | "triton" | "sdpa" | "fused" | "math"`` or an
-                               ``AttentionBackend`` (see ``attention``)
+``attention_backend``  07, 09  ``"auto" | "triton" | "cpu" | "sdpa" | "fused" | "math"`` or an
+                               ``AttentionBackend`` (see ``attention``; "cpu" is the C++
+                               kernels of ``cpu_kernels``)
 =====================  ======  ===================================================================
 
 ``chunked_prefill=True`` (lesson 06; off by default) cuts long prompts into chunks of at most

@@ -655,11 +655,13 @@ for who, claim, here in claims:
     print(f"{who:<20}| {claim}\n{'':<20}| here: {here}")
 
 # %% [markdown]
-# The recorded CPU rows put vLLM beside the engine on the same workload and thread count: the
-# engine's packed, continuously batched steps are about 3x `transformers` and about 10 % behind
-# vLLM, eager or compiled - vLLM's remaining lead is its hand-written CPU attention kernel and its
-# compiled, fused element-wise steps. The same lesson as lesson 09's GPU table: once scheduling is
-# right, what remains is kernels and launch overhead.
+# The recorded CPU rows put vLLM beside the engine on the same workload and thread count. With
+# continuous batching alone the engine trails vLLM; packed weights close part of the gap, and the
+# rest closes only with hand-written kernels: decode attention that reads the paged cache in place,
+# RoPE with the cache write, and the residual add with the norm, in C++ (lesson 07 measures the
+# attention kernel). With them the engine is ahead of vLLM's CPU backend, eager and compiled; without
+# them it is far behind. The same lesson as lesson 09's GPU table: once scheduling is right, what
+# remains is kernels and launch overhead.
 #
 # Those papers measured large models on large GPUs, long outputs and heavy load, where a static batch
 # idles for hundreds of steps; a 135M model with short outputs, on your device, has far less idle
