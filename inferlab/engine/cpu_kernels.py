@@ -6,10 +6,10 @@ small operations per layer. Written with tensors, decode attention copies every 
 of the paged cache (``PagedKVCache.gather``), multiplies, masks the padding and copies again; RoPE
 and the cache write are a dozen more operations, each a pass over memory and a trip through
 PyTorch's dispatcher. vLLM's CPU backend replaces them with C++ kernels; so does this module
-(``cpu_kernels.cpp``, about 150 lines):
+(``cpu_kernels.cpp``, about 120 lines of kernels):
 
-* ``paged_decode_attention`` - one work item per (sequence, KV head) reads that head's keys and
-  values straight from their cache blocks, once for all the query heads that share them
+* ``paged_decode_attention`` - each thread takes whole sequences and reads their keys and values
+  straight from the cache blocks, each row once for all the query heads that share it
   (grouped-query attention), with the softmax in between; no copy, no padding, no mask;
 * ``rope_and_store`` - RoPE on the new queries and keys and the cache write, in one pass;
 * ``add_rms_norm`` - the residual add and the next RMS norm, in one pass (eight operations in
@@ -120,4 +120,3 @@ def add_rms_norm(h, delta, weight, eps: float) -> tuple[torch.Tensor, torch.Tens
     """``h + delta`` and its RMS norm times ``weight`` (``weights.rms_norm``'s roundings)."""
     h_out, x = _load().add_rms_norm(h, delta, weight, eps)
     return h_out, x
-

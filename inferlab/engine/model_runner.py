@@ -11,7 +11,9 @@ layer: RMS norm, one fused Q/K/V matrix multiply, RoPE on queries and keys, the 
 written to their cache slots, attention over the cache (``attention``: the backend chosen by
 ``EngineConfig.attention_backend``), the output projection, then the MLP with gate and up fused into
 one matrix multiply. The vocabulary projection runs only on the rows whose logits are needed. On
-a CPU the matrix multiplies read weights packed once for oneDNN (``packed_weights``, lesson 06).
+a CPU the matrix multiplies read weights packed once for oneDNN (``packed_weights``, lesson 06),
+and in bf16 the decode steps' attention, RoPE and norms run in C++ kernels (``cpu_kernels``,
+lesson 07).
 
 On a GPU, decode steps can be replayed from CUDA graphs (``cuda_graphs``, lesson 09):
 ``enable_cuda_graphs`` switches that on.
