@@ -448,6 +448,7 @@ print(f"prompt of {n} tokens in blocks {seq.block_table}; max difference to cont
 # %%
 from inferlab.engine import attention, cpu_kernels, gpu_kernels
 from inferlab.engine.kv_cache import PagedKVCache
+from inferlab.lab.bench import time_fn
 
 cfg = eng.runner.config
 batch_size, block_size = pick(32, 8), 16
@@ -486,16 +487,7 @@ print(f"{batch_size} sequences of {int(lengths.min())}-{longest} tokens, "
       f"{cfg.num_heads} query / {cfg.num_kv_heads} KV heads, {dtype}, {device_name(device)}; "
       f"the keys and values hold {read / 1e6:.1f} MB")
 for name, fn in ways.items():
-    for _ in range(3):
-        fn()                                                  # warm-up
-    times = []
-    for _ in range(pick(20, 5)):
-        synchronize(device)
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    t = sorted(times)[len(times) // 2]
+    t = time_fn(fn, warmup=3, repeats=pick(20, 5), device=device).median
     diff = (outputs[name].float() - reference).abs().max().item()
     print(f"{name:<34} {t * 1e6:8.0f} us per layer ({read / t / 1e9:5.1f} GB/s of cache read), "
           f"x {cfg.num_layers} layers = {t * cfg.num_layers * 1e3:6.2f} ms per decode step; "
