@@ -27,9 +27,12 @@ LLAMA_VER   := $(word 2,$(subst ==, ,$(LLAMA_CPP)))
 # of 178). Left out: the multimodal library (LLAVA_BUILD=OFF; llama-cpp-python loads libmtmd only
 # for image/audio chat, which the course does not use) and llama.cpp's "common" helpers, which its
 # build forces on but the Python package never loads (a one-line CMake hook run after llama.cpp's
-# project()). Your own CMAKE_ARGS (e.g. -DGGML_NATIVE=OFF) come after these.
+# project()). GGML_NATIVE=OFF: a portable build (AVX2 on x86) instead of one for this CPU's every
+# instruction set - on a virtual machine whose CPU reports Intel AMX but whose kernel does not
+# enable it, the native build's AMX matrix multiply dies with a general protection fault at its
+# first prompt. Your own CMAKE_ARGS come after these.
 LLAMA_HOOK  := $(CURDIR)/$(JOBS)/llama-text-only.cmake
-LLAMA_CMAKE := -DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(LLAMA_HOOK)
+LLAMA_CMAKE := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$(LLAMA_HOOK)
 NPROC       := $(shell nproc 2>/dev/null || echo 2)
 T0          := $(shell date +%s)
 export INFERLAB_CACHE ?= $(HOME)/.cache/inferlab
@@ -113,10 +116,10 @@ endef
 LLAMA_INSTALLED := $(BIN)/python -c "import importlib.metadata as m, sys; sys.exit(m.version('llama_cpp_python') != '$(LLAMA_VER)')" 2>/dev/null
 LLAMA_BUILD := echo 'set(LLAMA_BUILD_COMMON OFF)' > $(LLAMA_HOOK) && \
   env CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) CMAKE_ARGS="$(LLAMA_CMAKE) $$CMAKE_ARGS" \
-  nice -n 10 $(BIN)/pip wheel -v --disable-pip-version-check --no-deps --wheel-dir $(JOBS)/llama-wheel $(LLAMA_CPP)
+  nice -n 10 $(BIN)/pip wheel -v --disable-pip-version-check --no-cache-dir --no-deps --wheel-dir $(JOBS)/llama-wheel $(LLAMA_CPP)
 
-# Starts the build unless llama-cpp-python is installed, built, or being built. pip takes the
-# wheel from its cache when an earlier set-up on this machine built it.
+# Starts the build unless llama-cpp-python is installed, built, or being built. Not from pip's
+# wheel cache: its key does not include the build flags, so it could hand back a native build.
 define llama_start
 if $(LLAMA_INSTALLED); then :; \
 elif [ "$$(cat $(JOBS)/llama.rc 2>/dev/null)" = 0 ] && ls $(JOBS)/llama-wheel/*-$(LLAMA_VER)-*.whl >/dev/null 2>&1; then :; \

