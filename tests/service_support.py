@@ -145,6 +145,14 @@ class Service:
         self.stop()
 
 
+def running_in_group(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` that still run (zombies left out)."""
+    listing = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True, text=True,
+                             check=True).stdout
+    return [int(pid) for pid, group, stat in (line.split()[:3] for line in listing.splitlines())
+            if int(group) == pgid and not stat.startswith("Z")]
+
+
 # ------------------------------------------------------------------------------- the database
 def make_students(db_url: str, count: int, prefix: str = "load") -> list[tuple[int, str]]:
     """``count`` confirmed students with API tokens, written straight into the service's

@@ -593,7 +593,7 @@ def test_submissions_survive_a_real_stop_of_the_service(tmp_path):
     import httpx
     from sqlalchemy import create_engine, text
 
-    from tests.service_support import Service, make_students
+    from tests.service_support import Service, make_students, running_in_group
 
     data = tmp_path / "data"
     (_, token), = make_students(f"sqlite:///{data / 'service.db'}", 1, prefix="restart")
@@ -606,6 +606,10 @@ def test_submissions_survive_a_real_stop_of_the_service(tmp_path):
                                 files={"notebook": (f"{lesson}.ipynb",
                                                     solution(lesson).read_bytes())})
             assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + 15      # its grading workers stop with it, none left running
+    while running := running_in_group(service.process.pid):
+        assert time.monotonic() < deadline, f"the stopped service left processes {running}"
+        time.sleep(0.2)
     engine = create_engine(f"sqlite:///{data / 'service.db'}")
 
     def statuses() -> dict[str, int]:

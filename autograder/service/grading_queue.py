@@ -67,6 +67,7 @@ class GradingQueue:
         self.in_flight: dict[int, Future] = {}
         self.lock = threading.Lock()
         self.pool = None
+        self.pools: list = []
         self.thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------- control
@@ -86,13 +87,30 @@ class GradingQueue:
         self.wake.set()
         if self.thread:
             self.thread.join(timeout=10)
-        if self.pool:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        with self.lock:
+            pools, self.pools = self.pools, []
+        for pool in pools:   # the dispatch thread has stopped: no pool starts another worker
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for worker in workers:     # a submission in flight is graded again at the next start
+                if worker.is_alive():
+                    worker.terminate()
+
+    def _replace_pool(self) -> None:
+        """A worker died: grade on with a new pool - unless the queue is stopping (a stop signal
+        reaches the workers too), where the new pool's workers would outlive the service."""
+        with self.lock:
+            if not self.stopping.is_set():
+                self.pool = self._new_pool()
 
     def _new_pool(self):
         if self.ray_address:
-            return _RayPool(self.ray_address, self.workers)
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = _RayPool(self.ray_address, self.workers)
+        else:
+            spawn = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(self.workers, mp_context=spawn)
+        self.pools.append(pool)      # every pool this queue started, for stop()
+        return pool
 
     # -------------------------------------------------------------------------------- loop
     def _run(self) -> None:
@@ -122,7 +140,7 @@ class GradingQueue:
                 future = self.pool.submit(grade_upload, str(self.course_root), lesson, path)
             except (BrokenProcessPool, RuntimeError):
                 self._requeue(sid, "the grading pool stopped")
-                self.pool = self._new_pool()
+                self._replace_pool()
                 continue
             with self.lock:
                 self.in_flight[sid] = future
@@ -135,7 +153,7 @@ class GradingQueue:
             report = future.result()
         except BrokenProcessPool:
             self._requeue(sid, "a grading worker died")
-            self.pool = self._new_pool()
+            self._replace_pool()
             self.wake.set()
             return
         except Exception as exc:  # noqa: BLE001 - reported on the submission
