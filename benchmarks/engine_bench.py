@@ -221,9 +221,20 @@ def engine_decode(weights, prompt_len: int, n_tokens: int, **settings) -> dict:
     synchronize(weights.device)
     seconds = time.perf_counter() - start
     tokens = engine.pop_finished()[0].token_ids
+    tuning = getattr(engine.runner.matmuls, "report", None)
     del engine
-    return {"tok_s": steps / seconds, "steps": steps, "tokens": tokens,
-            "attention_backend": backend}
+    res = {"tok_s": steps / seconds, "steps": steps, "tokens": tokens,
+           "attention_backend": backend}
+    if tuning:   # gemv: cuBLAS and the kernel's tiles, per weight shape
+        res["gemv_tuning"] = {
+            f"{n}x{k}": {"cublas_us": round(t["cublas_us"], 2),
+                         "best": t["best"] and list(t["best"]),
+                         "best_us": t["best"] and round(t["timings"][t["best"]], 2),
+                         "cublas_GBs": round(n * k * 2 / t["cublas_us"] / 1e3, 1),
+                         "tiles_us": {"x".join(map(str, c)): round(u, 2)
+                                      for c, u in t["timings"].items()}}
+            for (n, k), t in tuning.items()}
+    return res
 
 
 def gpu(args) -> None:
@@ -279,6 +290,7 @@ def gpu(args) -> None:
     reference = {}
 
     def add(name, res):
+        raw = res
         tokens = res.get("tokens")
         if tokens is not None and not reference:
             reference["tokens"] = tokens
@@ -293,6 +305,8 @@ def gpu(args) -> None:
                "fraction_of_roofline": round(res["tok_s"] / roofline, 3)}
         if backend:
             res["attention_backend"] = backend
+        if "gemv_tuning" in raw:
+            res["gemv_tuning"] = raw["gemv_tuning"]
         results["runs"].append(res)
         print(res, flush=True)
         save(out / "engine_gpu.json", record)
@@ -317,6 +331,13 @@ def gpu(args) -> None:
         "compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels "
                            "(static cache)",
                            dict(cuda_graphs=graphs, compile=graphs, kv_cache="static", **triton)),
+        "gemv-compile": ("engine + torch.compile + CUDA graphs, Triton decode kernels and "
+                         "matrix-vector kernel (paged cache)",
+                         dict(cuda_graphs=graphs, compile=graphs, gemv=graphs, **triton)),
+        "gemv-compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels and "
+                                "matrix-vector kernel (static cache)",
+                                dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
+                                     kv_cache="static", **triton)),
     }
     seen: dict = {}
     for key in args.variants:

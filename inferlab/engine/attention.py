@@ -97,11 +97,21 @@ def one_query_attention(q, keys, values, mask, scale):
 
 
 def sdpa_attention(q, keys, values, mask, scale):
-    """The same with PyTorch's ``scaled_dot_product_attention`` (same shapes as above)."""
+    """The same with PyTorch's ``scaled_dot_product_attention`` (same shapes as above).
+
+    On a GPU the cuDNN kernel is left out: PyTorch may prefer it on Hopper GPUs, and it builds a
+    new execution plan on the CPU for every new shape - about 20 ms a call on an H200, 32 calls
+    per prefill step, and every prompt length is a new shape. The flash and memory-efficient
+    kernels need no plan."""
     kwargs = {"enable_gqa": True} if q.shape[2] != keys.shape[2] else {}
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), keys.transpose(1, 2),
-                                         values.transpose(1, 2), attn_mask=mask, scale=scale,
-                                         **kwargs)
+    args = (q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2))
+    if q.is_cuda and not torch.compiler.is_compiling():   # compiled: inductor picks the kernel
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+        with sdpa_kernel(backends):
+            out = F.scaled_dot_product_attention(*args, attn_mask=mask, scale=scale, **kwargs)
+    else:
+        out = F.scaled_dot_product_attention(*args, attn_mask=mask, scale=scale, **kwargs)
     return out.transpose(1, 2)
 
 

@@ -33,6 +33,10 @@ it cannot be combined with the ``schedule_step`` and ``block_manager`` plug-ins.
 layout oneDNN's kernels read (``packed_weights``), instead of on every matrix multiply. ``None``
 packs bfloat16 weights, where the result is exactly ``F.linear``'s; ``True`` also packs float32.
 
+``gemv=True`` (lesson 09; a GPU with Triton, fp16/bf16): batch-1 decode steps multiply through
+``gemv``'s matrix-vector kernel, whose tiles are timed against cuBLAS for each weight shape when
+the engine is built (a few seconds); shapes where cuBLAS stays faster keep ``F.linear``.
+
 Values are checked when the config is made (``__post_init__``: each bad value gets an error that
 says what is allowed), and against the model and device when an engine is built (``resolve``).
 """
@@ -45,6 +49,7 @@ from typing import Any, Callable
 import torch
 
 from .attention import BACKENDS, AttentionBackend, resolve_backend_name
+from .gemv import available as gemv_available
 from .packed_weights import can_pack
 from .scheduler import POLICIES
 
@@ -84,6 +89,7 @@ class EngineConfig:
     cuda_graphs: bool | None = None        # replay decode steps from CUDA graphs; None: on CUDA
     compile: bool = False                  # torch.compile the graph-captured decode step
     prepack_weights: bool | None = None    # CPU: weights packed once for oneDNN; None: in bf16
+    gemv: bool = False                     # GPU: one-row matmuls by gemv's tuned Triton kernel
     seed: int = 0                          # the default sampler's random generator
     # plug-in points (see the module docstring)
     block_manager: Callable | None = None
@@ -160,6 +166,8 @@ class EngineConfig:
                              "needs cuda_graphs=True (or None, on a CUDA device)")
         if not (self.prepack_weights is None or isinstance(self.prepack_weights, bool)):
             fail("prepack_weights", "None (on a CPU in bfloat16), True or False")
+        if not isinstance(self.gemv, bool):
+            fail("gemv", "True or False")
         if not _is_int(self.seed):
             fail("seed", "an int")
         for name in ("block_manager", "schedule_step", "sampler"):
@@ -225,6 +233,9 @@ class EngineConfig:
             raise ValueError(f"prepack_weights=True packs CPU weights for oneDNN: {dtype} on "
                              f"{device.type} cannot be packed in this PyTorch build (bfloat16 "
                              "needs a CPU with bf16 instructions); leave it unset")
+        if self.gemv and not gemv_available(device, dtype):
+            raise ValueError(f"gemv=True needs a CUDA device, Triton and fp16/bf16 weights (and "
+                             f"INFERLAB_GEMV not 0); the model is {dtype} on {device.type}")
         changes = dict(max_model_len=max_len, enable_prefix_caching=prefix, cuda_graphs=graphs,
                        attention_backend=backend,
                        prepack_weights=prepack and self.prepack_weights is not False)

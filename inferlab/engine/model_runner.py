@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from . import cpu_kernels
 from .attention import AttentionBackend, CpuKernelAttention, make_backend
 from .cuda_graphs import DecodeGraphs
+from .gemv import GemvWeights
 from .inputs import StepInputs, pack_step
 from .kv_cache import PagedKVCache
 from .packed_weights import PackedWeights, PlainWeights
@@ -38,12 +39,13 @@ class ModelRunner:
     ``attention``: a backend name of ``attention.BACKENDS`` ("auto" by default) or an
     ``AttentionBackend``. ``prepack_weights``: multiply through weights packed once for the CPU's
     matrix kernels (``packed_weights``; the engine decides it in ``EngineConfig.resolve``), with
-    ``batch_hint`` the rows of a full decode step.
+    ``batch_hint`` the rows of a full decode step. ``gemv``: one-row products through the tuned
+    Triton kernel of ``gemv`` (a GPU's batch-1 decode steps).
     """
 
     def __init__(self, weights: LlamaWeights, cache: PagedKVCache, max_model_len: int | None = None,
                  attention: str | AttentionBackend = "auto", prepack_weights: bool = False,
-                 batch_hint: int = 32):
+                 batch_hint: int = 32, gemv: bool = False):
         self.weights, self.cache, self.config = weights, cache, weights.config
         c = self.config
         self.device, self.dtype = weights.device, weights.dtype
@@ -53,10 +55,12 @@ class ModelRunner:
         self.max_model_len = max_model_len or c.max_position
         self.attention: AttentionBackend = make_backend(attention, self.device, self.dtype)
         self.graphs: DecodeGraphs | None = None
-        self.matmuls = PackedWeights(weights, batch_hint) if prepack_weights else PlainWeights()
+        self.matmuls = (PackedWeights(weights, batch_hint) if prepack_weights
+                        else GemvWeights(weights) if gemv else PlainWeights())
         # the C++ attention backend brings its residual + norm kernel (cpu_kernels, lesson 07)
         fused = isinstance(self.attention, CpuKernelAttention)
         self.add_rms_norm = cpu_kernels.add_rms_norm if fused else add_rms_norm
+        self.silu_mul_linear = getattr(self.matmuls, "silu_mul_linear", self._silu_mul_linear)
         self._rope_tables(self.max_model_len)
 
     def _rope_tables(self, length: int) -> None:
@@ -116,6 +120,11 @@ class ModelRunner:
         out = out.reshape(batch * width, c.num_heads * c.head_dim)
         return out if inp.pad_index is None else out.index_select(0, inp.pad_index)
 
+    def _silu_mul_linear(self, gate_up: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The MLP's down projection of ``silu(gate) * up`` (``gate_up = [gate, up]``)."""
+        gate, up = gate_up.chunk(2, dim=-1)
+        return self.matmuls.linear(F.silu(gate) * up, weight)
+
     def forward(self, inp: StepInputs) -> torch.Tensor:
         """Logits (fp32) at ``inp.logits_index`` of the packed tokens."""
         c, w, linear = self.config, self.weights, self.matmuls.linear
@@ -128,10 +137,9 @@ class ModelRunner:
             q = self.rope_and_store(i, linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
             o = self.attend(i, q, inp)
             h, x = self.add_rms_norm(h, linear(o, layer.o), layer.post_norm, c.rms_norm_eps)
-            gate, up = linear(x, layer.gate_up).chunk(2, dim=-1)
+            down = self.silu_mul_linear(linear(x, layer.gate_up), layer.down)
             next_norm = w.layers[i + 1].input_norm if i + 1 < len(w.layers) else w.norm
-            h, x = self.add_rms_norm(h, linear(F.silu(gate) * up, layer.down), next_norm,
-                                     c.rms_norm_eps)
+            h, x = self.add_rms_norm(h, down, next_norm, c.rms_norm_eps)
         if inp.logits_index is not None:
             x = x.index_select(0, inp.logits_index)
         return linear(x, w.lm_head).float()

@@ -1,0 +1,211 @@
+"""One-token matrix multiplies on a GPU: a Triton matrix-vector kernel for batch-1 decode steps
+(lesson 09, GPU part).
+
+A batch-1 decode step multiplies one row of activations by every weight matrix of the model. Each
+weight is read once and used for one multiply-add: the step is a race to read the weights, and
+its speed limit is the memory bandwidth (lesson 00's roofline). A general matrix-multiply library
+(cuBLAS, behind ``F.linear``) picks its tiles for many rows; for one row it reads a 4096 x 4096
+weight at about two thirds of the copy bandwidth of an H200, a 4096 x 11008 one at about 85 %
+(``benchmarks/results/w4a16_gpu.md``).
+
+``gemv`` is written for the one-row case only:
+
+* program ``i`` computes outputs ``i * BLOCK_N ... i * BLOCK_N + BLOCK_N - 1``, so a 4096-row
+  weight makes hundreds to thousands of programs - every multiprocessor reads, none waits for
+  another (no split of K, no atomics, no second kernel);
+* each program walks along its rows ``BLOCK_K`` inputs at a time; the rows' bytes are contiguous,
+  so every thread loads 16 bytes at once, and Triton pipelines the loop (``num_stages``) so the
+  next tiles are in flight while this one is multiplied: what keeps memory busy is the number of
+  bytes in flight, about bandwidth x latency (several MB on a Hopper GPU);
+* products accumulate in fp32 registers, one row sum at the end;
+* the MLP's down projection takes ``[gate, up]`` and applies ``silu(gate) * up`` as it loads
+  them (``silu_mul_linear``): one kernel fewer per layer, which at batch 1 is time saved.
+
+The best tile depends on the GPU and the weight's shape, so ``tune`` times ``CANDIDATES`` on the
+student's GPU once per shape (``triton.testing.do_bench`` flushes the L2 cache before each call:
+weights come from memory, as in a model) and keeps the fastest - or cuBLAS, when no candidate
+beats it. ``GemvWeights.linear`` is the engine's drop-in ``F.linear`` (``EngineConfig.gemv``): one
+row and a tuned shape take the kernel, anything else ``F.linear``. The kernel is wrapped as a
+PyTorch custom operator, so ``torch.compile`` and CUDA graphs treat it as one opaque call.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - CPU-only installs without Triton
+    triton = None
+
+#: (BLOCK_N, BLOCK_K, num_warps, num_stages) that ``tune`` tries: 64-256 bytes a thread per tile,
+#: 1-4 rows a program (the tiles that won on an H200 for Llama-2-7B's shapes, and neighbours)
+CANDIDATES = ((1, 2048, 4, 4), (2, 1024, 4, 4), (2, 2048, 4, 3), (4, 512, 4, 4), (4, 1024, 4, 4),
+              (4, 2048, 8, 3), (1, 4096, 8, 2), (2, 4096, 8, 2))
+
+
+def _gemv_kernel(x_ptr, w_ptr, out_ptr, N, K, stride_wn, BLOCK_N: tl.constexpr,
+                 BLOCK_K: tl.constexpr, EVEN: tl.constexpr, GATED: tl.constexpr = False):
+    """``out[n] = sum_k x[k] * w[n, k]`` for ``BLOCK_N`` rows ``n`` of ``w [N, K]``; ``EVEN``
+    when N and K are multiples of the tile (no masks: every load is a whole 16-byte vector).
+
+    ``GATED``: ``x_ptr`` holds the MLP's ``[gate, up]`` (2K values) and the kernel multiplies
+    by ``silu(gate) * up``, computed as it loads them, rounded like PyTorch's two separate
+    kernels - one kernel fewer per layer, and the product is never written to memory."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_K)
+    row_ptrs = w_ptr + rows[:, None].to(tl.int64) * stride_wn
+    acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + cols
+        if EVEN:
+            w = tl.load(row_ptrs + k[None, :])
+            x = tl.load(x_ptr + k)
+            if GATED:
+                up = tl.load(x_ptr + K + k)
+        else:
+            k_ok = k < K
+            w = tl.load(row_ptrs + k[None, :], mask=(rows[:, None] < N) & k_ok[None, :], other=0.0)
+            x = tl.load(x_ptr + k, mask=k_ok, other=0.0)
+            if GATED:
+                up = tl.load(x_ptr + K + k, mask=k_ok, other=0.0)
+        if GATED:
+            gate = x.to(tl.float32)
+            silu = (gate * tl.sigmoid(gate)).to(x.dtype)
+            x = (silu.to(tl.float32) * up.to(tl.float32)).to(x.dtype)
+        acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+    tl.store(out_ptr + rows, tl.sum(acc, axis=1).to(out_ptr.dtype.element_ty), mask=rows < N)
+
+
+_KERNEL: list = []
+
+
+def _kernel():
+    if triton is None:
+        raise ImportError("the gemv kernel needs Triton (pip install triton)")
+    if not _KERNEL:
+        _KERNEL.append(triton.jit(_gemv_kernel))
+    return _KERNEL[0]
+
+
+def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple, gated: bool = False) -> torch.Tensor:
+    """``x [1, K] @ weight.T`` with the kernel and ``config`` (a row of ``CANDIDATES``) ->
+    ``[1, N]`` in x's dtype; ``gated``: x is ``[1, 2K]`` = ``[gate, up]`` and the product is
+    ``silu(gate) * up @ weight.T``. CPU tensors run in Triton's interpreter (tests)."""
+    k_in = weight.shape[1] * (2 if gated else 1)
+    if x.dim() != 2 or x.shape[0] != 1 or weight.dim() != 2 or x.shape[1] != k_in:
+        raise ValueError(f"gemv multiplies one row x [1, {'2K' if gated else 'K'}] by weight "
+                         f"[N, K]; got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
+    if weight.stride(1) != 1 or x.dtype != weight.dtype:
+        raise ValueError("gemv needs a weight with contiguous rows and x of the weight's dtype")
+    block_n, block_k, num_warps, num_stages = config
+    n, k = weight.shape
+    x = x.contiguous()
+    out = torch.empty(1, n, dtype=x.dtype, device=x.device)
+    even = n % block_n == 0 and k % block_k == 0
+    grid = (triton.cdiv(n, block_n),)
+    args = (x, weight, out, n, k, weight.stride(0))
+    meta = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=even, GATED=gated)
+    if x.device.type == "cpu":
+        from inferlab.lab import triton_cpu
+        triton_cpu.launch(_kernel(), grid, *args, **meta)
+    else:
+        _kernel()[grid](*args, **meta, num_warps=num_warps, num_stages=num_stages)
+    return out
+
+
+@torch.library.custom_op("inferlab::gemv", mutates_args=())
+def _gemv_op(x: torch.Tensor, weight: torch.Tensor, block_n: int, block_k: int, num_warps: int,
+             num_stages: int, gated: bool) -> torch.Tensor:
+    """``launch`` as the custom operator ``inferlab::gemv``: torch.compile and graph capture see
+    one call with a known output shape instead of tracing into Triton."""
+    return launch(x, weight, (block_n, block_k, num_warps, num_stages), gated)
+
+
+@_gemv_op.register_fake
+def _(x, weight, block_n, block_k, num_warps, num_stages, gated):
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+def gemv(x: torch.Tensor, weight: torch.Tensor, config: tuple, gated: bool = False) -> torch.Tensor:
+    """The kernel through the custom operator (what the engine calls)."""
+    return _gemv_op(x, weight, *config, gated)
+
+
+def time_us(fn) -> float:
+    """Median microseconds of ``fn()`` with the L2 cache flushed before each call."""
+    from triton.testing import do_bench
+    return do_bench(fn, warmup=10, rep=40, return_mode="median") * 1e3
+
+
+def tune(weight: torch.Tensor, candidates=CANDIDATES) -> dict:
+    """Time cuBLAS and every candidate tile on ``weight``'s shape (one random row of
+    activations) -> ``{"cublas_us", "timings": {config: us}, "best": config or None}``;
+    ``best`` is None where no candidate beats cuBLAS."""
+    x = torch.randn(1, weight.shape[1], dtype=weight.dtype, device=weight.device)
+    expected = F.linear(x, weight).float()
+    cublas = time_us(lambda: F.linear(x, weight))
+    timings = {}
+    for config in candidates:
+        try:
+            got = launch(x, weight, config).float()
+            if not torch.allclose(got, expected, rtol=2e-2, atol=2e-2 * expected.abs().max()):
+                continue
+            timings[config] = time_us(lambda c=config: launch(x, weight, c))
+        except Exception:  # noqa: BLE001 - a tile this GPU cannot compile is skipped
+            continue
+    best = min(timings, key=timings.get) if timings else None
+    if best is not None and timings[best] >= cublas:
+        best = None
+    return {"cublas_us": cublas, "timings": timings, "best": best}
+
+
+def available(device, dtype) -> bool:
+    """Whether ``gemv`` runs compiled here: CUDA, Triton, fp16/bf16, and not switched off with
+    ``INFERLAB_GEMV=0``."""
+    return (triton is not None and torch.device(device).type == "cuda"
+            and dtype in (torch.float16, torch.bfloat16)
+            and os.environ.get("INFERLAB_GEMV", "1") != "0")
+
+
+class GemvWeights:
+    """The engine's matrix multiplies with ``gemv`` for one-row products of tuned shapes.
+
+    Built once per engine: every distinct weight shape of the model is tuned (``tune``) on the
+    GPU; ``choices`` keeps, per shape, the kernel tile that beat cuBLAS (or None: cuBLAS stays).
+    ``report`` holds the timings, for lessons and benchmarks. Passing ``choices`` (shape ->
+    tile) skips the timing."""
+
+    def __init__(self, weights, candidates=CANDIDATES, choices: dict | None = None):
+        matrices = [w for layer in weights.layers for w in (layer.qkv, layer.o, layer.gate_up,
+                                                            layer.down)] + [weights.lm_head]
+        self.report: dict = {}
+        self.choices: dict = dict(choices or {})     # given: no timing (tests, the interpreter)
+        for w in matrices if choices is None else ():
+            shape = tuple(w.shape)
+            if shape not in self.report:
+                self.report[shape] = tune(w, candidates)
+                self.choices[shape] = self.report[shape]["best"]
+
+    def __len__(self) -> int:
+        return sum(config is not None for config in self.choices.values())
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+        config = self.choices.get(tuple(weight.shape)) if x.shape[0] == 1 else None
+        if config is None:
+            return F.linear(x, weight, bias)
+        out = gemv(x, weight, config)
+        return out if bias is None else out + bias
+
+    def silu_mul_linear(self, gate_up: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """``F.linear(silu(gate) * up, weight)`` for the MLP's ``gate_up = [gate, up]``: one
+        kernel for one row of a tuned shape (the gated kernel), else the PyTorch operations."""
+        config = self.choices.get(tuple(weight.shape)) if gate_up.shape[0] == 1 else None
+        if config is None:
+            gate, up = gate_up.chunk(2, dim=-1)
+            return F.linear(F.silu(gate) * up, weight)
+        return gemv(gate_up, weight, config, gated=True)
