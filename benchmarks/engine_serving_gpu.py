@@ -33,12 +33,34 @@ sys.path.insert(0, str(ROOT))
 
 from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, ModelConfig  # noqa: E402
 from inferlab.lab.bench import device_name, measure_bandwidth  # noqa: E402
-from inferlab.serving.concurrency import (decode_roofline, engine_traces, hf_static_traces,  # noqa: E402
-                                          sharegpt_like, summarize_run)
+from inferlab.serving.concurrency import (  # noqa: E402
+    decode_roofline,
+    engine_traces,
+    hf_static_traces,
+    sharegpt_like,
+    summarize_run,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
 #: dense fp16/bf16 tensor-core peak, FLOP/s, from NVIDIA's datasheets (SXM parts)
 PEAK_FP16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12}
+
+
+#: vLLM's serving figures closest to this benchmark that are published with their raw results
+PUBLISHED_VLLM = {
+    "what": ("vLLM 0.5.4 serving Meta-Llama-3-8B-Instruct (its default dtype) on one H100-80GB-SXM, ShareGPT "
+             "prompts, all N sent at once (benchmark_serving.py, request rate inf), 2024-09-07. "
+             "Not the same setting: an H100 reads 3.35 TB/s against the H200's 4.8 (datasheets); "
+             "Llama-3-8B has 8 K/V heads (a quarter of Llama-2-7B's K/V bytes per token) and a "
+             "128k vocabulary; TPOT is vLLM's time per output token after the first."),
+    "source": ("Lambda's vllm-benchmark raw results, github.com/LambdaLabsML/vllm-benchmark "
+               "(commit a4f9f43), results/prompt_N/1xH100-80GB-SXM/"
+               "Meta-Llama-3-8B-Instruct_tp1_len2048.json"),
+    "rows": [{"prompts": 10, "tok_s": 347.89, "tpot_median_ms": 7.56, "tpot_p99_ms": 33.80},
+             {"prompts": 40, "tok_s": 1294.07, "tpot_median_ms": 8.78, "tpot_p99_ms": 86.45},
+             {"prompts": 160, "tok_s": 3922.35, "tpot_median_ms": 13.07, "tpot_p99_ms": 297.69},
+             {"prompts": 320, "tok_s": 6026.61, "tpot_median_ms": 20.03, "tpot_p99_ms": 389.44}],
+}
 
 
 def peak_for(name: str) -> float | None:
@@ -82,7 +104,8 @@ def main(argv=None) -> None:
                         help="requests per concurrency (0: 2 x concurrency, at least 64)")
     parser.add_argument("--hf-batches", type=int, default=1,
                         help="static batches transformers runs per concurrency (0: none)")
-    parser.add_argument("--chunked", action="store_true", help="also the engine with chunked prefill")
+    parser.add_argument("--chunked", action="store_true",
+                        help="also the engine with chunked prefill")
     parser.add_argument("--out", default=os.environ.get("OUT", str(RESULTS)))
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
@@ -106,7 +129,8 @@ def main(argv=None) -> None:
     bandwidth = measure_bandwidth(device, megabytes=64 if args.dry_run else 2048, repeats=10)
     peak = None if args.dry_run else peak_for(info["device"])
     weights = LlamaWeights.random(config, dtype=dtype, device=device)
-    kv_per_token = 2 * config.num_layers * config.num_kv_heads * config.head_dim * weights.dtype.itemsize
+    kv_per_token = (2 * config.num_layers * config.num_kv_heads * config.head_dim
+                    * weights.dtype.itemsize)
     flops_per_token = 2 * weights.nbytes / weights.dtype.itemsize
     record = {**info, "source": "benchmarks/engine_serving_gpu.py", "results": {
         "model": ("tiny random model (dry run)" if args.dry_run
@@ -115,6 +139,8 @@ def main(argv=None) -> None:
                      f"clipped to 16-{max_prompt} / 16-{max_output}), generated offline, seed 0"),
         "copy_bandwidth_GBs": round(bandwidth / 1e9, 1),
         "peak_fp16_TFLOPs": peak and peak / 1e12, "rows": []}}
+    if not args.dry_run:
+        record["published"] = PUBLISHED_VLLM
     rows = record["results"]["rows"]
     print(info, flush=True)
 
@@ -192,11 +218,21 @@ def markdown(record: dict) -> str:
             lines.append(f"| {r['system']} | {r['concurrency']} | failed: {r['error'][:120]} "
                          "|||||||")
             continue
+        share = format(r["fraction_of_roofline"], ".0%") if "fraction_of_roofline" in r else "-"
         lines.append(f"| {r['system']} | {r['concurrency']} | {r['requests']} | {r['tok_s']} | "
                      f"{r.get('itl_p50_ms', '-')} | {r.get('itl_p99_ms', '-')} | "
                      f"{r['ttft_p50_ms']} | {r.get('decode_tok_s', '-')} | "
-                     f"{r.get('roofline_decode_tok_s', '-')} | "
-                     f"{format(r['fraction_of_roofline'], '.0%') if 'fraction_of_roofline' in r else '-'} |")
+                     f"{r.get('roofline_decode_tok_s', '-')} | {share} |")
+    for note in res.get("notes", []):
+        lines += ["", note]
+    published = record.get("published")
+    if published:
+        lines += ["", f"Published vLLM figures for comparison: {published['what']} "
+                      f"Source: {published['source']}.", "",
+                  "| prompts sent at once | output tok/s | TPOT median ms | TPOT p99 ms |",
+                  "|---:|---:|---:|---:|"]
+        lines += [f"| {r['prompts']} | {r['tok_s']} | {r['tpot_median_ms']} | {r['tpot_p99_ms']} |"
+                  for r in published["rows"]]
     return "\n".join(lines) + "\n"
 
 

@@ -17,9 +17,7 @@ weight at about two thirds of the copy bandwidth of an H200, a 4096 x 11008 one 
   so every thread loads 16 bytes at once, and Triton pipelines the loop (``num_stages``) so the
   next tiles are in flight while this one is multiplied: what keeps memory busy is the number of
   bytes in flight, about bandwidth x latency (several MB on a Hopper GPU);
-* products accumulate in fp32 registers, one row sum at the end;
-* the MLP's down projection takes ``[gate, up]`` and applies ``silu(gate) * up`` as it loads
-  them (``silu_mul_linear``): one kernel fewer per layer, which at batch 1 is time saved.
+* products accumulate in fp32 registers, one row sum at the end.
 
 The best tile depends on the GPU and the weight's shape, so ``tune`` times ``CANDIDATES`` on the
 student's GPU once per shape (``triton.testing.do_bench`` flushes the L2 cache before each call:
@@ -48,13 +46,9 @@ CANDIDATES = ((1, 2048, 4, 4), (2, 1024, 4, 4), (2, 2048, 4, 3), (4, 512, 4, 4),
 
 
 def _gemv_kernel(x_ptr, w_ptr, out_ptr, N, K, stride_wn, BLOCK_N: tl.constexpr,
-                 BLOCK_K: tl.constexpr, EVEN: tl.constexpr, GATED: tl.constexpr = False):
+                 BLOCK_K: tl.constexpr, EVEN: tl.constexpr):
     """``out[n] = sum_k x[k] * w[n, k]`` for ``BLOCK_N`` rows ``n`` of ``w [N, K]``; ``EVEN``
-    when N and K are multiples of the tile (no masks: every load is a whole 16-byte vector).
-
-    ``GATED``: ``x_ptr`` holds the MLP's ``[gate, up]`` (2K values) and the kernel multiplies
-    by ``silu(gate) * up``, computed as it loads them, rounded like PyTorch's two separate
-    kernels - one kernel fewer per layer, and the product is never written to memory."""
+    when N and K are multiples of the tile (no masks: every load is a whole 16-byte vector)."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, BLOCK_K)
     row_ptrs = w_ptr + rows[:, None].to(tl.int64) * stride_wn
@@ -64,18 +58,10 @@ def _gemv_kernel(x_ptr, w_ptr, out_ptr, N, K, stride_wn, BLOCK_N: tl.constexpr,
         if EVEN:
             w = tl.load(row_ptrs + k[None, :])
             x = tl.load(x_ptr + k)
-            if GATED:
-                up = tl.load(x_ptr + K + k)
         else:
             k_ok = k < K
             w = tl.load(row_ptrs + k[None, :], mask=(rows[:, None] < N) & k_ok[None, :], other=0.0)
             x = tl.load(x_ptr + k, mask=k_ok, other=0.0)
-            if GATED:
-                up = tl.load(x_ptr + K + k, mask=k_ok, other=0.0)
-        if GATED:
-            gate = x.to(tl.float32)
-            silu = (gate * tl.sigmoid(gate)).to(x.dtype)
-            x = (silu.to(tl.float32) * up.to(tl.float32)).to(x.dtype)
         acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
     tl.store(out_ptr + rows, tl.sum(acc, axis=1).to(out_ptr.dtype.element_ty), mask=rows < N)
 
@@ -91,14 +77,12 @@ def _kernel():
     return _KERNEL[0]
 
 
-def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple, gated: bool = False) -> torch.Tensor:
+def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple) -> torch.Tensor:
     """``x [1, K] @ weight.T`` with the kernel and ``config`` (a row of ``CANDIDATES``) ->
-    ``[1, N]`` in x's dtype; ``gated``: x is ``[1, 2K]`` = ``[gate, up]`` and the product is
-    ``silu(gate) * up @ weight.T``. CPU tensors run in Triton's interpreter (tests)."""
-    k_in = weight.shape[1] * (2 if gated else 1)
-    if x.dim() != 2 or x.shape[0] != 1 or weight.dim() != 2 or x.shape[1] != k_in:
-        raise ValueError(f"gemv multiplies one row x [1, {'2K' if gated else 'K'}] by weight "
-                         f"[N, K]; got x {tuple(x.shape)} and weight {tuple(weight.shape)}")
+    ``[1, N]`` in x's dtype. CPU tensors run in Triton's interpreter (tests)."""
+    if x.dim() != 2 or x.shape[0] != 1 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"gemv multiplies one row x [1, K] by weight [N, K]; got x "
+                         f"{tuple(x.shape)} and weight {tuple(weight.shape)}")
     if weight.stride(1) != 1 or x.dtype != weight.dtype:
         raise ValueError("gemv needs a weight with contiguous rows and x of the weight's dtype")
     block_n, block_k, num_warps, num_stages = config
@@ -108,7 +92,7 @@ def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple, gated: bool = F
     even = n % block_n == 0 and k % block_k == 0
     grid = (triton.cdiv(n, block_n),)
     args = (x, weight, out, n, k, weight.stride(0))
-    meta = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=even, GATED=gated)
+    meta = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=even)
     if x.device.type == "cpu":
         from inferlab.lab import triton_cpu
         triton_cpu.launch(_kernel(), grid, *args, **meta)
@@ -119,20 +103,20 @@ def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple, gated: bool = F
 
 @torch.library.custom_op("inferlab::gemv", mutates_args=())
 def _gemv_op(x: torch.Tensor, weight: torch.Tensor, block_n: int, block_k: int, num_warps: int,
-             num_stages: int, gated: bool) -> torch.Tensor:
+             num_stages: int) -> torch.Tensor:
     """``launch`` as the custom operator ``inferlab::gemv``: torch.compile and graph capture see
     one call with a known output shape instead of tracing into Triton."""
-    return launch(x, weight, (block_n, block_k, num_warps, num_stages), gated)
+    return launch(x, weight, (block_n, block_k, num_warps, num_stages))
 
 
 @_gemv_op.register_fake
-def _(x, weight, block_n, block_k, num_warps, num_stages, gated):
+def _(x, weight, block_n, block_k, num_warps, num_stages):
     return x.new_empty(x.shape[0], weight.shape[0])
 
 
-def gemv(x: torch.Tensor, weight: torch.Tensor, config: tuple, gated: bool = False) -> torch.Tensor:
+def gemv(x: torch.Tensor, weight: torch.Tensor, config: tuple) -> torch.Tensor:
     """The kernel through the custom operator (what the engine calls)."""
-    return _gemv_op(x, weight, *config, gated)
+    return _gemv_op(x, weight, *config)
 
 
 def time_us(fn) -> float:
@@ -200,12 +184,3 @@ class GemvWeights:
             return F.linear(x, weight, bias)
         out = gemv(x, weight, config)
         return out if bias is None else out + bias
-
-    def silu_mul_linear(self, gate_up: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """``F.linear(silu(gate) * up, weight)`` for the MLP's ``gate_up = [gate, up]``: one
-        kernel for one row of a tuned shape (the gated kernel), else the PyTorch operations."""
-        config = self.choices.get(tuple(weight.shape)) if gate_up.shape[0] == 1 else None
-        if config is None:
-            gate, up = gate_up.chunk(2, dim=-1)
-            return F.linear(F.silu(gate) * up, weight)
-        return gemv(gate_up, weight, config, gated=True)

@@ -60,7 +60,6 @@ class ModelRunner:
         # the C++ attention backend brings its residual + norm kernel (cpu_kernels, lesson 07)
         fused = isinstance(self.attention, CpuKernelAttention)
         self.add_rms_norm = cpu_kernels.add_rms_norm if fused else add_rms_norm
-        self.silu_mul_linear = getattr(self.matmuls, "silu_mul_linear", self._silu_mul_linear)
         self._rope_tables(self.max_model_len)
 
     def _rope_tables(self, length: int) -> None:
@@ -120,11 +119,6 @@ class ModelRunner:
         out = out.reshape(batch * width, c.num_heads * c.head_dim)
         return out if inp.pad_index is None else out.index_select(0, inp.pad_index)
 
-    def _silu_mul_linear(self, gate_up: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The MLP's down projection of ``silu(gate) * up`` (``gate_up = [gate, up]``)."""
-        gate, up = gate_up.chunk(2, dim=-1)
-        return self.matmuls.linear(F.silu(gate) * up, weight)
-
     def forward(self, inp: StepInputs) -> torch.Tensor:
         """Logits (fp32) at ``inp.logits_index`` of the packed tokens."""
         c, w, linear = self.config, self.weights, self.matmuls.linear
@@ -137,9 +131,10 @@ class ModelRunner:
             q = self.rope_and_store(i, linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
             o = self.attend(i, q, inp)
             h, x = self.add_rms_norm(h, linear(o, layer.o), layer.post_norm, c.rms_norm_eps)
-            down = self.silu_mul_linear(linear(x, layer.gate_up), layer.down)
+            gate, up = linear(x, layer.gate_up).chunk(2, dim=-1)
             next_norm = w.layers[i + 1].input_norm if i + 1 < len(w.layers) else w.norm
-            h, x = self.add_rms_norm(h, down, next_norm, c.rms_norm_eps)
+            h, x = self.add_rms_norm(h, linear(F.silu(gate) * up, layer.down), next_norm,
+                                     c.rms_norm_eps)
         if inp.logits_index is not None:
             x = x.index_select(0, inp.logits_index)
         return linear(x, w.lm_head).float()

@@ -73,7 +73,7 @@ def engine_traces(engine, requests) -> tuple[list[RequestTrace], list[dict]]:
         result = engine.step()
         end = time.perf_counter()           # the step returned its tokens: the GPU is done
         contexts = []
-        for rid, token in zip(result.request_ids, result.token_ids):
+        for rid in result.request_ids:
             trace = traces[rid]
             contexts.append(ids[rid] + len(trace.token_times))
             trace.token_times.append(end)
@@ -83,7 +83,8 @@ def engine_traces(engine, requests) -> tuple[list[RequestTrace], list[dict]]:
     return list(traces.values()), steps
 
 
-def hf_static_traces(model, requests, concurrency: int, pad_token_id: int = 0) -> list[RequestTrace]:
+def hf_static_traces(model, requests, concurrency: int,
+                     pad_token_id: int = 0) -> list[RequestTrace]:
     """transformers ``generate`` (greedy) on batches of ``concurrency`` requests, left-padded;
     each batch generates its longest answer length for all its rows. A request's tokens arrive
     with the steps of its batch, up to its own answer length."""
