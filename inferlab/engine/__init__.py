@@ -16,6 +16,7 @@ module              lesson    what it teaches
 ``tiled_attention`` 09        tiling and the online softmax (FlashAttention's idea)
 ``gpu_kernels``     09        Triton decode kernels: split-context paged attention, RoPE
 ``cpu_kernels``     07        C++ decode kernels for the CPU: paged attention, RoPE, norm
+``gemv``            09        a Triton matrix-vector kernel for one-row (batch-1) matmuls
 ``packed_weights``  06        CPU weights packed once for oneDNN's matrix multiply
 ``cuda_graphs``     09        decode steps recorded once and replayed with one launch
 ``config``          05-09     ``EngineConfig``: every setting, checked in one place; plug-ins

@@ -12,6 +12,8 @@ module          what it teaches
 ``clients``     the OpenAI-compatible HTTP API on the wire (plain ``http.client`` + server-sent
                 events) and through the ``openai`` client
 ``loadgen``     N concurrent clients (closed loop) and a ramped request rate (open loop)
+``concurrency`` the course engine and transformers' static batches at a fixed concurrency, in
+                process: ShareGPT-like lengths, ITL p50/p99, the decode steps' roofline
 ``engines``     in-process engines behind one ``stream(prompt, max_tokens)`` interface:
                 transformers, the course engine, llama-cpp-python
 ``launch``      the command lines that start vLLM's and llama.cpp's servers; what is installed

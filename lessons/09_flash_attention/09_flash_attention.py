@@ -500,6 +500,15 @@ else:
 # keys through the block table of lesson 07 and stopping at each sequence's real length. A second
 # kernel does RoPE and the cache write in one launch instead of three: at batch 1, a step of 32
 # layers is so short that the *number* of kernels shows in the time.
+#
+# The rows "with the matrix-vector kernel" (`EngineConfig(gemv=True)`, `inferlab/engine/gemv.py`)
+# change the rest of the step: the weight reads. cuBLAS tiles a matrix multiply for many rows; with
+# one row, a 4096 x 4096 weight reaches well under the copy bandwidth. The engine's Triton kernel
+# gives each program 1-4 output rows and lets it stream them in long pipelined tiles - nothing to
+# share, no reduction across programs - and times a few tile shapes against cuBLAS for each weight
+# shape on your GPU when the engine starts, keeping cuBLAS where it stays faster. The same idea as
+# the flash kernel: once the arithmetic is trivial, a kernel is judged by how many bytes it keeps in
+# flight.
 
 # %%
 for record_name in ("engine_gpu", "engine_gpu_h100"):
