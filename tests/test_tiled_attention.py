@@ -111,3 +111,24 @@ def test_by_query_blocks_runs_a_block_function_head_by_head():
     out, loads = by_query_blocks(block_fn, q, k, v, block=16)
     torch.testing.assert_close(out, naive_attention(q, k, v, causal=True))
     assert loads == 6 * 3 * 3                         # 6 heads x 3 query blocks x 3 key blocks
+
+
+def test_guarded_blocks_share_one_tile_buffer_like_sram():
+    """With a limit, loading a block overwrites the block handed out before: a running state
+    is unaffected, keeping blocks for a second pass reads the newest block's values."""
+    from inferlab.engine.tiled_attention import BlockLoads
+    k, v = torch.arange(10.0)[:, None].repeat(1, 2), -torch.arange(10.0)[:, None].repeat(1, 2)
+    blocks = BlockLoads(k, v, 4, limit=8)
+    k0, v0 = blocks[0]
+    assert k0[:, 0].tolist() == [0, 1, 2, 3] and v0[:, 0].tolist() == [0, -1, -2, -3]
+    saved = k0.sum().item()
+    k1, _ = blocks[1]
+    assert k1[:, 0].tolist() == [4, 5, 6, 7]
+    assert k0[:, 0].tolist() == [4, 5, 6, 7] and saved == 12.0      # block 0's tile reused
+    k2, v2 = blocks[2]                                              # the shorter last block
+    assert k2.shape == (2, 2) and k2[:, 0].tolist() == [8, 9] and v2[:, 0].tolist() == [-8, -9]
+    assert k[:, 0].tolist() == list(range(10))                      # the source is untouched
+    plain = BlockLoads(k, v, 4)                                     # no limit: plain views
+    p0, _ = plain[0]
+    plain[1]
+    assert p0[:, 0].tolist() == [0, 1, 2, 3]

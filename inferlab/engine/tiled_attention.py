@@ -124,7 +124,10 @@ class BlockLoads(Sequence):
 
     With ``limit`` (the tests' setting) the blocks come as ``OneTileTensor``s: anything computed
     from them longer than ``limit`` along an axis - all the keys concatenated, or one row of
-    scores over several blocks - raises.
+    scores over several blocks - raises. And, as in a kernel's SRAM, one tile buffer serves every
+    load: loading block ``j + 1`` overwrites the keys and values of block ``j`` that were handed
+    out before. Work that folds each block into a running state is unaffected; work that keeps
+    blocks (or their score tiles with their values) for a second pass reads the wrong values.
     """
 
     def __init__(self, k: torch.Tensor, v: torch.Tensor, block: int, limit: int | None = None):
@@ -132,6 +135,7 @@ class BlockLoads(Sequence):
             raise ValueError("block must be >= 1")
         self.k, self.v, self.block, self.limit = k, v, block, limit
         self.loads: list[int] = []
+        self._tile = None                    # (k buffer, v buffer) with a limit: the SRAM tile
 
     def __len__(self) -> int:
         return -(-self.k.shape[-2] // self.block)
@@ -146,8 +150,15 @@ class BlockLoads(Sequence):
         rows = slice(j * self.block, (j + 1) * self.block)
         k, v = self.k[..., rows, :], self.v[..., rows, :]
         if self.limit is not None:
+            if self._tile is None:
+                self._tile = (self.k[..., :self.block, :].clone(),
+                              self.v[..., :self.block, :].clone())
+            n = k.shape[-2]
+            tile_k, tile_v = self._tile[0][..., :n, :], self._tile[1][..., :n, :]
+            tile_k.copy_(k)
+            tile_v.copy_(v)
             guarded = guarded_type(self.limit)
-            k, v = k.as_subclass(guarded), v.as_subclass(guarded)
+            k, v = tile_k.as_subclass(guarded), tile_v.as_subclass(guarded)
         return k, v
 
 

@@ -220,8 +220,10 @@ print(f"PyTorch SDPA (causal) vs naive causal:    {(sdpa(qh, kh, vh) - ref).abs(
 #
 # Load each block you use once (`kv_blocks[j]`; block 0 is always needed - every query sees key
 # 0 - so read `B` from it), never the blocks after the diagonal, use your `online_softmax_step` for
-# the blocks below it, and never build more than `n x B` scores. After block 0 every row's running
-# maximum is finite. Below, the
+# the blocks below it, and never build more than `n x B` scores. As in a kernel, whose on-chip
+# buffer holds one tile, a block's keys and values are yours until you load the next block: fold
+# each block into the running state before you move on (the tests hand them out that way). After
+# block 0 every row's running maximum is finite. Below, the
 # lesson runs your function over every query block of real sequences and counts the tiles it
 # loaded.
 
@@ -315,7 +317,9 @@ def check(n_keys, q_start, n, block, d=16, dv=16, scale=1.0, dtype=torch.float32
                                        f"blocks of {block}: a block after the diagonal was used")
     torch.testing.assert_close(got, causal_reference(qq, kk, vv, q_start).to(dtype),
                                rtol=1e-4, atol=1e-4,
-                               msg=f"{n_keys} keys, queries {q_start}..+{n}, blocks of {block}")
+                               msg=f"{n_keys} keys, queries {q_start}..+{n}, blocks of {block} "
+                               "(loading a block overwrites the one loaded before: fold each "
+                               "block into the running state before the next load)")
 
 
 torch.manual_seed(1)

@@ -113,6 +113,25 @@ def causal_block_attention(q_block, q_start, kv_blocks):
     p = torch.softmax(torch.cat(scores, dim=1), dim=1)
     return sum(p[:, i * block:(i + 1) * block] @ vb for i, vb in enumerate(values))
 ''',
+        # Each block's scores once, kept with its values for a second pass: the maximum over
+        # every tile first, then one softmax - a full softmax, done tile by tile.
+        '''
+def causal_block_attention(q_block, q_start, kv_blocks):
+    n, d = q_block.shape
+    first = kv_blocks[0]
+    block = first[0].shape[0]
+    rows = torch.arange(q_start, q_start + n)[:, None]
+    tiles = []
+    for j in range(min(len(kv_blocks), (q_start + n - 1) // block + 1)):
+        k_block, v_block = first if j == 0 else kv_blocks[j]
+        cols = torch.arange(j * block, j * block + k_block.shape[0])[None, :]
+        s = (q_block @ k_block.T / math.sqrt(d)).masked_fill(cols > rows, float("-inf"))
+        tiles.append((s, v_block))
+    m = torch.stack([s.max(dim=1).values for s, _ in tiles]).max(dim=0).values
+    total = sum(torch.exp(s - m[:, None]).sum(dim=1) for s, _ in tiles)
+    acc = sum(torch.exp(s - m[:, None]) @ v for s, v in tiles)
+    return acc / total[:, None]
+''',
         # The same through PyTorch's attention with a boolean mask.
         '''
 def causal_block_attention(q_block, q_start, kv_blocks):
