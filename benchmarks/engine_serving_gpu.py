@@ -48,8 +48,9 @@ PEAK_FP16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "T4":
 
 #: vLLM's serving figures closest to this benchmark that are published with their raw results
 PUBLISHED_VLLM = {
-    "what": ("vLLM 0.5.4 serving Meta-Llama-3-8B-Instruct (its default dtype) on one H100-80GB-SXM, ShareGPT "
-             "prompts, all N sent at once (benchmark_serving.py, request rate inf), 2024-09-07. "
+    "what": ("vLLM 0.5.4 serving Meta-Llama-3-8B-Instruct (its default dtype) on one "
+             "H100-80GB-SXM, ShareGPT prompts, all N sent at once (benchmark_serving.py, "
+             "request rate inf), 2024-09-07. "
              "Not the same setting: an H100 reads 3.35 TB/s against the H200's 4.8 (datasheets); "
              "Llama-3-8B has 8 K/V heads (a quarter of Llama-2-7B's K/V bytes per token) and a "
              "128k vocabulary; TPOT is vLLM's time per output token after the first."),

@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, ModelConfig
-from inferlab.serving.concurrency import (decode_roofline, engine_traces, hf_static_traces,
-                                          sharegpt_like, summarize_run)
+from inferlab.serving.concurrency import (
+    decode_roofline,
+    engine_traces,
+    hf_static_traces,
+    sharegpt_like,
+    summarize_run,
+)
 from inferlab.serving.latency import RequestTrace
 
 ROOT = Path(__file__).resolve().parents[1]
