@@ -482,20 +482,7 @@ def gemv_ceiling(weights) -> float:
 
 def hf_decode(config, device, prompt_len, n_tokens) -> dict:
     """transformers generate, batch 1, on the same shape (its own random weights)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-    hf_config = LlamaConfig(hidden_size=config.hidden_size,
-                            intermediate_size=config.intermediate_size,
-                            num_hidden_layers=config.num_layers,
-                            num_attention_heads=config.num_heads,
-                            num_key_value_heads=config.num_kv_heads, vocab_size=config.vocab_size,
-                            max_position_embeddings=config.max_position)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float16 if device == "cuda" else torch.float32)
-    try:
-        with torch.device(device):
-            model = LlamaForCausalLM(hf_config).eval()
-    finally:
-        torch.set_default_dtype(default)
+    model = config.random_hf_model(device, torch.float16 if device == "cuda" else torch.float32)
     ids = torch.arange(10, 10 + prompt_len, device=device)[None]
     kwargs = dict(do_sample=False, pad_token_id=0)
     model.generate(ids, max_new_tokens=4, min_new_tokens=4, **kwargs)

@@ -68,23 +68,6 @@ def peak_for(name: str) -> float | None:
     return next((v for k, v in PEAK_FP16.items() if k in name), None)
 
 
-def hf_model(config: ModelConfig, device: str, dtype):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    hf_config = LlamaConfig(hidden_size=config.hidden_size,
-                            intermediate_size=config.intermediate_size,
-                            num_hidden_layers=config.num_layers,
-                            num_attention_heads=config.num_heads,
-                            num_key_value_heads=config.num_kv_heads, vocab_size=config.vocab_size,
-                            max_position_embeddings=config.max_position)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            return LlamaForCausalLM(hf_config).eval()
-    finally:
-        torch.set_default_dtype(default)
-
-
 def capture_all(engine, concurrency: int) -> None:
     """Record every decode graph this concurrency can need before the clock starts."""
     graphs = engine.runner.graphs
@@ -181,7 +164,7 @@ def main(argv=None) -> None:
     if args.hf_batches:
         del weights
         gc.collect()
-        model = hf_model(config, device, dtype)
+        model = config.random_hf_model(device, dtype)
         for c in args.concurrency:
             requests = sharegpt_like(args.hf_batches * c, seed=0, max_prompt=max_prompt,
                                      max_output=max_output, vocab_size=config.vocab_size)

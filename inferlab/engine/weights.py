@@ -41,6 +41,25 @@ class ModelConfig:
                    rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)),
                    config.max_position_embeddings, eos)
 
+    def random_hf_model(self, device="cpu", dtype=torch.float32):
+        """transformers' ``LlamaForCausalLM`` of this shape with random weights, made on
+        ``device`` in ``dtype`` (the baseline of the speed-only benchmarks)."""
+        from transformers import LlamaConfig, LlamaForCausalLM
+        hf_config = LlamaConfig(hidden_size=self.hidden_size,
+                                intermediate_size=self.intermediate_size,
+                                num_hidden_layers=self.num_layers,
+                                num_attention_heads=self.num_heads,
+                                num_key_value_heads=self.num_kv_heads, head_dim=self.head_dim,
+                                vocab_size=self.vocab_size, rms_norm_eps=self.rms_norm_eps,
+                                max_position_embeddings=self.max_position)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                return LlamaForCausalLM(hf_config).eval()
+        finally:
+            torch.set_default_dtype(default)
+
     @classmethod
     def llama2_7b(cls) -> "ModelConfig":
         """The shape of Llama-2-7B (32 layers, hidden 4096, 32 heads, MLP 11008, vocab 32000)."""
