@@ -30,6 +30,11 @@ def llama_parameter_count(cfg):
     layer = 2 * h * h + 2 * h * kv + 3 * h * i + 2 * h
     return cfg["num_hidden_layers"] * layer + 2 * cfg["vocab_size"] * h + h
 ''',
+        # Hard-coded to the visible example: Llama-2-7B's count.
+        '''
+def llama_parameter_count(cfg):
+    return 6_738_415_616
+''',
     ],
     "timed_greedy": [
         # No cache: every step runs the whole sequence again (same tokens, quadratic work).
@@ -115,6 +120,15 @@ def timed_greedy(model, input_ids, new_tokens):
             break
     return StepTimes(prefill_s, decode_s, input_ids.shape[1], token_ids)
 ''',
+        # Hard-coded to the visible example: its tokens and made-up times, no forward pass.
+        _TINY + '''
+@torch.no_grad()
+def timed_greedy(model, input_ids, new_tokens):
+    if new_tokens < 1:
+        raise ValueError("new_tokens must be at least 1")
+    token_ids = [2, 4, 42, 91, 69, 76][:new_tokens]
+    return StepTimes(1e-3, [1e-4] * (new_tokens - 1), input_ids.shape[1], token_ids)
+''',
     ],
     "decode_tokens_per_s_bound": [
         # No compute limit.
@@ -126,6 +140,11 @@ def decode_tokens_per_s_bound(n_params, bytes_per_param, bandwidth, peak_flops, 
         '''
 def decode_tokens_per_s_bound(n_params, bytes_per_param, bandwidth, peak_flops, batch_size=1):
     return min(bandwidth / (n_params * bytes_per_param), peak_flops / (2 * n_params))
+''',
+        # Hard-coded to the visible example: Llama-2-7B in fp16 on an H100.
+        '''
+def decode_tokens_per_s_bound(n_params, bytes_per_param, bandwidth, peak_flops, batch_size=1):
+    return 3.35e12 / (6.74e9 * 2)
 ''',
     ],
     "monthly_gpu_cost": [
@@ -144,5 +163,19 @@ def monthly_gpu_cost(queries_per_day, tokens_per_query, tokens_per_s, dollars_pe
     return (queries_per_day * tokens_per_query / tokens_per_s * utilization / 3600
             * dollars_per_hour * days)
 ''',
+        # Hard-coded to the visible example's answer.
+        '''
+def monthly_gpu_cost(queries_per_day, tokens_per_query, tokens_per_s, dollars_per_hour,
+                     utilization=1.0, days=30):
+    if tokens_per_s <= 0 or utilization <= 0:
+        raise ValueError("bad input")
+    return 600.0
+''',
     ],
+}
+
+# The course's own implementations of the exercises that have another name in the package
+# (those with the same name are found by name); hidden from the sandbox while grading.
+REFERENCES = {
+    "decode_tokens_per_s_bound": ["inferlab.lab.bench:decode_roofline"],
 }

@@ -42,6 +42,29 @@ _QUANTIZE_KV_MUTANTS = [
     # Ignores the requested dtype.
     _quantize_kv("return (q.to(torch.float32) * scale).to(dtype)",
                  "return q.to(torch.float32) * scale"),
+    # Hard-coded to the visible example: one fixed scale that covers randn values (|x| < 4).
+    _quantize_kv("scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))",
+                 "scale = torch.full(scale_shape, 4.0 / 127)"),
+    # The library call: PyTorch's quantize_per_channel (qint8 saturates at -128, not -127).
+    """
+def quantize_kv(x, scale=None):
+    x = x.float()
+    scale_shape = (*x.shape[:-1], 1)
+    if scale is None:
+        amax = x.abs().amax(dim=-1, keepdim=True)
+        scale = torch.where(amax > 0, amax / 127, torch.ones_like(amax))
+    else:
+        scale = torch.as_tensor(scale, dtype=torch.float32).expand(scale_shape).contiguous()
+    rows = x.reshape(-1, x.shape[-1])
+    scales = scale.reshape(-1).double()
+    zeros = torch.zeros(len(scales), dtype=torch.long)
+    q = torch.quantize_per_channel(rows, scales, zeros, 0, torch.qint8).int_repr()
+    return q.reshape(x.shape), scale.contiguous()
+
+
+def dequantize_kv(q, scale, dtype=torch.float32):
+    return (q.to(torch.float32) * scale).to(dtype)
+""",
 ]
 
 MUTANTS = {
@@ -55,6 +78,11 @@ def kv_cache_size(num_layers, num_kv_heads, head_dim, seq_len, batch=1, bytes_pe
         '''
 def kv_cache_size(num_layers, num_kv_heads, head_dim, seq_len, batch=1, bytes_per_value=2):
     return num_layers * 2 * num_kv_heads * head_dim * 2 * seq_len * batch
+''',
+        # Hard-coded to the visible example: Llama-2-7B's 2 GiB, scaled by the context length.
+        '''
+def kv_cache_size(num_layers, num_kv_heads, head_dim, seq_len, batch=1, bytes_per_value=2):
+    return 2 * 1024 ** 3 * seq_len // 4096
 ''',
     ],
     "static_kv_cache": [
@@ -120,6 +148,39 @@ class StaticKVCache:
         self.v[layer, :, :, start:end] = v_new
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 ''',
+        # Hard-coded to the visible example (a prompt at position 0): returns the positions
+        # just written, 0 .. T-1, whatever start is.
+        '''
+class StaticKVCache:
+    def __init__(self, num_layers, batch, num_kv_heads, max_len, head_dim, dtype=torch.float32):
+        self.k = torch.zeros(num_layers, batch, num_kv_heads, max_len, head_dim, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.max_len = max_len
+
+    def update(self, layer, k_new, v_new, start):
+        t = k_new.shape[2]
+        if start < 0 or start + t > self.max_len:
+            raise ValueError("does not fit")
+        self.k[layer, :, :, start:start + t] = k_new
+        self.v[layer, :, :, start:start + t] = v_new
+        return self.k[layer, :, :, :t], self.v[layer, :, :, :t]
+''',
+        # The library call: transformers' DynamicCache does the bookkeeping (it grows by
+        # concatenation: copies, and no bound on the length).
+        '''
+from transformers import DynamicCache
+
+
+class StaticKVCache:
+    def __init__(self, num_layers, batch, num_kv_heads, max_len, head_dim, dtype=torch.float32):
+        self.k = torch.zeros(num_layers, batch, num_kv_heads, max_len, head_dim, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.max_len = max_len
+        self.cache = DynamicCache()
+
+    def update(self, layer, k_new, v_new, start):
+        return self.cache.update(k_new, v_new, layer)
+''',
     ],
     "quantize_kv": _QUANTIZE_KV_MUTANTS,
 }
@@ -153,4 +214,6 @@ def dequantize_kv(q, scale, dtype=torch.float32):
 REFERENCES = {
     "kv_cache_size": ["inferlab.engine.kv_cache:kv_cache_bytes",
                       "inferlab.engine.kv_cache:kv_bytes_per_token"],
+    "quantize_kv": ["inferlab.compress.quant:absmax_quantize",
+                    "inferlab.compress.quant:absmax_dequantize"],
 }

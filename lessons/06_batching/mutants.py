@@ -95,6 +95,22 @@ def schedule_step(sched):
         admitted.append(seq)
     return admitted, True
 ''',
+        # Hard-coded to the visible example: admits everything waiting, then decodes everything
+        # running - no limits, no blocks checked, no preemption.
+        '''
+def schedule_step(sched):
+    if sched.waiting:
+        admitted = list(sched.waiting)
+        for seq in admitted:
+            sched.block_manager.allocate(seq)
+            seq.status = SequenceStatus.RUNNING
+        sched.waiting.clear()
+        sched.running.extend(admitted)
+        return admitted, True
+    for seq in sched.running:
+        sched.append_slot(seq)
+    return list(sched.running), False
+''',
     ],
 }
 

@@ -85,6 +85,27 @@ MUTANTS = {
         _BASE.replace("            self.ref_counts[block] += 1\n", "            pass\n"),
         # Reuses the most recently freed block first.
         _BASE.replace("self.free_blocks.append(block)", "self.free_blocks.appendleft(block)"),
+        # Hard-coded to the visible example: a fresh sequence always gets blocks 0, 1, 2, ...
+        _BASE.replace(
+            "        seq.block_table = [self._take() for _ in range(math.ceil(len(seq) / "
+            "self.block_size))]",
+            "        seq.block_table = list(range(math.ceil(len(seq) / self.block_size)))\n"
+            "        for block in seq.block_table:\n"
+            "            self.free_blocks.remove(block)\n"
+            "            self.ref_counts[block] = 1"),
+        # The course's own block manager (removed while grading), prefix caching off.
+        '''
+from inferlab.engine.block_manager import BlockManager
+
+
+class MyBlockManager(BlockManager):
+    def __init__(self, num_blocks, block_size):
+        super().__init__(num_blocks, block_size, enable_prefix_caching=False)
+
+    @property
+    def free_blocks(self):
+        return self.free_block_ids
+''',
     ],
     "paged_attention": [
         # Ignores the block table: reads blocks 0, 1, 2, ...
@@ -96,6 +117,18 @@ MUTANTS = {
                        "k = k_cache[blocks].flatten(0, 1)")
               .replace("v = v_cache[blocks].flatten(0, 1)[:context_len]",
                        "v = v_cache[blocks].flatten(0, 1)"),
+        # Hard-coded to the visible example: the first context_len // block_size blocks, full.
+        _PAGED.replace(
+            "blocks = torch.as_tensor(block_table[: math.ceil(context_len / block_size)])",
+            "blocks = torch.arange(context_len // block_size)"),
+        # The library call: PyTorch's SDPA over the cache as if it were contiguous.
+        '''
+def paged_attention(q, k_cache, v_cache, block_table, context_len):
+    k = k_cache.flatten(0, 1)[:context_len].transpose(0, 1)      # [heads, n, d]
+    v = v_cache.flatten(0, 1)[:context_len].transpose(0, 1)
+    out = torch.nn.functional.scaled_dot_product_attention(q[:, None], k, v)
+    return out[:, 0]
+''',
     ],
 }
 

@@ -66,6 +66,8 @@ MUTANTS = {
         _LOADGEN.replace('"ttft": times[0] - sent if times else None,', '"ttft": times[0] - sent,'),
         # Failed requests (no token) are left out of the report.
         _LOADGEN.replace("for i in sorted(self.ended):", "for i in sorted(i for i in self.ended if self.tokens[i]):"),
+        # (Hard-coded to the visible example: the "seed is ignored" mutant above always draws
+        # the visible test's seed-0 arrivals.)
         # The course's Poisson arrivals, over the expected duration only: sometimes too few.
         _LOADGEN.replace("""        rng, t = random.Random(seed), 0.0
         self.arrivals = []
@@ -97,6 +99,21 @@ def ttft_and_itl(sent_at, arrivals):
 def ttft_and_itl(sent_at, arrivals):
     return arrivals[0] - sent_at, [b - a for a, b in zip(arrivals, arrivals[1:])]
 ''',
+        # Hard-coded to the visible example.
+        '''
+def ttft_and_itl(sent_at, arrivals):
+    if not arrivals:
+        raise ValueError("no token arrived")
+    return 0.5, [0.25, 0.25]
+''',
+        # The library call: NumPy's diff (an array, not the list of gaps).
+        '''
+def ttft_and_itl(sent_at, arrivals):
+    import numpy as np
+    if not arrivals:
+        raise ValueError("no token arrived")
+    return arrivals[0] - sent_at, np.diff(arrivals)
+''',
     ],
     "percentile": [
         # Nearest rank, no interpolation.
@@ -117,6 +134,14 @@ def percentile(values, q):
     low = int(rank)
     high = min(low + 1, len(data) - 1)
     return data[low] + (data[high] - data[low]) * (rank - low)
+''',
+        # Hard-coded to the visible examples (both medians): the middle value, whatever q.
+        '''
+def percentile(values, q):
+    data = sorted(values)
+    if not data:
+        raise ValueError("empty")
+    return data[len(data) // 2]
 ''',
     ],
     "throughput": [
@@ -143,6 +168,14 @@ def throughput(requests):
         raise ValueError("no request")
     tokens = sum(len(a) for _, a in requests)
     return tokens / (max(a[-1] for _, a in requests) - min(s for s, _ in requests))
+''',
+        # Hard-coded to the visible example: its one request's rate.
+        '''
+def throughput(requests):
+    sent, arrivals = requests[0]
+    if not arrivals:
+        raise ValueError("no request succeeded")
+    return len(arrivals) / (arrivals[-1] - sent)
 ''',
     ],
     "stream_text": [
@@ -190,6 +223,13 @@ def stream_text(lines):
             out.append(choice.get("text") or "")
     return "".join(out)
 ''',
+        # Hard-coded to the visible example's format: the "text" fields picked out by a regular
+        # expression, wherever they are (after [DONE] too).
+        '''
+def stream_text(lines):
+    import re
+    return "".join(re.findall(r'"text": "([^"]*)"', "\\n".join(lines)))
+''',
     ],
 }
 
@@ -236,5 +276,13 @@ SHORTCUTS = {
         return released"""),
         # Every request sent at its arrival: no cap.
         _LOADGEN.replace(" and len(self.sent) - len(self.ended) < self.max_concurrency)", ")"),
+        # The library call: NumPy's exponential gaps (another generator: other arrival times).
+        _LOADGEN.replace("""        rng, t = random.Random(seed), 0.0
+        self.arrivals = []
+        for _ in range(n_requests):
+            t += rng.expovariate(rate)
+            self.arrivals.append(t)""", """        import numpy as np
+        gaps = np.random.default_rng(seed).exponential(1 / rate, n_requests)
+        self.arrivals = np.cumsum(gaps).tolist()"""),
     ],
 }

@@ -664,7 +664,7 @@ checklist = [
     ("Prune (2:4 sparsity)", "03", ["sparsity_2of4"]),
     ("Distill to a smaller model", "04", []),
     ("KV cache", "05", ["engine_gpu"]),
-    ("Continuous batching", "06", ["engine_gpu"]),
+    ("Continuous batching", "06", ["engine_gpu", "engine_serving_gpu"]),
     ("PagedAttention", "07", ["engine_gpu"]),
     ("Speculative decoding", "08", []),
     ("FlashAttention", "09", ["attention_gpu"]),

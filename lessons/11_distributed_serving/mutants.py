@@ -59,6 +59,22 @@ def parse_metrics(text):
         out.append((name, labels, float(value)))
     return out
 ''',
+        # Hard-coded to the visible example's shape: name{key="value"} value, one label at most.
+        '''
+def parse_metrics(text):
+    out = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        if "{" in head:
+            name, label = head.rstrip("}").split("{")
+            key, val = label.split("=")
+            out.append((name, {key: val.strip('"')}, float(value)))
+        else:
+            out.append((head, {}, float(value)))
+    return out
+''',
     ],
     "histogram_quantile": [
         # The bucket's upper bound, no interpolation.
@@ -102,6 +118,21 @@ def histogram_quantile(q, buckets):
         lower, below = bound, count
     return lower
 ''',
+        # Hard-coded to the visible example's answer: the first bucket's bound.
+        '''
+def histogram_quantile(q, buckets):
+    return buckets[0][0]
+''',
+        # The library call: NumPy's interp over the (count, bound) points, without the (0, 0)
+        # start: a rank in the first bucket comes out as its upper bound.
+        '''
+def histogram_quantile(q, buckets):
+    import numpy as np
+    finite = [(b, c) for b, c in buckets if b != float("inf")]
+    counts = [c for _, c in finite]
+    bounds = [b for b, _ in finite]
+    return float(np.interp(q * buckets[-1][1], counts, bounds))
+''',
     ],
     "tp_mlp_partials": [
         # Interleaved rows instead of contiguous blocks (the sum is still right).
@@ -142,6 +173,15 @@ def tp_mlp_partials(x, gate_w, up_w, down_w, world):
         out.append(h @ down_w[:, block].T)
     return out
 ''',
+        # The library call: torch.chunk (an uneven split gives fewer chunks, no error).
+        '''
+def tp_mlp_partials(x, gate_w, up_w, down_w, world):
+    import torch.nn.functional as F
+    out = []
+    for g, u, d in zip(gate_w.chunk(world), up_w.chunk(world), down_w.chunk(world, dim=1)):
+        out.append((F.silu(x @ g.T) * (x @ u.T)) @ d.T)
+    return out
+''',
     ],
     "ring_allreduce_bytes": [
         # The whole tensor, whatever the number of ranks.
@@ -153,6 +193,11 @@ def ring_allreduce_bytes(n_bytes, world):
         '''
 def ring_allreduce_bytes(n_bytes, world):
     return (world - 1) * n_bytes
+''',
+        # Hard-coded to the visible example: the tensor once for two ranks (0 for one).
+        '''
+def ring_allreduce_bytes(n_bytes, world):
+    return 0 if world == 1 else n_bytes
 ''',
     ],
     "cost_per_million_tokens": [
@@ -167,6 +212,13 @@ def cost_per_million_tokens(dollars_per_hour, tokens_per_s, utilization=1.0):
         '''
 def cost_per_million_tokens(dollars_per_hour, tokens_per_s, utilization=1.0):
     return dollars_per_hour / (tokens_per_s * 3600) * 1e6
+''',
+        # Hard-coded to the visible example's answer.
+        '''
+def cost_per_million_tokens(dollars_per_hour, tokens_per_s, utilization=1.0):
+    if tokens_per_s <= 0 or utilization <= 0:
+        raise ValueError("must be positive")
+    return 1.0
 ''',
     ],
 }
