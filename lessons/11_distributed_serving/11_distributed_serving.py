@@ -7,20 +7,17 @@
 #
 # Lesson 10 served a model from one process. A real service runs **many**: copies of the model
 # behind a router (*replicas*; more when traffic rises: *autoscaling*), or one model split across
-# devices when it is too big or too slow for one (*model parallelism*). And it is **monitored**:
-# latency, throughput and cost are read off the running system. You measure each on the course's
-# model:
+# devices when it is too big or too slow for one (*model parallelism*). And it is **monitored** for
+# latency, throughput and cost. On the course's model you measure:
 #
-# 1. **Monitoring** - parse the Prometheus text format every server exports and estimate
-#    percentiles from its histograms (graded); read a live service's metrics.
-# 2. **Ray Serve** - the course engine with autoscaled replicas under a ramped request rate;
-#    replicas, queue, throughput and latency plotted over time.
-# 3. **Tensor parallelism** - split a Llama MLP across ranks (graded), then across 2 processes
-#    with `torch.distributed` (gloo on CPU; NCCL on 2 GPUs, recorded), timing the communication.
-# 4. **Pipeline parallelism** - a measured toy split of layers over 2 processes.
-# 5. **Cost** - dollars per million tokens from measured throughput (graded), with a $/hour widget.
+# 1. **Monitoring** - Prometheus metrics and percentiles from histograms (graded);
+# 2. **Ray Serve** - autoscaled replicas under a ramped request rate;
+# 3. **Tensor parallelism** - a split Llama MLP (graded), then 2 processes with `torch.distributed`
+#    (gloo on CPU; NCCL on 2 GPUs, recorded);
+# 4. **Pipeline parallelism** - a toy split of layers over 2 processes;
+# 5. **Cost** - dollars per million tokens (graded).
 #
-# It closes with the tutorial's optimization checklist: each item, the lesson that measured it.
+# It closes with the tutorial's optimization checklist.
 
 # %%
 import datetime
@@ -55,7 +52,7 @@ print(f"  ray serve: {what_is_missing('ray serve') or 'installed'}")
 # * **histogram** - cumulative counts of observations at or below each bound `le`
 #   (`..._bucket{le="0.5"} 30`), plus `_sum` and `_count`.
 #
-# The course's own metrics (`inferlab.serving.metrics`, used by the service below):
+# A page from `inferlab.serving.metrics`, which the service below uses:
 
 # %%
 demo = metrics.Registry()
@@ -223,14 +220,12 @@ print("the exact values were", observed, "- a histogram trades exactness for con
 # Each `Model` replica answers one request at a time; the **autoscaling config** asks Serve's
 # controller to keep about `target_ongoing_requests` requests per replica, adding one (up to
 # `max_replicas`) when more wait for `upscale_delay_s`, removing them after `downscale_delay_s` of
-# low load. The gateway counts requests and tokens, keeps a latency histogram and a count of
-# requests in flight, and exports them on `/metrics`.
+# low load. The gateway exports request and token counts, a latency histogram and the requests in
+# flight on `/metrics`.
 #
 # The experiment: time one request, then send requests at a rate **below** one replica's capacity,
-# then **above** it (a queue builds; the controller adds a replica, which must first load the
-# model), then low again (the extra replica is removed). A sampler reads the replica count and
-# `/metrics` twice a second. Ray and Serve shut down when the cell ends, error or not; every
-# socket they open is on 127.0.0.1.
+# then **above** it, then low again, reading the replica count and `/metrics` twice a second. Ray
+# and Serve shut down when the cell ends, error or not; every socket they open is on 127.0.0.1.
 
 # %%
 from plotly.subplots import make_subplots
@@ -342,8 +337,8 @@ if timeline:
 # capacity.
 #
 # ## 3 · Tensor parallelism: one layer split across processes
-# When one device is too slow or too small, each weight matrix is split (Megatron-LM). For an
-# `nn.Linear` weight `W` of shape `[out, in]` (so `y = x @ W.T`):
+# Each weight matrix is split across devices (Megatron-LM). For an `nn.Linear` weight `W` of shape
+# `[out, in]` (so `y = x @ W.T`):
 #
 # * **column-parallel**: rank `r` keeps the `r`-th block of `W`'s **rows** (a slice of the
 #   outputs) and computes its slice of `y` - no communication;
@@ -456,8 +451,8 @@ print("all-reduce of one [tokens, 576] fp32 activation: "
 # `python -m inferlab.serving.parallel tp` starts 2 processes joined by `torch.distributed` (gloo
 # backend, over 127.0.0.1). Each holds half of the MLP: its `ColumnParallelLinear` and
 # `RowParallelLinear` do what your function does, with a real `all_reduce`. Rank 0 checks the
-# result against the whole MLP and times the split forward, the compute alone and the all-reduce
-# alone, for a few batch sizes (tokens).
+# result against the whole MLP and times the split forward, its compute and its all-reduce for a
+# few batch sizes (tokens).
 
 # %%
 tp_cpu = None
@@ -522,15 +517,15 @@ if series:
                 xaxis="tokens in the batch", yaxis="ratio", log_x=True).show()
 
 # %% [markdown]
-# The split's output equals the single process up to rounding (the sum runs in a different order:
-# exactly equal only by luck, so compare with a tolerance). Splitting halves each rank's compute
-# but adds one all-reduce, whose cost has a fixed part (a round trip between processes or GPUs)
-# and a part proportional to `tokens x hidden`. With few tokens the fixed part dominates and the
-# split is *slower*; with many the compute dominates and the split approaches 2x. On this CPU both
-# ranks share the same two cores with everything else, so the compute does not really halve; on
-# GPUs each rank has its own device, with NVLink between them.
-# Tensor parallelism in real servers (vLLM's `--tensor-parallel-size`) also splits attention by
-# heads, so one decoder layer costs two all-reduces.
+# The split's output equals the single process up to rounding (the sum runs in a different order,
+# so compare with a tolerance). Splitting halves each rank's compute but adds one all-reduce, whose
+# cost has a fixed part (a round trip between processes or GPUs) and a part proportional to
+# `tokens x hidden`. With few tokens the fixed part dominates and the split is *slower*; with many
+# the compute dominates and the split approaches 2x. On this CPU both ranks share the same two
+# cores with everything else, so the compute does not really halve; on GPUs each rank has its own
+# device, with NVLink between them. Tensor parallelism in real servers (vLLM's
+# `--tensor-parallel-size`) also splits attention by heads, so one decoder layer costs two
+# all-reduces.
 #
 # ## 4 · Pipeline parallelism: splitting the layers
 # Stage 0 runs the first half of the layers and sends its activations to stage 1, which runs the
@@ -599,10 +594,9 @@ for bad in [dict(tokens_per_s=0), dict(tokens_per_s=-1), dict(utilization=0)]:
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# The throughputs below are this run's (the Ray service over the whole ramp) and, where recorded,
-# lesson 10's engines on CPU (labelled with machine and date). Set the machine's price and
-# utilization to see the cost of a million generated tokens; the default $/hour is a placeholder,
-# not a quote.
+# Throughputs: this run's Ray service over the whole ramp and, where recorded, lesson 10's engines
+# on CPU (labelled with machine and date). Set the machine's price and utilization; the default
+# $/hour is a placeholder, not a quote.
 
 # %%
 import ipywidgets as widgets
@@ -651,10 +645,9 @@ draw_cost()
 
 # %% [markdown]
 # ## 6 · The optimization checklist
-# The tutorial's closing checklist: each item, the lesson that measures it, and where its measured
-# gain is - live in that lesson's notebook on your machine, and in the records shipped with the
-# course (GPU runs, labelled with card and date). Lessons 10 and 11's results are printed from
-# this run and their records.
+# Each item of the tutorial's closing checklist with the lesson that measures it live on your
+# machine, and the records shipped with the course (GPU runs, labelled with card and date).
+# Lessons 10 and 11's results come from this run and their records.
 
 # %%
 checklist = [
@@ -707,30 +700,28 @@ if "serving_cpu" in available_records:
 # %% [markdown]
 # ## Summary
 # * **Metrics** are plain text: counters (rates from differences), gauges, histograms (percentiles
-#   *estimated* from buckets). Every serving system exports them; a dashboard is a parser away.
-# * **Replicas** multiply capacity only when each has its own hardware; **autoscaling** follows
-#   load with a delay made of the decision window and the model's load time.
-# * **Tensor parallelism** splits every layer: one all-reduce per MLP, worth it when the compute
+#   *estimated* from buckets).
+# * **Replicas** multiply capacity only when each has its own hardware; **autoscaling** lags load
+#   by the decision window plus the model's load time.
+# * **Tensor parallelism** splits every layer (one all-reduce per MLP): worth it when the compute
 #   per token is large against the link's latency - many tokens, big layers, fast links.
 # * **Pipeline parallelism** splits the layers: little communication, a bubble that micro-batches
 #   shrink.
-# * **Cost per token** is price / (throughput x utilization): the last two are what this course
-#   taught you to measure and raise.
+# * **Cost per token** is price / (throughput x utilization).
 
 # %% [markdown]
 # ## Submit this lesson
 # Your graded answers can be checked in either of two ways:
-# * **By the course service** (self-paced, with a certificate): sign up on the course service,
-#   confirm your e-mail address and make an API token on your dashboard. Save this notebook
-#   (Ctrl+S), enter the service's address and your token below and press **Submit**. The service
-#   grades your answers in a sandbox and the form shows the points of every exercise. You may
-#   submit again after improving an answer: your best score counts, and your dashboard shows what
-#   is still needed for the certificate. Tick "remember on this computer" to keep the address and
-#   token in a file only you can read.
+# * **By the course service** (self-paced, with a certificate): sign up, confirm your e-mail
+#   address and make an API token on your dashboard. Save this notebook (Ctrl+S), enter the
+#   service's address and your token below and press **Submit**. The service grades your answers
+#   in a sandbox; the form shows each exercise's points. You may submit again after improving an
+#   answer: your best score counts, and your dashboard shows what the certificate still needs.
+#   Tick "remember on this computer" to keep the address and token in a file only you can read.
 # * **By an instructor** who grades with nbgrader: hand in this notebook the way your instructor
-#   says (for example nbgrader's Assignments tab); it is graded by the same tests.
+#   says (for example nbgrader's Assignments tab); the same tests grade it.
 #
-# Showing the form sends nothing; only the **Submit** button does. Without widgets, run
+# Showing the form sends nothing; only **Submit** does. Without widgets, run
 # `from inferlab.lab.submit import submit; submit("11_distributed_serving")` in a cell instead.
 
 # %%
