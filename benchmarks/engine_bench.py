@@ -228,13 +228,13 @@ def engine_decode(weights, prompt_len: int, n_tokens: int, **settings) -> dict:
            "attention_backend": backend}
     if tuning:   # gemv: cuBLAS and the kernel's tiles, per weight shape
         res["gemv_tuning"] = {
-            f"{n}x{k}": {"cublas_us": round(t["cublas_us"], 2),
+            f"{n}x{k} {kind}": {"cublas_us": round(t["cublas_us"], 2),
                          "best": t["best"] and list(t["best"]),
                          "best_us": t["best"] and round(t["timings"][t["best"]], 2),
                          "cublas_GBs": round(n * k * 2 / t["cublas_us"] / 1e3, 1),
                          "tiles_us": {"x".join(map(str, c)): round(u, 2)
                                       for c, u in t["timings"].items()}}
-            for (n, k), t in tuning.items()}
+            for ((n, k), kind), t in tuning.items()}
     return res
 
 
@@ -333,10 +333,15 @@ def gpu(args) -> None:
                            "(static cache)",
                            dict(cuda_graphs=graphs, compile=graphs, kv_cache="static", **triton)),
         "gemv-compile": ("engine + torch.compile + CUDA graphs, Triton decode kernels and "
-                         "matrix-vector kernel (paged cache)",
+                         "matrix-vector kernel, SwiGLU inside (paged cache)",
                          dict(cuda_graphs=graphs, compile=graphs, gemv=graphs, **triton)),
+        "gemv-matmuls-compile-static": ("engine + torch.compile + CUDA graphs, Triton decode "
+                                        "kernels and matrix-vector kernel, SwiGLU apart (static "
+                                        "cache)",
+                                        dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
+                                             gemv_swiglu=False, kv_cache="static", **triton)),
         "gemv-compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels and "
-                                "matrix-vector kernel (static cache)",
+                                "matrix-vector kernel, SwiGLU inside (static cache)",
                                 dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
                                      kv_cache="static", **triton)),
     }
@@ -428,19 +433,24 @@ def gpu_markdown(record: dict) -> str:
         verdict = "reached" if b["fraction_of_roofline"] >= TARGET else "not reached"
         lines += ["", f"Best: {b['name']}: {b['tok_s']} tok/s = {b['fraction_of_roofline']:.1%} "
                       f"of the copy-bandwidth roofline. Target {TARGET:.0%}: {verdict}."]
-    tuned = next((r["gemv_tuning"] for r in res["runs"] if "gemv_tuning" in r), None)
+    tuned: dict = {}
+    for r in res["runs"]:            # each shape and kind as the first engine that used it
+        tuned = {**r.get("gemv_tuning", {}), **tuned}
     if tuned:
-        lines += ["", "The matrix-vector kernel against cuBLAS, per weight shape, one row "
+        lines += ["", "The matrix-vector kernel against cuBLAS's matrix multiply alone, per weight "
+                      "shape, one row, the gate/up matrix with its SwiGLU inside the kernel "
                       "(`inferlab.engine.gemv.tune`: median of `triton.testing.do_bench`, L2 "
-                      "flushed, launch included), first engine that used it:", "",
-                  "| weight [N x K] | cuBLAS us (GB/s) | kernel us (GB/s) | tile (rows, K, warps, "
-                  "stages) |", "|---|---|---|---|"]
-        for shape, t in tuned.items():
+                      "flushed, launch included):", "",
+                  "| weight [N x K] | kernel | cuBLAS us (GB/s) | kernel us (GB/s) | tile (rows, "
+                  "K, warps, stages) |", "|---|---|---|---|---|"]
+        for key, t in tuned.items():
+            shape, _, kind = key.partition(" ")
             n, k = map(int, shape.split("x"))
             gbs = n * k * 2 / 1e3
             best = (f"{t['best_us']} ({gbs / t['best_us']:.0f})" if t["best"]
                     else "slower: cuBLAS kept")
-            lines.append(f"| {shape} | {t['cublas_us']} ({t['cublas_GBs']:.0f}) | {best} "
+            lines.append(f"| {shape} | {kind or 'plain'} | {t['cublas_us']} "
+                         f"({t['cublas_GBs']:.0f}) | {best} "
                          f"| {t['best'] or '-'} |")
     for note in res.get("notes", []):
         lines += ["", note]

@@ -1,4 +1,5 @@
-"""4-bit weight-only (W4A16) Triton kernel vs fp16 and bitsandbytes NF4 on Llama-2-7B layer shapes.
+"""4-bit weight-only (W4A16) Triton kernel vs fp16, bitsandbytes NF4 and PyTorch's int4 kernel on
+Llama-2-7B layer shapes.
 
 Lesson 01 (section 11) shows what this script records, labelled with the card and the date, when
 the notebook runs without a GPU. For each Linear shape of a Llama-2-7B decoder layer (q/k/v/o
@@ -10,6 +11,12 @@ tokens it times ``x [M, K] @ W.T``:
   importable;
 * ``W4A16``: ``inferlab.compress.w4a16.w4a16_matmul`` (group 128; the tiles ``tuned_config``
   measures fastest on this GPU on first use, recorded in the row);
+* ``torch int4 (tinygemm)``: PyTorch's ``_weight_int4pack_mm`` on the same ``pack_w4`` codes
+  (``inferlab.compress.int4_tinygemm``; group 128, ``inner_k_tiles`` 8). It takes bf16
+  activations only, so it is timed beside ``bf16`` (``F.linear`` in bf16, cuBLAS) for a like for
+  like comparison. Before timing, its output is checked against ``F.linear`` on
+  ``dequantize_w4``'s weight for every shape (the largest error over the output's largest value
+  is recorded; the script stops if it exceeds ``TINYGEMM_TOL``);
 
 with ``inferlab.compress.w4a16_bench.time_layer`` (CUDA-graph replays of many calls cycling over
 copies of the weights larger than L2; ``inferlab.lab.bench.time_fn``: warm-up, synchronisation,
@@ -19,7 +26,7 @@ format / time) and its share of the copy bandwidth measured here
 Linear layers alone at M = 1 and M = 32. ``--sweep`` also times other block sizes of the W4A16
 kernel and records the fastest per shape (what ``kernel_config`` should choose).
 
-    python benchmarks/w4a16_gpu.py                 # a CUDA GPU with Triton: ~2-4 min
+    python benchmarks/w4a16_gpu.py                 # a CUDA GPU with Triton: ~3-5 min
     python benchmarks/w4a16_gpu.py --sweep         # plus the block-size sweep: a few min more
     python benchmarks/w4a16_gpu.py --smoke --out /tmp/w4   # CPU: tiny shapes, checks the plumbing
 
@@ -39,21 +46,29 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from inferlab.compress.int4_tinygemm import (  # noqa: E402
+    Int4TinyGemmLinear,
+    check_against_dequantized,
+)
 from inferlab.compress.w4a16 import (  # noqa: E402
     bits_per_weight,
     fused_w4a16,
     kernel_config,
+    pack_w4,
     tuned_for,
 )
 from inferlab.compress.w4a16_bench import (  # noqa: E402
     LLAMA2_7B_LINEARS,
     decode_estimate,
     time_layer,
+    tinygemm_layer,
 )
 from inferlab.lab import records  # noqa: E402
 from inferlab.lab.bench import datasheet_for, measure_bandwidth  # noqa: E402
 
-KINDS = ("fp16", "bnb NF4", "W4A16")
+TINYGEMM = "torch int4 (tinygemm)"
+KINDS = ("fp16", "bf16", "bnb NF4", "W4A16", TINYGEMM)
+TINYGEMM_TOL = 2e-2     # bf16 activations and scales: ~3e-3 measured on a CPU; a wrong layout ~1
 SMOKE_LINEARS = {"tiny 64x96": (64, 96, 2), "tiny 32x160": (32, 160, 1)}   # --smoke, on a CPU
 
 
@@ -73,6 +88,34 @@ def sweep_configs(m: int, group_size: int):
                if block_k <= group_size or block_k % group_size == 0]
     package = kernel_config(m, group_size)
     return configs if package in configs else [package, *configs]
+
+
+def check_tinygemm(n: int, k: int, group_size: int, device: str = "cuda") -> float:
+    """tinygemm's output against ``F.linear`` on ``dequantize_w4``'s weight (bf16 activations,
+    M = 1 and 32): the largest error over the reference's largest value. Raises if it is wrong
+    (nibble order, zero-points or layout), so nothing wrong is ever timed."""
+    torch.manual_seed(1)
+    weight = (torch.randn(n, k, device=device) * 0.02).to(torch.bfloat16)
+    qweight, scales, zeros, _ = pack_w4(weight, group_size)
+    layer = Int4TinyGemmLinear.from_packed(qweight, scales, zeros, group_size, k,
+                                           dtype=torch.bfloat16)
+    err = max(check_against_dequantized(layer, qweight, scales, zeros, m=m) for m in (1, 32))
+    if not err <= TINYGEMM_TOL:
+        raise RuntimeError(f"torch int4 (tinygemm) is wrong on {n}x{k}: error {err:.3g} of the "
+                           f"output's largest value (> {TINYGEMM_TOL})")
+    return round(err, 6)
+
+
+def time_row(m: int, n: int, k: int, group_size: int, **kwargs) -> dict:
+    """One shape at M tokens, every way: fp16 cuBLAS, bnb NF4 and W4A16 with fp16 activations
+    (``kwargs`` may change that dtype, as ``--smoke`` does), then bf16 cuBLAS and tinygemm with
+    bf16 activations."""
+    row = time_layer(m, n, k, group_size=group_size, **kwargs)
+    kwargs = {key: value for key, value in kwargs.items() if key != "dtype"}
+    row.update(time_layer(m, n, k, group_size=group_size, dtype=torch.bfloat16, with_bnb=False,
+                          with_w4a16=False, dense_name="bf16",
+                          layers={TINYGEMM: lambda w: tinygemm_layer(w, group_size)}, **kwargs))
+    return row
 
 
 def run_sweep(m, n, k, group_size, results_row):
@@ -98,10 +141,15 @@ def run_sweep(m, n, k, group_size, results_row):
 
 def markdown(record: dict) -> str:
     res = record["results"]
-    lines = [f"# W4A16 kernel vs fp16 and bitsandbytes NF4 ({record['device']}, "
+    lines = [f"# W4A16 kernel vs fp16, bitsandbytes NF4 and torch int4 ({record['device']}, "
              f"{record['date']})", "", record["source"], "",
              f"Versions: {res['versions']}. Copy bandwidth measured: "
              f"{res['copy_bandwidth_GB_s']} GB/s (datasheet: {res['datasheet_bandwidth_GB_s']}).",
+             "", f"`{TINYGEMM}` takes bf16 activations only: compare it with `bf16` (cuBLAS in "
+             "bf16); `fp16`, `bnb NF4` and `W4A16` run with fp16 activations. Its output was "
+             "checked against the dequantized weight first (largest error / largest output): "
+             + (", ".join(f"{s} {e:.1e}" for s, e in res.get("tinygemm_check_rel_err",
+                                                           {}).items()) or "not checked") + ".",
              "", "| shape | M | " + " | ".join(f"{k} us (GB/s, % of copy bw)" for k in KINDS)
              + " |", "|---|---|" + "---|" * len(KINDS)]
     for shape, by_m in res["layers"].items():
@@ -116,13 +164,16 @@ def markdown(record: dict) -> str:
               "norms, lm_head and gaps excluded: an upper bound):", ""]
     for m, by_kind in res["decode_estimate_tok_s"].items():
         lines.append(f"* M = {m}: " + ", ".join(f"{k} {v:.0f}" for k, v in by_kind.items()))
+    for note in res.get("notes", []):
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
 def smoke(args) -> dict:
     """The whole script's plumbing on the CPU with tiny shapes (nothing recorded)."""
-    layers = {shape: {str(m): time_layer(m, n, k, group_size=32, dtype=torch.float32,
-                                         device="cpu", min_bytes=1e5, calls=2, repeats=1)
+    check = {shape: check_tinygemm(n, k, 32, "cpu") for shape, (n, k, _) in SMOKE_LINEARS.items()}
+    layers = {shape: {str(m): time_row(m, n, k, 32, dtype=torch.float32, device="cpu",
+                                       min_bytes=1e5, calls=2, repeats=1)
                       for m in args.batches}
               for shape, (n, k, _) in SMOKE_LINEARS.items()}
     for by_m in layers.values():
@@ -132,12 +183,13 @@ def smoke(args) -> dict:
                     r["pct_of_copy_bw"] = 0.0
     estimate = {str(m): {kind: round(decode_estimate(
         {s: layers[s][str(m)][kind]["us"] for s in layers}, m, SMOKE_LINEARS, 2), 1)
-        for kind in ("fp16", "W4A16")} for m in args.batches}
+        for kind in KINDS if kind != "bnb NF4"} for m in args.batches}
     record = {"device": "CPU (smoke test)", "date": datetime.date.today().isoformat(),
               "source": "benchmarks/w4a16_gpu.py --smoke",
               "results": {"versions": {"torch": torch.__version__},
                           "copy_bandwidth_GB_s": None, "datasheet_bandwidth_GB_s": None,
-                          "layers": layers, "decode_estimate_tok_s": estimate}}
+                          "layers": layers, "decode_estimate_tok_s": estimate,
+                          "tinygemm_check_rel_err": check}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "w4a16_gpu.json").write_text(json.dumps(record, indent=1) + "\n")
     (args.out / "w4a16_gpu.md").write_text(markdown(record))
@@ -175,11 +227,17 @@ def main(argv=None) -> None:
     sheet = datasheet_for(device)
     print(f"copy bandwidth {bandwidth / 1e9:.0f} GB/s", flush=True)
 
+    check = {}
+    for shape, (n, k, _) in LLAMA2_7B_LINEARS.items():      # raises if tinygemm is wrong
+        check[shape] = check_tinygemm(n, k, args.group_size)
+        print(f"{TINYGEMM} on {shape}: largest error {check[shape]:.1e} of the output's "
+              "largest value (vs the dequantized weight)", flush=True)
+
     layers = {}
     for shape, (n, k, _) in LLAMA2_7B_LINEARS.items():
         layers[shape] = {}
         for m in args.batches:
-            row = time_layer(m, n, k, group_size=args.group_size)
+            row = time_row(m, n, k, args.group_size)
             if "us" in row["W4A16"]:           # the tiles tuned_config chose on first use
                 row["W4A16"]["config"] = tuned_for(n, k, m, args.group_size)
             for r in row.values():
@@ -204,15 +262,19 @@ def main(argv=None) -> None:
     print("decode tokens/s estimate (7B Linear layers only):", estimate, flush=True)
 
     results = {
-        "model": "Llama-2-7B Linear shapes, random weights, x in fp16",
+        "model": "Llama-2-7B Linear shapes, random weights, x in fp16 (bf16 for the bf16 and "
+                 "torch int4 (tinygemm) rows)",
         "format": f"W4A16: 4-bit codes, fp16 scale + uint8 zero-point per group of "
                   f"{args.group_size} ({bits_per_weight(args.group_size):.3f} bits/weight); "
-                  "bnb NF4: blocks of 64, double quantization",
+                  "bnb NF4: blocks of 64, double quantization; torch int4 (tinygemm): the same "
+                  "codes, bf16 scale and float zero per group, inner_k_tiles 8 "
+                  f"({4 + 32 / args.group_size:.3f} bits/weight)",
         "versions": versions,
         "copy_bandwidth_GB_s": round(bandwidth / 1e9),
         "datasheet_bandwidth_GB_s": sheet[1] if sheet else None,
         "layers": layers,
         "decode_estimate_tok_s": estimate,
+        "tinygemm_check_rel_err": check,
     }
     source = ("benchmarks/w4a16_gpu.py: median microseconds per call of CUDA-graph replays "
               "cycling over weight copies larger than L2; bandwidth = weight-format bytes / time")

@@ -25,6 +25,7 @@ module                   lessons  what it holds
 ``compress.quant``       01, 02   absmax / zero-point / NF4 quantization, packing, QuantLinear
 ``compress.quant_eval``  01, 02   a quantized model measured: quality, size, speed; PTQ vs QAT
 ``compress.quant_widgets`` 01, 02 the quantization panels
+``compress.int4_tinygemm`` 01    PyTorch's int4 kernel (tinygemm) fed the W4A16 format
 ``compress.gptq``        02       GPTQ: error feedback through the inverse Hessian
 ``compress.awq``         02       AWQ: activation-aware scaling before rounding
 ``compress.gguf_blocks`` 02       GGUF's Q8_0 / Q4_0 blocks and the file around them

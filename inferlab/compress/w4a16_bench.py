@@ -1,5 +1,5 @@
-"""Timing one Linear layer's matmul on a GPU: fp16, bitsandbytes NF4 and W4A16 kernels
-(lesson 01, section 11, and ``benchmarks/w4a16_gpu.py``).
+"""Timing one Linear layer's matmul on a GPU: fp16/bf16, bitsandbytes NF4, the W4A16 kernel and
+PyTorch's int4 kernel (lesson 01, section 11, and ``benchmarks/w4a16_gpu.py``).
 
 A decoding step's matmul with one token takes microseconds, so three things would otherwise
 measure something else than the kernel:
@@ -81,32 +81,56 @@ def bnb_nf4_layer(weight: torch.Tensor):
     return layer, size
 
 
+def tinygemm_layer(weight: torch.Tensor, group_size: int = 128, inner_k_tiles: int = 8):
+    """PyTorch's int4 kernel (``inferlab.compress.int4_tinygemm``) holding ``weight`` quantized
+    by ``pack_w4``, on its device, for activations of its dtype (bf16 on CUDA: give it bf16
+    weights and activations, or the layer casts every call), and its weight bytes."""
+    from inferlab.compress.int4_tinygemm import Int4TinyGemmLinear, packed_bytes
+    qweight, scales, zeros, _ = pack_w4(weight, group_size)
+    layer = Int4TinyGemmLinear.from_packed(qweight, scales, zeros, group_size, weight.shape[1],
+                                           dtype=weight.dtype, inner_k_tiles=inner_k_tiles)
+    return layer, packed_bytes(layer.packed, layer.scales_and_zeros)
+
+
 def time_layer(m: int, n: int, k: int, *, kernels: dict | None = None, group_size: int = 128,
                dtype: torch.dtype = torch.float16, with_bnb: bool = True,
+               layers: dict | None = None, with_w4a16: bool = True, dense_name: str = "fp16",
                min_bytes: float = 256e6, calls: int = 40, repeats: int = 20,
                device: str = "cuda") -> dict:
     """Time ``x [m, k] @ W.T`` for a random ``W [n, k]`` on the GPU, each way:
 
-    ``"fp16"`` (``F.linear``, cuBLAS), ``"W4A16"`` (``w4a16_matmul``, this package's kernel),
-    ``"bnb NF4"`` (bitsandbytes, if importable) and every ``kernels[name](x, qweight, scales,
-    zeros, group_size)`` (e.g. your own kernel's launcher). Returns name -> {"us", "weight_bytes",
-    "GB_s", "timing", "copies"} (or {"error": ...} for a way that failed). ``device="cpu"``
-    only tests the plumbing (there ``w4a16_matmul`` is its PyTorch fallback)."""
+    ``"fp16"`` (``F.linear``, cuBLAS, in ``dtype``: ``dense_name`` renames it, e.g. ``"bf16"``),
+    ``"W4A16"`` (``w4a16_matmul``, this package's kernel; unless ``with_w4a16=False``),
+    ``"bnb NF4"`` (bitsandbytes, if importable), every ``kernels[name](x, qweight, scales,
+    zeros, group_size)`` (e.g. your own kernel's launcher) and every ``layers[name](weight)
+    -> (callable, weight_bytes)`` (a layer built from the weight, e.g. ``tinygemm_layer``).
+    Returns name -> {"us", "weight_bytes", "GB_s", "timing", "copies"} (or {"error": ...} for a
+    way that failed). ``device="cpu"`` only tests the plumbing (there ``w4a16_matmul`` is its
+    PyTorch fallback)."""
     torch.manual_seed(0)
     x = torch.randn(m, k, device=device, dtype=dtype)
     weight = torch.randn(n, k, device=device, dtype=dtype) * 0.02
     rows = {}
     fp16_copies = _copies(tensor_bytes(weight), min_bytes)
     weights = [weight.clone() for _ in range(fp16_copies)]
-    rows["fp16"] = (lambda i: F.linear(x, weights[i]), tensor_bytes(weight), fp16_copies)
+    rows[dense_name] = (lambda i: F.linear(x, weights[i]), tensor_bytes(weight), fp16_copies)
     packed = pack_w4(weight, group_size)
     w4_bytes = tensor_bytes(*packed[:3])
     w4_copies = _copies(w4_bytes, min_bytes)
     copies = [tuple(t.clone() for t in packed[:3]) for _ in range(w4_copies)]
-    rows["W4A16"] = (lambda i: w4a16_matmul(x, *copies[i], group_size), w4_bytes, w4_copies)
+    if with_w4a16:
+        rows["W4A16"] = (lambda i: w4a16_matmul(x, *copies[i], group_size), w4_bytes, w4_copies)
     for name, launch in (kernels or {}).items():
         rows[name] = (lambda i, launch=launch: launch(x, *copies[i], group_size), w4_bytes,
                       w4_copies)
+    for name, build in (layers or {}).items():
+        try:
+            first, size = build(weight)
+            n_copies = _copies(size, min_bytes)
+            built = [first] + [build(weight)[0] for _ in range(n_copies - 1)]
+            rows[name] = (lambda i, built=built: built[i](x), size, n_copies)
+        except Exception as error:  # noqa: BLE001 - a shape or GPU this way cannot take
+            rows[name] = error
     if with_bnb:
         try:
             layer, nf4_bytes = bnb_nf4_layer(weight)

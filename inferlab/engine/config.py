@@ -36,7 +36,9 @@ packs bfloat16 weights, where the result is exactly ``F.linear``'s; ``True`` als
 ``gemv=True`` (lesson 09; a GPU with Triton, fp16/bf16): batch-1 decode steps multiply through
 ``gemv``'s matrix-vector kernel, whose tiles are timed against cuBLAS for each weight shape when
 the engine is built (about 25 s for the five shapes of a 7B model on an H200); shapes where
-cuBLAS stays faster keep ``F.linear``.
+cuBLAS stays faster keep ``F.linear``. The kernel also applies the MLP's SwiGLU to the gate/up
+product it computes (one small kernel fewer per layer); ``gemv_swiglu=False`` leaves SwiGLU to
+PyTorch, to measure what that saves.
 
 Values are checked when the config is made (``__post_init__``: each bad value gets an error that
 says what is allowed), and against the model and device when an engine is built (``resolve``).
@@ -91,6 +93,7 @@ class EngineConfig:
     compile: bool = False                  # torch.compile the graph-captured decode step
     prepack_weights: bool | None = None    # CPU: weights packed once for oneDNN; None: in bf16
     gemv: bool = False                     # GPU: one-row matmuls by gemv's tuned Triton kernel
+    gemv_swiglu: bool = True               # ... with the MLP's SwiGLU inside the gate/up kernel
     seed: int = 0                          # the default sampler's random generator
     # plug-in points (see the module docstring)
     block_manager: Callable | None = None
@@ -169,6 +172,8 @@ class EngineConfig:
             fail("prepack_weights", "None (on a CPU in bfloat16), True or False")
         if not isinstance(self.gemv, bool):
             fail("gemv", "True or False")
+        if not isinstance(self.gemv_swiglu, bool):
+            fail("gemv_swiglu", "True or False")
         if not _is_int(self.seed):
             fail("seed", "an int")
         for name in ("block_manager", "schedule_step", "sampler"):

@@ -85,7 +85,8 @@ class LLMEngine:
                                    prefill_chunk_tokens=cfg.prefill_chunk_tokens
                                    if cfg.chunked_prefill else None)
         self.runner = ModelRunner(w, self.cache, cfg.max_model_len, cfg.attention_backend,
-                                  cfg.prepack_weights, cfg.max_num_seqs, cfg.gemv)
+                                  cfg.prepack_weights, cfg.max_num_seqs, cfg.gemv,
+                                  cfg.gemv_swiglu)
         self.sampler = cfg.sampler or Sampler(cfg.seed)
         if cfg.cuda_graphs:
             self.runner.enable_cuda_graphs(compile=cfg.compile)

@@ -26,7 +26,11 @@ beats it. On an H200 the kernel read Llama-2-7B's weights 6-19 % faster than cuB
 decode step ran 12-15 % faster (``benchmarks/results/engine_gpu.md``).
 
 ``GemvWeights.linear`` is the engine's drop-in ``F.linear`` (``EngineConfig.gemv``): one row and
-a tuned shape take the kernel, anything else ``F.linear``. The kernel is wrapped as a PyTorch
+a tuned shape take the kernel, anything else ``F.linear``. ``GemvWeights.swiglu`` multiplies by
+the MLP's stacked gate/up matrix and applies SwiGLU in the same kernel (each program reads a gate
+row and its up row against the same inputs), which saves a decode step one small kernel per
+layer (on an H200, a gain within the spread between repeats: ``benchmarks/results/engine_gpu.md``,
+which also says why folding the RMS norms in did not pay). The kernel is wrapped as a PyTorch
 custom operator, so ``torch.compile`` and CUDA graphs treat it as one opaque call.
 """
 from __future__ import annotations
@@ -35,6 +39,9 @@ import os
 
 import torch
 import torch.nn.functional as F
+
+from .packed_weights import Matmuls
+from .weights import swiglu
 
 try:
     import triton
@@ -50,24 +57,39 @@ CANDIDATES = ((1, 2048, 4, 4), (2, 1024, 4, 4), (2, 2048, 4, 3), (4, 512, 4, 4),
 
 
 def _gemv_kernel(x_ptr, w_ptr, out_ptr, N, K, stride_wn, BLOCK_N: tl.constexpr,
-                 BLOCK_K: tl.constexpr, EVEN: tl.constexpr):
+                 BLOCK_K: tl.constexpr, EVEN: tl.constexpr, SWIGLU: tl.constexpr):
     """``out[n] = sum_k x[k] * w[n, k]`` for ``BLOCK_N`` rows ``n`` of ``w [N, K]``; ``EVEN``
-    when N and K are multiples of the tile (no masks: every load is a whole 16-byte vector)."""
+    when N and K are multiples of the tile (no masks: every load is a whole 16-byte vector).
+
+    ``SWIGLU``: ``w`` is ``[2N, K]``, the MLP's gate rows above its up rows; each program also
+    reads the up rows that match its gate rows, against the same loaded inputs, and stores
+    ``silu(gate) * up``: the activation costs no kernel of its own."""
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     cols = tl.arange(0, BLOCK_K)
     row_ptrs = w_ptr + rows[:, None].to(tl.int64) * stride_wn
+    up_ptrs = row_ptrs + N * stride_wn
     acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+    up = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + cols
         if EVEN:
+            x = tl.load(x_ptr + k).to(tl.float32)
             w = tl.load(row_ptrs + k[None, :])
-            x = tl.load(x_ptr + k)
+            if SWIGLU:
+                up += tl.load(up_ptrs + k[None, :]).to(tl.float32) * x[None, :]
         else:
             k_ok = k < K
-            w = tl.load(row_ptrs + k[None, :], mask=(rows[:, None] < N) & k_ok[None, :], other=0.0)
-            x = tl.load(x_ptr + k, mask=k_ok, other=0.0)
-        acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
-    tl.store(out_ptr + rows, tl.sum(acc, axis=1).to(out_ptr.dtype.element_ty), mask=rows < N)
+            w_ok = (rows[:, None] < N) & k_ok[None, :]
+            x = tl.load(x_ptr + k, mask=k_ok, other=0.0).to(tl.float32)
+            w = tl.load(row_ptrs + k[None, :], mask=w_ok, other=0.0)
+            if SWIGLU:
+                w_up = tl.load(up_ptrs + k[None, :], mask=w_ok, other=0.0)
+                up += w_up.to(tl.float32) * x[None, :]
+        acc += w.to(tl.float32) * x[None, :]
+    out = tl.sum(acc, axis=1)
+    if SWIGLU:
+        out = out / (1.0 + tl.exp(-out)) * tl.sum(up, axis=1)
+    tl.store(out_ptr + rows, out.to(out_ptr.dtype.element_ty), mask=rows < N)
 
 
 _KERNEL: list = []
@@ -81,22 +103,27 @@ def _kernel():
     return _KERNEL[0]
 
 
-def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple) -> torch.Tensor:
+def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple,
+           swiglu: bool = False) -> torch.Tensor:
     """``x [1, K] @ weight.T`` with the kernel and ``config`` (a row of ``CANDIDATES``) ->
-    ``[1, N]`` in x's dtype. CPU tensors run in Triton's interpreter (tests)."""
+    ``[1, N]`` in x's dtype; with ``swiglu``, ``weight`` is gate rows over up rows and the result
+    ``silu(gate) * up``, ``[1, N / 2]``. CPU tensors run in Triton's interpreter (tests)."""
     if x.dim() != 2 or x.shape[0] != 1 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"gemv multiplies one row x [1, K] by weight [N, K]; got x "
                          f"{tuple(x.shape)} and weight {tuple(weight.shape)}")
     if weight.stride(1) != 1 or x.dtype != weight.dtype:
         raise ValueError("gemv needs a weight with contiguous rows and x of the weight's dtype")
-    block_n, block_k, num_warps, num_stages = config
     n, k = weight.shape
+    if swiglu and n % 2:
+        raise ValueError(f"swiglu needs gate and up rows stacked: an even number, not {n}")
+    n //= 2 if swiglu else 1
+    block_n, block_k, num_warps, num_stages = config
     x = x.contiguous()
     out = torch.empty(1, n, dtype=x.dtype, device=x.device)
     even = n % block_n == 0 and k % block_k == 0
     grid = (triton.cdiv(n, block_n),)
     args = (x, weight, out, n, k, weight.stride(0))
-    meta = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=even)
+    meta = dict(BLOCK_N=block_n, BLOCK_K=block_k, EVEN=even, SWIGLU=swiglu)
     if x.device.type == "cpu":
         from inferlab.lab import triton_cpu
         triton_cpu.launch(_kernel(), grid, *args, **meta)
@@ -106,21 +133,22 @@ def launch(x: torch.Tensor, weight: torch.Tensor, config: tuple) -> torch.Tensor
 
 
 @torch.library.custom_op("inferlab::gemv", mutates_args=())
-def _gemv_op(x: torch.Tensor, weight: torch.Tensor, block_n: int, block_k: int, num_warps: int,
-             num_stages: int) -> torch.Tensor:
+def _gemv_op(x: torch.Tensor, weight: torch.Tensor, swiglu: bool, block_n: int, block_k: int,
+             num_warps: int, num_stages: int) -> torch.Tensor:
     """``launch`` as the custom operator ``inferlab::gemv``: torch.compile and graph capture see
     one call with a known output shape instead of tracing into Triton."""
-    return launch(x, weight, (block_n, block_k, num_warps, num_stages))
+    return launch(x, weight, (block_n, block_k, num_warps, num_stages), swiglu=swiglu)
 
 
 @_gemv_op.register_fake
-def _(x, weight, block_n, block_k, num_warps, num_stages):
-    return x.new_empty(x.shape[0], weight.shape[0])
+def _(x, weight, swiglu, block_n, block_k, num_warps, num_stages):
+    return x.new_empty(x.shape[0], weight.shape[0] // (2 if swiglu else 1))
 
 
-def gemv(x: torch.Tensor, weight: torch.Tensor, config: tuple) -> torch.Tensor:
+def gemv(x: torch.Tensor, weight: torch.Tensor, config: tuple,
+         swiglu: bool = False) -> torch.Tensor:
     """The kernel through the custom operator (what the engine calls)."""
-    return _gemv_op(x, weight, *config)
+    return _gemv_op(x, weight, swiglu, *config)
 
 
 def time_us(fn) -> float:
@@ -129,20 +157,22 @@ def time_us(fn) -> float:
     return do_bench(fn, warmup=10, rep=40, return_mode="median") * 1e3
 
 
-def tune(weight: torch.Tensor, candidates=CANDIDATES) -> dict:
+def tune(weight: torch.Tensor, candidates=CANDIDATES, swiglu: bool = False) -> dict:
     """Time cuBLAS and every candidate tile on ``weight``'s shape (one random row of
-    activations) -> ``{"cublas_us", "timings": {config: us}, "best": config or None}``;
-    ``best`` is None where no candidate beats cuBLAS."""
+    activations; with ``swiglu``, the kernel's SwiGLU against cuBLAS's matrix multiply alone)
+    -> ``{"cublas_us", "timings": {config: us}, "best": config or None}``; ``best`` is None
+    where no candidate beats cuBLAS."""
     x = torch.randn(1, weight.shape[1], dtype=weight.dtype, device=weight.device)
-    expected = F.linear(x, weight).float()
+    expected = swiglu_reference(x, weight) if swiglu else F.linear(x, weight)
+    expected = expected.float()
     cublas = time_us(lambda: F.linear(x, weight))
     timings = {}
     for config in candidates:
         try:
-            got = launch(x, weight, config).float()
+            got = launch(x, weight, config, swiglu).float()
             if not torch.allclose(got, expected, rtol=2e-2, atol=2e-2 * expected.abs().max()):
                 continue
-            timings[config] = time_us(lambda c=config: launch(x, weight, c))
+            timings[config] = time_us(lambda c=config: launch(x, weight, c, swiglu))
         except Exception:  # noqa: BLE001 - a tile this GPU cannot compile is skipped
             continue
     best = min(timings, key=timings.get) if timings else None
@@ -159,32 +189,52 @@ def available(device, dtype) -> bool:
             and os.environ.get("INFERLAB_GEMV", "1") != "0")
 
 
-class GemvWeights:
+class GemvWeights(Matmuls):
     """The engine's matrix multiplies with ``gemv`` for one-row products of tuned shapes.
 
-    Built once per engine: every distinct weight shape of the model is tuned (``tune``) on the
-    GPU; ``choices`` keeps, per shape, the kernel tile that beat cuBLAS (or None: cuBLAS stays).
-    ``report`` holds the timings, for lessons and benchmarks. Passing ``choices`` (shape ->
-    tile) skips the timing."""
+    Built once per engine: each weight shape of the model is tuned (``tune``) on the GPU - the
+    MLP's gate/up matrix with its SwiGLU unless ``swiglu`` is False; ``choices`` keeps, per
+    ``(shape, "plain" or "swiglu")``, the kernel tile that beat cuBLAS (or None: PyTorch ops
+    stay). ``report`` holds the timings, for lessons and benchmarks. Passing ``choices`` skips
+    the timing."""
 
-    def __init__(self, weights, candidates=CANDIDATES, choices: dict | None = None):
-        matrices = [w for layer in weights.layers for w in (layer.qkv, layer.o, layer.gate_up,
-                                                            layer.down)] + [weights.lm_head]
+    def __init__(self, weights, candidates=CANDIDATES, choices: dict | None = None,
+                 swiglu: bool = True):
+        matrices = [(w, False) for layer in weights.layers for w in (layer.qkv, layer.o,
+                                                                    layer.down)]
+        matrices += [(layer.gate_up, swiglu) for layer in weights.layers]
+        matrices.append((weights.lm_head, False))
         self.report: dict = {}
         self.choices: dict = dict(choices or {})     # given: no timing (tests, the interpreter)
-        for w in matrices if choices is None else ():
-            shape = tuple(w.shape)
-            if shape not in self.report:
-                self.report[shape] = tune(w, candidates)
-                self.choices[shape] = self.report[shape]["best"]
+        for w, fused in matrices if choices is None else ():
+            key = (tuple(w.shape), "swiglu" if fused else "plain")
+            if key not in self.report:
+                self.report[key] = tune(w, candidates, fused)
+                self.choices[key] = self.report[key]["best"]
 
     def __len__(self) -> int:
         return sum(config is not None for config in self.choices.values())
 
+    def _config(self, x: torch.Tensor, weight: torch.Tensor, kind: str):
+        return self.choices.get((tuple(weight.shape), kind)) if x.shape[0] == 1 else None
+
     def linear(self, x: torch.Tensor, weight: torch.Tensor,
                bias: torch.Tensor | None = None) -> torch.Tensor:
-        config = self.choices.get(tuple(weight.shape)) if x.shape[0] == 1 else None
+        """The engine's drop-in ``F.linear``."""
+        config = self._config(x, weight, "plain")
         if config is None:
             return F.linear(x, weight, bias)
         out = gemv(x, weight, config)
         return out if bias is None else out + bias
+
+    def swiglu(self, x: torch.Tensor, gate_up: torch.Tensor) -> torch.Tensor:
+        """The MLP's ``silu(x @ gate.T) * (x @ up.T)``, one kernel for one row."""
+        config = self._config(x, gate_up, "swiglu")
+        if config is None:
+            return super().swiglu(x, gate_up)
+        return gemv(x, gate_up, config, swiglu=True)
+
+
+def swiglu_reference(x: torch.Tensor, gate_up: torch.Tensor) -> torch.Tensor:
+    """``GemvWeights.swiglu`` in PyTorch ops."""
+    return swiglu(F.linear(x, gate_up))

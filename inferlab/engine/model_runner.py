@@ -40,12 +40,13 @@ class ModelRunner:
     ``AttentionBackend``. ``prepack_weights``: multiply through weights packed once for the CPU's
     matrix kernels (``packed_weights``; the engine decides it in ``EngineConfig.resolve``), with
     ``batch_hint`` the rows of a full decode step. ``gemv``: one-row products through the tuned
-    Triton kernel of ``gemv`` (a GPU's batch-1 decode steps).
+    Triton kernel of ``gemv`` (a GPU's batch-1 decode steps), the MLP's SwiGLU inside it unless
+    ``gemv_swiglu`` is False.
     """
 
     def __init__(self, weights: LlamaWeights, cache: PagedKVCache, max_model_len: int | None = None,
                  attention: str | AttentionBackend = "auto", prepack_weights: bool = False,
-                 batch_hint: int = 32, gemv: bool = False):
+                 batch_hint: int = 32, gemv: bool = False, gemv_swiglu: bool = True):
         self.weights, self.cache, self.config = weights, cache, weights.config
         c = self.config
         self.device, self.dtype = weights.device, weights.dtype
@@ -56,7 +57,8 @@ class ModelRunner:
         self.attention: AttentionBackend = make_backend(attention, self.device, self.dtype)
         self.graphs: DecodeGraphs | None = None
         self.matmuls = (PackedWeights(weights, batch_hint) if prepack_weights
-                        else GemvWeights(weights) if gemv else PlainWeights())
+                        else GemvWeights(weights, swiglu=gemv_swiglu) if gemv
+                        else PlainWeights())
         # the C++ attention backend brings its residual + norm kernel (cpu_kernels, lesson 07)
         fused = isinstance(self.attention, CpuKernelAttention)
         self.add_rms_norm = cpu_kernels.add_rms_norm if fused else add_rms_norm
@@ -131,9 +133,9 @@ class ModelRunner:
             q = self.rope_and_store(i, linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
             o = self.attend(i, q, inp)
             h, x = self.add_rms_norm(h, linear(o, layer.o), layer.post_norm, c.rms_norm_eps)
-            gate, up = linear(x, layer.gate_up).chunk(2, dim=-1)
             next_norm = w.layers[i + 1].input_norm if i + 1 < len(w.layers) else w.norm
-            h, x = self.add_rms_norm(h, linear(F.silu(gate) * up, layer.down), next_norm,
+            mlp = self.matmuls.swiglu(x, layer.gate_up)
+            h, x = self.add_rms_norm(h, linear(mlp, layer.down), next_norm,
                                      c.rms_norm_eps)
         if inp.logits_index is not None:
             x = x.index_select(0, inp.logits_index)

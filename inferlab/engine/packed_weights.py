@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .weights import swiglu
+
 
 def _ops():
     """PyTorch's oneDNN linear operators, or None where this build has none."""
@@ -45,7 +47,19 @@ def can_pack(device, dtype, exact_only: bool = True) -> bool:
     return dtype == torch.float32 and not exact_only
 
 
-class PackedWeights:
+class Matmuls:
+    """What the model runner multiplies through: ``linear`` (as ``F.linear``) and ``swiglu``, the
+    MLP's gate/up product with its activation, which a subclass may compute in one kernel
+    (``gemv.GemvWeights``)."""
+
+    def linear(self, x, weight, bias=None):
+        raise NotImplementedError
+
+    def swiglu(self, x: torch.Tensor, gate_up: torch.Tensor) -> torch.Tensor:
+        return swiglu(self.linear(x, gate_up))
+
+
+class PackedWeights(Matmuls):
     """Packed copies of a model's matrices, looked up by the plain tensor they stand for.
 
     ``batch_hint``: the number of rows oneDNN tunes the layout for (the engine passes its
@@ -75,7 +89,7 @@ class PackedWeights:
         return torch.ops.mkldnn._linear_pointwise(x, entry[1], bias, "none", [], "")
 
 
-class PlainWeights:
+class PlainWeights(Matmuls):
     """No packing: ``F.linear`` as it is (GPUs, and CPUs where packing is off)."""
 
     def __len__(self) -> int:

@@ -194,6 +194,12 @@ def add_rms_norm(h: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor,
     return h, rms_norm(h, weight, eps)
 
 
+def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
+    """The MLP's activation on its stacked gate/up product: ``silu(gate) * up``."""
+    gate, up = gate_up.chunk(2, dim=-1)
+    return torch.nn.functional.silu(gate) * up
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

@@ -513,6 +513,13 @@ else:
 # shape on your GPU when the engine starts, keeping cuBLAS where it stays faster. The same idea as
 # the flash kernel: once the arithmetic is trivial, a kernel is judged by how many bytes it keeps in
 # flight.
+#
+# The same kernel applies the MLP's SwiGLU to the gate/up product (each program reads a gate row
+# and its up row against the same inputs), one small kernel fewer per layer. Folding the RMS norms
+# in as well looks like the next step, and the record's notes (`benchmarks/results/engine_gpu.md`)
+# show why it did not pay there: a norm needs the sum of squares of the *whole* row before any
+# output, and every program adding it up again, or every program of the previous kernel adding
+# into one number with atomics, cost more than the small kernel it would remove.
 
 # %%
 for record_name in ("engine_gpu", "engine_gpu_h100"):
