@@ -349,12 +349,14 @@ def gpu(args) -> None:
     for key in args.variants:
         seen[key] = seen.get(key, 0) + 1
         repeat = f" - repeat {seen[key] - 1}" if seen[key] > 1 else ""
-        if key == "gemv":
+        if key in ("gemv", "gemv-kernel"):
+            name = ("weights only: the layer matmuls replayed in one CUDA graph (ceiling)"
+                    if key == "gemv" else "weights only, by the matrix-vector kernel (SwiGLU "
+                    "inside), replayed in one CUDA graph (ceiling)")
             try:
-                add("weights only: the layer matmuls replayed in one CUDA graph (ceiling)",
-                    {"tok_s": gemv_ceiling(weights)})
+                add(name + repeat, {"tok_s": gemv_ceiling(weights, kernel=key == "gemv-kernel")})
             except Exception as error:
-                results["runs"].append({"name": "gemv", "error": repr(error)[:300]})
+                results["runs"].append({"name": name, "error": repr(error)[:300]})
             continue
         if key == "hf":
             try:
@@ -464,18 +466,28 @@ def gpu_markdown(record: dict) -> str:
 
 
 @torch.inference_mode()
-def gemv_ceiling(weights) -> float:
-    """Tokens/s if a decode step were nothing but the weight matmuls (batch 1, one CUDA graph)."""
+def gemv_ceiling(weights, kernel: bool = False) -> float:
+    """Tokens/s if a decode step were nothing but the weight matmuls (batch 1, one CUDA graph):
+    by cuBLAS, or with ``kernel`` by the engine's tuned matrix-vector kernel (SwiGLU inside)."""
     x = torch.randn(1, weights.config.hidden_size, device="cuda", dtype=weights.dtype)
+    if kernel:
+        from inferlab.engine.gemv import GemvWeights
+        matmuls = GemvWeights(weights)
+        linear, mlp = matmuls.linear, matmuls.swiglu
+    else:
+        linear = torch.nn.functional.linear
+
+        def mlp(y, gate_up):
+            return linear(y, gate_up)[:, :weights.config.intermediate_size]
 
     def chain():
         y = x
         for layer in weights.layers:
-            y = torch.nn.functional.linear(y, layer.qkv)[:, :x.shape[1]]
-            y = torch.nn.functional.linear(y, layer.o)
-            y = torch.nn.functional.linear(y, layer.gate_up)[:, :weights.config.intermediate_size]
-            y = torch.nn.functional.linear(y, layer.down)
-        return torch.nn.functional.linear(y, weights.lm_head)
+            y = linear(y, layer.qkv)[:, :x.shape[1]]
+            y = linear(y, layer.o)
+            y = mlp(y, layer.gate_up)
+            y = linear(y, layer.down)
+        return linear(y, weights.lm_head)
 
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
