@@ -1252,10 +1252,7 @@ else:
             int4_rows[int(m)] = {way: r["us"] for way, r in by_m.get(m, {}).items() if "us" in r}
             for way, us in int4_rows[int(m)].items():
                 print(f"M = {m:>2}  {way:<22} {us:8.1f} us")
-        for m, by_way in int4_record["results"]["decode_estimate_tok_s"].items():
-            print(f"a 7B model's Linear layers alone at M = {m} (an upper bound): "
-                  + ", ".join(f"{way} {tok_s:.0f}" for way, tok_s in by_way.items())
-                  + " tokens/s")
+        print("(the whole-model estimates above include it)")
     except FileNotFoundError:
         print("No GPU run of tinygemm is recorded yet (benchmarks/w4a16_gpu.py records one on a "
               "CUDA GPU): on this machine you have seen its CPU version give the same numbers.")
