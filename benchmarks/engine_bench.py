@@ -340,8 +340,14 @@ def gpu(args) -> None:
                                         "cache)",
                                         dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
                                              gemv_swiglu=False, kv_cache="static", **triton)),
+        "gemv-compile-static-sync": ("engine + torch.compile + CUDA graphs, Triton decode kernels "
+                                     "and matrix-vector kernel, SwiGLU inside (static cache), "
+                                     "each step's tokens read before the next is launched",
+                                     dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
+                                          kv_cache="static", run_ahead=False, **triton)),
         "gemv-compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels and "
-                                "matrix-vector kernel, SwiGLU inside (static cache)",
+                                "matrix-vector kernel, SwiGLU inside (static cache), running a "
+                                "step ahead",
                                 dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
                                      kv_cache="static", **triton)),
     }

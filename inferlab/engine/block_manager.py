@@ -170,6 +170,25 @@ class BlockManager:
             self._register(seq.block_table[index], chunk, previous)
         return copies
 
+    def reserve_next_slots(self, seqs) -> bool:
+        """Make room, in each of ``seqs``, for the token after its newest before that token is
+        known (the engine running a step ahead): a new block where that position starts one.
+        False, changing nothing, where a position needs a copy-on-write or the free blocks do not
+        suffice. ``append_slot`` after the token is appended then only registers a block it
+        fills."""
+        new_blocks = 0
+        for seq in seqs:
+            if len(seq) // self.block_size >= len(seq.block_table):
+                new_blocks += 1
+            elif self.blocks[seq.block_table[-1]].ref_count > 1:
+                return False
+        if new_blocks > self.num_free_blocks:
+            return False
+        for seq in seqs:
+            if len(seq) // self.block_size >= len(seq.block_table):
+                seq.block_table.append(self._take_free_block())
+        return True
+
     # ------------------------------------------------------------------------- free, fork
     def free(self, seq: Sequence) -> None:
         """Return ``seq``'s blocks (those still shared stay in use for the others)."""

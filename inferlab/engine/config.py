@@ -40,6 +40,12 @@ cuBLAS stays faster keep ``F.linear``. The kernel also applies the MLP's SwiGLU 
 product it computes (one small kernel fewer per layer); ``gemv_swiglu=False`` leaves SwiGLU to
 PyTorch, to measure what that saves.
 
+``run_ahead`` (lesson 09; module ``run_ahead``): the engine launches the next decode step before it
+reads this step's tokens, which stay on the GPU as the next step's inputs, so the GPU does not wait
+while the CPU does a step's bookkeeping. It runs ahead only when the next step is certain (greedy
+decoding, nothing waiting, the built-in sampler and block manager). ``None`` switches it on with
+CUDA graphs, where the CPU's share of a step is worth hiding.
+
 Values are checked when the config is made (``__post_init__``: each bad value gets an error that
 says what is allowed), and against the model and device when an engine is built (``resolve``).
 """
@@ -94,6 +100,7 @@ class EngineConfig:
     prepack_weights: bool | None = None    # CPU: weights packed once for oneDNN; None: in bf16
     gemv: bool = False                     # GPU: one-row matmuls by gemv's tuned Triton kernel
     gemv_swiglu: bool = True               # ... with the MLP's SwiGLU inside the gate/up kernel
+    run_ahead: bool | None = None          # launch decode step k+1 before reading k's tokens
     seed: int = 0                          # the default sampler's random generator
     # plug-in points (see the module docstring)
     block_manager: Callable | None = None
@@ -174,6 +181,8 @@ class EngineConfig:
             fail("gemv", "True or False")
         if not isinstance(self.gemv_swiglu, bool):
             fail("gemv_swiglu", "True or False")
+        if not (self.run_ahead is None or isinstance(self.run_ahead, bool)):
+            fail("run_ahead", "None (with CUDA graphs), True or False")
         if not _is_int(self.seed):
             fail("seed", "an int")
         for name in ("block_manager", "schedule_step", "sampler"):
@@ -243,6 +252,7 @@ class EngineConfig:
             raise ValueError(f"gemv=True needs a CUDA device, Triton and fp16/bf16 weights (and "
                              f"INFERLAB_GEMV not 0); the model is {dtype} on {device.type}")
         changes = dict(max_model_len=max_len, enable_prefix_caching=prefix, cuda_graphs=graphs,
+                       run_ahead=graphs if self.run_ahead is None else self.run_ahead,
                        attention_backend=backend,
                        prepack_weights=prepack and self.prepack_weights is not False)
         if self.kv_cache == "static":

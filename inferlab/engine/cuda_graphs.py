@@ -73,17 +73,33 @@ class DecodeGraphs:
         with torch.inference_mode(), torch.cuda.graph(graph, pool=self._pool):
             out = self._fn(packed, batch, width, length)
         self._pool = graph.pool()
-        host = torch.zeros_like(packed, device="cpu").pin_memory()
-        self.graphs[(batch, length)] = (graph, packed, host, host.numpy(), out, width)
-        return self.graphs[(batch, length)]
+        # two pinned buffers, taken in turn: a step launched ahead (run_ahead) writes one while
+        # the copy from the other may still wait in the queue
+        hosts = [torch.zeros_like(packed, device="cpu").pin_memory() for _ in range(2)]
+        self.graphs[(batch, length)] = entry = _Graph(graph, packed, hosts, out, width)
+        return entry
 
-    def run(self, seqs) -> torch.Tensor:
-        """Logits ``[len(seqs), vocab]`` of a decode step, replayed from its bucket's graph."""
+    def run(self, seqs, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[len(seqs), vocab]`` of a decode step, replayed from its bucket's graph.
+        ``tokens``: the new tokens, already on the device (a step launched ahead, whose
+        ``seqs`` are ``run_ahead.NextStep`` views), instead of each sequence's last token."""
         batch, length = self.bucket(len(seqs), max(len(s) for s in seqs))
         entry = self.graphs.get((batch, length)) or self.capture(batch, length)
-        graph, packed, host, host_array, out, width = entry
         cache = self.runner.cache
-        host_array[:] = pack_decode(seqs, batch, width, cache.block_size, cache.scratch_slot)
-        packed.copy_(host, non_blocking=True)                   # pinned memory: one async copy
-        graph.replay()
-        return out[:len(seqs)]
+        host = entry.hosts[entry.turn]
+        entry.turn ^= 1
+        host.numpy()[:] = pack_decode(seqs, batch, entry.width, cache.block_size,
+                                      cache.scratch_slot)
+        entry.packed.copy_(host, non_blocking=True)             # pinned memory: one async copy
+        if tokens is not None:
+            entry.packed[:len(seqs)].copy_(tokens)
+        entry.graph.replay()
+        return entry.out[:len(seqs)]
+
+
+class _Graph:
+    """One captured bucket: the graph, its input buffer and pinned copies, its output."""
+
+    def __init__(self, graph, packed, hosts, out, width):
+        self.graph, self.packed, self.hosts, self.out, self.width = graph, packed, hosts, out, width
+        self.turn = 0

@@ -33,6 +33,7 @@ from .config import BLOCK_MANAGER_API, EngineConfig
 from .kv_cache import PagedKVCache, StaticKVCache, kv_bytes_per_token
 from .model_runner import ModelRunner
 from .outputs import EngineStats, RequestOutput, StepResult
+from .run_ahead import PendingTokens
 from .sampler import Sampler, SamplingParams
 from .scheduler import Scheduler
 from .sequence import Sequence
@@ -93,6 +94,7 @@ class LLMEngine:
         self.stats = EngineStats()
         self._seqs: dict[int, Sequence] = {}
         self._finished: dict[int, Sequence] = {}
+        self._in_flight: tuple | None = None     # run_ahead: (sequences, PendingTokens) launched
         self._clock0 = time.perf_counter()
 
     @staticmethod
@@ -152,11 +154,61 @@ class LLMEngine:
     # ------------------------------------------------------------------------------- step
     def step(self, now: float | None = None, flush: bool = True) -> StepResult:
         """Run one engine step (schedule, forward pass, sample, update) and say what it did."""
-        seqs, is_prefill = self._schedule(self.now() if now is None else now, flush)
-        if not seqs:
-            return StepResult(is_prefill)
-        tokens = self._execute(seqs, is_prefill)
-        return self._finish(seqs, is_prefill, tokens, self.now() if now is None else now)
+        if self._in_flight is not None:          # launched ahead by the last step
+            seqs, pending = self._take_in_flight()
+        else:
+            seqs, is_prefill = self._schedule(self.now() if now is None else now, flush)
+            if not seqs:
+                return StepResult(is_prefill)
+            if is_prefill or not self._may_run_ahead(seqs):
+                tokens = self._execute(seqs, is_prefill)
+                return self._finish(seqs, is_prefill, tokens, self.now() if now is None else now)
+            pending = self._launch(seqs)
+        ahead = self._launch_ahead(seqs, pending) if self._may_run_ahead(seqs) else None
+        tokens = pending.list()                  # waits for this step only
+        result = self._finish(seqs, False, tokens, self.now() if now is None else now)
+        live = [s for s in seqs if not s.is_finished]
+        if ahead is not None and live:
+            for s in live:                       # their next slots are reserved: only a block
+                self.scheduler.append_slot(s)    # that fills up gets registered for sharing
+            self._in_flight = (seqs, ahead)
+        return result
+
+    # ------------------------------------------------------------------ running ahead (09)
+    def _may_run_ahead(self, seqs) -> bool:
+        """Is the step after this decode step certain to be the same sequences' next decode
+        step, with tokens picked on the device? (``run_ahead``; see its module.)"""
+        sched = self.scheduler
+        return bool(self.config.run_ahead and seqs and not sched.waiting and sched.step is None
+                    and not sched.prefilling and type(self.sampler) is Sampler
+                    and type(self.block_manager) is BlockManager
+                    and all(s.params.greedy and s.num_output_tokens + 1 < s.params.max_tokens
+                            and len(s) + 1 < self.max_model_len for s in seqs))
+
+    def _launch(self, seqs) -> PendingTokens:
+        """A scheduled decode step whose tokens stay on the device until they are read."""
+        if self.scheduler.block_copies:
+            self.cache.copy_blocks(self.scheduler.block_copies)
+        self._count(seqs, False)
+        return PendingTokens(self.runner.run(seqs, False))
+
+    def _launch_ahead(self, seqs, pending: PendingTokens) -> PendingTokens | None:
+        """Launch the step after ``pending``'s, on its tokens still on the device; None where a
+        next cache slot needs a copy-on-write or a block that is not free."""
+        if not self.block_manager.reserve_next_slots(seqs):
+            return None
+        return PendingTokens(self.runner.run_ahead(seqs, pending.device))
+
+    def _take_in_flight(self):
+        """The step launched ahead, without the sequences that stopped before it was read."""
+        seqs, pending = self._in_flight
+        self._in_flight = None
+        rows = [i for i, s in enumerate(seqs) if not s.is_finished]
+        if len(rows) < len(seqs):
+            seqs = [seqs[i] for i in rows]
+            pending.keep(rows)
+        self._count(seqs, False)
+        return seqs, pending
 
     def _schedule(self, now: float, flush: bool):
         seqs, is_prefill = self.scheduler.schedule(now, flush)
@@ -173,9 +225,26 @@ class LLMEngine:
     def _execute(self, seqs, is_prefill: bool) -> list:
         """The forward pass and sampling of a scheduled step; returns one token per sequence
         (``None`` for a sequence that computed a prompt chunk that is not its last)."""
-        stats, spans = self.stats, self.scheduler.spans
+        spans = self.scheduler.spans
         if self.scheduler.block_copies:
             self.cache.copy_blocks(self.scheduler.block_copies)
+        self._count(seqs, is_prefill)
+        logits = self.runner.run(seqs, is_prefill, spans=spans)
+        if spans is None:
+            return self.sampler(logits, [s.params for s in seqs], [s.seq_id for s in seqs])
+        rows = [i for i, (s, (_, end)) in enumerate(zip(seqs, spans)) if end == len(s)]
+        tokens: list = [None] * len(seqs)
+        if rows:
+            picked = [seqs[i] for i in rows]
+            sampled = self.sampler(logits[rows], [s.params for s in picked],
+                                   [s.seq_id for s in picked])
+            for i, token in zip(rows, sampled):
+                tokens[i] = token
+        return tokens
+
+    def _count(self, seqs, is_prefill: bool) -> None:
+        """Add a step over ``seqs`` to ``stats``."""
+        stats, spans = self.stats, self.scheduler.spans
         if spans is not None:                # chunked prefill: prompt chunks + decode tokens
             stats.prefill_steps += 1
             stats.decode_tokens += self.scheduler.num_decodes       # they come first
@@ -194,18 +263,6 @@ class LLMEngine:
         stats.steps += 1
         stats.batch_sizes.append(len(seqs))
         stats.peak_blocks_used = max(stats.peak_blocks_used, self.block_manager.num_used_blocks)
-        logits = self.runner.run(seqs, is_prefill, spans=spans)
-        if spans is None:
-            return self.sampler(logits, [s.params for s in seqs], [s.seq_id for s in seqs])
-        rows = [i for i, (s, (_, end)) in enumerate(zip(seqs, spans)) if end == len(s)]
-        tokens: list = [None] * len(seqs)
-        if rows:
-            picked = [seqs[i] for i in rows]
-            sampled = self.sampler(logits[rows], [s.params for s in picked],
-                                   [s.seq_id for s in picked])
-            for i, token in zip(rows, sampled):
-                tokens[i] = token
-        return tokens
 
     def _finish(self, seqs, is_prefill: bool, tokens: list, now: float) -> StepResult:
         spans = self.scheduler.spans

@@ -20,10 +20,13 @@ weight at about two thirds of the copy bandwidth of an H200, a 4096 x 11008 one 
 * products accumulate in fp32 registers, one row sum at the end.
 
 The best tile depends on the GPU and the weight's shape, so ``tune`` times ``CANDIDATES`` on the
-student's GPU once per shape (``triton.testing.do_bench`` flushes the L2 cache before each call:
-weights come from memory, as in a model) and keeps the fastest - or cuBLAS, when no candidate
-beats it. On an H200 the kernel read Llama-2-7B's weights 6-19 % faster than cuBLAS, and a whole
-decode step ran 12-15 % faster (``benchmarks/results/engine_gpu.md``).
+student's GPU once per shape and keeps the fastest - or cuBLAS, when no candidate beats it. It
+times them as a decode step runs them: recorded in one CUDA graph (no launch cost: a graph's
+kernels start back to back) over the model's own matrices of that shape, one after another, so each
+call reads a weight that is not in the L2 cache. Timed one call at a time instead, a 4096 x 4096
+product reads about 5 us slower than it runs inside a step, the launch included, and that can hand
+the shape to the wrong side. On an H200 the kernel read Llama-2-7B's weights 6-19 % faster than
+cuBLAS, and a whole decode step ran 12-15 % faster (``benchmarks/results/engine_gpu.md``).
 
 ``GemvWeights.linear`` is the engine's drop-in ``F.linear`` (``EngineConfig.gemv``): one row and
 a tuned shape take the kernel, anything else ``F.linear``. ``GemvWeights.swiglu`` multiplies by
@@ -157,22 +160,51 @@ def time_us(fn) -> float:
     return do_bench(fn, warmup=10, rep=40, return_mode="median") * 1e3
 
 
-def tune(weight: torch.Tensor, candidates=CANDIDATES, swiglu: bool = False) -> dict:
-    """Time cuBLAS and every candidate tile on ``weight``'s shape (one random row of
-    activations; with ``swiglu``, the kernel's SwiGLU against cuBLAS's matrix multiply alone)
-    -> ``{"cublas_us", "timings": {config: us}, "best": config or None}``; ``best`` is None
-    where no candidate beats cuBLAS."""
+def time_in_graph_us(fn, calls: int) -> float:
+    """Median microseconds per call of ``fn(0), ..., fn(calls - 1)``, recorded in one CUDA graph
+    and replayed (after a warm-up that also compiles): the kernels start back to back, as in a
+    decode step's graph."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for i in range(calls):
+            fn(i)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for i in range(calls):
+            fn(i)
+    return time_us(graph.replay) / calls
+
+
+def tune(weights, candidates=CANDIDATES, swiglu: bool = False) -> dict:
+    """Time cuBLAS and every candidate tile on one weight shape -> ``{"cublas_us", "timings":
+    {config: us}, "best": config or None}``; ``best`` is None where no candidate beats cuBLAS.
+
+    ``weights``: a matrix, or the model's matrices of one shape (each layer's, say). The calls
+    run through all of them in one CUDA graph (``time_in_graph_us``; at least 4 calls, a
+    matrix again where there are fewer), one random row of activations; with ``swiglu``, the
+    kernel's SwiGLU against cuBLAS's matrix multiply alone. A tile whose output differs from
+    the reference is not timed."""
+    mats = [weights] if isinstance(weights, torch.Tensor) else list(weights)
+    weight = mats[0]
     x = torch.randn(1, weight.shape[1], dtype=weight.dtype, device=weight.device)
     expected = swiglu_reference(x, weight) if swiglu else F.linear(x, weight)
     expected = expected.float()
-    cublas = time_us(lambda: F.linear(x, weight))
+    calls = max(len(mats), 4)
+
+    def each(i):
+        return mats[i % len(mats)]
+
+    cublas = time_in_graph_us(lambda i: F.linear(x, each(i)), calls)
     timings = {}
     for config in candidates:
         try:
             got = launch(x, weight, config, swiglu).float()
             if not torch.allclose(got, expected, rtol=2e-2, atol=2e-2 * expected.abs().max()):
                 continue
-            timings[config] = time_us(lambda c=config: launch(x, weight, c, swiglu))
+            timings[config] = time_in_graph_us(
+                lambda i, c=config: launch(x, each(i), c, swiglu), calls)
         except Exception:  # noqa: BLE001 - a tile this GPU cannot compile is skipped
             continue
     best = min(timings, key=timings.get) if timings else None
@@ -206,11 +238,12 @@ class GemvWeights(Matmuls):
         matrices.append((weights.lm_head, False))
         self.report: dict = {}
         self.choices: dict = dict(choices or {})     # given: no timing (tests, the interpreter)
+        shapes: dict = {}                            # (shape, kind) -> the matrices of that kind
         for w, fused in matrices if choices is None else ():
-            key = (tuple(w.shape), "swiglu" if fused else "plain")
-            if key not in self.report:
-                self.report[key] = tune(w, candidates, fused)
-                self.choices[key] = self.report[key]["best"]
+            shapes.setdefault((tuple(w.shape), "swiglu" if fused else "plain"), []).append(w)
+        for key, mats in shapes.items():
+            self.report[key] = tune(mats, candidates, key[1] == "swiglu")
+            self.choices[key] = self.report[key]["best"]
 
     def __len__(self) -> int:
         return sum(config is not None for config in self.choices.values())

@@ -30,6 +30,7 @@ from .gemv import GemvWeights
 from .inputs import StepInputs, pack_step
 from .kv_cache import PagedKVCache
 from .packed_weights import PackedWeights, PlainWeights
+from .run_ahead import NextStep
 from .weights import LlamaWeights, add_rms_norm, rms_norm, rotate_half
 
 
@@ -151,6 +152,17 @@ class ModelRunner:
         if not is_prefill and not all_logits and self.graphs is not None:
             return self.graphs.run(seqs)
         return self.forward(self.prepare(seqs, is_prefill, all_logits, spans))
+
+    @torch.inference_mode()
+    def run_ahead(self, seqs, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits of the decode step after the one in flight: each of ``seqs`` one token longer,
+        that token being ``tokens[i]``, still on the device (``run_ahead``)."""
+        views = [NextStep(s) for s in seqs]
+        if self.graphs is not None:
+            return self.graphs.run(views, tokens)
+        inp = self.prepare(views, False)
+        inp.input_ids = tokens
+        return self.forward(inp)
 
     # ---------------------------------------------------------------------- CUDA graphs
     @property
