@@ -340,6 +340,12 @@ def gpu(args) -> None:
                                         "cache)",
                                         dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
                                              gemv_swiglu=False, kv_cache="static", **triton)),
+        "gemv-compile-static-unfused": ("engine + torch.compile + CUDA graphs, Triton decode "
+                                        "kernels (RoPE + cache write apart from attention) and "
+                                        "matrix-vector kernel, SwiGLU inside (static cache), "
+                                        "running a step ahead",
+                                        dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
+                                             kv_cache="static", attention_backend=unfused())),
         "gemv-compile-static-sync": ("engine + torch.compile + CUDA graphs, Triton decode kernels "
                                      "and matrix-vector kernel, SwiGLU inside (static cache), "
                                      "each step's tokens read before the next is launched",
@@ -393,6 +399,14 @@ def gpu(args) -> None:
         results.update(history_from(json.loads(previous.read_text())))
     save(out / "engine_gpu.json", record)
     (out / "engine_gpu.md").write_text(gpu_markdown(record))
+
+
+def unfused():
+    """The Triton backend with RoPE + cache write in their own kernel before attention."""
+    from inferlab.engine.attention import TritonAttention
+    backend = TritonAttention()
+    backend.fused_rope_attention = False
+    return backend
 
 
 def history_from(old: dict) -> dict:

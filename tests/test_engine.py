@@ -666,3 +666,29 @@ def test_triton_decode_kernels_match_pytorch_on_the_gpu():
     torch.testing.assert_close(k[slots].float(), k_ref * c + rotate_half(k_ref) * s, rtol=2e-3,
                                atol=2e-3)
     assert torch.equal(v[slots], qkv[:, (heads + kv_heads) * d:].view(3, kv_heads, d))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_rope_store_attention_is_the_two_kernels_on_the_gpu():
+    from inferlab.engine import gpu_kernels
+    g = torch.Generator(device="cuda").manual_seed(0)
+    heads, kv_heads, d, bs, blocks = 32, 8, 128, 16, 600
+    k, v = (torch.randn(blocks * bs, kv_heads, d, device="cuda", dtype=torch.float16, generator=g)
+            for _ in range(2))
+    context = torch.tensor([1, 200, 2049, 4000], device="cuda")
+    tables = torch.stack([torch.randperm(blocks, device="cuda", generator=g)[:256]
+                          for _ in range(4)])
+    pos = context - 1
+    slots = tables.gather(1, (pos // bs)[:, None])[:, 0] * bs + pos % bs
+    qkv = torch.randn(4, (heads + 2 * kv_heads) * d, device="cuda", dtype=torch.float16,
+                      generator=g)
+    angles = torch.rand(4096, d // 2, device="cuda", generator=g) * 6
+    cos, sin = (torch.cat([f(angles)] * 2, -1).half() for f in (torch.cos, torch.sin))
+    k2, v2 = k.clone(), v.clone()
+    q = gpu_kernels.rope_and_store(qkv, cos, sin, pos, slots, k, v, heads, kv_heads)
+    want = gpu_kernels.decode_attention(q, k, v, tables, context, 4096, bs, d ** -0.5)
+    got = gpu_kernels.rope_store_attention(qkv, cos, sin, pos, slots, k2, v2, tables, context,
+                                           4096, bs, d ** -0.5, heads, kv_heads)
+    torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-3)
+    assert torch.equal(k2, k) and torch.equal(v2, v)

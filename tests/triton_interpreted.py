@@ -131,3 +131,35 @@ def test_kernels_refuse_what_they_cannot_do(kernels):
     with pytest.raises(ValueError, match="power-of-two head"):
         kernels.decode_attention(torch.zeros(1, 4, 12), k, k, torch.zeros(1, 1, dtype=torch.long),
                                  torch.tensor([1]), 8, 8, 1.0)
+
+
+@pytest.mark.parametrize("heads,kv_heads,head_dim,block_size",
+                         [(4, 2, 16, 4), (6, 6, 32, 16), (9, 3, 64, 8)])
+@pytest.mark.parametrize("small_tiles", [False, True])
+def test_rope_store_attention_is_rope_and_store_then_decode_attention(
+        kernels, heads, kv_heads, head_dim, block_size, small_tiles):
+    """The fused kernel: the same output and the same cache as the two kernels it replaces, for
+    contexts whose new token starts, ends or sits inside a chunk (and padding rows of context 1)."""
+    if small_tiles:
+        kernels.BLOCK_N, kernels.MAX_SPLITS = 8, 3
+    g = torch.Generator().manual_seed(5)
+    num_blocks, length = 48, 64
+    width = math.ceil(length / block_size)
+    context = torch.tensor([1, 8, 9, 37, 64])
+    batch = len(context)
+    tables = torch.stack([torch.randperm(num_blocks, generator=g)[:width] for _ in range(batch)])
+    positions = context - 1
+    slots = tables.gather(1, (positions // block_size)[:, None])[:, 0] * block_size \
+        + positions % block_size
+    qkv = torch.randn(batch, (heads + 2 * kv_heads) * head_dim, generator=g)
+    angles = torch.rand(length, head_dim // 2, generator=g) * 6
+    cos, sin = (torch.cat([f(angles)] * 2, -1) for f in (torch.cos, torch.sin))
+    scale = head_dim ** -0.5
+    k, v = random_cache(num_blocks, block_size, kv_heads, head_dim, seed=6)
+    k2, v2 = k.clone(), v.clone()
+    q = kernels.rope_and_store(qkv, cos, sin, positions, slots, k, v, heads, kv_heads)
+    want = kernels.decode_attention(q, k, v, tables, context, length, block_size, scale)
+    got = kernels.rope_store_attention(qkv, cos, sin, positions, slots, k2, v2, tables, context,
+                                       length, block_size, scale, heads, kv_heads)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(k2, k) and torch.equal(v2, v)

@@ -145,6 +145,7 @@ class AttentionBackend:
     paged_decode = False        # decode steps call ``decode`` over the blocks (no gather, no mask)
     reads_only_context = False  # ``decode`` stops at each context length (no length buckets)
     fused_rope = False          # decode steps call ``rope_and_store`` (RoPE + cache write)
+    fused_rope_attention = False  # ... or ``rope_store_attention`` (RoPE, write and attention)
 
     def gathered(self, q, keys, values, mask, scale):
         return sdpa_attention(q, keys, values, mask, scale)
@@ -192,6 +193,15 @@ class TritonAttention(AttentionBackend):
     def rope_and_store(self, qkv, cos, sin, positions, slots, k_cache, v_cache, heads, kv_heads):
         return gpu_kernels.rope_and_store(qkv, cos, sin, positions, slots, k_cache, v_cache,
                                           heads, kv_heads)
+
+    fused_rope_attention = True
+
+    def rope_store_attention(self, qkv, cos, sin, positions, slots, k_cache, v_cache,
+                             block_tables, context_lens, length, block_size, scale, heads,
+                             kv_heads):
+        return gpu_kernels.rope_store_attention(qkv, cos, sin, positions, slots, k_cache, v_cache,
+                                                block_tables, context_lens, length, block_size,
+                                                scale, heads, kv_heads)
 
 
 class CpuKernelAttention(MathAttention):

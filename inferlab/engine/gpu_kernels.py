@@ -153,6 +153,91 @@ if triton is not None:
         tl.store(dst + HEAD_DIM // 2 + half, second.to(dst.dtype.element_ty))
 
 
+if triton is not None:
+    @triton.jit
+    def _rope_chunk_kernel(qkv_ptr, cos_ptr, sin_ptr, positions_ptr, slots_ptr, k_ptr, v_ptr,
+                           tables_ptr, ctx_ptr, acc_ptr, m_ptr, l_ptr, qkv_stride, kv_stride_slot,
+                           tables_stride_b, scale, HEADS: tl.constexpr, KV_HEADS: tl.constexpr,
+                           CHUNK: tl.constexpr, BLOCK_SIZE: tl.constexpr, GROUP: tl.constexpr,
+                           HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, SPLITS: tl.constexpr):
+        """``_chunk_kernel`` with ``_rope_store_kernel`` inside: program ``(b, h, s)`` rotates
+        its query straight from the Q/K/V projection, attends over the cached keys of its chunk
+        and, if its chunk holds the new position, over the new key and value from registers
+        (rotated and rounded to the cache's dtype, as if read back); the first head of each KV
+        group stores them in the cache. Vectors are handled as two halves, RoPE's pairs."""
+        b = tl.program_id(0)
+        h = tl.program_id(1)
+        s = tl.program_id(2)
+        D2: tl.constexpr = HEAD_DIM // 2
+        kv_head = h // GROUP
+        new = tl.load(ctx_ptr + b) - 1                  # the new token's position
+        start = s * CHUNK
+        end = tl.minimum(start + CHUNK, new)            # cached keys of this chunk: [start, end)
+        half = tl.arange(0, D2)
+        src = qkv_ptr + b * qkv_stride
+        trig = tl.load(positions_ptr + b).to(tl.int64) * HEAD_DIM
+        cos1 = tl.load(cos_ptr + trig + half).to(tl.float32)
+        cos2 = tl.load(cos_ptr + trig + D2 + half).to(tl.float32)
+        sin1 = tl.load(sin_ptr + trig + half).to(tl.float32)
+        sin2 = tl.load(sin_ptr + trig + D2 + half).to(tl.float32)
+        x1 = tl.load(src + h * HEAD_DIM + half).to(tl.float32)
+        x2 = tl.load(src + h * HEAD_DIM + D2 + half).to(tl.float32)
+        q1 = (x1 * cos1 - x2 * sin1).to(qkv_ptr.dtype.element_ty).to(tl.float32) * scale
+        q2 = (x2 * cos2 + x1 * sin2).to(qkv_ptr.dtype.element_ty).to(tl.float32) * scale
+        m_i = tl.full([], float("-inf"), tl.float32)
+        l_i = tl.full([], 0.0, tl.float32)
+        acc1 = tl.zeros([D2], dtype=tl.float32)
+        acc2 = tl.zeros([D2], dtype=tl.float32)
+        for first in range(start, end, BLOCK):
+            pos = first + tl.arange(0, BLOCK)
+            valid = pos < end
+            block = tl.load(tables_ptr + b * tables_stride_b + pos // BLOCK_SIZE, mask=valid,
+                            other=0)
+            slot = (block * BLOCK_SIZE + pos % BLOCK_SIZE).to(tl.int64)
+            rows = slot[:, None] * kv_stride_slot + kv_head * HEAD_DIM + half[None, :]
+            k1 = tl.load(k_ptr + rows, mask=valid[:, None], other=0.0).to(tl.float32)
+            k2 = tl.load(k_ptr + rows + D2, mask=valid[:, None], other=0.0).to(tl.float32)
+            scores = tl.sum(k1 * q1[None, :], axis=1) + tl.sum(k2 * q2[None, :], axis=1)
+            scores = tl.where(valid, scores, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(scores, axis=0))
+            alpha = tl.exp(m_i - m_new)
+            p = tl.exp(scores - m_new)
+            v1 = tl.load(v_ptr + rows, mask=valid[:, None], other=0.0).to(tl.float32)
+            v2 = tl.load(v_ptr + rows + D2, mask=valid[:, None], other=0.0).to(tl.float32)
+            l_i = l_i * alpha + tl.sum(p, axis=0)
+            acc1 = acc1 * alpha + tl.sum(p[:, None] * v1, axis=0)
+            acc2 = acc2 * alpha + tl.sum(p[:, None] * v2, axis=0)
+            m_i = m_new
+        if (new >= start) & (new < start + CHUNK):      # this chunk holds the new token
+            k_src = src + (HEADS + kv_head) * HEAD_DIM
+            v_src = src + (HEADS + KV_HEADS + kv_head) * HEAD_DIM
+            y1 = tl.load(k_src + half).to(tl.float32)
+            y2 = tl.load(k_src + D2 + half).to(tl.float32)
+            k1 = (y1 * cos1 - y2 * sin1).to(k_ptr.dtype.element_ty)
+            k2 = (y2 * cos2 + y1 * sin2).to(k_ptr.dtype.element_ty)
+            v1 = tl.load(v_src + half).to(v_ptr.dtype.element_ty)
+            v2 = tl.load(v_src + D2 + half).to(v_ptr.dtype.element_ty)
+            if h % GROUP == 0:                          # one store per KV head
+                dst = tl.load(slots_ptr + b).to(tl.int64) * kv_stride_slot + kv_head * HEAD_DIM
+                tl.store(k_ptr + dst + half, k1)
+                tl.store(k_ptr + dst + D2 + half, k2)
+                tl.store(v_ptr + dst + half, v1)
+                tl.store(v_ptr + dst + D2 + half, v2)
+            score = tl.sum(k1.to(tl.float32) * q1, axis=0) + tl.sum(k2.to(tl.float32) * q2, axis=0)
+            m_new = tl.maximum(m_i, score)
+            alpha = tl.exp(m_i - m_new)
+            p_new = tl.exp(score - m_new)
+            l_i = l_i * alpha + p_new
+            acc1 = acc1 * alpha + p_new * v1.to(tl.float32)
+            acc2 = acc2 * alpha + p_new * v2.to(tl.float32)
+            m_i = m_new
+        row = (b * tl.num_programs(1) + h) * SPLITS + s
+        tl.store(acc_ptr + row * HEAD_DIM + half, acc1)
+        tl.store(acc_ptr + row * HEAD_DIM + D2 + half, acc2)
+        tl.store(m_ptr + row, m_i)
+        tl.store(l_ptr + row, l_i)
+
+
 def rope_and_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
                    slot_mapping: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                    heads: int, kv_heads: int) -> torch.Tensor:
@@ -200,6 +285,38 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         scale, CHUNK=chunk, BLOCK_SIZE=block_size, GROUP=heads // kv_heads, HEAD_DIM=head_dim,
         BLOCK=BLOCK_N, SPLITS=splits)
     out = torch.empty(batch, heads, head_dim, dtype=q.dtype, device=q.device)
+    _merge_kernel[(batch, heads)](acc, m, lse, out, out.stride(0), out.stride(1), HEAD_DIM=head_dim,
+                                  SPLITS=splits, SPLITS_POW2=triton.next_power_of_2(splits))
+    return out
+
+
+def rope_store_attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                         positions: torch.Tensor, slot_mapping: torch.Tensor,
+                         k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
+                         context_lens: torch.Tensor, length: int, block_size: int, scale: float,
+                         heads: int, kv_heads: int) -> torch.Tensor:
+    """``rope_and_store`` and ``decode_attention`` in one kernel (and the merge): a decode step's
+    attention straight from the Q/K/V projection ``qkv [B, (heads + 2 kv_heads) * d]`` ->
+    ``[B, heads, d]``; the new keys and values are stored at ``slot_mapping`` of the layer's cache
+    ``[slots, kv_heads, d]`` as ``rope_and_store`` stores them. One kernel fewer per layer."""
+    if triton is None:
+        raise RuntimeError("rope_store_attention needs Triton (pip install triton)")
+    batch, head_dim = qkv.shape[0], k_cache.shape[-1]
+    if (heads % kv_heads or head_dim & (head_dim - 1) or qkv.stride(-1) != 1
+            or not (cos.is_contiguous() and sin.is_contiguous() and k_cache.is_contiguous()
+                    and v_cache.is_contiguous())):
+        raise ValueError("rope_store_attention needs heads divisible by kv_heads, a power-of-two "
+                         "head dim and contiguous rows")
+    splits, chunk = num_splits(length)
+    acc = torch.empty(batch, heads, splits, head_dim, dtype=torch.float32, device=qkv.device)
+    m = torch.empty(batch, heads, splits, dtype=torch.float32, device=qkv.device)
+    lse = torch.empty_like(m)
+    _rope_chunk_kernel[(batch, heads, splits)](
+        qkv, cos, sin, positions, slot_mapping, k_cache, v_cache, block_tables, context_lens,
+        acc, m, lse, qkv.stride(0), kv_heads * head_dim, block_tables.stride(0), scale,
+        HEADS=heads, KV_HEADS=kv_heads, CHUNK=chunk, BLOCK_SIZE=block_size,
+        GROUP=heads // kv_heads, HEAD_DIM=head_dim, BLOCK=BLOCK_N, SPLITS=splits)
+    out = torch.empty(batch, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
     _merge_kernel[(batch, heads)](acc, m, lse, out, out.stride(0), out.stride(1), HEAD_DIM=head_dim,
                                   SPLITS=splits, SPLITS_POW2=triton.next_power_of_2(splits))
     return out

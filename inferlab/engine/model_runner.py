@@ -122,6 +122,20 @@ class ModelRunner:
         out = out.reshape(batch * width, c.num_heads * c.head_dim)
         return out if inp.pad_index is None else out.index_select(0, inp.pad_index)
 
+    def attend_new(self, layer: int, qkv: torch.Tensor, inp: StepInputs, cos,
+                   sin) -> torch.Tensor:
+        """RoPE, cache write and attention for the step's new tokens -> ``[tokens, heads * d]``:
+        one kernel where the backend has it for decode steps (``rope_store_attention``), else
+        ``rope_and_store`` then ``attend``."""
+        c, attention, cache = self.config, self.attention, self.cache
+        if inp.paged_decode and attention.fused_rope_attention:
+            out = attention.rope_store_attention(
+                qkv, self.cos, self.sin, inp.positions, inp.slot_mapping, cache.k[layer],
+                cache.v[layer], inp.block_tables, inp.context_lens, inp.max_len,
+                cache.block_size, self.scale, c.num_heads, c.num_kv_heads)
+            return out.reshape(-1, c.num_heads * c.head_dim)
+        return self.attend(layer, self.rope_and_store(layer, qkv, inp, cos, sin), inp)
+
     def forward(self, inp: StepInputs) -> torch.Tensor:
         """Logits (fp32) at ``inp.logits_index`` of the packed tokens."""
         c, w, linear = self.config, self.weights, self.matmuls.linear
@@ -131,8 +145,7 @@ class ModelRunner:
             cos, sin = self.cos[inp.positions][:, None], self.sin[inp.positions][:, None]
         x = rms_norm(h, w.layers[0].input_norm, c.rms_norm_eps)
         for i, layer in enumerate(w.layers):
-            q = self.rope_and_store(i, linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
-            o = self.attend(i, q, inp)
+            o = self.attend_new(i, linear(x, layer.qkv, layer.qkv_bias), inp, cos, sin)
             h, x = self.add_rms_norm(h, linear(o, layer.o), layer.post_norm, c.rms_norm_eps)
             next_norm = w.layers[i + 1].input_norm if i + 1 < len(w.layers) else w.norm
             mlp = self.matmuls.swiglu(x, layer.gate_up)
