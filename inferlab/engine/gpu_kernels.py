@@ -182,8 +182,10 @@ if triton is not None:
         sin2 = tl.load(sin_ptr + trig + D2 + half).to(tl.float32)
         x1 = tl.load(src + h * HEAD_DIM + half).to(tl.float32)
         x2 = tl.load(src + h * HEAD_DIM + D2 + half).to(tl.float32)
-        q1 = (x1 * cos1 - x2 * sin1).to(qkv_ptr.dtype.element_ty).to(tl.float32) * scale
-        q2 = (x2 * cos2 + x1 * sin2).to(qkv_ptr.dtype.element_ty).to(tl.float32) * scale
+        q1 = ((x1 * cos1 - x2 * sin1).to(qkv_ptr.dtype.element_ty).to(tl.float32) * scale).to(
+            tl.float32)                                 # scale may come as fp64 (torch.compile)
+        q2 = ((x2 * cos2 + x1 * sin2).to(qkv_ptr.dtype.element_ty).to(tl.float32) * scale).to(
+            tl.float32)
         m_i = tl.full([], float("-inf"), tl.float32)
         l_i = tl.full([], 0.0, tl.float32)
         acc1 = tl.zeros([D2], dtype=tl.float32)
