@@ -24,9 +24,10 @@ student's GPU once per shape and keeps the fastest - or cuBLAS, when no candidat
 times them as a decode step runs them: recorded in one CUDA graph (no launch cost: a graph's
 kernels start back to back) over the model's own matrices of that shape, one after another, so each
 call reads a weight that is not in the L2 cache. Timed one call at a time instead, a 4096 x 4096
-product reads about 5 us slower than it runs inside a step, the launch included, and that can hand
-the shape to the wrong side. On an H200 the kernel read Llama-2-7B's weights 6-19 % faster than
-cuBLAS, and a whole decode step ran 12-15 % faster (``benchmarks/results/engine_gpu.md``).
+product reads 5-8 us slower than it runs inside a step, the launch included, and that had handed
+the shape to cuBLAS in some builds. On an H200 the kernel reads Llama-2-7B's weights 9-26 % faster
+than cuBLAS, timed so, and a whole decode step ran 12-15 % faster
+(``benchmarks/results/engine_gpu.md``).
 
 ``GemvWeights.linear`` is the engine's drop-in ``F.linear`` (``EngineConfig.gemv``): one row and
 a tuned shape take the kernel, anything else ``F.linear``. ``GemvWeights.swiglu`` multiplies by
