@@ -345,7 +345,16 @@ def gpu(args) -> None:
                                         "matrix-vector kernel, SwiGLU inside (static cache), "
                                         "running a step ahead",
                                         dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
-                                             kv_cache="static", attention_backend=unfused())),
+                                             kv_cache="static", attention_backend=triton_backend(
+                                                 fused_rope_attention=False))),
+        "gemv-compile-static-unmerged": ("engine + torch.compile + CUDA graphs, Triton decode "
+                                         "kernels (RoPE + cache write inside attention, chunks "
+                                         "merged by a second kernel) and matrix-vector kernel, "
+                                         "SwiGLU inside (static cache), running a step ahead",
+                                         dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
+                                              kv_cache="static",
+                                              attention_backend=triton_backend(
+                                                  merge_in_kernel=False))),
         "gemv-compile-static-sync": ("engine + torch.compile + CUDA graphs, Triton decode kernels "
                                      "and matrix-vector kernel, SwiGLU inside (static cache), "
                                      "each step's tokens read before the next is launched",
@@ -401,11 +410,12 @@ def gpu(args) -> None:
     (out / "engine_gpu.md").write_text(gpu_markdown(record))
 
 
-def unfused():
-    """The Triton backend with RoPE + cache write in their own kernel before attention."""
+def triton_backend(**flags):
+    """The Triton attention backend with some of its fusions switched off (``flags``)."""
     from inferlab.engine.attention import TritonAttention
     backend = TritonAttention()
-    backend.fused_rope_attention = False
+    for name, value in flags.items():
+        setattr(backend, name, value)
     return backend
 
 

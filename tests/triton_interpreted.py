@@ -159,7 +159,15 @@ def test_rope_store_attention_is_rope_and_store_then_decode_attention(
     k2, v2 = k.clone(), v.clone()
     q = kernels.rope_and_store(qkv, cos, sin, positions, slots, k, v, heads, kv_heads)
     want = kernels.decode_attention(q, k, v, tables, context, length, block_size, scale)
+    k3, v3 = k2.clone(), v2.clone()
     got = kernels.rope_store_attention(qkv, cos, sin, positions, slots, k2, v2, tables, context,
                                        length, block_size, scale, heads, kv_heads)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert torch.equal(k2, k) and torch.equal(v2, v)
+    counters = torch.zeros(batch * heads + 3, dtype=torch.int32)   # merged inside the kernel
+    for _ in range(2):                                  # and left zero for the next call
+        merged = kernels.rope_store_attention(qkv, cos, sin, positions, slots, k3, v3, tables,
+                                              context, length, block_size, scale, heads,
+                                              kv_heads, counters)
+        torch.testing.assert_close(merged, want, rtol=1e-5, atol=1e-5)
+        assert not counters.any() and torch.equal(k3, k) and torch.equal(v3, v)

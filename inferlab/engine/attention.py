@@ -195,13 +195,14 @@ class TritonAttention(AttentionBackend):
                                           heads, kv_heads)
 
     fused_rope_attention = True
+    merge_in_kernel = True      # the chunks merged by their last program (the runner's counters)
 
     def rope_store_attention(self, qkv, cos, sin, positions, slots, k_cache, v_cache,
                              block_tables, context_lens, length, block_size, scale, heads,
-                             kv_heads):
+                             kv_heads, counters=None):
         return gpu_kernels.rope_store_attention(qkv, cos, sin, positions, slots, k_cache, v_cache,
                                                 block_tables, context_lens, length, block_size,
-                                                scale, heads, kv_heads)
+                                                scale, heads, kv_heads, counters)
 
 
 class CpuKernelAttention(MathAttention):

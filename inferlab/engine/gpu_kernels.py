@@ -156,15 +156,20 @@ if triton is not None:
 if triton is not None:
     @triton.jit
     def _rope_chunk_kernel(qkv_ptr, cos_ptr, sin_ptr, positions_ptr, slots_ptr, k_ptr, v_ptr,
-                           tables_ptr, ctx_ptr, acc_ptr, m_ptr, l_ptr, qkv_stride, kv_stride_slot,
-                           tables_stride_b, scale, HEADS: tl.constexpr, KV_HEADS: tl.constexpr,
-                           CHUNK: tl.constexpr, BLOCK_SIZE: tl.constexpr, GROUP: tl.constexpr,
-                           HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, SPLITS: tl.constexpr):
+                           tables_ptr, ctx_ptr, acc_ptr, m_ptr, l_ptr, out_ptr, counter_ptr,
+                           qkv_stride, kv_stride_slot, tables_stride_b, scale,
+                           HEADS: tl.constexpr, KV_HEADS: tl.constexpr, CHUNK: tl.constexpr,
+                           BLOCK_SIZE: tl.constexpr, GROUP: tl.constexpr, HEAD_DIM: tl.constexpr,
+                           BLOCK: tl.constexpr, SPLITS: tl.constexpr, SPLITS_POW2: tl.constexpr,
+                           MERGE: tl.constexpr):
         """``_chunk_kernel`` with ``_rope_store_kernel`` inside: program ``(b, h, s)`` rotates
         its query straight from the Q/K/V projection, attends over the cached keys of its chunk
         and, if its chunk holds the new position, over the new key and value from registers
         (rotated and rounded to the cache's dtype, as if read back); the first head of each KV
-        group stores them in the cache. Vectors are handled as two halves, RoPE's pairs."""
+        group stores them in the cache. Vectors are handled as two halves, RoPE's pairs. With
+        ``MERGE``, the last of a head's chunks to finish (an atomic count per head in
+        ``counter_ptr``, zero between calls) merges all of them into ``out``, as
+        ``_merge_kernel`` does: no second kernel."""
         b = tl.program_id(0)
         h = tl.program_id(1)
         s = tl.program_id(2)
@@ -233,11 +238,30 @@ if triton is not None:
             acc1 = acc1 * alpha + p_new * v1.to(tl.float32)
             acc2 = acc2 * alpha + p_new * v2.to(tl.float32)
             m_i = m_new
-        row = (b * tl.num_programs(1) + h) * SPLITS + s
+        head = b * tl.num_programs(1) + h
+        row = head * SPLITS + s
         tl.store(acc_ptr + row * HEAD_DIM + half, acc1)
         tl.store(acc_ptr + row * HEAD_DIM + D2 + half, acc2)
         tl.store(m_ptr + row, m_i)
         tl.store(l_ptr + row, l_i)
+        if MERGE:
+            tl.debug_barrier()                          # every thread's stores before the count
+            if tl.atomic_add(counter_ptr + head, 1) == SPLITS - 1:     # acq_rel, GPU scope
+                rows = head * SPLITS + tl.arange(0, SPLITS_POW2)
+                present = tl.arange(0, SPLITS_POW2) < SPLITS
+                ms = tl.load(m_ptr + rows, mask=present, other=float("-inf"), cache_modifier=".cg")
+                ls = tl.load(l_ptr + rows, mask=present, other=0.0, cache_modifier=".cg")
+                weight = tl.where(present, tl.exp(ms - tl.max(ms, axis=0)), 0.0)
+                at = acc_ptr + rows[:, None] * HEAD_DIM + half[None, :]
+                a1 = tl.load(at, mask=present[:, None], other=0.0, cache_modifier=".cg")
+                a2 = tl.load(at + D2, mask=present[:, None], other=0.0, cache_modifier=".cg")
+                total = tl.sum(ls * weight, axis=0)
+                dst = out_ptr + head * HEAD_DIM
+                tl.store(dst + half, (tl.sum(a1 * weight[:, None], axis=0) / total)
+                         .to(out_ptr.dtype.element_ty))
+                tl.store(dst + D2 + half, (tl.sum(a2 * weight[:, None], axis=0) / total)
+                         .to(out_ptr.dtype.element_ty))
+                tl.store(counter_ptr + head, 0)         # ready for the next call
 
 
 def rope_and_store(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor,
@@ -296,11 +320,14 @@ def rope_store_attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
                          positions: torch.Tensor, slot_mapping: torch.Tensor,
                          k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
                          context_lens: torch.Tensor, length: int, block_size: int, scale: float,
-                         heads: int, kv_heads: int) -> torch.Tensor:
-    """``rope_and_store`` and ``decode_attention`` in one kernel (and the merge): a decode step's
-    attention straight from the Q/K/V projection ``qkv [B, (heads + 2 kv_heads) * d]`` ->
-    ``[B, heads, d]``; the new keys and values are stored at ``slot_mapping`` of the layer's cache
-    ``[slots, kv_heads, d]`` as ``rope_and_store`` stores them. One kernel fewer per layer."""
+                         heads: int, kv_heads: int,
+                         counters: torch.Tensor | None = None) -> torch.Tensor:
+    """``rope_and_store`` and ``decode_attention`` in one kernel: a decode step's attention
+    straight from the Q/K/V projection ``qkv [B, (heads + 2 kv_heads) * d]`` -> ``[B, heads, d]``;
+    the new keys and values are stored at ``slot_mapping`` of the layer's cache ``[slots,
+    kv_heads, d]`` as ``rope_and_store`` stores them. ``counters``: int32 zeros, at least
+    ``B * heads``, kept between calls (the kernel leaves them zero): then the chunks are merged
+    inside the kernel too; without it, by the merge kernel."""
     if triton is None:
         raise RuntimeError("rope_store_attention needs Triton (pip install triton)")
     batch, head_dim = qkv.shape[0], k_cache.shape[-1]
@@ -309,16 +336,22 @@ def rope_store_attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
                     and v_cache.is_contiguous())):
         raise ValueError("rope_store_attention needs heads divisible by kv_heads, a power-of-two "
                          "head dim and contiguous rows")
+    if counters is not None and (counters.dtype != torch.int32
+                                 or counters.numel() < batch * heads):
+        raise ValueError(f"counters must be int32 zeros of at least {batch * heads} values")
     splits, chunk = num_splits(length)
     acc = torch.empty(batch, heads, splits, head_dim, dtype=torch.float32, device=qkv.device)
     m = torch.empty(batch, heads, splits, dtype=torch.float32, device=qkv.device)
     lse = torch.empty_like(m)
+    out = torch.empty(batch, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
+    pow2 = triton.next_power_of_2(splits)
     _rope_chunk_kernel[(batch, heads, splits)](
         qkv, cos, sin, positions, slot_mapping, k_cache, v_cache, block_tables, context_lens,
-        acc, m, lse, qkv.stride(0), kv_heads * head_dim, block_tables.stride(0), scale,
-        HEADS=heads, KV_HEADS=kv_heads, CHUNK=chunk, BLOCK_SIZE=block_size,
-        GROUP=heads // kv_heads, HEAD_DIM=head_dim, BLOCK=BLOCK_N, SPLITS=splits)
-    out = torch.empty(batch, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
-    _merge_kernel[(batch, heads)](acc, m, lse, out, out.stride(0), out.stride(1), HEAD_DIM=head_dim,
-                                  SPLITS=splits, SPLITS_POW2=triton.next_power_of_2(splits))
+        acc, m, lse, out, m if counters is None else counters, qkv.stride(0),
+        kv_heads * head_dim, block_tables.stride(0), scale, HEADS=heads, KV_HEADS=kv_heads,
+        CHUNK=chunk, BLOCK_SIZE=block_size, GROUP=heads // kv_heads, HEAD_DIM=head_dim,
+        BLOCK=BLOCK_N, SPLITS=splits, SPLITS_POW2=pow2, MERGE=counters is not None)
+    if counters is None:
+        _merge_kernel[(batch, heads)](acc, m, lse, out, out.stride(0), out.stride(1),
+                                      HEAD_DIM=head_dim, SPLITS=splits, SPLITS_POW2=pow2)
     return out

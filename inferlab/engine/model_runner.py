@@ -64,6 +64,12 @@ class ModelRunner:
         fused = isinstance(self.attention, CpuKernelAttention)
         self.add_rms_norm = cpu_kernels.add_rms_norm if fused else add_rms_norm
         self._rope_tables(self.max_model_len)
+        # int32 zeros the fused attention kernel counts finished chunks in (it leaves them zero),
+        # made once so that CUDA graphs and torch.compile see one persistent buffer
+        self.counters = None
+        if getattr(self.attention, "merge_in_kernel", False):
+            self.counters = torch.zeros(DecodeGraphs.batch_buckets[-1] * c.num_heads,
+                                        dtype=torch.int32, device=self.device)
 
     def _rope_tables(self, length: int) -> None:
         """cos/sin tables for positions < length (same arithmetic as transformers' rotary)."""
@@ -129,10 +135,13 @@ class ModelRunner:
         ``rope_and_store`` then ``attend``."""
         c, attention, cache = self.config, self.attention, self.cache
         if inp.paged_decode and attention.fused_rope_attention:
+            counters = self.counters
+            if counters is not None and counters.numel() < qkv.shape[0] * c.num_heads:
+                counters = None                 # a batch beyond the graphs' largest: two kernels
             out = attention.rope_store_attention(
                 qkv, self.cos, self.sin, inp.positions, inp.slot_mapping, cache.k[layer],
                 cache.v[layer], inp.block_tables, inp.context_lens, inp.max_len,
-                cache.block_size, self.scale, c.num_heads, c.num_kv_heads)
+                cache.block_size, self.scale, c.num_heads, c.num_kv_heads, counters)
             return out.reshape(-1, c.num_heads * c.head_dim)
         return self.attend(layer, self.rope_and_store(layer, qkv, inp, cos, sin), inp)
 
