@@ -360,9 +360,10 @@ def gpu(args) -> None:
                                      "each step's tokens read before the next is launched",
                                      dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
                                           kv_cache="static", run_ahead=False, **triton)),
-        "gemv-compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels and "
-                                "matrix-vector kernel, SwiGLU inside (static cache), running a "
-                                "step ahead",
+        "gemv-compile-static": ("engine + torch.compile + CUDA graphs, Triton decode kernels "
+                                "(RoPE, cache write, attention and the chunks' merge in one "
+                                "kernel) and matrix-vector kernel, SwiGLU inside (static cache), "
+                                "running a step ahead",
                                 dict(cuda_graphs=graphs, compile=graphs, gemv=graphs,
                                      kv_cache="static", **triton)),
     }

@@ -16,6 +16,12 @@ of the 32 heads one thread block, so 32 of an H100's 132 multiprocessors do all 
 * **online softmax** (lesson 09's exercise) inside a chunk, then a second small kernel merges the
   chunks' partial results with the same rescaling rule.
 
+``rope_store_attention``, what the engine runs, goes further: each program rotates its own query
+straight from the Q/K/V projection, the programs holding the new position store its key and value
+(the work of ``rope_and_store`` below), and the last chunk of each head to finish - counted with an
+atomic add in a buffer of zeros the engine keeps - merges them all. One kernel per layer instead
+of three.
+
 **RoPE + cache write.** Before attention, the new queries and keys are rotated by their position
 (RoPE) and the keys and values stored at their cache slots. As PyTorch operations, even fused by
 ``torch.compile``, that is three kernels per layer (queries, keys + store, values + store);

@@ -524,9 +524,11 @@ else:
 # Two more steps close most of what is left between the engine and its matmuls. **Running ahead**
 # (`EngineConfig.run_ahead`, on with CUDA graphs, `inferlab/engine/run_ahead.py`): the next decode
 # step is launched on this step's tokens while they are still on the GPU, and only then does the
-# CPU read them and do its bookkeeping, so the GPU never waits for Python between steps. And RoPE +
-# the cache write move *inside* the attention kernel (`gpu_kernels.rope_store_attention`): one
-# kernel fewer per layer. The record's notes give what each step measured.
+# CPU read them and do its bookkeeping, so the GPU never waits for Python between steps. And RoPE,
+# the cache write and the merge of the context chunks move *inside* the attention kernel
+# (`gpu_kernels.rope_store_attention`: the last chunk of a head to finish, counted with an atomic
+# add, merges them all): two kernels fewer per layer. The record's notes give what each step
+# measured.
 
 # %%
 for record_name in ("engine_gpu", "engine_gpu_h100"):
