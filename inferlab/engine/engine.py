@@ -153,7 +153,10 @@ class LLMEngine:
 
     # ------------------------------------------------------------------------------- step
     def step(self, now: float | None = None, flush: bool = True) -> StepResult:
-        """Run one engine step (schedule, forward pass, sample, update) and say what it did."""
+        """Run one engine step (schedule, forward pass, sample, update) and say what it did.
+
+        With ``run_ahead`` a decode step also launches the next one before it reads its own
+        tokens; the next call then takes that step, already running, instead of scheduling."""
         if self._in_flight is not None:          # launched ahead by the last step
             seqs, pending = self._take_in_flight()
         else:
