@@ -71,3 +71,19 @@ def tiny_llama():
         config.update(overrides)
         return LlamaForCausalLM(LlamaConfig(**config)).eval()
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_engine_weights():
+    """Factory of the engine's tiny random Llama (``LlamaWeights``), the model of test_engine.py:
+    ``tiny_engine_weights(device="cpu")``. 2 layers, 4 query and 2 KV heads of 16, vocabulary 97,
+    end-of-sequence token 1; std 0.3 makes greedy decoding free of near-ties."""
+    def make(device: str = "cpu"):
+        import torch
+
+        from inferlab.engine import LlamaWeights, ModelConfig
+        config = ModelConfig(num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=2,
+                             head_dim=16, intermediate_size=128, vocab_size=97, max_position=256,
+                             eos_token_ids=(1,))
+        return LlamaWeights.random(config, dtype=torch.float32, device=device, seed=0, std=0.3)
+    return make

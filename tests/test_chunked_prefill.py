@@ -8,24 +8,20 @@ import torch
 
 from inferlab.engine import (
     EngineConfig,
-    LlamaWeights,
     LLMEngine,
-    ModelConfig,
     SamplingParams,
     cpu_kernels,
 )
 from inferlab.engine.scheduler import Scheduler
 
 torch.set_num_threads(1)
-CONFIG = ModelConfig(num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=2, head_dim=16,
-                     intermediate_size=128, vocab_size=97, max_position=256, eos_token_ids=(1,))
 GREEDY = SamplingParams(max_tokens=10, ignore_eos=True)
 CHUNKS = (1, 7, 64, 500)                      # 500: larger than any prompt
 
 
 @pytest.fixture(scope="module")
-def weights():
-    return LlamaWeights.random(CONFIG, dtype=torch.float32, seed=0, std=0.3)
+def weights(tiny_engine_weights):
+    return tiny_engine_weights()
 
 
 def prompts(n, seed=0, low=3, high=60):

@@ -7,22 +7,18 @@ import torch
 from inferlab.engine import (
     BlockManager,
     EngineConfig,
-    LlamaWeights,
     LLMEngine,
-    ModelConfig,
     SamplingParams,
     Sequence,
 )
 from inferlab.engine.run_ahead import NextStep, PendingTokens
 
 torch.set_num_threads(1)
-CONFIG = ModelConfig(num_layers=2, hidden_size=64, num_heads=4, num_kv_heads=2, head_dim=16,
-                     intermediate_size=128, vocab_size=97, max_position=256, eos_token_ids=(1,))
 
 
 @pytest.fixture(scope="module")
-def weights():
-    return LlamaWeights.random(CONFIG, dtype=torch.float32, seed=0, std=0.3)
+def weights(tiny_engine_weights):
+    return tiny_engine_weights()
 
 
 def engines(weights, **settings):
@@ -153,9 +149,9 @@ def test_next_step_view_and_pending_tokens():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("kind", ["paged", "static"])
-def test_run_ahead_from_cuda_graphs_gives_the_plain_steps(kind):
+def test_run_ahead_from_cuda_graphs_gives_the_plain_steps(kind, tiny_engine_weights):
     """On the GPU, where it is on by default: graph replays fed by the tokens on the device."""
-    w = LlamaWeights.random(CONFIG, dtype=torch.float32, device="cuda", seed=0, std=0.3)
+    w = tiny_engine_weights("cuda")
     blocks = {"num_blocks": 64, "block_size": 4} if kind == "paged" else {}
     settings = dict(kv_cache=kind, max_model_len=64, max_num_seqs=4, **blocks)
     plain, ahead = engines(w, cuda_graphs=True, **settings)

@@ -35,7 +35,7 @@ packs bfloat16 weights, where the result is exactly ``F.linear``'s; ``True`` als
 
 ``gemv=True`` (lesson 09; a GPU with Triton, fp16/bf16): batch-1 decode steps multiply through
 ``gemv``'s matrix-vector kernel, whose tiles are timed against cuBLAS for each weight shape when
-the engine is built (about 25 s for the five shapes of a 7B model on an H200); shapes where
+the engine is built (inside a CUDA graph, over the model's own matrices); shapes where
 cuBLAS stays faster keep ``F.linear``. The kernel also applies the MLP's SwiGLU to the gate/up
 product it computes (one small kernel fewer per layer); ``gemv_swiglu=False`` leaves SwiGLU to
 PyTorch, to measure what that saves.

@@ -190,10 +190,7 @@ class LLMEngine:
 
     def _launch(self, seqs) -> PendingTokens:
         """A scheduled decode step whose tokens stay on the device until they are read."""
-        if self.scheduler.block_copies:
-            self.cache.copy_blocks(self.scheduler.block_copies)
-        self._count(seqs, False)
-        return PendingTokens(self.runner.run(seqs, False))
+        return PendingTokens(self._forward(seqs, False))
 
     def _launch_ahead(self, seqs, pending: PendingTokens) -> PendingTokens | None:
         """Launch the step after ``pending``'s, on its tokens still on the device; None where a
@@ -229,10 +226,7 @@ class LLMEngine:
         """The forward pass and sampling of a scheduled step; returns one token per sequence
         (``None`` for a sequence that computed a prompt chunk that is not its last)."""
         spans = self.scheduler.spans
-        if self.scheduler.block_copies:
-            self.cache.copy_blocks(self.scheduler.block_copies)
-        self._count(seqs, is_prefill)
-        logits = self.runner.run(seqs, is_prefill, spans=spans)
+        logits = self._forward(seqs, is_prefill)
         if spans is None:
             return self.sampler(logits, [s.params for s in seqs], [s.seq_id for s in seqs])
         rows = [i for i, (s, (_, end)) in enumerate(zip(seqs, spans)) if end == len(s)]
@@ -244,6 +238,13 @@ class LLMEngine:
             for i, token in zip(rows, sampled):
                 tokens[i] = token
         return tokens
+
+    def _forward(self, seqs, is_prefill: bool) -> torch.Tensor:
+        """The scheduled step's cache copies, statistics and forward pass -> its logits."""
+        if self.scheduler.block_copies:
+            self.cache.copy_blocks(self.scheduler.block_copies)
+        self._count(seqs, is_prefill)
+        return self.runner.run(seqs, is_prefill, spans=self.scheduler.spans)
 
     def _count(self, seqs, is_prefill: bool) -> None:
         """Add a step over ``seqs`` to ``stats``."""
