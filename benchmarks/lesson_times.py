@@ -14,7 +14,9 @@ running after ``--cell-timeout`` seconds is interrupted and recorded as such.
 
 Recorded per lesson: the wall time (kernel start included), every cell's time, the slowest cell,
 the error cells (exception and first line of its message), and the cells that ran longer than
-three minutes with whether they showed a progress bar while they ran. The results file
+three minutes with whether they showed a progress bar while they ran, and the headline figures
+the lesson measured (its recap, ``inferlab.lab.recap``, read from the executed notebook). The
+results file
 ``benchmarks/results/lesson_times_<tag>.json`` (tag: ``--tag``, else ``cpu-<threads>t`` or the
 GPU's name) is written after every lesson, so a run cut short still leaves what it measured, and
 ``lesson_times_<tag>.md`` is written from it. ``--merge`` joins the results files of runs made
@@ -133,6 +135,19 @@ def showed_progress(cell) -> bool:
     return False
 
 
+def recap_figures(nb) -> list[dict]:
+    """The figures of the lesson's last recap (``inferlab.lab.recap.show``) in an executed
+    notebook: [{"what", "value", "unit", "device"}, ...], or [] where it shows none."""
+    from inferlab.lab.recap import RECAP_MIME
+
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if RECAP_MIME in out.get("data", {}):
+                found = out["data"][RECAP_MIME]["figures"]
+    return found
+
+
 def first_line(source: str) -> str:
     for line in source.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -208,7 +223,7 @@ def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log,
         "slowest": None if slowest is None else {
             "cell": slowest, "seconds": times[slowest],
             "code": first_line(nb.cells[slowest].source)},
-        "long_cells": long_cells, "cell_seconds": times,
+        "long_cells": long_cells, "cell_seconds": times, "measured": recap_figures(nb),
         **({"gpu_busy_seconds": round(sum(gpu_times.values()), 1),
             "cell_gpu_busy_seconds": gpu_times} if busy is not None else {}),
     }
@@ -258,7 +273,22 @@ def write_markdown(results: dict, path: Path) -> None:
         lines.append(f"| {name} | {r['seconds']:.0f} s{flag} | {busy_txt}{slow_txt} | {errs} "
                      f"| {longs} |")
     lines += ["", f"Total: {total / 60:.1f} min for {len(results['lessons'])} lessons.", ""]
+    lines += measured_section(results)
     path.write_text("\n".join(lines))
+
+
+def measured_section(results: dict) -> list[str]:
+    """Markdown lines: each lesson's headline figures, as its recap showed them."""
+    from inferlab.lab.recap import format_value
+
+    rows = [f"| {name} | {f['what']} | {format_value(f['value'])} {f['unit']} | {f['device']} |"
+            for name, r in results["lessons"].items() for f in r.get("measured", [])]
+    if not rows:
+        return []
+    return ["## What each lesson measured", "",
+            "Each lesson's recap (its last measured section), as the executed notebook showed it.",
+            "", "| lesson | figure | value | measured on |", "| --- | --- | ---: | --- |",
+            *rows, ""]
 
 
 def merge(paths: list[Path], out: Path, tag: str, note: str | None) -> dict:

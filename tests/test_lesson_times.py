@@ -26,6 +26,10 @@ def test_a_lesson_with_an_error_and_a_slow_cell_is_recorded(tmp_path, monkeypatc
         nbformat.v4.new_code_cell("import time\ntime.sleep(0.3)"),
         nbformat.v4.new_code_cell("# comment first\nraise ValueError('broken on purpose')"),
         nbformat.v4.new_code_cell("print('still runs')"),
+        nbformat.v4.new_code_cell("from inferlab.lab import recap\n"
+                                  "recap.note('decode', 12.0, 'tok/s', 'CPU Y')\nrecap.show()"),
+        nbformat.v4.new_code_cell("recap.note('decode', 34.5, 'tok/s', 'GPU X')\n"
+                                  "recap.note('speed-up', 2.25, 'x', 'GPU X')\nrecap.show()"),
     ])
     nbformat.write(nb, folder / "98_sample.ipynb")
     monkeypatch.setattr(lesson_times, "ROOT", tmp_path)
@@ -34,7 +38,7 @@ def test_a_lesson_with_an_error_and_a_slow_cell_is_recorded(tmp_path, monkeypatc
                               "--keep", str(tmp_path / "kept")]) == 0
     result = json.loads((out / "lesson_times_t.json").read_text())
     lesson = result["lessons"]["98_sample"]
-    assert lesson["cells"] == 3 and lesson["cells_run"] == 3 and lesson["failure"] is None
+    assert lesson["cells"] == 5 and lesson["cells_run"] == 5 and lesson["failure"] is None
     assert lesson["errors"] == [{"cell": 2, "error": "ValueError", "message": "broken on purpose"}]
     assert lesson["slowest"]["cell"] == 1 and lesson["slowest"]["seconds"] >= 0.3
     assert lesson["slowest"]["code"] == "import time"
@@ -42,6 +46,13 @@ def test_a_lesson_with_an_error_and_a_slow_cell_is_recorded(tmp_path, monkeypatc
     assert kept.cells[3].outputs[0]["text"] == "still runs\n"
     table = (out / "lesson_times_t.md").read_text()
     assert "| 98_sample |" in table and "2: ValueError" in table
+    # the headline figures are the last recap's: a figure noted again replaces the first reading
+    assert lesson["measured"] == [{"what": "decode", "value": 34.5, "unit": "tok/s",
+                                   "device": "GPU X"},
+                                  {"what": "speed-up", "value": 2.25, "unit": "x",
+                                   "device": "GPU X"}]
+    assert "| 98_sample | decode | 34.5 tok/s | GPU X |" in table
+    assert "| 98_sample | speed-up | 2.25 x | GPU X |" in table
 
 
 def test_runs_made_side_by_side_merge_into_one_table(tmp_path):
