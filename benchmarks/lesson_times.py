@@ -135,19 +135,6 @@ def showed_progress(cell) -> bool:
     return False
 
 
-def recap_figures(nb) -> list[dict]:
-    """The figures of the lesson's last recap (``inferlab.lab.recap.show``) in an executed
-    notebook: [{"what", "value", "unit", "device"}, ...], or [] where it shows none."""
-    from inferlab.lab.recap import RECAP_MIME
-
-    found = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            if RECAP_MIME in out.get("data", {}):
-                found = out["data"][RECAP_MIME]["figures"]
-    return found
-
-
 def first_line(source: str) -> str:
     for line in source.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -162,6 +149,8 @@ def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log,
     import nbformat
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
+
+    from inferlab.lab.recap import shown_in
 
     nb = nbformat.read(path, as_version=4)
     starts: dict[int, float] = {}
@@ -223,7 +212,7 @@ def run_lesson(path: Path, env: dict, cell_timeout: int, keep: Path | None, log,
         "slowest": None if slowest is None else {
             "cell": slowest, "seconds": times[slowest],
             "code": first_line(nb.cells[slowest].source)},
-        "long_cells": long_cells, "cell_seconds": times, "measured": recap_figures(nb),
+        "long_cells": long_cells, "cell_seconds": times, "measured": shown_in(nb),
         **({"gpu_busy_seconds": round(sum(gpu_times.values()), 1),
             "cell_gpu_busy_seconds": gpu_times} if busy is not None else {}),
     }

@@ -1,7 +1,8 @@
 """Every lesson notebook, checked the way a student, nbgrader and a reviewer would use it.
 
 * the source follows the authoring rules and has no outputs (nor has its release);
-* the solution runs top to bottom in fast mode with the embedded model;
+* the solution runs top to bottom in fast mode with the embedded model, and its "What you
+  measured" section shows the figures it measured;
 * ``nbgrader validate`` passes on the solution;
 * ``nbgrader validate --invert`` on the released stubs: every graded test fails;
 * for every exercise, wrong answers that pass the visible tests fail the hidden ones.
@@ -19,10 +20,12 @@ import pytest
 
 from autograder.authoring import problems
 from autograder.pipeline import answer_code, kernel_flags
+from inferlab.lab import recap
 from tests import notebooks as nbt
 from tests.test_serving_servers import ListenWatcher, assert_no_descendants
 
 LESSONS = nbt.lesson_ids()
+MEASURES_NOTHING = {"12_knowledge_check"}
 
 
 def test_there_are_lessons():
@@ -64,10 +67,12 @@ def test_solution_runs_top_to_bottom(lesson):
     process the notebook started may be left."""
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     with ListenWatcher(interval=0.2) as watcher:
-        nbt.execute(nbt.solution_path(lesson))
+        nb = nbt.execute(nbt.solution_path(lesson))
     outside = watcher.outside_loopback()
     assert not outside, f"{lesson} listened outside loopback: {outside}"
     assert_no_descendants(before, grace=30)
+    if lesson not in MEASURES_NOTHING:         # its "What you measured" section lists figures
+        assert recap.shown_in(nb), f"{lesson} showed no recap of what it measured"
 
 
 def _validate(path, *flags):

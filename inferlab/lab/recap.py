@@ -95,3 +95,14 @@ def show() -> None:
         return
     display({"text/plain": text, RECAP_MIME: {"figures": [asdict(f) for f in figures()]}},
             raw=True)
+
+
+def shown_in(notebook) -> list[dict]:
+    """The figures of the last recap shown in an executed notebook (an ``nbformat`` node):
+    [{"what", "value", "unit", "device"}, ...], or [] where it shows none."""
+    found = []
+    for cell in notebook.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if RECAP_MIME in out.get("data", {}):
+                found = out["data"][RECAP_MIME]["figures"]
+    return found
