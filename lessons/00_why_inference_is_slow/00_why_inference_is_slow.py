@@ -28,7 +28,7 @@
 import statistics
 import time
 
-from inferlab.lab import plots, records
+from inferlab.lab import plots, recap, records
 from inferlab.lab.bench import (
     DATASHEET_BANDWIDTH,
     achieved_bandwidth,
@@ -146,6 +146,7 @@ roofline = decode_roofline(model_bytes, bandwidth)
 print(f"measured copy bandwidth on {device_name(device)}: {bandwidth / 1e9:.1f} GB/s")
 print(f"decode roofline for {MODEL} ({model_bytes / 1e6:.0f} MB per token): "
       f"{roofline:.0f} tokens/s at batch size 1")
+recap.note("memory copy bandwidth", bandwidth / 1e9, "GB/s", device)
 
 # %% [markdown]
 # ### Exercise 2 - time every step of a generation (4 points)
@@ -282,6 +283,10 @@ decode_tps = 1 / statistics.median(steps.decode_s)
 print(tokenizer.decode(steps.token_ids, skip_special_tokens=True)[:300])
 print(f"\nbatch-1 decode: {decode_tps:.1f} tokens/s = {decode_tps / roofline:.1%} of the roofline; "
       f"achieved bandwidth {achieved_bandwidth(model_bytes, decode_tps) / 1e9:.1f} GB/s")
+recap.note(f"decode, batch 1, {str(dtype).removeprefix('torch.')} (transformers)", decode_tps,
+           "tok/s", device)
+recap.note("decode, batch 1: share of the decode roofline", 100 * decode_tps / roofline, "%",
+           device)
 
 # %% [markdown]
 # ### Exercise 3 - the speed limit of decoding (2 points)
@@ -387,6 +392,8 @@ throughput = {b: batch_throughput(model, tokenizer, batch_prompts[:b], new_token
               for b in batch_sizes}
 for b, tps in throughput.items():
     print(f"batch {b:>2}: {tps:7.1f} tokens/s ({tps / throughput[1]:.1f}x batch 1)")
+recap.note(f"throughput, batch {max(batch_sizes)} vs batch 1",
+           throughput[max(batch_sizes)] / throughput[1], "x", device)
 plots.bars([f"batch {b}" for b in batch_sizes], list(throughput.values()),
            title=f"Generation throughput with transformers ({device_name(device)})",
            yaxis="tokens/s", text=[f"{t:.0f}" for t in throughput.values()]).show()
@@ -498,6 +505,15 @@ claims = [
 print(f"{'quantity':<22}{'tutorial':<22}{'measured here':<40}why")
 for row in claims:
     print(f"{row[0]:<22}{row[1]:<22}{row[2]:<40}{row[3]}")
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: how fast it reads
+# memory, how fast it decodes one sequence and how close that comes to the roofline, and what
+# batching adds. Re-running a measurement's cell updates its row.
+
+# %%
+recap.show()
 
 # %% [markdown]
 # ## Summary

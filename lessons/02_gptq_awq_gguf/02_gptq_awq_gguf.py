@@ -39,7 +39,7 @@ from inferlab.compress.gptq import (
 )
 from inferlab.compress.quant import Scheme, absmax_quantize, fake_quantize, from_groups, to_groups
 from inferlab.compress.quant_widgets import layer_panel
-from inferlab.lab import plots
+from inferlab.lab import plots, recap
 from inferlab.lab.bench import default_device, device_name, pin_threads, time_fn
 from inferlab.lab.data import calibration_tokens, eval_tokens
 from inferlab.lab.generation import timed_greedy
@@ -93,6 +93,9 @@ results["RTN int4 g128 (zero-point)"] = quality(rtn_model(Scheme(4, "zeropoint",
 for label, r in results.items():
     print(f"{label:<30} perplexity {r['perplexity']:7.2f}   top-1 agreement "
           f"{r['top1_agreement']:6.1%}")
+recap.note("perplexity, fp32", results["fp32"]["perplexity"], "ppl", device)
+recap.note("perplexity, int4 g128, round-to-nearest",
+           results["RTN int4 g128 (absmax)"]["perplexity"], "ppl", device)
 
 # %% [markdown]
 # ## 1 · GPTQ: quantize a column, fix the rest
@@ -288,6 +291,8 @@ if HEAVY:
     timings["GPTQ"] = stats["seconds"]
     results["GPTQ int4 g128 (absmax)"] = quality(gptq_model)
     del gptq_model
+    recap.note("perplexity, int4 g128, GPTQ", results["GPTQ int4 g128 (absmax)"]["perplexity"],
+               "ppl", device)
     print(f"GPTQ on {calib_ids.numel()} calibration tokens: {stats['linears']} Linears in "
           f"{stats['seconds']:.0f} s; "
           f"perplexity {results['GPTQ int4 g128 (absmax)']['perplexity']:.2f} "
@@ -416,6 +421,8 @@ if HEAVY:
     timings["AWQ"] = stats["seconds"]
     results["AWQ int4 g128 (absmax)"] = quality(awq_model)
     del awq_model
+    recap.note("perplexity, int4 g128, AWQ", results["AWQ int4 g128 (absmax)"]["perplexity"],
+               "ppl", device)
     alphas = list(stats["alphas"].values())
     print(f"AWQ: {stats['linears']} Linears in {stats['seconds']:.0f} s "
           f"(clip search: {not fast_mode()}); "
@@ -781,6 +788,10 @@ if llama_cpp is not None and HEAVY:
     for label, r in engine_rows.items():
         print(f"{label:<28}{r['perplexity']:>11.2f}{r['prefill_tok_s']:>15.1f}"
               f"{r['decode_tok_s']:>14.1f}{r['file_mb']:>12.1f}")
+    if "llama.cpp Q4_1 (shipped)" in engine_rows:
+        recap.note("decode speed, llama.cpp Q4_1 vs transformers fp32",
+                   engine_rows["llama.cpp Q4_1 (shipped)"]["decode_tok_s"]
+                   / engine_rows["transformers fp32"]["decode_tok_s"], "x", "cpu")
     plots.grouped_bars(["prefill tokens/s", "decode tokens/s"],
                        {k: [r["prefill_tok_s"], r["decode_tok_s"]] for k, r in engine_rows.items()},
                        title=f"CPU, {threads} thread(s)"
@@ -1250,6 +1261,16 @@ print(f"\nblock {BLOCK} q/k/v, int4 g128 output error: RTN "
       f"{k} salient channels (1%) kept in fp32 {output_error(W_keep, X_attn, W_attn):.4f}; "
       f"{k} random channels kept {output_error(W_random, X_attn, W_attn):.4f}; AWQ scaling "
       f"{output_error(fake_quantize(W_attn * s_yours, SCHEME) / s_yours, X_attn, W_attn):.4f}")
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: how much perplexity
+# 4 bits cost by round-to-nearest, how much of it GPTQ and AWQ win back, and (with llama.cpp
+# installed) how much faster llama.cpp decodes on your CPU. Re-running a measurement's cell updates
+# its row.
+
+# %%
+recap.show()
 
 # %% [markdown]
 # ## Summary

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from inferlab.compress import distill
-from inferlab.lab import plots
+from inferlab.lab import plots, recap
 from inferlab.lab.bench import default_device, device_name, gpu_workload_scale, pin_threads
 from inferlab.lab.data import calibration_tokens, eval_tokens
 from inferlab.lab.generation import timed_greedy
@@ -83,6 +83,7 @@ teacher_logits = logits_of(teacher, eval_ids)
 print(f"teacher: {teacher_report['layers']} layers, {teacher_report['params'] / 1e6:.1f} M "
       f"parameters, perplexity {teacher_report['ppl']:.2f} on {eval_ids.shape[1]} tokens")
 print("teacher says:", tokenizer.decode(teacher_report["tokens"][0]))
+recap.note("perplexity, teacher (30 layers)", teacher_report["ppl"], "ppl", device)
 
 # %% [markdown]
 # ## 2 · Soft targets and temperature
@@ -286,6 +287,10 @@ print(f"{before['params'] / 1e6:.1f} M parameters "
 print(f"greedy decode: teacher {speed['teacher']:.1f} tokens/s, "
       f"student {speed['student']:.1f} tokens/s "
       f"({speed['student'] / speed['teacher']:.2f}x); training changes the weights, not this speed")
+recap.note(f"greedy decode speed, student ({N_STUDENT} layers) vs teacher (30)",
+           speed["student"] / speed["teacher"], "x", device)
+recap.note(f"perplexity, student ({N_STUDENT} layers) before training", before["ppl"], "ppl",
+           device)
 
 # %% [markdown]
 # ## 5 · The training step
@@ -568,6 +573,10 @@ for name, r, top1, agree in rows:
     print(f"{name:<28}{r['params'] / 1e6:>9.1f}{r['bytes'] / 1e6:>6.0f}{r['ppl']:>12.1f}"
           f"{top1:>12.1%}{agree:>13.1%}{r['tok_s']:>10.1f}")
 print("\nstudent says:", tokenizer.decode(after["tokens"][0]))
+recap.note(f"perplexity, student after {len(history)} training steps", after["ppl"], "ppl",
+           device)
+recap.note(f"top-1 agreement with the teacher, student after {len(history)} steps",
+           100 * after["top1"], "%", device)
 plots.grouped_bars(["perplexity", "tokens/s"],
                    {name: [r["ppl"], r["tok_s"]] for name, r, _, _ in rows},
                    title="Teacher vs student "
@@ -639,6 +648,16 @@ for claim, source, measured, why in claims:
 # %% [markdown]
 # On the task, compare the gap between student and teacher with two standard errors: a smaller
 # gap is not a measured loss, a larger one is a real one, whatever perplexity says.
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: how much faster the
+# smaller student decodes, how far its perplexity was from the teacher's before and after your
+# training, and how often it then predicts the teacher's next token. Re-running a measurement's cell
+# updates its row.
+
+# %%
+recap.show()
 
 # %% [markdown]
 # ## Summary

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from inferlab.engine import LlamaWeights
 from inferlab.engine.weights import rms_norm, rotate_half
-from inferlab.lab import plots
+from inferlab.lab import plots, recap
 from inferlab.lab.bench import default_device, device_name, peak_memory, pin_threads, time_fn
 from inferlab.lab.models import load_model
 from inferlab.lab.settings import fast_mode, grading, pick
@@ -169,6 +169,8 @@ print("speed-up of one step from caching: "
 slope = (no_cache_ms[-1] - no_cache_ms[0]) / (lengths[-1] - lengths[0])
 print(f"without a cache each extra token of context adds {slope:.2f} ms to every later step "
       "(measured slope)")
+recap.note(f"decode step at {lengths[-1]} tokens of context: speed-up from the KV cache",
+           speedup[-1], "x", device=device)
 
 # %% [markdown]
 # ## 3 · What the cache costs: memory
@@ -432,6 +434,7 @@ print(f"{where}: {bandwidth / 1e9:.1f} GB/s copying memory (measured now); the e
 for run in (your_run, engine_run):
     print(run.line())
 print(f"the engine's tokens equal yours: {engine_out[0].token_ids == mine}")
+recap.note("engine decode, batch 1, static cache", engine_run.tok_s, "tok/s", device=device)
 
 # %% [markdown]
 # ## 5 · KV-cache quantization
@@ -632,6 +635,10 @@ print(f"(an fp16 cache would hold {fp16_bytes / 2**20:.2f} MiB: int8 + scales is
       f"{cache_bytes['fp32 cache'] / cache_bytes['int8 cache']:.2f}x smaller than fp32)")
 print(f"int8 vs fp32 cache: perplexity {ppl['int8 cache'] - ppl['fp32 cache']:+.3f}, "
       f"same top-1 next token at {top1:.1%} of {n_ppl} positions, KL {kl:.2e} nats")
+recap.note(f"int8 KV cache, {n_ppl} tokens: memory vs fp16",
+           fp16_bytes / cache_bytes["int8 cache"], "x smaller", device=device)
+recap.note(f"int8 KV cache, {n_ppl} tokens: same top-1 next token as fp32", top1 * 100, "%",
+           device=device)
 
 q8_tokens, q8_s = generate(prompt, n_new, cache_class=Int8KVCache)
 agree = token_agreement(mine, q8_tokens)
@@ -696,6 +703,15 @@ claims = [
 ]
 for what, claim, measured in claims:
     print(f"{what:<34}| claim: {claim:<62}| here: {measured}")
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: what the cache saves
+# per decode step, how fast the engine decodes with it, and what an int8 cache saves in memory and
+# keeps of the model's predictions. Re-running a measurement's cell updates its row.
+
+# %%
+recap.show()
 
 # %% [markdown]
 # ## Summary

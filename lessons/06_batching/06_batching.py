@@ -30,7 +30,7 @@ import torch
 
 from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, SequenceStatus
 from inferlab.engine.packed_weights import can_pack
-from inferlab.lab import plots, records
+from inferlab.lab import plots, recap, records
 from inferlab.lab.bench import compute_dtype, default_device, device_name, pin_threads, synchronize
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import load_model
@@ -68,6 +68,8 @@ for b in batch_sizes:
     synchronize(device)
     batch_tps[b] = b * n_tokens / (time.perf_counter() - start)
     print(f"{b:>2} prompts at once: {batch_tps[b]:6.1f} generated tokens/s")
+recap.note(f"engine throughput, {max(batch_tps)} prompts at once / 1 at a time",
+           batch_tps[max(batch_tps)] / batch_tps[1], "x", device=device)
 plots.bars([f"{b} at once" for b in batch_tps], list(batch_tps.values()),
            title="Engine throughput by batch", yaxis="tokens/s").show()
 
@@ -295,6 +297,11 @@ for p, r in results.items():
           f"latency p50 {r['p50']:6.2f} s  p95 {r['p95']:6.2f} s   "
           f"first token p50 {r['ttft_p50']:5.2f} s   ({r['steps']} steps)"
           + ("   <- your schedule_step" if p == "continuous" else ""))
+recap.note(f"{n_requests} requests: throughput, continuous / static batching",
+           results["continuous"]["throughput"] / results["static"]["throughput"], "x",
+           device=device)
+recap.note(f"{n_requests} requests: p50 latency, continuous / static batching",
+           results["continuous"]["p50"] / results["static"]["p50"], "x", device=device)
 plots.grouped_bars(list(POLICIES), {"p50 latency (s)": [results[p]["p50"] for p in POLICIES],
                                     "p95 latency (s)": [results[p]["p95"] for p in POLICIES]},
                    title="Latency per policy, same request stream", yaxis="seconds").show()
@@ -405,6 +412,8 @@ for name, r in chunk_runs.items():
           f"max {r['itl_max'] * 1e3:7.1f} ms   long TTFT {r['ttft'] * 1e3:7.1f} ms   "
           f"all done in {r['total']:5.2f} s ({r['steps']} steps)")
 off, finest = chunk_runs["off"], chunk_runs[f"chunks of {min(chunk_sizes)}"]
+recap.note(f"longest token stall behind a {len(long_prompt)}-token prompt, chunks of "
+           f"{min(chunk_sizes)} / none", finest["itl_max"] / off["itl_max"], "x", device=device)
 stalls = " / ".join(f"{r['itl_max'] * 1e3:.0f}" for r in chunk_runs.values())
 ttfts = " / ".join(f"{r['ttft'] * 1e3:.0f}" for r in chunk_runs.values())
 print("\nSarathi-Serve (OSDI 2024) | chunked prefills + stall-free batching: up to 2.6x the "
@@ -699,7 +708,18 @@ for who, claim, here in claims:
 # Those papers measured large models on large GPUs, long outputs and heavy load, where a static batch
 # idles for hundreds of steps; a 135M model with short outputs, on your device, has far less idle
 # time to recover, so the gains above are smaller. The direction is the same.
-#
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: what a batch buys,
+# what continuous batching (your `schedule_step`) gains over static batching on the same request
+# stream, and how much chunked prefill shortens the stall a long prompt causes. Re-running a
+# measurement's cell updates its row.
+
+# %%
+recap.show()
+
+# %% [markdown]
 # ## Summary
 # * Batching reuses each weight read for many sequences; the question is who joins a step.
 # * Static and dynamic batching run a batch to the end: short requests wait for long ones.

@@ -28,7 +28,7 @@ import time
 import torch
 
 from inferlab.engine import EngineConfig, LLMEngine, SamplingParams, Sequence
-from inferlab.lab import plots
+from inferlab.lab import plots, recap
 from inferlab.lab.bench import compute_dtype, default_device, device_name, pin_threads, synchronize
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import load_model
@@ -264,6 +264,9 @@ for kind, (used, reserved, eng) in occ.items():
     print(f"{kind:>6}: {waste[kind]:6.1%} of reserved KV slots held no token "
           f"(averaged over {len(used)} steps); KV memory allocated: "
           f"{eng.cache.nbytes / 2**20:.0f} MiB; block manager: {type(eng.block_manager).__name__}")
+    setting = f"rows of {MAX_LEN}" if kind == "static" else f"blocks of {eng.config.block_size}"
+    recap.note(f"KV slots reserved but empty, {kind} cache ({setting})", waste[kind] * 100, "%",
+               device=device)
 steps = range(len(occ["paged"][0]))
 plots.lines(steps, {"tokens stored": occ["paged"][0],
                     "reserved, paged (blocks of 16)": occ["paged"][1]},
@@ -305,6 +308,8 @@ for kind, manager in (("static", None), ("paged", MyBlockManager)):
 print(f"{where}: {bandwidth / 1e9:.1f} GB/s copying memory (measured now); batch of "
       f"{len(speed_batch)}; the engine uses {eng.runner.attention.name} attention, CUDA graphs "
       f"{'on' if eng.config.cuda_graphs else 'off'}")
+recap.note(f"decode tok/s, batch {len(speed_batch)}: paged cache (your block manager) / static",
+           speed["paged"].tok_s / speed["static"].tok_s, "x", device=device)
 
 # %% [markdown]
 # With paging, the only waste is the unfilled end of each sequence's last block - at most
@@ -536,6 +541,8 @@ for caching in (False, True):
           f"{rows[caching][3]:.2f} s")
 print(f"system prompt: {len(tokenizer.encode(system))} tokens shared by {len(shared)} requests; "
       f"same outputs: {rows[True][4] == rows[False][4]}")
+recap.note(f"prefix sharing, {len(shared)} requests: prompt tokens not recomputed",
+           (1 - rows[True][1] / rows[False][1]) * 100, "%", device=device)
 plots.grouped_bars(["peak KV blocks", "prompt tokens computed"],
                    {"no sharing": [rows[False][0], rows[False][1]],
                     "prefix sharing": [rows[True][0], rows[True][1]]},
@@ -568,7 +575,18 @@ for who, claim, here in claims:
 # The paper's 60-80% comes from systems that reserve the *maximum* output length (2,048 tokens and
 # more) for every request, plus fragmentation; this notebook's static waste depends on `max_len` and
 # the length mix above - move them in the widget to see it swing.
-#
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: how much of the KV
+# cache a static and a paged layout leave empty on the same mix of requests, what reading through
+# block tables costs in decode speed, and how much prefill work prefix sharing saves. Re-running a
+# measurement's cell updates its row.
+
+# %%
+recap.show()
+
+# %% [markdown]
 # ## Summary
 # * Reserving `max_len` contiguous slots per sequence wastes most of the cache for realistic
 #   lengths.

@@ -31,7 +31,7 @@ from inferlab.compress.distill import make_student, saved_students, students_dir
 from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, SamplingParams, Sequence
 from inferlab.engine.kv_cache import kv_bytes_per_token
 from inferlab.engine.spec_decode import PromptLookupDraft, SpeculativeDecoder
-from inferlab.lab import plots
+from inferlab.lab import plots, recap
 from inferlab.lab.bench import default_device, device_name, measure_bandwidth, pin_threads, time_fn
 from inferlab.lab.data import eval_text
 from inferlab.lab.models import load_model
@@ -401,6 +401,11 @@ for k in pick([1, 2, 4], [1, 4]):
     print(f"k = {k}: acceptance {rows[k][0]:5.1%}, {rows[k][1]:.2f} tokens per target pass, "
           f"speed-up {rows[k][2]:.2f}x, same tokens as the target alone: {rows[k][3]}")
 print(f"target alone: {base_tps:.1f} tokens/s")
+fastest_k = max(rows, key=lambda k: rows[k][2])
+recap.note(f"model draft ({len(drafts['student'].layers)} layers), k = {fastest_k}: acceptance",
+           rows[fastest_k][0] * 100, "%", device=device)
+recap.note(f"model draft ({len(drafts['student'].layers)} layers), k = {fastest_k}: speed-up "
+           "over the target alone", rows[fastest_k][2], "x", device=device)
 plots.lines(list(rows), {"measured speed-up": [r[2] for r in rows.values()],
                          "tokens per target pass": [r[1] for r in rows.values()]},
             title=f"Speculative decoding on {device_name(device)}, draft: {draft_label[:40]}",
@@ -525,6 +530,10 @@ for task, ids in tasks.items():
 copy = lookup["copy a paragraph"]
 best_lookup_k = max(copy["runs"], key=lambda k: copy["runs"][k][0].tokens_per_second)
 best_lookup = copy["runs"][best_lookup_k][0]
+recap.note(f"prompt lookup, copying, k = {best_lookup_k}: acceptance",
+           best_lookup.acceptance_rate * 100, "%", device=device)
+recap.note(f"prompt lookup, copying, k = {best_lookup_k}: speed-up over the target alone",
+           best_lookup.tokens_per_second / copy["alone"].tokens_per_second, "x", device=device)
 print(f"\nthe copy, as the model wrote it: {copy['text'][:240]!r}")
 print(spec_run(f"your loop + prompt lookup, k = {best_lookup_k}", best_lookup, best_lookup_k,
                len(tasks["copy a paragraph"])).line())
@@ -731,7 +740,18 @@ print(f"\nOn {where}: the model draft (c = {c:.2f}, a = {a:.2f}) "
 # what the wider verifying pass costs on your device at your batch size. A free draft on a task that
 # repeats its input wins; a small model draft on a small target, sampling at high temperature, or a
 # large batch each take part of the gain away.
-#
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: how often each draft's
+# guesses were kept by your accept/reject rule, and the speed-up your loop reached over the target
+# decoding alone (greedy, same tokens), at the draft length that was fastest. Re-running a
+# measurement's cell updates its row.
+
+# %%
+recap.show()
+
+# %% [markdown]
 # ## Summary
 # * One target pass verifies `k` guesses; the accept/reject rule with the residual distribution
 #   keeps the output distributed exactly as the target's (tested above), and greedy speculation

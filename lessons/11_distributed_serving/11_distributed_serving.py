@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from inferlab.lab import plots, records
+from inferlab.lab import plots, recap, records
 from inferlab.lab.bench import device_name, pin_threads
 from inferlab.lab.data import sample_prompts
 from inferlab.lab.settings import fast_mode, grading, pick
@@ -276,6 +276,9 @@ else:
         ray_traces = [trace for _, trace in results]
         final_page = get_text(url + "/metrics")
         ray_summary = summarize(ray_traces)
+    # Ray's replicas ask for no GPU, so they run on the CPU
+    recap.note("Ray Serve, autoscaled replicas over the ramp: throughput",
+               ray_summary["throughput_tok_s"], "tok/s", "cpu")
     print(f"{ray_summary['requests']} requests ({ray_summary['failed']} failed) in "
           f"{time.perf_counter() - started:.0f} s; "
           f"{ray_summary['throughput_tok_s']:.1f} tokens/s overall")
@@ -477,6 +480,10 @@ def tp_table(result: dict, title: str) -> None:
 
 if tp_cpu:
     tp_table(tp_cpu, f"measured here ({device_name('cpu')}, 1 thread per rank)")
+    largest = max(tp_cpu["runs"], key=lambda r: r["tokens"])
+    recap.note(f"tensor-parallel MLP, 2 processes (gloo), {largest['tokens']} tokens: "
+               "speed-up over 1 process",
+               largest["single_forward_s"] / largest["tp_forward_s"], "x", "cpu")
 
 tp_live_gpu = None
 if not grading() and torch.cuda.device_count() >= 2:  # a machine with 2 GPUs: measure NCCL live
@@ -485,6 +492,11 @@ if not grading() and torch.cuda.device_count() >= 2:  # a machine with 2 GPUs: m
                          repeats=20)
     tp_table(tp_live_gpu,
              f"measured here (2x {torch.cuda.get_device_name(0)}), Llama-2-7B MLP size")
+    largest = max(tp_live_gpu["runs"], key=lambda r: r["tokens"])
+    recap.note(f"tensor-parallel MLP, Llama-2-7B size, 2 GPUs (NCCL), {largest['tokens']} "
+               "tokens: speed-up over 1 GPU",
+               largest["single_forward_s"] / largest["tp_forward_s"], "x",
+               f"2x {torch.cuda.get_device_name(0)}")
 
 try:
     tp_gpu = records.load("tp_gpu")
@@ -549,6 +561,9 @@ else:
         print(f"{m:>14}{seconds * 1e3:>13.1f}{ideal * 1e3:>10.1f}{1 / (m + 1):>17.0%}")
     print("(ideal: perfect halves, free communication, a core per stage; the difference is "
           "communication, Python overhead and cores shared with other processes)")
+    most = max(pp["pipeline_s"], key=int)
+    recap.note(f"pipeline, 2 stages, {most} micro-batches: speed-up over 1 process",
+               single / pp["pipeline_s"][most], "x", "cpu")
 
 # %% [markdown]
 # Pipeline parallelism sends activations only between neighbouring stages (cheap; fine even
@@ -696,6 +711,15 @@ if "serving_cpu" in available_records:
             if isinstance(summary, dict) and name != "transformers generate":
                 print(f"  {name:<30} "
                       f"{summary['throughput_tok_s'] / base['throughput_tok_s']:5.1f}x throughput")
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: what the autoscaled
+# Ray Serve replicas delivered over the ramp, and how much faster the tensor-parallel and the
+# pipelined splits ran than one process. Re-running a measurement updates its row.
+
+# %%
+recap.show()
 
 # %% [markdown]
 # ## Summary

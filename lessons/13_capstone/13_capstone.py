@@ -36,7 +36,7 @@ from inferlab.compress.distill import make_student, saved_students, students_dir
 from inferlab.compress.quant import Scheme, quantize_model
 from inferlab.engine import EngineConfig, LlamaWeights, LLMEngine, SamplingParams, Sequence
 from inferlab.engine.spec_decode import PromptLookupDraft, SpeculativeDecoder
-from inferlab.lab import plots, scripted_device
+from inferlab.lab import plots, recap, scripted_device
 from inferlab.lab.bench import (
     compute_dtype,
     default_device,
@@ -354,6 +354,7 @@ if grading():
 else:
     speed_at_start = speed_check()
     add_row(ROW1, hf_generate(model), prompts[:n_single])
+    recap.note(f"row 1: {ROW1}", rows[-1]["tokens_per_s"], "tok/s", device)
 
 # %% [markdown]
 # ## 6 · Row 2 - lower precision
@@ -437,6 +438,8 @@ else:
     batched = LLMEngine(stack_weights, tokenizer, EngineConfig(
         max_num_seqs=n_prompts, max_model_len=max_len, enable_prefix_caching=False))
     add_row(f"+ continuous batching ({n_prompts} at once)", engine_generate(batched), prompts)
+    recap.note(f"row 4: the stack with continuous batching, {n_prompts} requests",
+               rows[-1]["tokens_per_s"], "tok/s", device)
     steps = batched.stats.batch_sizes
     print(f"{len(steps)} engine steps in the warm-up and timed runs together, up to "
           f"{max(steps)} sequences in one step")
@@ -568,6 +571,10 @@ else:
                      text=[f"{r['speedup']:.2f}x (step {r['step']:.2f}x)" for r in table])
     fig.update_yaxes(type="log")
     fig.show()
+    fastest = max(table, key=lambda r: r["speedup"])
+    recap.note("fastest row: speed-up over row 1", fastest["speedup"], "x", device)
+    recap.note("fastest row: greedy tokens equal to row 1's", 100 * agreement(fastest["name"]),
+               "%", device)
     speed_at_end = speed_check()
     drift = speed_at_end / speed_at_start
     print(f"the same short measurement before row 1 and after row 5: {speed_at_start:.1f} and "
@@ -753,7 +760,17 @@ else:
 # Multipliers compose when they remove *different* bottlenecks; the ones that spend the same spare
 # resource (batching and speculation, batching and low precision at batch 1) do not multiply. That
 # is why a product of per-technique claims overstates the combined gain.
-#
+
+# %% [markdown]
+# ## What you measured
+# The headline figures of this lesson, measured in this run on your machine: the plain starting
+# point (row 1), the stack with continuous batching (row 4), and the fastest row's speed-up over
+# row 1 with its share of greedy tokens equal to row 1's. Re-running a measurement updates its row.
+
+# %%
+recap.show()
+
+# %% [markdown]
 # ## Summary
 # * One harness (yours), one workload, one table: every row measured in this run, on your device,
 #   with its speed-up, its step multiplier and its cost per million tokens at a cited price.
