@@ -435,6 +435,8 @@ for run in (your_run, engine_run):
     print(run.line())
 print(f"the engine's tokens equal yours: {engine_out[0].token_ids == mine}")
 recap.note("engine decode, batch 1, static cache", engine_run.tok_s, "tok/s", device=device)
+recap.note("engine decode, batch 1: share of the bandwidth roofline", 100 * engine_run.fraction,
+           "%", device=device)
 
 # %% [markdown]
 # ## 5 · KV-cache quantization
@@ -707,8 +709,9 @@ for what, claim, measured in claims:
 # %% [markdown]
 # ## What you measured
 # The headline figures of this lesson, measured in this run on your machine: what the cache saves
-# per decode step, how fast the engine decodes with it, and what an int8 cache saves in memory and
-# keeps of the model's predictions. Re-running a measurement's cell updates its row.
+# per decode step, how fast the engine decodes with it and how close that comes to the bandwidth
+# roofline, and what an int8 cache saves in memory and keeps of the model's predictions.
+# Re-running a measurement's cell updates its row.
 
 # %%
 recap.show()

@@ -599,6 +599,9 @@ for name, (tokens, tps) in backend_runs.items():
     same = sum(a == b for a, b in zip(tokens, reference_tokens))
     print(f"{name:<7} {tps:7.1f} tok/s   "
           f"greedy outputs equal to sdpa's: {same}/{len(backend_prompts)}")
+fastest_backend = max(backend_runs, key=lambda name: backend_runs[name][1])
+recap.note(f"engine, {len(backend_prompts)} prompts, fastest attention backend "
+           f"({fastest_backend})", backend_runs[fastest_backend][1], "tok/s", device)
 
 # %% [markdown]
 # Same tokens, different routes to them. At these short contexts attention is a small part of a
@@ -677,8 +680,9 @@ for who, claim, here in claims:
 # %% [markdown]
 # ## What you measured
 # The headline figures of this lesson, measured in this run on your machine: the memory naive and
-# tiled attention needed, the share of key blocks your causal attention loaded and, on a GPU, how
-# much faster the fused kernel ran than the naive one. Re-running a measurement updates its row.
+# tiled attention needed, the share of key blocks your causal attention loaded, on a GPU how much
+# faster the fused kernel ran than the naive one, and the engine's speed with its fastest attention
+# backend here. Re-running a measurement updates its row.
 
 # %%
 recap.show()
