@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 01 · Quantization: INT8, INT4, NF4 and bitsandbytes
 #
-# **Time:** running every cell in full mode took about 6 min on a 2-core CPU and about 5 min on an
+# **Time:** running every cell in full mode took about 5 min on a 2-core CPU and about 5 min on an
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lesson 00 (the memory
 # wall: decoding reads every weight per token); PyTorch tensors and dtypes.
 #

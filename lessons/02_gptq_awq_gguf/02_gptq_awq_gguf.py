@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 02 · Better 4-bit: GPTQ, AWQ - and GGUF on the CPU with llama.cpp
 #
-# **Time:** running every cell in full mode took about 7 min on a 2-core CPU and about 3 min on an
+# **Time:** running every cell in full mode took about 3 min on a 2-core CPU and about 3 min on an
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lesson 01
 # (round-to-nearest, per-group scales, perplexity); matrix products (the Cholesky factor is
 # explained here).

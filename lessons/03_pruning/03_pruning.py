@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 03 · Pruning: which zeros make a model smaller or faster?
 #
-# **Time:** running every cell in full mode took about 4 min on a 2-core CPU and about 2 min on an
+# **Time:** running every cell in full mode took about 3 min on a 2-core CPU and about 2 min on an
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lessons 00-01 (bytes per
 # token, perplexity, measuring size and speed).
 #

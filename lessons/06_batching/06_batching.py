@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 06 · Batching: static, dynamic and continuous
 #
-# **Time:** running every cell in full mode took about 4 min on a 2-core CPU and about 2 min on an
+# **Time:** running every cell in full mode took about 3 min on a 2-core CPU and about 2 min on an
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lesson 05 (the KV cache
 # and the decode step).
 #

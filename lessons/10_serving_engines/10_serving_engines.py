@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 10 · Serving engines: vLLM and llama.cpp, measured side by side
 #
-# **Time:** running every cell in full mode took about 3 min on a 2-core CPU and about 2 min on an
+# **Time:** running every cell in full mode took about 4 min on a 2-core CPU and about 2 min on an
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lessons 05-09 (what an
 # engine does inside), lesson 02 (GGUF); HTTP requests and streaming help.
 #
