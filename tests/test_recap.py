@@ -41,11 +41,18 @@ def test_values_read_with_three_significant_figures(value, text):
     assert recap.format_value(value) == text
 
 
-@pytest.mark.parametrize("what,value", [("", 1.0), ("x", math.nan), ("x", math.inf)])
-def test_a_figure_without_a_name_or_a_finite_value_is_refused(what, value):
-    with pytest.raises(ValueError, match="finite"):
-        recap.note(what, value, "x")
+def test_a_figure_without_a_name_is_refused():
+    with pytest.raises(ValueError, match="name"):
+        recap.note("", 1.0, "x")
     assert recap.figures() == []
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_value_that_is_not_finite_is_left_out_and_the_lesson_goes_on(value, capsys):
+    recap.note("perplexity", 12.5, "ppl", "GPU X")
+    assert recap.note("perplexity", value, "ppl", "GPU X") is value    # the cell run again
+    assert recap.figures() == []                # the earlier reading is not shown as this one
+    assert "'perplexity' left out" in capsys.readouterr().out
 
 
 def test_outside_a_notebook_the_recap_is_printed(capsys):

@@ -34,11 +34,17 @@ _figures: dict[str, Figure] = {}
 
 def note(what: str, value: float, unit: str, device=None) -> float:
     """Note a headline figure of this lesson and return ``value`` unchanged. ``device``: a torch
-    device, a name, or None for the lesson's default device."""
-    value = float(value)
-    if not what or not math.isfinite(value):
-        raise ValueError(f"a recap figure needs a name and a finite value, got {what!r} = {value}")
-    _figures[what] = Figure(what, value, unit, _device_label(device))
+    device, a name, or None for the lesson's default device. A value that is not a finite number
+    (a perplexity that overflowed, a timing that failed) is left out with a printed reason: the
+    recap never stops a lesson."""
+    if not what:
+        raise ValueError("a recap figure needs a name")
+    number = float(value)
+    if not math.isfinite(number):
+        _figures.pop(what, None)
+        print(f"recap: {what!r} left out, its value is {number} (not a finite number)")
+        return value
+    _figures[what] = Figure(what, number, unit, _device_label(device))
     return value
 
 
