@@ -32,6 +32,20 @@ def test_decode_run_arithmetic():
         DecodeRun("x", 1, 0, 1.0, 1, 0, 1.0)
 
 
+def test_decode_run_breakdown_splits_a_step():
+    # 10 steps in 2 s: 200 ms a step; 1050 bytes at 10,000 B/s: 105 ms; fixed cost 95 ms (47.5%)
+    run = DecodeRun("x", tokens=20, steps=10, seconds=2.0, weight_bytes=1000, kv_bytes=500,
+                    bandwidth=10_000.0)
+    assert run.step_seconds == pytest.approx(0.2)
+    assert run.read_seconds == pytest.approx(0.105)
+    text = run.breakdown()
+    assert "200.000 ms" in text and "105.000 ms" in text and "95.000 ms (48%)" in text
+    # a step faster than its bytes allow (a noisy bandwidth reading): no negative fixed cost
+    quick = DecodeRun("q", tokens=10, steps=10, seconds=0.5, weight_bytes=1000, kv_bytes=0,
+                      bandwidth=10_000.0)
+    assert "the other 0.000 ms (0%)" in quick.breakdown()
+
+
 def test_engine_decode_run_counts_decode_steps_and_bytes():
     torch.set_num_threads(1)
     weights = LlamaWeights.random(CONFIG, dtype=torch.float32, seed=0, std=0.3)

@@ -69,6 +69,26 @@ class DecodeRun:
         """Tokens/s if every step moved its bytes at the measured bandwidth."""
         return self.bandwidth / self.bytes_per_step * self.tokens / self.steps
 
+    @property
+    def step_seconds(self) -> float:
+        """Measured time of one decode step."""
+        return self.seconds / self.steps
+
+    @property
+    def read_seconds(self) -> float:
+        """Time one step's bytes take to read at the measured bandwidth: the step's floor."""
+        return self.bytes_per_step / self.bandwidth
+
+    def breakdown(self) -> str:
+        """Split a step's time into the bytes' floor and the rest: the fixed cost of a step
+        (launching kernels or replaying a graph, the CPU's bookkeeping), which the roofline
+        leaves out and which sets the speed when the weights are small."""
+        fixed = max(self.step_seconds - self.read_seconds, 0.0)
+        return (f"{self.label}: a step took {self.step_seconds * 1e3:.3f} ms; reading its "
+                f"{self.bytes_per_step / 1e6:.1f} MB at {self.bandwidth / 1e9:.0f} GB/s takes "
+                f"{self.read_seconds * 1e3:.3f} ms; the other {fixed * 1e3:.3f} ms "
+                f"({fixed / self.step_seconds:.0%}) are the step's fixed cost")
+
     def line(self) -> str:
         where = f" on {self.device}" if self.device else ""
         return (f"{self.label}: {self.tok_s:.1f} tok/s ({self.tokens} tokens, {self.steps} decode "

@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 04 · Distillation: a smaller student that imitates the teacher
 #
-# **Time:** running every cell in full mode took about 3 min on a 2-core CPU and about 5 min on an
+# **Time:** running every cell in full mode took about 3 min on a 2-core CPU and about 6 min on an
 # H200 GPU (measured), plus your reading and exercises. **Prerequisites:** lessons 00 and 03 (a
 # model with layers removed); a PyTorch training loop (loss, `backward`, optimizer); softmax and
 # cross-entropy. On a GPU the notebook trains longer.

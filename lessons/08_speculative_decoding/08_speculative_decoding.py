@@ -60,9 +60,11 @@ if trained:
     name = max(trained, key=lambda n: students[n]["steps"])
     draft_model, _ = load_model(str(students_dir() / name), dtype=torch.float32, device=device)
     draft_label = f"distilled student '{name}' (lesson 04, {students[name]['steps']} steps)"
+    draft_kind = "distilled"
 else:
     draft_model = make_student(model, 10)
     draft_label = "10 of 30 layers, not distilled (run lesson 04 for a better draft)"
+    draft_kind = "not distilled"
 drafts = {"student": LlamaWeights.from_hf(draft_model), "first 6 layers": target.truncated(6),
           "prompt lookup": PromptLookupDraft(target.config.vocab_size)}     # section 6
 print(f"draft: {draft_label}: {len(drafts['student'].layers)} layers, "
@@ -402,10 +404,9 @@ for k in pick([1, 2, 4], [1, 4]):
           f"speed-up {rows[k][2]:.2f}x, same tokens as the target alone: {rows[k][3]}")
 print(f"target alone: {base_tps:.1f} tokens/s")
 fastest_k = max(rows, key=lambda k: rows[k][2])
-recap.note(f"model draft ({len(drafts['student'].layers)} layers), k = {fastest_k}: acceptance",
-           rows[fastest_k][0] * 100, "%", device=device)
-recap.note(f"model draft ({len(drafts['student'].layers)} layers), k = {fastest_k}: speed-up "
-           "over the target alone", rows[fastest_k][2], "x", device=device)
+draft_name = f"model draft ({len(drafts['student'].layers)} layers, {draft_kind}), k = {fastest_k}"
+recap.note(f"{draft_name}: acceptance", rows[fastest_k][0] * 100, "%", device=device)
+recap.note(f"{draft_name}: speed-up over the target alone", rows[fastest_k][2], "x", device=device)
 plots.lines(list(rows), {"measured speed-up": [r[2] for r in rows.values()],
                          "tokens per target pass": [r[1] for r in rows.values()]},
             title=f"Speculative decoding on {device_name(device)}, draft: {draft_label[:40]}",
