@@ -425,12 +425,14 @@ print("\nSarathi-Serve (OSDI 2024) | chunked prefills + stall-free batching: up 
       "better inter-token latency, a larger one better TTFT\n"
       f"{'':<26}| here (off, then smaller chunks): ITL max {stalls} ms; long TTFT {ttfts} ms")
 if finest["itl_max"] > 0.9 * off["itl_max"]:
-    print(f"\nHere chunks did not shorten the longest stall. Without them it was "
-          f"{off['itl_max'] / off['itl_p50']:.1f}x an ordinary step: on {device_name(device)} this "
-          "prefill is short next to a step's fixed cost (a step with prompt tokens launches its "
-          f"kernels one by one{', without the CUDA graph that replays a decode step' if gpu else ''}"
-          "), so a chunk's step costs about what the whole prompt's did. Chunked prefill pays when "
-          "a prefill is long next to a step: longer prompts, larger models, slower devices.")
+    print(f"\nHere chunks did not shorten the longest stall: the whole {len(long_prompt)}-token "
+          f"prefill held the others for {off['itl_max'] * 1e3:.0f} ms, and a step with a chunk of "
+          f"{min(chunk_sizes)} tokens took {finest['itl_p50'] * 1e3:.0f} ms (the median gap). On "
+          f"{device_name(device)} a step with prompt tokens costs about the same whatever their "
+          "number: its time is mostly the fixed cost of launching its kernels one by one"
+          f"{', without the CUDA graph that replays a decode step' if gpu else ''}. Chunked "
+          "prefill pays when a prefill is long next to that fixed cost: longer prompts, larger "
+          "models, or a machine where launching a kernel costs less.")
 plots.grouped_bars(list(chunk_runs),
                    {"ITL p50 (ms)": [r["itl_p50"] * 1e3 for r in chunk_runs.values()],
                     "ITL max (ms)": [r["itl_max"] * 1e3 for r in chunk_runs.values()],
@@ -440,8 +442,9 @@ plots.grouped_bars(list(chunk_runs),
 # %% [markdown]
 # Without chunks the longest gap in the short requests' streams is the whole prefill of the long
 # prompt; with chunks it shrinks toward the time of one chunk plus one decode token each - as long as
-# that prefill takes much longer than a step's fixed cost (a small model on a large GPU may prefill
-# the whole prompt in about the time of one step; then the stall hardly changes). The price
+# that prefill takes much longer than a step's fixed cost. Where a step's time is mostly the cost of
+# launching its kernels (a small model on a fast GPU), a chunk's step costs about what the whole
+# prompt's did, and the stall hardly changes. The price
 # is paid by the long request and by throughput: a smaller chunk means more steps, and every step
 # reads all the weights again and launches all the kernels again, so the long prompt's first token
 # comes later and the whole workload may take longer - on a GPU, a chunk much smaller than the
