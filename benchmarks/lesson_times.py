@@ -28,6 +28,8 @@ the GPU did and everything else (Python, the CPU, waiting), and gives an estimat
 card: a T4 reads memory 15x slower than an H200 (320 against 4800 GB/s) and computes fp16 15x
 slower (65 against 989 TFLOPS), so ``estimate = time + busy x (15 - 1)`` (``slower_card_estimate``)
 - an upper bound when several lessons share the GPU, since each then counts the others' kernels.
+A lesson that sizes its GPU work to the card (``gpu_workload_scale``) gets no estimate: a slower
+card runs less of its work.
 """
 from __future__ import annotations
 
@@ -93,6 +95,14 @@ def slower_card_estimate(seconds: float, busy: float, factor: float = SLOWER_CAR
     """A lesson's time on a card ``factor`` times slower: its GPU work slows down by the
     factor, the rest (Python, CPU, waiting) stays as measured."""
     return seconds + busy * (factor - 1)
+
+
+def scales_to_card(name: str) -> bool:
+    """Whether lesson ``name`` sizes its GPU work to the card (``gpu_workload_scale``): a slower
+    card then runs less of it, and the slower-card estimate, which assumes the same work, does
+    not apply."""
+    source = ROOT / "lessons" / name / f"{name}.py"
+    return source.is_file() and "gpu_workload_scale(" in source.read_text()
 
 
 def lessons(selected: list[str]) -> list[Path]:
@@ -257,8 +267,12 @@ def write_markdown(results: dict, path: Path) -> None:
         busy_txt = ""
         if with_busy:
             busy = r.get("gpu_busy_seconds")
-            busy_txt = ("- | - | " if busy is None else f"{busy:.0f} s | "
-                        f"{slower_card_estimate(r['seconds'], busy) / 60:.1f} min | ")
+            if busy is None:
+                busy_txt = "- | - | "
+            else:
+                estimate = ("scales its work to the card" if scales_to_card(name)
+                            else f"{slower_card_estimate(r['seconds'], busy) / 60:.1f} min")
+                busy_txt = f"{busy:.0f} s | {estimate} | "
         lines.append(f"| {name} | {r['seconds']:.0f} s{flag} | {busy_txt}{slow_txt} | {errs} "
                      f"| {longs} |")
     lines += ["", f"Total: {total / 60:.1f} min for {len(results['lessons'])} lessons.", ""]

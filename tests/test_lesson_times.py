@@ -97,7 +97,7 @@ def test_gpu_busy_seconds_come_from_nvidia_smi_samples(tmp_path, monkeypatch):
     assert busy.seconds(t1, t1 + 10) <= 0.5 * busy.period    # nothing after the window
 
 
-def test_a_slower_card_estimate_scales_only_the_gpu_work(tmp_path):
+def test_a_slower_card_estimate_scales_only_the_gpu_work(tmp_path, monkeypatch):
     assert lesson_times.slower_card_estimate(100.0, 0.0) == 100.0        # nothing on the GPU
     assert lesson_times.slower_card_estimate(100.0, 10.0, factor=15) == 240.0
     facts = {"device": "GPU X", "torch": "2", "transformers": "5", "triton": "3",
@@ -109,4 +109,14 @@ def test_a_slower_card_estimate_scales_only_the_gpu_work(tmp_path):
     lesson_times.write_markdown(results, tmp_path / "t.md")
     table = (tmp_path / "t.md").read_text()
     assert "estimate on a T4" in table
+    assert f"| 01_x | 100 s | 10 s | {(100 + 10 * 14) / 60:.1f} min |" in table
+    # a lesson that sizes its GPU work to the card gets no estimate: a slower card runs less
+    monkeypatch.setattr(lesson_times, "ROOT", tmp_path)
+    source = tmp_path / "lessons" / "04_y" / "04_y.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("steps = round(1000 * gpu_workload_scale(device))\n")
+    results["lessons"]["04_y"] = dict(lesson, seconds=300.0)
+    lesson_times.write_markdown(results, tmp_path / "t.md")
+    table = (tmp_path / "t.md").read_text()
+    assert "| 04_y | 300 s | 10 s | scales its work to the card |" in table
     assert f"| 01_x | 100 s | 10 s | {(100 + 10 * 14) / 60:.1f} min |" in table
