@@ -441,19 +441,19 @@ plots.grouped_bars(list(chunk_runs),
 
 # %% [markdown]
 # Without chunks the longest gap in the short requests' streams is the whole prefill of the long
-# prompt; with chunks it shrinks toward the time of one chunk plus one decode token each - as long as
-# that prefill takes much longer than a step's fixed cost. Where a step's time is mostly the cost of
-# launching its kernels (a small model on a fast GPU), a chunk's step costs about what the whole
-# prompt's did, and the stall hardly changes. The price
-# is paid by the long request and by throughput: a smaller chunk means more steps, and every step
-# reads all the weights again and launches all the kernels again, so the long prompt's first token
-# comes later and the whole workload may take longer - on a GPU, a chunk much smaller than the
-# point where a step becomes compute-bound wastes most of the weight read. (In a mixed step the
-# course engine runs attention twice, once for the decode tokens and once for the chunk, so the
-# decode queries are not padded to the chunk's width; servers do both in one variable-length
-# attention kernel.) Sarathi-Serve picks the chunk from a latency target for the time between
-# tokens; vLLM exposes it as `max_num_batched_tokens`. Compare the rows above: which of your chunk
-# sizes bounds the stall without delaying the long request much?
+# prompt; with chunks it shrinks toward the time of one chunk plus one decode token each - as long
+# as that prefill takes much longer than a step's fixed cost. Where a step's time is mostly the cost
+# of launching its kernels (a small model on a fast GPU), a chunk's step costs about what the whole
+# prompt's did, and the stall hardly changes. Chunks have a price, paid by the long request and by
+# throughput: a smaller chunk means more steps, and every step reads all the weights again and
+# launches all the kernels again, so the long prompt's first token comes later and the whole
+# workload may take longer - on a GPU, a chunk much smaller than the point where a step becomes
+# compute-bound wastes most of the weight read. (In a mixed step the course engine runs attention
+# twice, once for the decode tokens and once for the chunk, so the decode queries are not padded to
+# the chunk's width; servers do both in one variable-length attention kernel.) Sarathi-Serve picks
+# the chunk from a latency target for the time between tokens; vLLM exposes it as
+# `max_num_batched_tokens`. Compare the rows above: which of your chunk sizes bounds the stall
+# without delaying the long request much?
 
 # %% [markdown]
 # ## 5 · The engine against `transformers`, and recorded results
